@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the system packages mummer needs: the BoringSSL build tools and Chromium for
+# the fingerprint conformance test. Idempotent; skips apt when everything is present.
+set -euo pipefail
+need=()
+for pkg in cmake libclang-dev git build-essential chromium iproute2 util-linux; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi

@@ -1,0 +1,221 @@
+//! The crate's one error type.
+//!
+//! [`Error`] wraps a private kind and answers questions (`is_timeout()`, `is_connect()`,
+//! `is_tls()`, ...) so callers branch on what happened, never on message text. The
+//! message names the thing that failed and, where there is one, the fix.
+
+use std::fmt;
+
+/// A `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in mummer.
+pub struct Error {
+    kind: Kind,
+    message: String,
+    url: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// What kind of failure an [`Error`] is. Private: use the `is_*` methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    UnknownProfile,
+    InvalidProfile,
+    InvalidInput,
+    InvalidUrl,
+    Dns,
+    Connect,
+    Proxy,
+    Tls,
+    Timeout,
+    Protocol,
+    BodyTooLarge,
+    Decode,
+    Io,
+}
+
+impl Error {
+    fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            url: None,
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn with_url(mut self, url: impl fmt::Display) -> Self {
+        self.url = Some(url.to_string());
+        self
+    }
+
+    pub(crate) fn unknown_profile(name: &str, closest: Vec<String>) -> Self {
+        Error::new(
+            Kind::UnknownProfile,
+            format!(
+                "unknown profile `{name}`; closest: {} (run `mummer profiles` for the full list, or pass a profile file)",
+                closest.join(", ")
+            ),
+        )
+    }
+
+    pub(crate) fn invalid_profile(origin: String, detail: String) -> Self {
+        Error::new(Kind::InvalidProfile, format!("invalid profile {origin}: {detail}"))
+    }
+
+    pub(crate) fn invalid_input(message: impl Into<String>) -> Self {
+        Error::new(Kind::InvalidInput, message)
+    }
+
+    pub(crate) fn invalid_url(url: &str, why: impl fmt::Display) -> Self {
+        Error::new(
+            Kind::InvalidUrl,
+            format!("invalid URL `{url}`: {why} (expected an absolute http:// or https:// URL)"),
+        )
+    }
+
+    pub(crate) fn dns(host: &str, why: impl fmt::Display) -> Self {
+        Error::new(
+            Kind::Dns,
+            format!("cannot resolve `{host}`: {why} (check the name, or pin it with --resolve HOST:PORT:ADDR)"),
+        )
+    }
+
+    pub(crate) fn connect(target: impl fmt::Display, why: impl fmt::Display) -> Self {
+        Error::new(Kind::Connect, format!("cannot connect to {target}: {why}"))
+    }
+
+    pub(crate) fn proxy(proxy: impl fmt::Display, why: impl fmt::Display) -> Self {
+        Error::new(Kind::Proxy, format!("proxy {proxy}: {why}"))
+    }
+
+    pub(crate) fn tls(host: &str, why: impl fmt::Display) -> Self {
+        Error::new(Kind::Tls, format!("TLS handshake with `{host}` failed: {why}"))
+    }
+
+    pub(crate) fn timeout(what: impl fmt::Display) -> Self {
+        Error::new(Kind::Timeout, format!("timed out {what}"))
+    }
+
+    pub(crate) fn protocol(why: impl fmt::Display) -> Self {
+        Error::new(Kind::Protocol, format!("protocol error: {why}"))
+    }
+
+    pub(crate) fn body_too_large(what: impl fmt::Display) -> Self {
+        Error::new(Kind::BodyTooLarge, what.to_string())
+    }
+
+    pub(crate) fn decode(why: impl fmt::Display) -> Self {
+        Error::new(Kind::Decode, format!("cannot decode the response body: {why}"))
+    }
+
+    pub(crate) fn io(what: impl fmt::Display, e: std::io::Error) -> Self {
+        Error::new(Kind::Io, format!("{what}: {e}")).with_source(e)
+    }
+
+    /// No built-in profile or alias has the requested name.
+    pub fn is_unknown_profile(&self) -> bool {
+        self.kind == Kind::UnknownProfile
+    }
+
+    /// A profile file (or built-in) does not match the profile format.
+    pub fn is_invalid_profile(&self) -> bool {
+        self.kind == Kind::InvalidProfile
+    }
+
+    /// An argument from the caller is malformed (header, option, request kind).
+    pub fn is_invalid_input(&self) -> bool {
+        self.kind == Kind::InvalidInput
+    }
+
+    /// The URL cannot be requested (malformed, relative, unsupported scheme).
+    pub fn is_invalid_url(&self) -> bool {
+        self.kind == Kind::InvalidUrl
+    }
+
+    /// Name resolution failed.
+    pub fn is_dns(&self) -> bool {
+        self.kind == Kind::Dns
+    }
+
+    /// The TCP connection could not be established (refused, unreachable).
+    pub fn is_connect(&self) -> bool {
+        self.kind == Kind::Connect
+    }
+
+    /// The proxy refused the tunnel, the credentials, or spoke garbage.
+    pub fn is_proxy(&self) -> bool {
+        self.kind == Kind::Proxy
+    }
+
+    /// The TLS handshake failed (including certificate verification).
+    pub fn is_tls(&self) -> bool {
+        self.kind == Kind::Tls
+    }
+
+    /// A connect, TLS or total deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == Kind::Timeout
+    }
+
+    /// The peer broke HTTP (malformed or oversize headers, truncated body, reset).
+    pub fn is_protocol(&self) -> bool {
+        self.kind == Kind::Protocol
+    }
+
+    /// A body exceeded its limit (raw or decoded: a decompression bomb lands here).
+    pub fn is_body_too_large(&self) -> bool {
+        self.kind == Kind::BodyTooLarge
+    }
+
+    /// The body's Content-Encoding could not be decoded.
+    pub fn is_decode(&self) -> bool {
+        self.kind == Kind::Decode
+    }
+
+    /// The URL of the request that failed, if there was one.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("mummer::Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(url) = &self.url {
+            d.field("url", url);
+        }
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(url) = &self.url {
+            write!(f, " ({url})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| &**s as &(dyn std::error::Error + 'static))
+    }
+}
