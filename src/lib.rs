@@ -3,9 +3,16 @@
 //! See `README.md` for the tour and `docs/architecture.md` for where each concern lives.
 #![warn(missing_docs)]
 
+pub mod client;
+mod decode;
 pub mod error;
+mod h1;
+mod h2;
+pub mod net;
 pub mod profile;
 pub mod tls;
 
+pub use client::{Client, ClientBuilder, HttpVersionPref, RequestBuilder, Response, Timings};
+pub use decode::decode_body;
 pub use error::{Error, Result};
 pub use profile::{Profile, RequestKind};

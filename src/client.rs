@@ -1,0 +1,717 @@
+//! The transport client: one profile, a per-origin connection pool, and single
+//! request/response exchanges.
+//!
+//! [`Client`] is what `mummer fetch` uses and what the session layer builds on. It owns
+//! the TLS context (built once), the dialer (DNS overrides, proxy, connect deadline), the
+//! TLS ticket cache and the pool: one multiplexed HTTP/2 connection per origin (a second
+//! one when the server's stream limit is reached, a new one after GOAWAY) and up to
+//! [`ClientBuilder::max_idle_per_origin`] keep-alive HTTP/1.1 connections. It follows no
+//! redirects and keeps no cookies: those belong to the session layer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use tokio_boring::SslStream;
+
+use crate::decode::decode_body;
+use crate::error::{Error, Result};
+use crate::h1::H1Connection;
+use crate::h2::{self, H2Connection};
+use crate::net::{BoxedIo, Dialer, Proxy, ResolveOverride};
+use crate::profile::{render_headers, Profile, RequestKind};
+use crate::tls::{TicketCache, TlsConnector, TlsInfo, TlsOptions};
+
+/// Default limit on a response body as received.
+pub const DEFAULT_MAX_BODY: u64 = 64 * 1024 * 1024;
+/// Default limit on a response body after Content-Encoding is undone.
+pub const DEFAULT_MAX_DECODED_BODY: u64 = 64 * 1024 * 1024;
+/// Keep-alive HTTP/1.1 connections kept per origin (Chromium allows 6 per host).
+pub const DEFAULT_MAX_IDLE_PER_ORIGIN: usize = 6;
+
+/// Which HTTP version to use over TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpVersionPref {
+    /// Let ALPN decide with the profile's list (h2 when the server offers it).
+    #[default]
+    Auto,
+    /// Offer only `http/1.1` (`--http1.1`).
+    Http1Only,
+    /// Offer only `h2` (`--http2`); a server without h2 fails the handshake.
+    Http2Only,
+}
+
+/// Builds a [`Client`].
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    profile: Profile,
+    tls: TlsOptions,
+    resolve: Vec<ResolveOverride>,
+    proxy: Option<Proxy>,
+    connect_timeout: Option<Duration>,
+    tls_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+    version: HttpVersionPref,
+    max_body: u64,
+    max_decoded_body: u64,
+    decode: bool,
+    max_idle_per_origin: usize,
+}
+
+impl ClientBuilder {
+    /// Trust this CA bundle (PEM) instead of the system store.
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Skip certificate verification (tests, debugging).
+    pub fn insecure(mut self, insecure: bool) -> Self {
+        self.tls.insecure = insecure;
+        self
+    }
+
+    /// Connect to `addr` whenever a URL names `host:port` (curl's `--resolve`).
+    pub fn resolve(mut self, entry: ResolveOverride) -> Self {
+        self.resolve.push(entry);
+        self
+    }
+
+    /// Route every connection through this proxy.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// Deadline for DNS plus TCP connect (and proxy set-up).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = Some(d);
+        self
+    }
+
+    /// Deadline for the TLS handshake.
+    pub fn tls_timeout(mut self, d: Duration) -> Self {
+        self.tls_timeout = Some(d);
+        self
+    }
+
+    /// Deadline for a whole exchange, from dialing to the last body byte.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// HTTP version preference.
+    pub fn http_version(mut self, v: HttpVersionPref) -> Self {
+        self.version = v;
+        self
+    }
+
+    /// Limit on the body as received (default [`DEFAULT_MAX_BODY`]).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Limit on the decoded body (default [`DEFAULT_MAX_DECODED_BODY`]).
+    pub fn max_decoded_body(mut self, bytes: u64) -> Self {
+        self.max_decoded_body = bytes;
+        self
+    }
+
+    /// Undo Content-Encoding (default on).
+    pub fn decode(mut self, on: bool) -> Self {
+        self.decode = on;
+        self
+    }
+
+    /// Idle keep-alive HTTP/1.1 connections kept per origin.
+    pub fn max_idle_per_origin(mut self, n: usize) -> Self {
+        self.max_idle_per_origin = n;
+        self
+    }
+
+    /// Builds the TLS context and the client.
+    ///
+    /// # Errors
+    ///
+    /// A profile BoringSSL cannot express, or an unreadable CA file.
+    pub fn build(self) -> Result<Client> {
+        let tls = TlsConnector::new(&self.profile.tls, &self.tls)?;
+        let dialer = Dialer::new(&self.resolve, self.proxy.clone(), self.connect_timeout);
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                tls,
+                dialer,
+                tickets: TicketCache::new(),
+                pool: Mutex::new(Pool::default()),
+                config: self,
+            }),
+        })
+    }
+}
+
+/// A browser-profiled HTTP client. Cheap to clone; clones share the pool and tickets.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    tls: TlsConnector,
+    dialer: Dialer,
+    tickets: TicketCache,
+    pool: Mutex<Pool>,
+    config: ClientBuilder,
+}
+
+impl std::fmt::Debug for ClientInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("profile", &self.config.profile.name)
+            .finish_non_exhaustive()
+    }
+}
+
+type OriginKey = (String, String, u16);
+
+#[derive(Default)]
+struct Pool {
+    h2: HashMap<OriginKey, Vec<(H2Connection, TlsInfo)>>,
+    h1: HashMap<OriginKey, Vec<(H1Connection<MaybeTls>, Option<TlsInfo>)>>,
+}
+
+impl Pool {
+    fn lock(m: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Plain TCP for `http://`, TLS for `https://`.
+type MaybeTls = tokio_util_either::Either;
+
+mod tokio_util_either {
+    //! A two-way stream enum so HTTP/1.1 connections of both schemes share one pool.
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    pub enum Either {
+        Plain(super::BoxedIo),
+        Tls(Box<super::SslStream<super::BoxedIo>>),
+    }
+
+    impl AsyncRead for Either {
+        fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+            match self.get_mut() {
+                Either::Plain(s) => s.as_mut().poll_read(cx, buf),
+                Either::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            }
+        }
+    }
+
+    impl AsyncWrite for Either {
+        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            match self.get_mut() {
+                Either::Plain(s) => s.as_mut().poll_write(cx, buf),
+                Either::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            }
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            match self.get_mut() {
+                Either::Plain(s) => s.as_mut().poll_flush(cx),
+                Either::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            }
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            match self.get_mut() {
+                Either::Plain(s) => s.as_mut().poll_shutdown(cx),
+                Either::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            }
+        }
+    }
+}
+
+impl Client {
+    /// A builder for `profile`.
+    pub fn builder(profile: Profile) -> ClientBuilder {
+        ClientBuilder {
+            profile,
+            tls: TlsOptions::default(),
+            resolve: Vec::new(),
+            proxy: None,
+            connect_timeout: Some(Duration::from_secs(10)),
+            tls_timeout: Some(Duration::from_secs(10)),
+            timeout: Some(Duration::from_secs(60)),
+            version: HttpVersionPref::Auto,
+            max_body: DEFAULT_MAX_BODY,
+            max_decoded_body: DEFAULT_MAX_DECODED_BODY,
+            decode: true,
+            max_idle_per_origin: DEFAULT_MAX_IDLE_PER_ORIGIN,
+        }
+    }
+
+    /// The profile this client wears.
+    pub fn profile(&self) -> &Profile {
+        &self.inner.config.profile
+    }
+
+    /// The TLS tickets this client holds.
+    pub fn tickets(&self) -> &TicketCache {
+        &self.inner.tickets
+    }
+
+    /// Starts a request.
+    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        RequestBuilder {
+            client: self.clone(),
+            method,
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: None,
+            kind: RequestKind::Navigation,
+            error: None,
+        }
+    }
+
+    /// Starts a GET request (a navigation unless [`RequestBuilder::kind`] says otherwise).
+    pub fn get(&self, url: &str) -> RequestBuilder {
+        self.request(Method::GET, url)
+    }
+
+    /// Drops every pooled connection (tickets stay).
+    pub fn close_connections(&self) {
+        let mut pool = Pool::lock(&self.inner.pool);
+        pool.h1.clear();
+        pool.h2.clear();
+    }
+}
+
+/// One request being put together; [`RequestBuilder::send`] performs it.
+#[derive(Debug)]
+pub struct RequestBuilder {
+    client: Client,
+    method: Method,
+    url: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Option<Bytes>,
+    kind: RequestKind,
+    error: Option<Error>,
+}
+
+impl RequestBuilder {
+    /// Adds a header. A name the profile's template knows takes the template's position;
+    /// others go after the template's headers, in the order added.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (
+            HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) {
+            (Ok(n), Ok(v)) => self.headers.push((n, v)),
+            _ => {
+                self.error.get_or_insert(Error::invalid_input(format!(
+                    "invalid header `{name}: {value}`"
+                )));
+            }
+        }
+        self
+    }
+
+    /// Adds a header given as curl's `Name: value`.
+    pub fn header_line(self, line: &str) -> Self {
+        match line.split_once(':') {
+            Some((n, v)) => self.header(n, v),
+            None => {
+                let mut s = self;
+                s.error.get_or_insert(Error::invalid_input(format!(
+                    "invalid header `{line}`: expected `Name: value`"
+                )));
+                s
+            }
+        }
+    }
+
+    /// Sets the request body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// What the request is for; picks the profile's header template and priority.
+    pub fn kind(mut self, kind: RequestKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Performs the exchange.
+    ///
+    /// # Errors
+    ///
+    /// Every transport failure, see [`Error`]'s `is_*` methods; the URL is attached.
+    pub async fn send(self) -> Result<Response> {
+        let url = self.url.clone();
+        let timeout = self.client.inner.config.timeout;
+        let fut = self.send_inner();
+        let result = match timeout {
+            Some(limit) => tokio::time::timeout(limit, fut)
+                .await
+                .unwrap_or_else(|_| Err(Error::timeout(format!("after {limit:?} (total deadline)")))),
+            None => fut.await,
+        };
+        result.map_err(|e| e.with_url(&url))
+    }
+
+    async fn send_inner(self) -> Result<Response> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let started = Instant::now();
+        let target = Target::parse(&self.url)?;
+        let client = self.client.inner.clone();
+        let config = &client.config;
+        let template = config.profile.template(self.kind);
+        let mut extra = self.headers;
+        if let Some(body) = &self.body {
+            if !extra.iter().any(|(n, _)| n == http::header::CONTENT_LENGTH) {
+                extra.push((http::header::CONTENT_LENGTH, HeaderValue::from(body.len())));
+            }
+        }
+        let headers = render_headers(template, &extra)?;
+        let mut timings = Timings::default();
+
+        let (status, version, resp_headers, body, tls) = if target.https {
+            let alpn = match config.version {
+                HttpVersionPref::Auto => None,
+                HttpVersionPref::Http1Only => Some(vec!["http/1.1".to_string()]),
+                HttpVersionPref::Http2Only => Some(vec!["h2".to_string()]),
+            };
+            let key = target.key();
+            let pooled_h2 = {
+                let mut pool = Pool::lock(&client.pool);
+                let conns = pool.h2.entry(key.clone()).or_default();
+                conns.retain(|(c, _)| !c.is_closed());
+                conns.iter().find(|(c, _)| c.has_capacity()).cloned()
+            };
+            let pooled_h1 = if pooled_h2.is_none() {
+                Pool::lock(&client.pool).h1.get_mut(&key).and_then(Vec::pop)
+            } else {
+                None
+            };
+            match (pooled_h2, pooled_h1) {
+                (Some((conn, info)), _) => {
+                    let ex = self_h2(&conn, &target, &self.method, headers.clone(), self.body, config, &mut timings).await?;
+                    (ex.0, Version::HTTP_2, ex.1, ex.2, Some(TlsInfo { resumed: info.resumed, ..info }))
+                }
+                (None, Some((mut conn, info))) => {
+                    let ex = self_h1(&mut conn, &target, &self.method, &headers, self.body.as_ref(), config, &mut timings).await?;
+                    if ex.3 {
+                        give_back_h1(&client, key, conn, info.clone());
+                    }
+                    (ex.0, Version::HTTP_11, ex.1, ex.2, info)
+                }
+                (None, None) => {
+                    let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
+                    timings.dns = dial.dns;
+                    timings.connect = dial.connect;
+                    let tls_started = Instant::now();
+                    let handshake = client.tls.connect(&target.host, target.port, io, alpn.as_deref(), &client.tickets);
+                    let (stream, info) = match config.tls_timeout {
+                        Some(limit) => tokio::time::timeout(limit, handshake).await.map_err(|_| {
+                            Error::timeout(format!("after {limit:?} in the TLS handshake with `{}`", target.host))
+                        })??,
+                        None => handshake.await?,
+                    };
+                    timings.tls = tls_started.elapsed();
+                    if info.alpn.as_deref() == Some("h2") {
+                        let conn = h2::handshake(stream, &config.profile.http2, template.priority).await?;
+                        Pool::lock(&client.pool)
+                            .h2
+                            .entry(key)
+                            .or_default()
+                            .push((conn.clone(), info.clone()));
+                        let ex = self_h2(&conn, &target, &self.method, headers.clone(), self.body, config, &mut timings).await?;
+                        (ex.0, Version::HTTP_2, ex.1, ex.2, Some(info))
+                    } else {
+                        let mut conn = H1Connection::new(MaybeTls::Tls(Box::new(stream)));
+                        let ex = self_h1(&mut conn, &target, &self.method, &headers, self.body.as_ref(), config, &mut timings).await?;
+                        if ex.3 {
+                            give_back_h1(&client, key, conn, Some(info.clone()));
+                        }
+                        (ex.0, Version::HTTP_11, ex.1, ex.2, Some(info))
+                    }
+                }
+            }
+        } else {
+            let key = target.key();
+            let pooled = Pool::lock(&client.pool).h1.get_mut(&key).and_then(Vec::pop);
+            let mut conn = match pooled {
+                Some((conn, _)) => conn,
+                None => {
+                    let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
+                    timings.dns = dial.dns;
+                    timings.connect = dial.connect;
+                    H1Connection::new(MaybeTls::Plain(io))
+                }
+            };
+            let ex = self_h1(&mut conn, &target, &self.method, &headers, self.body.as_ref(), config, &mut timings).await?;
+            if ex.3 {
+                give_back_h1(&client, key, conn, None);
+            }
+            (ex.0, Version::HTTP_11, ex.1, ex.2, None)
+        };
+
+        let raw_len = body.len() as u64;
+        let content_encoding = resp_headers
+            .iter()
+            .filter(|(n, _)| n == http::header::CONTENT_ENCODING)
+            .filter_map(|(_, v)| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        let body = if config.decode && !content_encoding.is_empty() {
+            decode_body(body, &content_encoding, config.max_decoded_body)?
+        } else {
+            body
+        };
+        timings.total = started.elapsed();
+        let mut map = HeaderMap::with_capacity(resp_headers.len());
+        for (n, v) in &resp_headers {
+            map.append(n.clone(), v.clone());
+        }
+        Ok(Response {
+            url: self.url,
+            status,
+            version,
+            headers: map,
+            wire_headers: resp_headers,
+            body: body.into(),
+            raw_body_len: raw_len,
+            timings,
+            tls,
+            request_headers: headers_for_report(&headers),
+        })
+    }
+}
+
+fn headers_for_report(h: &[(HeaderName, HeaderValue)]) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect()
+}
+
+type Exchange = (StatusCode, Vec<(HeaderName, HeaderValue)>, Vec<u8>);
+
+async fn self_h2(
+    conn: &H2Connection,
+    target: &Target,
+    method: &Method,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Option<Bytes>,
+    config: &ClientBuilder,
+    timings: &mut Timings,
+) -> Result<Exchange> {
+    let sent = Instant::now();
+    let head = http::Request::builder()
+        .method(method.clone())
+        .uri(&target.uri)
+        .version(Version::HTTP_2)
+        .body(())
+        .map_err(|e| Error::invalid_url(&target.uri, e))?;
+    let ex = conn
+        .send(head, headers, body, config.profile.http2.cookie_crumbling, config.max_body)
+        .await?;
+    timings.first_byte = ex.first_byte.duration_since(sent);
+    let (parts, ()) = ex.response.into_parts();
+    let headers = parts.headers.into_iter().fold(Vec::new(), |mut acc, (n, v)| {
+        let name = n.or_else(|| acc.last().map(|(n, _): &(HeaderName, HeaderValue)| n.clone()));
+        if let Some(name) = name {
+            acc.push((name, v));
+        }
+        acc
+    });
+    Ok((parts.status, headers, ex.body))
+}
+
+async fn self_h1(
+    conn: &mut H1Connection<MaybeTls>,
+    target: &Target,
+    method: &Method,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Option<&Bytes>,
+    config: &ClientBuilder,
+    timings: &mut Timings,
+) -> Result<(StatusCode, Vec<(HeaderName, HeaderValue)>, Vec<u8>, bool)> {
+    let sent = Instant::now();
+    let ex = conn
+        .send(method, &target.authority, &target.path, headers, body, &config.profile.http1, config.max_body)
+        .await?;
+    timings.first_byte = ex.first_byte.duration_since(sent);
+    Ok((ex.status, ex.headers, ex.body, ex.reusable))
+}
+
+fn give_back_h1(client: &ClientInner, key: OriginKey, conn: H1Connection<MaybeTls>, info: Option<TlsInfo>) {
+    let mut pool = Pool::lock(&client.pool);
+    let idle = pool.h1.entry(key).or_default();
+    if idle.len() < client.config.max_idle_per_origin {
+        idle.push((conn, info));
+    }
+}
+
+/// A parsed request target.
+struct Target {
+    https: bool,
+    host: String,
+    port: u16,
+    /// `host` or `host:port` when the port is not the scheme's default.
+    authority: String,
+    path: String,
+    uri: String,
+}
+
+impl Target {
+    fn parse(raw: &str) -> Result<Target> {
+        let url = url::Url::parse(raw).map_err(|e| Error::invalid_url(raw, e))?;
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            other => return Err(Error::invalid_url(raw, format!("scheme `{other}` is not supported"))),
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => return Err(Error::invalid_url(raw, "no host")),
+        };
+        let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+        let host_part = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+        let authority = match url.port() {
+            Some(p) => format!("{host_part}:{p}"),
+            None => host_part,
+        };
+        let mut path = url.path().to_string();
+        if let Some(q) = url.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        let uri = format!("{}://{authority}{path}", url.scheme());
+        Ok(Target {
+            https,
+            host,
+            port,
+            authority,
+            path,
+            uri,
+        })
+    }
+
+    fn key(&self) -> OriginKey {
+        (
+            if self.https { "https" } else { "http" }.to_string(),
+            self.host.clone(),
+            self.port,
+        )
+    }
+}
+
+/// Where the time of one exchange went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Timings {
+    /// Name resolution (zero on a pooled connection).
+    #[serde(serialize_with = "as_micros")]
+    pub dns: Duration,
+    /// TCP connect and proxy tunnel (zero on a pooled connection).
+    #[serde(serialize_with = "as_micros")]
+    pub connect: Duration,
+    /// TLS handshake (zero on a pooled connection).
+    #[serde(serialize_with = "as_micros")]
+    pub tls: Duration,
+    /// From sending the request to the response head.
+    #[serde(serialize_with = "as_micros")]
+    pub first_byte: Duration,
+    /// The whole exchange.
+    #[serde(serialize_with = "as_micros")]
+    pub total: Duration,
+}
+
+fn as_micros<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_micros() as u64)
+}
+
+/// A complete response: head, decoded body, timings and TLS details.
+#[derive(Clone, Debug)]
+pub struct Response {
+    url: String,
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    wire_headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+    raw_body_len: u64,
+    timings: Timings,
+    tls: Option<TlsInfo>,
+    request_headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// The URL requested.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// Status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// HTTP version used.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+    /// Headers, for lookup.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+    /// Headers in the order the server sent them.
+    pub fn wire_headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.wire_headers
+    }
+    /// The body, Content-Encoding undone.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+    /// The body as UTF-8 text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// Body bytes as received, before decoding.
+    pub fn raw_body_len(&self) -> u64 {
+        self.raw_body_len
+    }
+    /// Timings of the exchange.
+    pub fn timings(&self) -> &Timings {
+        &self.timings
+    }
+    /// TLS details, for `https://`.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+    /// The regular headers sent, in wire order (pseudo-headers and `host` excluded).
+    pub fn request_headers(&self) -> &[(String, String)] {
+        &self.request_headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("https://A.test:8443/p?q=1").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.authority.as_str(), t.path.as_str()), ("a.test", 8443, "a.test:8443", "/p?q=1"));
+        let t = Target::parse("http://[::1]/").unwrap();
+        assert_eq!((t.authority.as_str(), t.port), ("[::1]", 80));
+        assert!(Target::parse("ftp://x/").unwrap_err().is_invalid_url());
+        assert!(Target::parse("not a url").unwrap_err().is_invalid_url());
+        assert!(Target::parse("/relative").unwrap_err().is_invalid_url());
+    }
+}

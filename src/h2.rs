@@ -1,0 +1,228 @@
+//! HTTP/2 with the `http2` crate, configured from a profile's [`Http2Profile`].
+//!
+//! Owns the connection preface (SETTINGS values and order, the connection WINDOW_UPDATE),
+//! the pseudo-header order, the HEADERS priority block, the first stream id, and cookie
+//! crumbling. Known limit: `http2` 0.5 takes the HEADERS priority from the connection
+//! builder, so every stream on one connection carries the priority of the request kind
+//! that opened it (see `docs/profiles.md`).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http2::client::SendRequest;
+use http2::frame::{PseudoId, PseudoOrder, SettingId, SettingsOrder, StreamDependency, StreamId};
+
+use crate::error::{Error, Result};
+use crate::net::Io;
+use crate::profile::{Http2Priority, Http2Profile, Http2Setting};
+
+/// A live HTTP/2 connection: cheap to clone, one per origin in the pool.
+#[derive(Clone, Debug)]
+pub(crate) struct H2Connection {
+    send: SendRequest<Bytes>,
+    /// Set by the driver task when the connection ends (GOAWAY, error, EOF).
+    closed: Arc<AtomicBool>,
+    /// Streams this process has open on the connection.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Decrements the in-flight count when a request ends, however it ends.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs the HTTP/2 handshake over `io` with the profile's preface and spawns the
+/// connection driver.
+pub(crate) async fn handshake<S>(io: S, profile: &Http2Profile, priority: Http2Priority) -> Result<H2Connection>
+where
+    S: Io + 'static,
+{
+    let mut builder = http2::client::Builder::new();
+    let mut order = SettingsOrder::builder();
+    for (setting, value) in &profile.settings {
+        let value = *value;
+        match setting {
+            Http2Setting::HeaderTableSize => builder.header_table_size(value),
+            Http2Setting::EnablePush => builder.enable_push(value != 0),
+            Http2Setting::MaxConcurrentStreams => builder.max_concurrent_streams(value),
+            Http2Setting::InitialWindowSize => builder.initial_window_size(value),
+            Http2Setting::MaxFrameSize => builder.max_frame_size(value),
+            Http2Setting::MaxHeaderListSize => builder.max_header_list_size(value),
+        };
+        order = order.push(setting_id(*setting));
+    }
+    builder.settings_order(order.build());
+    // The connection window starts at 65 535; the WINDOW_UPDATE after SETTINGS raises it
+    // by the profile's increment.
+    builder.initial_connection_window_size(profile.connection_window_increment.saturating_add(65_535));
+    let mut pseudo = PseudoOrder::builder();
+    for p in &profile.pseudo_header_order {
+        pseudo = pseudo.push(match p.as_str() {
+            ":method" => PseudoId::Method,
+            ":authority" => PseudoId::Authority,
+            ":scheme" => PseudoId::Scheme,
+            _ => PseudoId::Path,
+        });
+    }
+    builder.headers_pseudo_order(pseudo.build());
+    builder.headers_stream_dependency(StreamDependency::new(
+        StreamId::from(priority.depends_on),
+        (priority.weight.clamp(1, 256) - 1) as u8,
+        priority.exclusive,
+    ));
+    builder.initial_stream_id(profile.initial_stream_id);
+
+    let (send, connection) = builder
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(|e| Error::protocol(format!("HTTP/2 handshake: {e}")))?;
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "HTTP/2 connection ended");
+        }
+        flag.store(true, Ordering::Release);
+    });
+    Ok(H2Connection {
+        send,
+        closed,
+        in_flight: Arc::new(AtomicUsize::new(0)),
+    })
+}
+
+fn setting_id(s: Http2Setting) -> SettingId {
+    match s {
+        Http2Setting::HeaderTableSize => SettingId::HeaderTableSize,
+        Http2Setting::EnablePush => SettingId::EnablePush,
+        Http2Setting::MaxConcurrentStreams => SettingId::MaxConcurrentStreams,
+        Http2Setting::InitialWindowSize => SettingId::InitialWindowSize,
+        Http2Setting::MaxFrameSize => SettingId::MaxFrameSize,
+        Http2Setting::MaxHeaderListSize => SettingId::MaxHeaderListSize,
+    }
+}
+
+/// A response head and body read from one stream.
+pub(crate) struct H2Exchange {
+    pub response: Response<()>,
+    pub body: Vec<u8>,
+    pub first_byte: Instant,
+}
+
+impl H2Connection {
+    /// True once the connection has ended; the pool drops it.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// True when the connection can take another stream now (not closed, under the
+    /// server's concurrency limit).
+    pub fn has_capacity(&self) -> bool {
+        let max = self.send.current_max_send_streams();
+        !self.is_closed() && self.in_flight.load(Ordering::Acquire) < max
+    }
+
+    /// Sends one request and reads the whole body, refusing more than `max_body` bytes.
+    pub async fn send(
+        &self,
+        head: Request<()>,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Option<Bytes>,
+        crumble_cookies: bool,
+        max_body: u64,
+    ) -> Result<H2Exchange> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _guard = InFlight(self.in_flight.clone());
+        let (mut parts, ()) = head.into_parts();
+        parts.headers = header_map(headers, crumble_cookies);
+        let request = Request::from_parts(parts, ());
+        let mut send = self
+            .send
+            .clone()
+            .ready()
+            .await
+            .map_err(|e| Error::protocol(format!("HTTP/2 connection unusable: {e}")))?;
+        let has_body = body.as_ref().is_some_and(|b| !b.is_empty());
+        let (response, mut stream) = send
+            .send_request(request, !has_body)
+            .map_err(|e| Error::protocol(format!("HTTP/2 send: {e}")))?;
+        if let Some(body) = body.filter(|b| !b.is_empty()) {
+            stream
+                .send_data(body, true)
+                .map_err(|e| Error::protocol(format!("HTTP/2 request body: {e}")))?;
+        }
+        let response = response.await.map_err(h2_error)?;
+        let first_byte = Instant::now();
+        let (parts, mut recv) = response.into_parts();
+        let mut body = Vec::new();
+        while let Some(chunk) = recv.data().await {
+            let chunk = chunk.map_err(h2_error)?;
+            let _ = recv.flow_control().release_capacity(chunk.len());
+            if (body.len() + chunk.len()) as u64 > max_body {
+                return Err(Error::body_too_large(format!(
+                    "response body is larger than the {max_body}-byte limit"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(H2Exchange {
+            response: Response::from_parts(parts, ()),
+            body,
+            first_byte,
+        })
+    }
+}
+
+fn h2_error(e: http2::Error) -> Error {
+    if e.is_go_away() || e.is_reset() {
+        Error::protocol(format!("HTTP/2 stream ended early: {e}"))
+    } else {
+        Error::protocol(format!("HTTP/2: {e}"))
+    }
+}
+
+/// Builds the header map in wire order. With `crumble_cookies`, a `cookie` header is sent
+/// as one field per pair (RFC 9113 §8.2.3), as browsers do for better HPACK reuse.
+fn header_map(headers: Vec<(HeaderName, HeaderValue)>, crumble_cookies: bool) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if crumble_cookies && name == http::header::COOKIE {
+            if let Ok(text) = value.to_str() {
+                for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+                    if let Ok(v) = HeaderValue::from_str(pair) {
+                        map.append(http::header::COOKIE, v);
+                    }
+                }
+                continue;
+            }
+        }
+        map.append(name, value);
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_crumbled_and_order_kept() {
+        let h = vec![
+            (HeaderName::from_static("user-agent"), HeaderValue::from_static("x")),
+            (http::header::COOKIE, HeaderValue::from_static("a=1; b=2;c=3")),
+            (HeaderName::from_static("priority"), HeaderValue::from_static("u=0, i")),
+        ];
+        let map = header_map(h, true);
+        let names: Vec<_> = map.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["user-agent", "cookie", "cookie", "cookie", "priority"]);
+        let cookies: Vec<_> = map.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2", "c=3"]);
+    }
+}

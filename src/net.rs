@@ -1,0 +1,483 @@
+//! Getting a byte stream to an origin: DNS (with curl-style overrides), TCP dialing
+//! with a deadline, and tunnels through HTTP(S) and SOCKS5 proxies.
+//!
+//! The result is a [`BoxedIo`] that the TLS layer wraps. This module knows nothing about
+//! HTTP beyond the CONNECT request a proxy needs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
+
+/// Any stream the transport can run TLS or HTTP over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A type-erased stream (plain TCP, or a tunnel through a proxy).
+pub type BoxedIo = Pin<Box<dyn Io>>;
+
+/// Longest proxy CONNECT response head we read before calling the proxy broken.
+const MAX_PROXY_RESPONSE_HEAD: usize = 16 * 1024;
+
+/// A `--resolve HOST:PORT:ADDR` override: connections to `host:port` go to `addr`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolveOverride {
+    /// Host name as it appears in URLs (lower-case).
+    pub host: String,
+    /// Port the override applies to.
+    pub port: u16,
+    /// Address to connect to instead.
+    pub addr: IpAddr,
+}
+
+impl FromStr for ResolveOverride {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::invalid_input(format!(
+                "invalid --resolve `{s}`: expected HOST:PORT:ADDR, e.g. example.test:443:127.0.0.1"
+            ))
+        };
+        let (host, rest) = s.split_once(':').ok_or_else(bad)?;
+        let (port, addr) = rest.split_once(':').ok_or_else(bad)?;
+        let addr = addr.trim_start_matches('[').trim_end_matches(']');
+        Ok(ResolveOverride {
+            host: host.to_ascii_lowercase(),
+            port: port.parse().map_err(|_| bad())?,
+            addr: addr.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A proxy URL: `http://`, `https://`, `socks5://` or `socks5h://`, with optional
+/// `user:password@`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    scheme: ProxyScheme,
+    host: String,
+    port: u16,
+    credentials: Option<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProxyScheme {
+    Http,
+    Https,
+    Socks5,
+    Socks5h,
+}
+
+impl Proxy {
+    /// Parses a proxy URL.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`] for an unknown scheme or a missing host.
+    pub fn parse(url: &str) -> Result<Proxy> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::invalid_input(format!("invalid proxy URL `{url}`: {e}")))?;
+        let scheme = match parsed.scheme() {
+            "http" => ProxyScheme::Http,
+            "https" => ProxyScheme::Https,
+            "socks5" => ProxyScheme::Socks5,
+            "socks5h" => ProxyScheme::Socks5h,
+            other => {
+                return Err(Error::invalid_input(format!(
+                    "proxy scheme `{other}` is not supported; use http, https, socks5 or socks5h"
+                )))
+            }
+        };
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| Error::invalid_input(format!("proxy URL `{url}` has no host")))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = parsed.port().unwrap_or(match scheme {
+            ProxyScheme::Http => 80,
+            ProxyScheme::Https => 443,
+            ProxyScheme::Socks5 | ProxyScheme::Socks5h => 1080,
+        });
+        let credentials = if parsed.username().is_empty() {
+            None
+        } else {
+            let decode = |s: &str| {
+                percent_decode(s).ok_or_else(|| {
+                    Error::invalid_input("proxy credentials are not valid percent-encoded UTF-8")
+                })
+            };
+            Some((
+                decode(parsed.username())?,
+                decode(parsed.password().unwrap_or(""))?,
+            ))
+        };
+        Ok(Proxy {
+            scheme,
+            host,
+            port,
+            credentials,
+        })
+    }
+}
+
+/// Shows the proxy without its password.
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.scheme {
+            ProxyScheme::Http => "http",
+            ProxyScheme::Https => "https",
+            ProxyScheme::Socks5 => "socks5",
+            ProxyScheme::Socks5h => "socks5h",
+        };
+        let user = match &self.credentials {
+            Some((u, _)) => format!("{u}:***@"),
+            None => String::new(),
+        };
+        write!(f, "{scheme}://{user}{}:{}", self.host, self.port)
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 3 <= bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// How to reach origins: overrides, proxy and the connect deadline.
+#[derive(Clone, Debug, Default)]
+pub struct Dialer {
+    overrides: HashMap<(String, u16), IpAddr>,
+    proxy: Option<Proxy>,
+    connect_timeout: Option<Duration>,
+}
+
+/// Time spent resolving and connecting, for `-v`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DialTimings {
+    /// Name resolution.
+    pub dns: Duration,
+    /// TCP connect (and proxy tunnel set-up).
+    pub connect: Duration,
+}
+
+impl Dialer {
+    /// A dialer with the given overrides, proxy and connect deadline.
+    pub fn new(
+        overrides: &[ResolveOverride],
+        proxy: Option<Proxy>,
+        connect_timeout: Option<Duration>,
+    ) -> Self {
+        Dialer {
+            overrides: overrides
+                .iter()
+                .map(|o| ((o.host.clone(), o.port), o.addr))
+                .collect(),
+            proxy,
+            connect_timeout,
+        }
+    }
+
+    /// Opens a stream to `host:port`, directly or through the proxy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_dns`], [`Error::is_connect`], [`Error::is_timeout`] or
+    /// [`Error::is_proxy`], each naming the target.
+    pub async fn dial(&self, host: &str, port: u16) -> Result<(BoxedIo, DialTimings)> {
+        let mut timings = DialTimings::default();
+        let Some(proxy) = &self.proxy else {
+            let started = Instant::now();
+            let addrs = self.resolve(host, port).await?;
+            timings.dns = started.elapsed();
+            let started = Instant::now();
+            let tcp = self.connect_any(&addrs, &format!("{host}:{port}")).await?;
+            timings.connect = started.elapsed();
+            return Ok((Box::pin(tcp), timings));
+        };
+
+        let started = Instant::now();
+        let proxy_addrs = self.resolve(&proxy.host, proxy.port).await?;
+        timings.dns = started.elapsed();
+        let started = Instant::now();
+        let tcp = self
+            .connect_any(&proxy_addrs, &format!("proxy {proxy}"))
+            .await
+            .map_err(|e| Error::proxy(proxy, e))?;
+        let stream: BoxedIo = match proxy.scheme {
+            ProxyScheme::Http => Box::pin(self.deadline(http_connect(tcp, proxy, host, port)).await?),
+            ProxyScheme::Https => {
+                let tls = proxy_tls(tcp, &proxy.host).await.map_err(|e| Error::proxy(proxy, e))?;
+                Box::pin(self.deadline(http_connect(tls, proxy, host, port)).await?)
+            }
+            ProxyScheme::Socks5 => {
+                let target = self.resolve(host, port).await?;
+                let addr = target[0];
+                Box::pin(self.deadline(socks5_connect(tcp, proxy, SocksTarget::Addr(addr))).await?)
+            }
+            ProxyScheme::Socks5h => Box::pin(
+                self.deadline(socks5_connect(tcp, proxy, SocksTarget::Name(host, port)))
+                    .await?,
+            ),
+        };
+        timings.connect = started.elapsed();
+        Ok((stream, timings))
+    }
+
+    async fn deadline<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match self.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, fut)
+                .await
+                .map_err(|_| Error::timeout(format!("after {limit:?} setting up the proxy tunnel")))?,
+            None => fut.await,
+        }
+    }
+
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+        if let Some(addr) = self.overrides.get(&(host.to_ascii_lowercase(), port)) {
+            return Ok(vec![SocketAddr::new(*addr, port)]);
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| Error::dns(host, e))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::dns(host, "no addresses"));
+        }
+        Ok(addrs)
+    }
+
+    async fn connect_any(&self, addrs: &[SocketAddr], what: &str) -> Result<TcpStream> {
+        let mut last = None;
+        for addr in addrs {
+            let attempt = TcpStream::connect(addr);
+            let result = match self.connect_timeout {
+                Some(limit) => match tokio::time::timeout(limit, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        last = Some(Error::timeout(format!("after {limit:?} connecting to {what} ({addr})")));
+                        continue;
+                    }
+                },
+                None => attempt.await,
+            };
+            match result {
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Ok(tcp);
+                }
+                Err(e) => last = Some(Error::connect(format!("{what} ({addr})"), e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::connect(what, "no address to try")))
+    }
+}
+
+/// Sends `CONNECT host:port` and waits for a 2xx.
+async fn http_connect<S: Io>(mut io: S, proxy: &Proxy, host: &str, port: u16) -> Result<S> {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+    if let Some((user, pass)) = &proxy.credentials {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
+    }
+    req.push_str("\r\n");
+    io.write_all(req.as_bytes())
+        .await
+        .map_err(|e| Error::proxy(proxy, format!("sending CONNECT: {e}")))?;
+
+    // Read byte by byte up to the blank line: the tunnel's first bytes must stay unread.
+    let mut head = Vec::with_capacity(256);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > MAX_PROXY_RESPONSE_HEAD {
+            return Err(Error::proxy(proxy, "CONNECT response head is too large"));
+        }
+        let b = io
+            .read_u8()
+            .await
+            .map_err(|e| Error::proxy(proxy, format!("reading the CONNECT response: {e}")))?;
+        head.push(b);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    resp.parse(&head)
+        .map_err(|e| Error::proxy(proxy, format!("malformed CONNECT response: {e}")))?;
+    match resp.code {
+        Some(code) if (200..300).contains(&code) => Ok(io),
+        Some(407) => Err(Error::proxy(
+            proxy,
+            "refused the credentials (407 Proxy Authentication Required); check user:password in the proxy URL",
+        )),
+        Some(code) => Err(Error::proxy(
+            proxy,
+            format!("refused CONNECT to {authority} with status {code}"),
+        )),
+        None => Err(Error::proxy(proxy, "incomplete CONNECT response")),
+    }
+}
+
+/// TLS to an `https://` proxy itself (a plain BoringSSL client, system CAs).
+async fn proxy_tls(tcp: TcpStream, host: &str) -> std::result::Result<tokio_boring::SslStream<TcpStream>, String> {
+    let connector = boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls())
+        .map_err(|e| e.to_string())?
+        .build();
+    let config = connector.configure().map_err(|e| e.to_string())?;
+    tokio_boring::connect(config, host, tcp)
+        .await
+        .map_err(|e| format!("TLS to the proxy failed: {e}"))
+}
+
+enum SocksTarget<'a> {
+    Addr(SocketAddr),
+    Name(&'a str, u16),
+}
+
+/// SOCKS5 (RFC 1928) CONNECT with optional username/password (RFC 1929).
+///
+/// Written here rather than taken from a crate: it is forty lines of framing, and this
+/// keeps proxy errors in our error type with the proxy named.
+async fn socks5_connect<S: Io>(mut io: S, proxy: &Proxy, target: SocksTarget<'_>) -> Result<S> {
+    let fail = |what: String| Error::proxy(proxy, what);
+    let io_fail = |e: std::io::Error| Error::proxy(proxy, format!("SOCKS5 exchange failed: {e}"));
+    let methods: &[u8] = if proxy.credentials.is_some() { &[0x00, 0x02] } else { &[0x00] };
+    let mut hello = vec![0x05, methods.len() as u8];
+    hello.extend_from_slice(methods);
+    io.write_all(&hello).await.map_err(io_fail)?;
+    let mut reply = [0u8; 2];
+    io.read_exact(&mut reply).await.map_err(io_fail)?;
+    if reply[0] != 0x05 {
+        return Err(fail("is not a SOCKS5 server".into()));
+    }
+    match reply[1] {
+        0x00 => {}
+        0x02 => {
+            let (user, pass) = proxy
+                .credentials
+                .as_ref()
+                .ok_or_else(|| fail("demands a username and password".into()))?;
+            if user.len() > 255 || pass.len() > 255 {
+                return Err(fail("SOCKS5 user and password must be at most 255 bytes".into()));
+            }
+            let mut auth = vec![0x01, user.len() as u8];
+            auth.extend_from_slice(user.as_bytes());
+            auth.push(pass.len() as u8);
+            auth.extend_from_slice(pass.as_bytes());
+            io.write_all(&auth).await.map_err(io_fail)?;
+            let mut status = [0u8; 2];
+            io.read_exact(&mut status).await.map_err(io_fail)?;
+            if status[1] != 0x00 {
+                return Err(fail(
+                    "refused the credentials; check user:password in the proxy URL".into(),
+                ));
+            }
+        }
+        0xff => return Err(fail("accepts none of our authentication methods".into())),
+        m => return Err(fail(format!("chose an unknown authentication method {m}"))),
+    }
+
+    let mut req = vec![0x05, 0x01, 0x00];
+    match target {
+        SocksTarget::Addr(SocketAddr::V4(a)) => {
+            req.push(0x01);
+            req.extend_from_slice(&a.ip().octets());
+            req.extend_from_slice(&a.port().to_be_bytes());
+        }
+        SocksTarget::Addr(SocketAddr::V6(a)) => {
+            req.push(0x04);
+            req.extend_from_slice(&a.ip().octets());
+            req.extend_from_slice(&a.port().to_be_bytes());
+        }
+        SocksTarget::Name(name, port) => {
+            if name.len() > 255 {
+                return Err(fail("host name longer than 255 bytes".into()));
+            }
+            req.push(0x03);
+            req.push(name.len() as u8);
+            req.extend_from_slice(name.as_bytes());
+            req.extend_from_slice(&port.to_be_bytes());
+        }
+    }
+    io.write_all(&req).await.map_err(io_fail)?;
+    let mut head = [0u8; 4];
+    io.read_exact(&mut head).await.map_err(io_fail)?;
+    if head[1] != 0x00 {
+        let why = match head[1] {
+            0x01 => "general failure",
+            0x02 => "connection not allowed by ruleset",
+            0x03 => "network unreachable",
+            0x04 => "host unreachable",
+            0x05 => "connection refused",
+            0x06 => "TTL expired",
+            0x07 => "command not supported",
+            0x08 => "address type not supported",
+            _ => "unknown error",
+        };
+        return Err(fail(format!("SOCKS5 CONNECT failed: {why}")));
+    }
+    let skip = match head[3] {
+        0x01 => 4 + 2,
+        0x04 => 16 + 2,
+        0x03 => {
+            let len = io.read_u8().await.map_err(io_fail)?;
+            usize::from(len) + 2
+        }
+        t => return Err(fail(format!("SOCKS5 reply has unknown address type {t}"))),
+    };
+    let mut rest = vec![0u8; skip];
+    io.read_exact(&mut rest).await.map_err(io_fail)?;
+    Ok(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_override_parses_v4_and_v6() {
+        let o: ResolveOverride = "Example.test:443:127.0.0.1".parse().unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("example.test", 443));
+        let o: ResolveOverride = "a.test:8443:[::1]".parse().unwrap();
+        assert_eq!(o.addr, "::1".parse::<IpAddr>().unwrap());
+        assert!("a.test:x:127.0.0.1".parse::<ResolveOverride>().unwrap_err().is_invalid_input());
+    }
+
+    #[test]
+    fn proxy_display_hides_password() {
+        let p = Proxy::parse("socks5h://user:s%40cret@127.0.0.1:1080").unwrap();
+        assert_eq!(p.credentials.as_ref().unwrap().1, "s@cret");
+        assert_eq!(p.to_string(), "socks5h://user:***@127.0.0.1:1080");
+        assert!(Proxy::parse("ftp://x").unwrap_err().is_invalid_input());
+    }
+}
