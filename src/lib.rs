@@ -8,6 +8,7 @@ mod decode;
 pub mod error;
 mod h1;
 mod h2;
+pub mod inspect;
 pub mod net;
 pub mod profile;
 pub mod tls;

@@ -1,0 +1,12 @@
+//! The fingerprint inspector behind `mummer inspect`: what a careful server sees.
+//!
+//! [`clienthello`] parses a ClientHello and computes JA3/JA3N/JA4/JA4_r,
+//! [`h2frames`] reads the HTTP/2 preface and HEADERS, and [`server`] runs the loopback
+//! HTTPS endpoint that reports both for every connection.
+
+pub mod clienthello;
+pub mod h2frames;
+pub mod server;
+
+pub use clienthello::ClientHello;
+pub use server::{ConnectionReport, Http2Report, Inspector};

@@ -1,0 +1,473 @@
+//! The inspector server: a loopback HTTPS endpoint that records each client's
+//! ClientHello and HTTP/2 (or HTTP/1.1) request and answers with that fingerprint as JSON.
+//!
+//! It reads the first TLS record itself before handing the socket to BoringSSL (so the
+//! raw ClientHello is seen byte for byte), then speaks just enough HTTP/2 by hand to log
+//! every frame the client sends: a general-purpose HTTP/2 server would hide the
+//! SETTINGS order and the HEADERS priority block, which are the point here.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use boring::asn1::Asn1Time;
+use boring::ec::{EcGroup, EcKey};
+use boring::hash::MessageDigest;
+use boring::nid::Nid;
+use boring::pkey::{PKey, Private};
+use boring::ssl::{AlpnError, SslAcceptor, SslMethod, SslSessionCacheMode};
+use boring::x509::extension::SubjectAlternativeName;
+use boring::x509::{X509Name, X509};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::clienthello::{record_len, ClientHello};
+use super::h2frames::{self, kind, Frame, HeadersFrame, FRAME_HEADER_LEN, PREFACE};
+use crate::error::{Error, Result};
+
+/// Largest frame or request head the inspector reads.
+const MAX_FRAME: usize = 1 << 20;
+/// A connection idle this long is closed.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// What one connection showed: TLS fingerprints and every request on it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionReport {
+    /// Connection number since the inspector started (1-based).
+    pub connection: usize,
+    /// Peer address.
+    pub peer: String,
+    /// JA3 string.
+    pub ja3: String,
+    /// MD5 of JA3.
+    pub ja3_hash: String,
+    /// JA3 with sorted extensions.
+    pub ja3n: String,
+    /// MD5 of JA3N.
+    pub ja3n_hash: String,
+    /// JA4.
+    pub ja4: String,
+    /// JA4_r.
+    pub ja4_r: String,
+    /// Every ClientHello field.
+    pub client_hello: ClientHello,
+    /// Negotiated ALPN.
+    pub alpn: Option<String>,
+    /// Whether the client resumed a session.
+    pub resumed: bool,
+    /// HTTP/2 details, when h2 was negotiated.
+    pub http2: Option<Http2Report>,
+    /// HTTP/1.1 requests (raw header lines in order), when h1 was used.
+    pub http1: Vec<Vec<(String, String)>>,
+}
+
+/// The HTTP/2 side of a connection.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Http2Report {
+    /// SETTINGS in wire order.
+    pub settings: Vec<(u16, u32)>,
+    /// Connection-level WINDOW_UPDATE increment sent before the first HEADERS (0 if none).
+    pub window_update: u32,
+    /// PRIORITY frames as `stream:exclusive:depends_on:weight`.
+    pub priority_frames: Vec<String>,
+    /// Frame types in order until the first HEADERS.
+    pub frames_until_first_headers: Vec<String>,
+    /// Akamai fingerprint.
+    pub akamai: String,
+    /// Every request's HEADERS.
+    pub requests: Vec<HeadersFrame>,
+}
+
+/// A running inspector.
+pub struct Inspector {
+    addr: SocketAddr,
+    reports: mpsc::UnboundedReceiver<ConnectionReport>,
+    task: tokio::task::JoinHandle<()>,
+    cert_pem: Vec<u8>,
+}
+
+impl Inspector {
+    /// Binds `addr` with a fresh self-signed certificate for `names` (and 127.0.0.1,
+    /// localhost), and starts accepting.
+    ///
+    /// # Errors
+    ///
+    /// Bind failures and certificate generation failures.
+    pub async fn start(addr: SocketAddr, names: &[String]) -> Result<Inspector> {
+        let (cert, key) = self_signed(names).map_err(|e| Error::invalid_input(format!("cannot create the inspector certificate: {e}")))?;
+        let cert_pem = cert.to_pem().map_err(|e| Error::invalid_input(e.to_string()))?;
+        Self::start_with(addr, cert, key, cert_pem).await
+    }
+
+    /// Like [`Inspector::start`] with a given certificate and key (PEM files).
+    ///
+    /// # Errors
+    ///
+    /// Unreadable or invalid files, bind failures.
+    pub async fn start_with_files(addr: SocketAddr, cert: &std::path::Path, key: &std::path::Path) -> Result<Inspector> {
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
+        let cert_pem = read(cert)?;
+        let x509 = X509::from_pem(&cert_pem).map_err(|e| Error::invalid_input(format!("{}: {e}", cert.display())))?;
+        let pkey = PKey::private_key_from_pem(&read(key)?).map_err(|e| Error::invalid_input(format!("{}: {e}", key.display())))?;
+        Self::start_with(addr, x509, pkey, cert_pem).await
+    }
+
+    async fn start_with(addr: SocketAddr, cert: X509, key: PKey<Private>, cert_pem: Vec<u8>) -> Result<Inspector> {
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(|e| Error::invalid_input(e.to_string()))?;
+        b.set_certificate(&cert).map_err(|e| Error::invalid_input(e.to_string()))?;
+        b.set_private_key(&key).map_err(|e| Error::invalid_input(e.to_string()))?;
+        b.set_alpn_select_callback(|_, client| {
+            for want in [&b"h2"[..], b"http/1.1"] {
+                let mut rest = client;
+                while let Some((&n, tail)) = rest.split_first() {
+                    let n = usize::from(n);
+                    if tail.len() < n {
+                        break;
+                    }
+                    if &tail[..n] == want {
+                        return Ok(&tail[..n]);
+                    }
+                    rest = &tail[n..];
+                }
+            }
+            Err(AlpnError::NOACK)
+        });
+        b.set_session_cache_mode(SslSessionCacheMode::SERVER);
+        let acceptor = Arc::new(b.build());
+        let listener = TcpListener::bind(addr).await.map_err(|e| Error::io(format!("binding {addr}"), e))?;
+        let addr = listener.local_addr().map_err(|e| Error::io("local address", e))?;
+        let (tx, reports) = mpsc::unbounded_channel();
+        let counter = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, peer)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                tokio::spawn(async move {
+                    match serve(tcp, peer, n, &acceptor).await {
+                        Ok(report) => {
+                            let _ = tx.send(report);
+                        }
+                        Err(e) => tracing::debug!(peer = %peer, error = %e, "inspector connection failed"),
+                    }
+                });
+            }
+        });
+        Ok(Inspector { addr, reports, task, cert_pem })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server certificate (PEM), for `--cacert`.
+    pub fn cert_pem(&self) -> &[u8] {
+        &self.cert_pem
+    }
+
+    /// Waits for the next finished connection's report.
+    pub async fn next_report(&mut self) -> Option<ConnectionReport> {
+        self.reports.recv().await
+    }
+
+    /// Takes every report that is ready now.
+    pub fn drain_reports(&mut self) -> Vec<ConnectionReport> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.reports.try_recv() {
+            out.push(r);
+        }
+        out
+    }
+}
+
+impl Drop for Inspector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn self_signed(names: &[String]) -> std::result::Result<(X509, PKey<Private>), boring::error::ErrorStack> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509Name::builder()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, "mummer inspector")?;
+    let name = name.build();
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    let serial = boring::bn::BigNum::from_u32(rand::random::<u32>())?.to_asn1_integer()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(&key)?;
+    let not_before = Asn1Time::days_from_now(0)?;
+    b.set_not_before(&not_before)?;
+    let not_after = Asn1Time::days_from_now(30)?;
+    b.set_not_after(&not_after)?;
+    let mut san = SubjectAlternativeName::new();
+    san.dns("localhost").ip("127.0.0.1").ip("::1");
+    for n in names {
+        if n.parse::<std::net::IpAddr>().is_ok() {
+            san.ip(n);
+        } else {
+            san.dns(n);
+        }
+    }
+    let ext = san.build(&b.x509v3_context(None, None))?;
+    b.append_extension(&ext)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    Ok((b.build(), key))
+}
+
+/// A stream that replays bytes already read before reading the socket.
+struct Replay<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        if me.pos < me.prefix.len() {
+            let n = (me.prefix.len() - me.pos).min(buf.remaining());
+            buf.put_slice(&me.prefix[me.pos..me.pos + n]);
+            me.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut me.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve(mut tcp: TcpStream, peer: SocketAddr, n: usize, acceptor: &SslAcceptor) -> std::result::Result<ConnectionReport, BoxError> {
+    let mut record = vec![0u8; 5];
+    tokio::time::timeout(IDLE, tcp.read_exact(&mut record)).await??;
+    let total = record_len(&record).ok_or("first bytes are not a TLS handshake record")?;
+    record.resize(total, 0);
+    tokio::time::timeout(IDLE, tcp.read_exact(&mut record[5..])).await??;
+    let hello = ClientHello::parse(&record)?;
+    let stream = Replay { prefix: record, pos: 0, inner: tcp };
+    let mut tls = tokio::time::timeout(IDLE, tokio_boring::accept(acceptor, stream)).await?.map_err(|e| e.to_string())?;
+    let alpn = tls.ssl().selected_alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+    let resumed = tls.ssl().session_reused();
+    let mut report = ConnectionReport {
+        connection: n,
+        peer: peer.to_string(),
+        ja3: hello.ja3(),
+        ja3_hash: hello.ja3_hash(),
+        ja3n: hello.ja3n(),
+        ja3n_hash: hello.ja3n_hash(),
+        ja4: hello.ja4(),
+        ja4_r: hello.ja4_r(),
+        client_hello: hello,
+        alpn: alpn.clone(),
+        resumed,
+        http2: None,
+        http1: Vec::new(),
+    };
+    if alpn.as_deref() == Some("h2") {
+        serve_h2(&mut tls, &mut report).await?;
+    } else {
+        serve_h1(&mut tls, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn read_frame<S: AsyncRead + Unpin>(io: &mut S) -> std::result::Result<Option<Frame>, BoxError> {
+    let mut head = [0u8; FRAME_HEADER_LEN];
+    match tokio::time::timeout(IDLE, io.read_exact(&mut head)).await {
+        Err(_) => return Ok(None),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(r) => {
+            r?;
+        }
+    }
+    let len = h2frames::frame_len(&head);
+    if len > MAX_FRAME {
+        return Err("frame too large".into());
+    }
+    let mut payload = vec![0u8; len];
+    io.read_exact(&mut payload).await?;
+    Ok(Some(Frame {
+        kind: head[3],
+        flags: head[4],
+        stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+        payload,
+    }))
+}
+
+fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn frame_name(k: u8) -> &'static str {
+    match k {
+        kind::DATA => "DATA",
+        kind::HEADERS => "HEADERS",
+        kind::PRIORITY => "PRIORITY",
+        kind::RST_STREAM => "RST_STREAM",
+        kind::SETTINGS => "SETTINGS",
+        kind::PING => "PING",
+        kind::GOAWAY => "GOAWAY",
+        kind::WINDOW_UPDATE => "WINDOW_UPDATE",
+        kind::CONTINUATION => "CONTINUATION",
+        _ => "UNKNOWN",
+    }
+}
+
+async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, report: &mut ConnectionReport) -> std::result::Result<(), BoxError> {
+    let mut preface = [0u8; 24];
+    tokio::time::timeout(IDLE, io.read_exact(&mut preface)).await??;
+    if preface != PREFACE {
+        return Err("missing HTTP/2 client preface".into());
+    }
+    io.write_all(&frame_bytes(kind::SETTINGS, 0, 0, &[])).await?;
+    let mut h2 = Http2Report::default();
+    let mut decoder = loona_hpack::Decoder::new();
+    let mut seen_first_settings = false;
+    let mut pending: Option<(u32, u8, Option<h2frames::PriorityBlock>, Vec<u8>)> = None;
+    while let Some(frame) = read_frame(io).await? {
+        if h2.requests.is_empty() && pending.is_none() {
+            let label = match frame.kind {
+                kind::WINDOW_UPDATE if frame.payload.len() == 4 => {
+                    format!("WINDOW_UPDATE={}", u32::from_be_bytes([frame.payload[0], frame.payload[1], frame.payload[2], frame.payload[3]]) & 0x7fff_ffff)
+                }
+                kind::HEADERS => format!("HEADERS@{}", frame.stream),
+                k => frame_name(k).to_string(),
+            };
+            h2.frames_until_first_headers.push(label);
+        }
+        match frame.kind {
+            kind::SETTINGS if frame.flags & 0x1 == 0 => {
+                if !seen_first_settings {
+                    h2.settings = h2frames::parse_settings(&frame.payload);
+                    seen_first_settings = true;
+                }
+                io.write_all(&frame_bytes(kind::SETTINGS, 0x1, 0, &[])).await?;
+            }
+            kind::WINDOW_UPDATE if frame.stream == 0 && frame.payload.len() == 4 && h2.requests.is_empty() => {
+                h2.window_update = u32::from_be_bytes([frame.payload[0], frame.payload[1], frame.payload[2], frame.payload[3]]) & 0x7fff_ffff;
+            }
+            kind::PRIORITY if frame.payload.len() == 5 => {
+                let dep = u32::from_be_bytes([frame.payload[0], frame.payload[1], frame.payload[2], frame.payload[3]]);
+                h2.priority_frames.push(format!("{}:{}:{}:{}", frame.stream, dep >> 31, dep & 0x7fff_ffff, u16::from(frame.payload[4]) + 1));
+            }
+            kind::PING if frame.flags & 0x1 == 0 => {
+                io.write_all(&frame_bytes(kind::PING, 0x1, 0, &frame.payload)).await?;
+            }
+            kind::GOAWAY => break,
+            kind::HEADERS => {
+                let (prio, block) = h2frames::split_headers_payload(frame.flags, &frame.payload)?;
+                pending = Some((frame.stream, frame.flags, prio, block.to_vec()));
+            }
+            kind::CONTINUATION => {
+                if let Some(p) = pending.as_mut() {
+                    p.3.extend_from_slice(&frame.payload);
+                    p.1 |= frame.flags & 0x4;
+                }
+            }
+            _ => {}
+        }
+        let complete = pending.as_ref().is_some_and(|p| p.1 & 0x4 != 0);
+        if complete {
+            let Some((stream, flags, priority, block)) = pending.take() else { continue };
+            let headers = decoder
+                .decode(&block)
+                .map_err(|e| format!("HPACK: {e:?}"))?
+                .into_iter()
+                .map(|(n, v)| (String::from_utf8_lossy(&n).into_owned(), String::from_utf8_lossy(&v).into_owned()))
+                .collect();
+            h2.requests.push(HeadersFrame { stream, flags: h2frames::headers_flag_names(flags), priority, headers });
+            h2.akamai = h2frames::akamai(&h2.settings, h2.window_update, &h2.priority_frames, h2.requests.first());
+            report.http2 = Some(h2.clone());
+            let body = serde_json::to_vec_pretty(&*report)?;
+            respond_h2(io, stream, &body).await?;
+        }
+    }
+    if !h2.requests.is_empty() || report.http2.is_none() {
+        h2.akamai = h2frames::akamai(&h2.settings, h2.window_update, &h2.priority_frames, h2.requests.first());
+        report.http2 = Some(h2);
+    }
+    Ok(())
+}
+
+async fn respond_h2<S: AsyncWrite + Unpin>(io: &mut S, stream: u32, body: &[u8]) -> std::io::Result<()> {
+    // :status 200 (static index 8), then content-type (static name 31) and
+    // content-length as literals without indexing.
+    let mut block = vec![0x88];
+    let mut literal = |index: u8, value: &[u8]| {
+        block.push(0x0f);
+        block.push(index - 15);
+        block.push(value.len() as u8);
+        block.extend_from_slice(value);
+    };
+    literal(31, b"application/json");
+    literal(28, body.len().to_string().as_bytes());
+    let mut out = frame_bytes(kind::HEADERS, 0x4, stream, &block);
+    let mut chunks = body.chunks(16_384).peekable();
+    if chunks.peek().is_none() {
+        out.extend(frame_bytes(kind::DATA, 0x1, stream, &[]));
+    }
+    while let Some(chunk) = chunks.next() {
+        let end = if chunks.peek().is_none() { 0x1 } else { 0 };
+        out.extend(frame_bytes(kind::DATA, end, stream, chunk));
+    }
+    io.write_all(&out).await?;
+    io.flush().await
+}
+
+async fn serve_h1<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, report: &mut ConnectionReport) -> std::result::Result<(), BoxError> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if buf.len() > MAX_FRAME {
+            return Err("request head too large".into());
+        }
+        if tokio::time::timeout(IDLE, io.read(&mut byte)).await?? == 0 {
+            return Ok(());
+        }
+        buf.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let mut headers = vec![(":request-line".to_string(), request_line)];
+    for line in lines.filter(|l| !l.is_empty()) {
+        if let Some((n, v)) = line.split_once(':') {
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+    }
+    report.http1.push(headers);
+    let body = serde_json::to_vec_pretty(&*report)?;
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    io.write_all(head.as_bytes()).await?;
+    io.write_all(&body).await?;
+    io.flush().await?;
+    Ok(())
+}
