@@ -4,7 +4,7 @@
 //! connection preface and HEADERS frames ([`Http2Profile`]), HTTP/1.1 header case
 //! ([`Http1Profile`]) and, for every [`RequestKind`], the header set, order and values
 //! ([`RequestTemplate`]). Profiles are plain serde data: the built-in ones live as JSON
-//! files in `src/profile/builtin/` and a user can load their own from a JSON or TOML
+//! files in `src/profile/builtin/` and a user can load their own from a JSON
 //! file with [`Profile::from_file`]. See `docs/profiles.md` for the format and where
 //! each value comes from.
 //!
@@ -80,12 +80,14 @@ pub struct TlsProfile {
     /// ALPN protocol ids in order.
     pub alpn: Vec<String>,
     /// ALPS (application_settings), if the browser sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alps: Option<AlpsProfile>,
     /// Certificate compression algorithms offered (`brotli`, `zlib`, `zstd`), in order.
     pub cert_compression: Vec<CertCompression>,
     /// Send a GREASE encrypted_client_hello extension.
     pub ech_grease: bool,
     /// Payload of the trust_anchors extension (0xca34) as hex, if sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_anchors: Option<String>,
     /// Send status_request (OCSP stapling).
     pub ocsp_stapling: bool,
@@ -95,6 +97,7 @@ pub struct TlsProfile {
     pub session_tickets: bool,
     /// record_size_limit the browser sends. BoringSSL cannot send it: recorded for
     /// truth and reported by `mummer profile show`, not put on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_size_limit: Option<u16>,
     /// delegated_credentials signature schemes. Not producible with BoringSSL (see above).
     #[serde(default)]
@@ -341,7 +344,7 @@ impl Profile {
     }
 
     /// Resolves `spec` as a built-in name or alias, or, when it names an existing file
-    /// (or contains a path separator or ends in `.json`/`.toml`), as a profile file.
+    /// (or contains a path separator or ends in `.json`), as a profile file.
     ///
     /// # Errors
     ///
@@ -349,7 +352,6 @@ impl Profile {
     pub fn resolve(spec: &str) -> Result<Profile> {
         let looks_like_path = spec.contains('/')
             || spec.ends_with(".json")
-            || spec.ends_with(".toml")
             || Path::new(spec).is_file();
         if looks_like_path {
             Profile::from_file(spec)
@@ -358,7 +360,7 @@ impl Profile {
         }
     }
 
-    /// Reads a profile from a `.json` or `.toml` file.
+    /// Reads a profile from a JSON file.
     ///
     /// # Errors
     ///
@@ -369,13 +371,8 @@ impl Profile {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::invalid_profile(path.display().to_string(), format!("cannot read the file: {e}"))
         })?;
-        let is_toml = path.extension().is_some_and(|e| e == "toml");
-        let parsed = if is_toml {
-            toml::from_str::<Profile>(&text).map_err(|e| e.to_string())
-        } else {
-            Profile::from_json(&text).map_err(|e| e.to_string())
-        };
-        let profile = parsed.map_err(|e| Error::invalid_profile(path.display().to_string(), e))?;
+        let profile = Profile::from_json(&text)
+            .map_err(|e| Error::invalid_profile(path.display().to_string(), e.to_string()))?;
         profile
             .validate()
             .map_err(|e| Error::invalid_profile(path.display().to_string(), e))?;
