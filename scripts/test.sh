@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite. A cargo target directory outside the clone keeps BoringSSL's
-# build between runs; it still works from empty.
+# The whole test suite: formatting, lints, then every unit, integration and
+# conformance test. A cargo target directory outside the clone keeps BoringSSL's build
+# between runs; it still works from empty.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mummer-target}"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets

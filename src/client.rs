@@ -177,10 +177,13 @@ impl std::fmt::Debug for ClientInner {
 
 type OriginKey = (String, String, u16);
 
+/// An idle keep-alive HTTP/1.1 connection and the TLS details it was opened with.
+type IdleH1 = (H1Connection<MaybeTls>, Option<TlsInfo>);
+
 #[derive(Default)]
 struct Pool {
     h2: HashMap<OriginKey, Vec<(H2Connection, TlsInfo)>>,
-    h1: HashMap<OriginKey, Vec<(H1Connection<MaybeTls>, Option<TlsInfo>)>>,
+    h1: HashMap<OriginKey, Vec<IdleH1>>,
 }
 
 impl Pool {
@@ -204,7 +207,11 @@ mod tokio_util_either {
     }
 
     impl AsyncRead for Either {
-        fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
             match self.get_mut() {
                 Either::Plain(s) => s.as_mut().poll_read(cx, buf),
                 Either::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -213,7 +220,11 @@ mod tokio_util_either {
     }
 
     impl AsyncWrite for Either {
-        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
             match self.get_mut() {
                 Either::Plain(s) => s.as_mut().poll_write(cx, buf),
                 Either::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -355,9 +366,9 @@ impl RequestBuilder {
         let timeout = self.client.inner.config.timeout;
         let fut = self.send_inner();
         let result = match timeout {
-            Some(limit) => tokio::time::timeout(limit, fut)
-                .await
-                .unwrap_or_else(|_| Err(Error::timeout(format!("after {limit:?} (total deadline)")))),
+            Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+                Err(Error::timeout(format!("after {limit:?} (total deadline)")))
+            }),
             None => fut.await,
         };
         result.map_err(|e| e.with_url(&url))
@@ -401,11 +412,38 @@ impl RequestBuilder {
             };
             match (pooled_h2, pooled_h1) {
                 (Some((conn, info)), _) => {
-                    let ex = self_h2(&conn, &target, &self.method, headers.clone(), self.body, config, &mut timings).await?;
-                    (ex.0, Version::HTTP_2, ex.1, ex.2, Some(TlsInfo { resumed: info.resumed, ..info }))
+                    let ex = self_h2(
+                        &conn,
+                        &target,
+                        &self.method,
+                        headers.clone(),
+                        self.body,
+                        config,
+                        &mut timings,
+                    )
+                    .await?;
+                    (
+                        ex.0,
+                        Version::HTTP_2,
+                        ex.1,
+                        ex.2,
+                        Some(TlsInfo {
+                            resumed: info.resumed,
+                            ..info
+                        }),
+                    )
                 }
                 (None, Some((mut conn, info))) => {
-                    let ex = self_h1(&mut conn, &target, &self.method, &headers, self.body.as_ref(), config, &mut timings).await?;
+                    let ex = self_h1(
+                        &mut conn,
+                        &target,
+                        &self.method,
+                        &headers,
+                        self.body.as_ref(),
+                        config,
+                        &mut timings,
+                    )
+                    .await?;
                     if ex.3 {
                         give_back_h1(&client, key, conn, info.clone());
                     }
@@ -416,26 +454,56 @@ impl RequestBuilder {
                     timings.dns = dial.dns;
                     timings.connect = dial.connect;
                     let tls_started = Instant::now();
-                    let handshake = client.tls.connect(&target.host, target.port, io, alpn.as_deref(), &client.tickets);
+                    let handshake = client.tls.connect(
+                        &target.host,
+                        target.port,
+                        io,
+                        alpn.as_deref(),
+                        &client.tickets,
+                    );
                     let (stream, info) = match config.tls_timeout {
-                        Some(limit) => tokio::time::timeout(limit, handshake).await.map_err(|_| {
-                            Error::timeout(format!("after {limit:?} in the TLS handshake with `{}`", target.host))
-                        })??,
+                        Some(limit) => {
+                            tokio::time::timeout(limit, handshake).await.map_err(|_| {
+                                Error::timeout(format!(
+                                    "after {limit:?} in the TLS handshake with `{}`",
+                                    target.host
+                                ))
+                            })??
+                        }
                         None => handshake.await?,
                     };
                     timings.tls = tls_started.elapsed();
                     if info.alpn.as_deref() == Some("h2") {
-                        let conn = h2::handshake(stream, &config.profile.http2, template.priority).await?;
+                        let conn =
+                            h2::handshake(stream, &config.profile.http2, template.priority).await?;
                         Pool::lock(&client.pool)
                             .h2
                             .entry(key)
                             .or_default()
                             .push((conn.clone(), info.clone()));
-                        let ex = self_h2(&conn, &target, &self.method, headers.clone(), self.body, config, &mut timings).await?;
+                        let ex = self_h2(
+                            &conn,
+                            &target,
+                            &self.method,
+                            headers.clone(),
+                            self.body,
+                            config,
+                            &mut timings,
+                        )
+                        .await?;
                         (ex.0, Version::HTTP_2, ex.1, ex.2, Some(info))
                     } else {
                         let mut conn = H1Connection::new(MaybeTls::Tls(Box::new(stream)));
-                        let ex = self_h1(&mut conn, &target, &self.method, &headers, self.body.as_ref(), config, &mut timings).await?;
+                        let ex = self_h1(
+                            &mut conn,
+                            &target,
+                            &self.method,
+                            &headers,
+                            self.body.as_ref(),
+                            config,
+                            &mut timings,
+                        )
+                        .await?;
                         if ex.3 {
                             give_back_h1(&client, key, conn, Some(info.clone()));
                         }
@@ -455,7 +523,16 @@ impl RequestBuilder {
                     H1Connection::new(MaybeTls::Plain(io))
                 }
             };
-            let ex = self_h1(&mut conn, &target, &self.method, &headers, self.body.as_ref(), config, &mut timings).await?;
+            let ex = self_h1(
+                &mut conn,
+                &target,
+                &self.method,
+                &headers,
+                self.body.as_ref(),
+                config,
+                &mut timings,
+            )
+            .await?;
             if ex.3 {
                 give_back_h1(&client, key, conn, None);
             }
@@ -496,7 +573,12 @@ impl RequestBuilder {
 
 fn headers_for_report(h: &[(HeaderName, HeaderValue)]) -> Vec<(String, String)> {
     h.iter()
-        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -519,17 +601,29 @@ async fn self_h2(
         .body(())
         .map_err(|e| Error::invalid_url(&target.uri, e))?;
     let ex = conn
-        .send(head, headers, body, config.profile.http2.cookie_crumbling, config.max_body)
+        .send(
+            head,
+            headers,
+            body,
+            config.profile.http2.cookie_crumbling,
+            config.max_body,
+        )
         .await?;
     timings.first_byte = ex.first_byte.duration_since(sent);
     let (parts, ()) = ex.response.into_parts();
-    let headers = parts.headers.into_iter().fold(Vec::new(), |mut acc, (n, v)| {
-        let name = n.or_else(|| acc.last().map(|(n, _): &(HeaderName, HeaderValue)| n.clone()));
-        if let Some(name) = name {
-            acc.push((name, v));
-        }
-        acc
-    });
+    let headers = parts
+        .headers
+        .into_iter()
+        .fold(Vec::new(), |mut acc, (n, v)| {
+            let name = n.or_else(|| {
+                acc.last()
+                    .map(|(n, _): &(HeaderName, HeaderValue)| n.clone())
+            });
+            if let Some(name) = name {
+                acc.push((name, v));
+            }
+            acc
+        });
     Ok((parts.status, headers, ex.body))
 }
 
@@ -544,13 +638,26 @@ async fn self_h1(
 ) -> Result<(StatusCode, Vec<(HeaderName, HeaderValue)>, Vec<u8>, bool)> {
     let sent = Instant::now();
     let ex = conn
-        .send(method, &target.authority, &target.path, headers, body, &config.profile.http1, config.max_body)
+        .send(
+            method,
+            &target.authority,
+            &target.path,
+            headers,
+            body,
+            &config.profile.http1,
+            config.max_body,
+        )
         .await?;
     timings.first_byte = ex.first_byte.duration_since(sent);
     Ok((ex.status, ex.headers, ex.body, ex.reusable))
 }
 
-fn give_back_h1(client: &ClientInner, key: OriginKey, conn: H1Connection<MaybeTls>, info: Option<TlsInfo>) {
+fn give_back_h1(
+    client: &ClientInner,
+    key: OriginKey,
+    conn: H1Connection<MaybeTls>,
+    info: Option<TlsInfo>,
+) {
     let mut pool = Pool::lock(&client.pool);
     let idle = pool.h1.entry(key).or_default();
     if idle.len() < client.config.max_idle_per_origin {
@@ -559,6 +666,7 @@ fn give_back_h1(client: &ClientInner, key: OriginKey, conn: H1Connection<MaybeTl
 }
 
 /// A parsed request target.
+#[derive(Debug)]
 struct Target {
     https: bool,
     host: String,
@@ -575,7 +683,12 @@ impl Target {
         let https = match url.scheme() {
             "https" => true,
             "http" => false,
-            other => return Err(Error::invalid_url(raw, format!("scheme `{other}` is not supported"))),
+            other => {
+                return Err(Error::invalid_url(
+                    raw,
+                    format!("scheme `{other}` is not supported"),
+                ))
+            }
         };
         let host = match url.host() {
             Some(url::Host::Domain(d)) => d.to_string(),
@@ -583,8 +696,14 @@ impl Target {
             Some(url::Host::Ipv6(a)) => a.to_string(),
             None => return Err(Error::invalid_url(raw, "no host")),
         };
-        let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
-        let host_part = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if https { 443 } else { 80 });
+        let host_part = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
         let authority = match url.port() {
             Some(p) => format!("{host_part}:{p}"),
             None => host_part,
@@ -707,7 +826,15 @@ mod tests {
     #[test]
     fn targets() {
         let t = Target::parse("https://A.test:8443/p?q=1").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.authority.as_str(), t.path.as_str()), ("a.test", 8443, "a.test:8443", "/p?q=1"));
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.authority.as_str(),
+                t.path.as_str()
+            ),
+            ("a.test", 8443, "a.test:8443", "/p?q=1")
+        );
         let t = Target::parse("http://[::1]/").unwrap();
         assert_eq!((t.authority.as_str(), t.port), ("[::1]", 80));
         assert!(Target::parse("ftp://x/").unwrap_err().is_invalid_url());

@@ -86,10 +86,16 @@ mod tests {
         assert_eq!(decode_body(gzip(&text), "gzip", 1 << 20).unwrap(), text);
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         z.write_all(&text).unwrap();
-        assert_eq!(decode_body(z.finish().unwrap(), "deflate", 1 << 20).unwrap(), text);
+        assert_eq!(
+            decode_body(z.finish().unwrap(), "deflate", 1 << 20).unwrap(),
+            text
+        );
         let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
         raw.write_all(&text).unwrap();
-        assert_eq!(decode_body(raw.finish().unwrap(), "deflate", 1 << 20).unwrap(), text);
+        assert_eq!(
+            decode_body(raw.finish().unwrap(), "deflate", 1 << 20).unwrap(),
+            text
+        );
         let mut br = Vec::new();
         brotli::BrotliCompress(&mut &text[..], &mut br, &Default::default()).unwrap();
         assert_eq!(decode_body(br, "br", 1 << 20).unwrap(), text);
@@ -110,8 +116,12 @@ mod tests {
 
     #[test]
     fn corrupt_and_unknown_are_decode_errors() {
-        assert!(decode_body(b"not gzip".to_vec(), "gzip", 100).unwrap_err().is_decode());
-        assert!(decode_body(b"x".to_vec(), "compress", 100).unwrap_err().is_decode());
+        assert!(decode_body(b"not gzip".to_vec(), "gzip", 100)
+            .unwrap_err()
+            .is_decode());
+        assert!(decode_body(b"x".to_vec(), "compress", 100)
+            .unwrap_err()
+            .is_decode());
         assert_eq!(decode_body(b"x".to_vec(), "identity", 100).unwrap(), b"x");
     }
 }

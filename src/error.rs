@@ -69,7 +69,10 @@ impl Error {
     }
 
     pub(crate) fn invalid_profile(origin: String, detail: String) -> Self {
-        Error::new(Kind::InvalidProfile, format!("invalid profile {origin}: {detail}"))
+        Error::new(
+            Kind::InvalidProfile,
+            format!("invalid profile {origin}: {detail}"),
+        )
     }
 
     pub(crate) fn invalid_input(message: impl Into<String>) -> Self {
@@ -99,7 +102,10 @@ impl Error {
     }
 
     pub(crate) fn tls(host: &str, why: impl fmt::Display) -> Self {
-        Error::new(Kind::Tls, format!("TLS handshake with `{host}` failed: {why}"))
+        Error::new(
+            Kind::Tls,
+            format!("TLS handshake with `{host}` failed: {why}"),
+        )
     }
 
     pub(crate) fn timeout(what: impl fmt::Display) -> Self {
@@ -115,7 +121,10 @@ impl Error {
     }
 
     pub(crate) fn decode(why: impl fmt::Display) -> Self {
-        Error::new(Kind::Decode, format!("cannot decode the response body: {why}"))
+        Error::new(
+            Kind::Decode,
+            format!("cannot decode the response body: {why}"),
+        )
     }
 
     pub(crate) fn io(what: impl fmt::Display, e: std::io::Error) -> Self {

@@ -59,7 +59,14 @@ impl<S: Io> H1Connection<S> {
         profile: &Http1Profile,
         max_body: u64,
     ) -> Result<H1Exchange> {
-        let head = encode_head(method, authority, path, headers, body.map(|b| b.len()), profile);
+        let head = encode_head(
+            method,
+            authority,
+            path,
+            headers,
+            body.map(|b| b.len()),
+            profile,
+        );
         let io = self.io.get_mut();
         io.write_all(&head).await.map_err(write_error)?;
         if let Some(body) = body {
@@ -165,7 +172,9 @@ impl<S: Io> H1Connection<S> {
             return Err(if line.len() >= MAX_CHUNK_LINE {
                 Error::protocol(format!("{what} line is too long"))
             } else {
-                Error::protocol(format!("truncated chunked body: the connection closed in a {what} line"))
+                Error::protocol(format!(
+                    "truncated chunked body: the connection closed in a {what} line"
+                ))
             });
         }
         Ok(line)
@@ -205,7 +214,9 @@ impl<S: Io> H1Connection<S> {
             body.extend_from_slice(&chunk);
             let end = self.read_line("chunk end").await?;
             if end != b"\r\n" && end != b"\n" {
-                return Err(Error::protocol("chunk data is longer than its declared size"));
+                return Err(Error::protocol(
+                    "chunk data is longer than its declared size",
+                ));
             }
         }
     }
@@ -220,7 +231,9 @@ fn read_error(e: std::io::Error) -> Error {
 }
 
 fn too_large(limit: u64) -> Error {
-    Error::body_too_large(format!("response body is larger than the {limit}-byte limit"))
+    Error::body_too_large(format!(
+        "response body is larger than the {limit}-byte limit"
+    ))
 }
 
 /// The request head, in the profile's header order and case. `Host` and `Connection`
@@ -278,7 +291,9 @@ fn parse_head(raw: &[u8]) -> Result<Head> {
         }
         Err(e) => return Err(Error::protocol(format!("malformed response head: {e}"))),
     }
-    let code = resp.code.ok_or_else(|| Error::protocol("response has no status code"))?;
+    let code = resp
+        .code
+        .ok_or_else(|| Error::protocol("response has no status code"))?;
     let status = StatusCode::from_u16(code)
         .map_err(|_| Error::protocol(format!("invalid status code {code}")))?;
     let version_11 = resp.version == Some(1);
@@ -309,7 +324,11 @@ enum Framing {
     UntilClose,
 }
 
-fn framing(method: &Method, status: StatusCode, headers: &[(HeaderName, HeaderValue)]) -> Result<Framing> {
+fn framing(
+    method: &Method,
+    status: StatusCode,
+    headers: &[(HeaderName, HeaderValue)],
+) -> Result<Framing> {
     if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -324,11 +343,23 @@ fn framing(method: &Method, status: StatusCode, headers: &[(HeaderName, HeaderVa
         .collect::<Vec<_>>()
         .join(",");
     if !te.is_empty() {
-        let last = te.rsplit(',').next().unwrap_or("").trim().to_ascii_lowercase();
-        return Ok(if last == "chunked" { Framing::Chunked } else { Framing::UntilClose });
+        let last = te
+            .rsplit(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        return Ok(if last == "chunked" {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
     }
     let mut length: Option<u64> = None;
-    for (_, v) in headers.iter().filter(|(n, _)| n == http::header::CONTENT_LENGTH) {
+    for (_, v) in headers
+        .iter()
+        .filter(|(n, _)| n == http::header::CONTENT_LENGTH)
+    {
         let n: u64 = v
             .to_str()
             .ok()
@@ -350,7 +381,8 @@ mod tests {
     #[test]
     fn head_uses_profile_case_and_order() {
         let p = Profile::named("chromium-156-linux").unwrap();
-        let headers = crate::profile::render_headers(p.template(RequestKind::Navigation), &[]).unwrap();
+        let headers =
+            crate::profile::render_headers(p.template(RequestKind::Navigation), &[]).unwrap();
         let head = encode_head(&Method::GET, "a.test", "/x?y", &headers, None, &p.http1);
         let text = String::from_utf8(head).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -358,18 +390,36 @@ mod tests {
         assert_eq!(lines[1], "Host: a.test");
         assert_eq!(lines[2], "Connection: keep-alive");
         assert!(lines[3].starts_with("sec-ch-ua: "));
-        assert!(lines.iter().any(|l| l.starts_with("User-Agent: Mozilla/5.0")));
-        assert!(!text.contains("priority"), "Chromium sends no priority header over HTTP/1.1");
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("User-Agent: Mozilla/5.0")));
+        assert!(
+            !text.contains("priority"),
+            "Chromium sends no priority header over HTTP/1.1"
+        );
         assert!(text.ends_with("\r\n\r\n"));
     }
 
     #[test]
     fn framing_rules() {
-        let cl = |v: &'static str| vec![(http::header::CONTENT_LENGTH, HeaderValue::from_static(v))];
-        assert!(matches!(framing(&Method::GET, StatusCode::OK, &cl("5")).unwrap(), Framing::Length(5)));
-        assert!(matches!(framing(&Method::HEAD, StatusCode::OK, &cl("5")).unwrap(), Framing::Empty));
+        let cl =
+            |v: &'static str| vec![(http::header::CONTENT_LENGTH, HeaderValue::from_static(v))];
+        assert!(matches!(
+            framing(&Method::GET, StatusCode::OK, &cl("5")).unwrap(),
+            Framing::Length(5)
+        ));
+        assert!(matches!(
+            framing(&Method::HEAD, StatusCode::OK, &cl("5")).unwrap(),
+            Framing::Empty
+        ));
         assert!(framing(&Method::GET, StatusCode::OK, &cl("x")).is_err());
-        let te = vec![(http::header::TRANSFER_ENCODING, HeaderValue::from_static("gzip, chunked"))];
-        assert!(matches!(framing(&Method::GET, StatusCode::OK, &te).unwrap(), Framing::Chunked));
+        let te = vec![(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("gzip, chunked"),
+        )];
+        assert!(matches!(
+            framing(&Method::GET, StatusCode::OK, &te).unwrap(),
+            Framing::Chunked
+        ));
     }
 }

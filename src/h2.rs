@@ -40,7 +40,11 @@ impl Drop for InFlight {
 
 /// Runs the HTTP/2 handshake over `io` with the profile's preface and spawns the
 /// connection driver.
-pub(crate) async fn handshake<S>(io: S, profile: &Http2Profile, priority: Http2Priority) -> Result<H2Connection>
+pub(crate) async fn handshake<S>(
+    io: S,
+    profile: &Http2Profile,
+    priority: Http2Priority,
+) -> Result<H2Connection>
 where
     S: Io + 'static,
 {
@@ -61,7 +65,8 @@ where
     builder.settings_order(order.build());
     // The connection window starts at 65 535; the WINDOW_UPDATE after SETTINGS raises it
     // by the profile's increment.
-    builder.initial_connection_window_size(profile.connection_window_increment.saturating_add(65_535));
+    builder
+        .initial_connection_window_size(profile.connection_window_increment.saturating_add(65_535));
     let mut pseudo = PseudoOrder::builder();
     for p in &profile.pseudo_header_order {
         pseudo = pseudo.push(match p.as_str() {
@@ -215,13 +220,25 @@ mod tests {
     #[test]
     fn cookies_are_crumbled_and_order_kept() {
         let h = vec![
-            (HeaderName::from_static("user-agent"), HeaderValue::from_static("x")),
-            (http::header::COOKIE, HeaderValue::from_static("a=1; b=2;c=3")),
-            (HeaderName::from_static("priority"), HeaderValue::from_static("u=0, i")),
+            (
+                HeaderName::from_static("user-agent"),
+                HeaderValue::from_static("x"),
+            ),
+            (
+                http::header::COOKIE,
+                HeaderValue::from_static("a=1; b=2;c=3"),
+            ),
+            (
+                HeaderName::from_static("priority"),
+                HeaderValue::from_static("u=0, i"),
+            ),
         ];
         let map = header_map(h, true);
         let names: Vec<_> = map.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["user-agent", "cookie", "cookie", "cookie", "priority"]);
+        assert_eq!(
+            names,
+            ["user-agent", "cookie", "cookie", "cookie", "priority"]
+        );
         let cookies: Vec<_> = map.get_all("cookie").iter().collect();
         assert_eq!(cookies, ["a=1", "b=2", "c=3"]);
     }

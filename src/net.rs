@@ -230,15 +230,22 @@ impl Dialer {
             .await
             .map_err(|e| Error::proxy(proxy, e))?;
         let stream: BoxedIo = match proxy.scheme {
-            ProxyScheme::Http => Box::pin(self.deadline(http_connect(tcp, proxy, host, port)).await?),
+            ProxyScheme::Http => {
+                Box::pin(self.deadline(http_connect(tcp, proxy, host, port)).await?)
+            }
             ProxyScheme::Https => {
-                let tls = proxy_tls(tcp, &proxy.host).await.map_err(|e| Error::proxy(proxy, e))?;
+                let tls = proxy_tls(tcp, &proxy.host)
+                    .await
+                    .map_err(|e| Error::proxy(proxy, e))?;
                 Box::pin(self.deadline(http_connect(tls, proxy, host, port)).await?)
             }
             ProxyScheme::Socks5 => {
                 let target = self.resolve(host, port).await?;
                 let addr = target[0];
-                Box::pin(self.deadline(socks5_connect(tcp, proxy, SocksTarget::Addr(addr))).await?)
+                Box::pin(
+                    self.deadline(socks5_connect(tcp, proxy, SocksTarget::Addr(addr)))
+                        .await?,
+                )
             }
             ProxyScheme::Socks5h => Box::pin(
                 self.deadline(socks5_connect(tcp, proxy, SocksTarget::Name(host, port)))
@@ -251,9 +258,9 @@ impl Dialer {
 
     async fn deadline<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         match self.connect_timeout {
-            Some(limit) => tokio::time::timeout(limit, fut)
-                .await
-                .map_err(|_| Error::timeout(format!("after {limit:?} setting up the proxy tunnel")))?,
+            Some(limit) => tokio::time::timeout(limit, fut).await.map_err(|_| {
+                Error::timeout(format!("after {limit:?} setting up the proxy tunnel"))
+            })?,
             None => fut.await,
         }
     }
@@ -283,7 +290,9 @@ impl Dialer {
                 Some(limit) => match tokio::time::timeout(limit, attempt).await {
                     Ok(r) => r,
                     Err(_) => {
-                        last = Some(Error::timeout(format!("after {limit:?} connecting to {what} ({addr})")));
+                        last = Some(Error::timeout(format!(
+                            "after {limit:?} connecting to {what} ({addr})"
+                        )));
                         continue;
                     }
                 },
@@ -349,7 +358,10 @@ async fn http_connect<S: Io>(mut io: S, proxy: &Proxy, host: &str, port: u16) ->
 }
 
 /// TLS to an `https://` proxy itself (a plain BoringSSL client, system CAs).
-async fn proxy_tls(tcp: TcpStream, host: &str) -> std::result::Result<tokio_boring::SslStream<TcpStream>, String> {
+async fn proxy_tls(
+    tcp: TcpStream,
+    host: &str,
+) -> std::result::Result<tokio_boring::SslStream<TcpStream>, String> {
     let connector = boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls())
         .map_err(|e| e.to_string())?
         .build();
@@ -371,7 +383,11 @@ enum SocksTarget<'a> {
 async fn socks5_connect<S: Io>(mut io: S, proxy: &Proxy, target: SocksTarget<'_>) -> Result<S> {
     let fail = |what: String| Error::proxy(proxy, what);
     let io_fail = |e: std::io::Error| Error::proxy(proxy, format!("SOCKS5 exchange failed: {e}"));
-    let methods: &[u8] = if proxy.credentials.is_some() { &[0x00, 0x02] } else { &[0x00] };
+    let methods: &[u8] = if proxy.credentials.is_some() {
+        &[0x00, 0x02]
+    } else {
+        &[0x00]
+    };
     let mut hello = vec![0x05, methods.len() as u8];
     hello.extend_from_slice(methods);
     io.write_all(&hello).await.map_err(io_fail)?;
@@ -388,7 +404,9 @@ async fn socks5_connect<S: Io>(mut io: S, proxy: &Proxy, target: SocksTarget<'_>
                 .as_ref()
                 .ok_or_else(|| fail("demands a username and password".into()))?;
             if user.len() > 255 || pass.len() > 255 {
-                return Err(fail("SOCKS5 user and password must be at most 255 bytes".into()));
+                return Err(fail(
+                    "SOCKS5 user and password must be at most 255 bytes".into(),
+                ));
             }
             let mut auth = vec![0x01, user.len() as u8];
             auth.extend_from_slice(user.as_bytes());
@@ -470,7 +488,10 @@ mod tests {
         assert_eq!((o.host.as_str(), o.port), ("example.test", 443));
         let o: ResolveOverride = "a.test:8443:[::1]".parse().unwrap();
         assert_eq!(o.addr, "::1".parse::<IpAddr>().unwrap());
-        assert!("a.test:x:127.0.0.1".parse::<ResolveOverride>().unwrap_err().is_invalid_input());
+        assert!("a.test:x:127.0.0.1"
+            .parse::<ResolveOverride>()
+            .unwrap_err()
+            .is_invalid_input());
     }
 
     #[test]

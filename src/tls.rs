@@ -104,7 +104,9 @@ impl TicketCache {
 
 impl std::fmt::Debug for TicketCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TicketCache").field("origins", &self.len()).finish()
+        f.debug_struct("TicketCache")
+            .field("origins", &self.len())
+            .finish()
     }
 }
 
@@ -206,7 +208,8 @@ impl TlsConnector {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        b.set_curves_list(&curves.join(":")).map_err(|e| ctx_err("tls.groups", e))?;
+        b.set_curves_list(&curves.join(":"))
+            .map_err(|e| ctx_err("tls.groups", e))?;
 
         let sigalgs: Vec<SslSignatureAlgorithm> = profile
             .signature_algorithms
@@ -241,7 +244,11 @@ impl TlsConnector {
             let ids = strip_u16_length(&raw);
             // SAFETY: valid context pointer; BoringSSL copies `ids`.
             let ok = unsafe {
-                boring_sys::SSL_CTX_set1_requested_trust_anchors(b.as_ptr(), ids.as_ptr(), ids.len())
+                boring_sys::SSL_CTX_set1_requested_trust_anchors(
+                    b.as_ptr(),
+                    ids.as_ptr(),
+                    ids.len(),
+                )
             };
             if ok != 1 {
                 return Err(Error::invalid_profile(
@@ -252,7 +259,9 @@ impl TlsConnector {
         }
 
         if profile.session_tickets {
-            b.set_session_cache_mode(SslSessionCacheMode::CLIENT | SslSessionCacheMode::NO_INTERNAL);
+            b.set_session_cache_mode(
+                SslSessionCacheMode::CLIENT | SslSessionCacheMode::NO_INTERNAL,
+            );
             b.set_new_session_callback(|ssl, session| {
                 if let Some(slot) = ssl.ex_data(ticket_slot_index()) {
                     slot.cache.store(slot.key.clone(), session);
@@ -325,7 +334,10 @@ impl TlsConnector {
                 )
             };
             if ok != 1 {
-                return Err(Error::tls(host, "BoringSSL refused the profile's key shares"));
+                return Err(Error::tls(
+                    host,
+                    "BoringSSL refused the profile's key shares",
+                ));
             }
         }
         if let Some((protocols, new_codepoint)) = &self.alps {
@@ -345,7 +357,9 @@ impl TlsConnector {
                 }
             }
             // SAFETY: valid SSL pointer, plain flag setter.
-            unsafe { boring_sys::SSL_set_alps_use_new_codepoint(ssl_ptr, i32::from(*new_codepoint)) };
+            unsafe {
+                boring_sys::SSL_set_alps_use_new_codepoint(ssl_ptr, i32::from(*new_codepoint))
+            };
         }
         config.set_enable_ech_grease(self.ech_grease);
 
@@ -480,7 +494,10 @@ pub fn group_name(code: u16) -> Option<&'static str> {
 /// A compressed certificate larger than this is refused: real chains are a few KiB.
 const MAX_DECOMPRESSED_CERTIFICATE: u64 = 256 * 1024;
 
-fn copy_limited(reader: impl std::io::Read, output: &mut impl std::io::Write) -> std::io::Result<()> {
+fn copy_limited(
+    reader: impl std::io::Read,
+    output: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let n = std::io::copy(&mut reader.take(MAX_DECOMPRESSED_CERTIFICATE + 1), output)?;
     if n > MAX_DECOMPRESSED_CERTIFICATE {
         return Err(std::io::Error::other("decompressed certificate too large"));

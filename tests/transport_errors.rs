@@ -10,7 +10,9 @@ use mummer::net::Proxy;
 use mummer::{Client, Profile};
 
 fn client() -> Client {
-    Client::builder(Profile::named("chrome-156-linux").unwrap()).build().unwrap()
+    Client::builder(Profile::named("chrome-156-linux").unwrap())
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -22,7 +24,8 @@ fn unknown_profile_names_the_closest() {
 
 #[test]
 fn malformed_profile_file_names_the_field() {
-    let mut v: serde_json::Value = serde_json::to_value(Profile::named("chrome-156-linux").unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::to_value(Profile::named("chrome-156-linux").unwrap()).unwrap();
     v["http2"]["settings"][0][1] = serde_json::json!("big");
     let mut f = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
     f.write_all(v.to_string().as_bytes()).unwrap();
@@ -33,13 +36,19 @@ fn malformed_profile_file_names_the_field() {
     // A user profile round-trips through a JSON file.
     let p = Profile::named("firefox-153-macos").unwrap();
     let mut t = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
-    t.write_all(serde_json::to_string(&p).unwrap().as_bytes()).unwrap();
+    t.write_all(serde_json::to_string(&p).unwrap().as_bytes())
+        .unwrap();
     assert_eq!(Profile::from_file(t.path()).unwrap(), p);
 }
 
 #[tokio::test]
 async fn bad_urls_are_refused_before_any_io() {
-    for url in ["not a url", "ftp://127.0.0.1/", "/relative/path", "https://"] {
+    for url in [
+        "not a url",
+        "ftp://127.0.0.1/",
+        "/relative/path",
+        "https://",
+    ] {
         let err = client().get(url).send().await.unwrap_err();
         assert!(err.is_invalid_url(), "{url}: {err}");
     }
@@ -48,7 +57,11 @@ async fn bad_urls_are_refused_before_any_io() {
 #[tokio::test]
 async fn refused_connection_is_a_connect_error() {
     let port = support::closed_port().await;
-    let err = client().get(&format!("https://127.0.0.1:{port}/")).send().await.unwrap_err();
+    let err = client()
+        .get(&format!("https://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_connect(), "{err}");
     assert!(err.to_string().contains(&port.to_string()));
 }
@@ -65,7 +78,11 @@ async fn handshake_failure_names_the_host() {
             let _ = s.shutdown().await;
         }
     });
-    let err = client().get(&format!("https://127.0.0.1:{port}/")).send().await.unwrap_err();
+    let err = client()
+        .get(&format!("https://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap_err();
     server.abort();
     assert!(err.is_tls(), "{err}");
     assert!(err.to_string().contains("127.0.0.1"));
@@ -73,13 +90,18 @@ async fn handshake_failure_names_the_host() {
 
 #[tokio::test]
 async fn untrusted_certificate_is_refused_with_the_fix() {
-    let inspector = mummer::inspect::Inspector::start("127.0.0.1:0".parse().unwrap(), &[]).await.unwrap();
+    let inspector = mummer::inspect::Inspector::start("127.0.0.1:0".parse().unwrap(), &[])
+        .await
+        .unwrap();
     let url = format!("https://127.0.0.1:{}/", inspector.local_addr().port());
     let err = client().get(&url).send().await.unwrap_err();
     assert!(err.is_tls(), "{err}");
     assert!(err.to_string().contains("--cacert"), "{err}");
     // -k makes the same request work.
-    let ok = Client::builder(Profile::named("chrome-156-linux").unwrap()).insecure(true).build().unwrap();
+    let ok = Client::builder(Profile::named("chrome-156-linux").unwrap())
+        .insecure(true)
+        .build()
+        .unwrap();
     assert_eq!(ok.get(&url).send().await.unwrap().status(), 200);
 }
 
@@ -91,7 +113,11 @@ async fn oversize_response_head_is_a_protocol_error() {
     }
     resp.extend_from_slice(b"content-length: 0\r\n\r\n");
     let server = support::raw_server(resp).await;
-    let err = client().get(&format!("http://127.0.0.1:{}/", server.addr.port())).send().await.unwrap_err();
+    let err = client()
+        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_protocol(), "{err}");
     assert!(err.to_string().contains("larger than"), "{err}");
 
@@ -101,7 +127,11 @@ async fn oversize_response_head_is_a_protocol_error() {
     }
     many.extend_from_slice(b"content-length: 0\r\n\r\n");
     let server = support::raw_server(many).await;
-    let err = client().get(&format!("http://127.0.0.1:{}/", server.addr.port())).send().await.unwrap_err();
+    let err = client()
+        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("header fields"), "{err}");
 }
 
@@ -110,39 +140,86 @@ async fn decompression_bomb_is_refused() {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     enc.write_all(&vec![0u8; 20 << 20]).unwrap();
     let bomb = enc.finish().unwrap();
-    let mut resp = format!("HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n", bomb.len()).into_bytes();
+    let mut resp = format!(
+        "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+        bomb.len()
+    )
+    .into_bytes();
     resp.extend_from_slice(&bomb);
     let server = support::raw_server(resp).await;
-    let client = Client::builder(Profile::named("chrome-156-linux").unwrap()).max_decoded_body(1 << 20).build().unwrap();
-    let err = client.get(&format!("http://127.0.0.1:{}/", server.addr.port())).send().await.unwrap_err();
+    let client = Client::builder(Profile::named("chrome-156-linux").unwrap())
+        .max_decoded_body(1 << 20)
+        .build()
+        .unwrap();
+    let err = client
+        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_body_too_large(), "{err}");
 }
 
 #[tokio::test]
 async fn truncated_bodies_are_protocol_errors() {
-    let server = support::raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this".to_vec()).await;
-    let err = client().get(&format!("http://127.0.0.1:{}/", server.addr.port())).send().await.unwrap_err();
-    assert!(err.is_protocol() && err.to_string().contains("truncated"), "{err}");
+    let server =
+        support::raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this".to_vec())
+            .await;
+    let err = client()
+        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_protocol() && err.to_string().contains("truncated"),
+        "{err}"
+    );
 
-    let server = support::raw_server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10\r\nabc".to_vec()).await;
-    let err = client().get(&format!("http://127.0.0.1:{}/", server.addr.port())).send().await.unwrap_err();
-    assert!(err.is_protocol() && err.to_string().contains("truncated"), "{err}");
+    let server = support::raw_server(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10\r\nabc".to_vec(),
+    )
+    .await;
+    let err = client()
+        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_protocol() && err.to_string().contains("truncated"),
+        "{err}"
+    );
 
     // A well-formed chunked body with trailers decodes.
     let server = support::raw_server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nx-t: 1\r\n\r\n".to_vec()).await;
-    let resp = client().get(&format!("http://127.0.0.1:{}/", server.addr.port())).send().await.unwrap();
+    let resp = client()
+        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.body().as_ref(), b"abcde");
 }
 
 #[tokio::test]
 async fn proxy_refusing_auth_is_a_proxy_error() {
-    let server = support::raw_server(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n".to_vec()).await;
-    let proxy = Proxy::parse(&format!("http://user:wrong@127.0.0.1:{}", server.addr.port())).unwrap();
-    let client = Client::builder(Profile::named("chrome-156-linux").unwrap()).proxy(proxy).build().unwrap();
+    let server = support::raw_server(
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n".to_vec(),
+    )
+    .await;
+    let proxy = Proxy::parse(&format!(
+        "http://user:wrong@127.0.0.1:{}",
+        server.addr.port()
+    ))
+    .unwrap();
+    let client = Client::builder(Profile::named("chrome-156-linux").unwrap())
+        .proxy(proxy)
+        .build()
+        .unwrap();
     let err = client.get("https://target.test/").send().await.unwrap_err();
     assert!(err.is_proxy(), "{err}");
     assert!(err.to_string().contains("407"), "{err}");
-    assert!(!err.to_string().contains("wrong"), "password must not leak: {err}");
+    assert!(
+        !err.to_string().contains("wrong"),
+        "password must not leak: {err}"
+    );
 }
 
 #[tokio::test]
@@ -160,7 +237,11 @@ async fn total_deadline_is_a_timeout() {
         .timeout(std::time::Duration::from_millis(300))
         .build()
         .unwrap();
-    let err = client.get(&format!("http://127.0.0.1:{port}/")).send().await.unwrap_err();
+    let err = client
+        .get(&format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_timeout(), "{err}");
     hold.abort();
 }

@@ -12,7 +12,11 @@ use mummer::profile::ALIASES;
 use mummer::{Client, HttpVersionPref, Profile, RequestKind};
 
 #[derive(Parser)]
-#[command(name = "mummer", version, about = "HTTP sessions that wear a real browser's TLS, HTTP/2 and headers")]
+#[command(
+    name = "mummer",
+    version,
+    about = "HTTP sessions that wear a real browser's TLS, HTTP/2 and headers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -120,7 +124,10 @@ struct InspectArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mummer: cannot start the runtime: {e}");
@@ -134,7 +141,9 @@ fn main() -> ExitCode {
                 list_profiles();
                 Ok(())
             }
-            Command::Profile { command: ProfileCommand::Show { name } } => show_profile(&name),
+            Command::Profile {
+                command: ProfileCommand::Show { name },
+            } => show_profile(&name),
             Command::Inspect(args) => inspect(args).await,
         }
     });
@@ -149,7 +158,9 @@ fn main() -> ExitCode {
 
 fn list_profiles() {
     for name in Profile::builtin_names() {
-        let description = Profile::named(name).map(|p| p.description).unwrap_or_default();
+        let description = Profile::named(name)
+            .map(|p| p.description)
+            .unwrap_or_default();
         println!("{name:<22} {description}");
     }
     for (alias, target) in ALIASES {
@@ -191,7 +202,10 @@ async fn fetch(args: FetchArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
     let client = builder.build()?;
     let method = match (&args.method, &args.data) {
-        (Some(m), _) => m.to_ascii_uppercase().parse().map_err(|_| format!("invalid method `{m}`"))?,
+        (Some(m), _) => m
+            .to_ascii_uppercase()
+            .parse()
+            .map_err(|_| format!("invalid method `{m}`"))?,
         (None, Some(_)) => http::Method::POST,
         (None, None) => http::Method::GET,
     };
@@ -207,10 +221,19 @@ async fn fetch(args: FetchArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.verbose {
         eprintln!("* {:?} {}", response.version(), response.status());
         if let Some(tls) = response.tls() {
-            eprintln!("* TLS {} {} alpn={} resumed={}", tls.version, tls.cipher, tls.alpn.as_deref().unwrap_or("-"), tls.resumed);
+            eprintln!(
+                "* TLS {} {} alpn={} resumed={}",
+                tls.version,
+                tls.cipher,
+                tls.alpn.as_deref().unwrap_or("-"),
+                tls.resumed
+            );
         }
         let t = response.timings();
-        eprintln!("* timings: dns {:?} connect {:?} tls {:?} first byte {:?} total {:?}", t.dns, t.connect, t.tls, t.first_byte, t.total);
+        eprintln!(
+            "* timings: dns {:?} connect {:?} tls {:?} first byte {:?} total {:?}",
+            t.dns, t.connect, t.tls, t.first_byte, t.total
+        );
         for (n, v) in response.request_headers() {
             eprintln!("> {n}: {v}");
         }
@@ -219,7 +242,12 @@ async fn fetch(args: FetchArgs) -> Result<(), Box<dyn std::error::Error>> {
         let headers: Vec<(String, String)> = response
             .wire_headers()
             .iter()
-            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let out = serde_json::json!({
             "url": response.url(),
@@ -236,7 +264,9 @@ async fn fetch(args: FetchArgs) -> Result<(), Box<dyn std::error::Error>> {
         use std::io::Write;
         let mut out = Vec::new();
         if args.include {
-            out.extend_from_slice(format!("{:?} {}\r\n", response.version(), response.status()).as_bytes());
+            out.extend_from_slice(
+                format!("{:?} {}\r\n", response.version(), response.status()).as_bytes(),
+            );
             for (n, v) in response.wire_headers() {
                 out.extend_from_slice(format!("{n}: ").as_bytes());
                 out.extend_from_slice(v.as_bytes());
@@ -246,7 +276,8 @@ async fn fetch(args: FetchArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         match &args.output {
             Some(path) => {
-                std::fs::write(path, response.body()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                std::fs::write(path, response.body())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 std::io::stdout().write_all(&out)?;
             }
             None => {
@@ -260,13 +291,19 @@ async fn fetch(args: FetchArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn inspect(args: InspectArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut inspector = match (&args.cert, &args.key) {
-        (Some(c), Some(k)) => mummer::inspect::Inspector::start_with_files(args.listen, c, k).await?,
+        (Some(c), Some(k)) => {
+            mummer::inspect::Inspector::start_with_files(args.listen, c, k).await?
+        }
         _ => mummer::inspect::Inspector::start(args.listen, &args.names).await?,
     };
     if let Some(path) = &args.write_cert {
-        std::fs::write(path, inspector.cert_pem()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(path, inspector.cert_pem())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    eprintln!("mummer inspect: listening on https://{}", inspector.local_addr());
+    eprintln!(
+        "mummer inspect: listening on https://{}",
+        inspector.local_addr()
+    );
     let mut seen = 0usize;
     loop {
         tokio::select! {

@@ -132,7 +132,8 @@ impl<'a> Reader<'a> {
 
 /// Bytes needed to hold the whole first TLS record, once its 5-byte header is known.
 pub fn record_len(header: &[u8]) -> Option<usize> {
-    (header.len() >= 5 && header[0] == 0x16).then(|| 5 + usize::from(u16::from_be_bytes([header[3], header[4]])))
+    (header.len() >= 5 && header[0] == 0x16)
+        .then(|| 5 + usize::from(u16::from_be_bytes([header[3], header[4]])))
 }
 
 impl ClientHello {
@@ -207,21 +208,19 @@ impl ClientHello {
                         ch.key_shares.push((group, key.buf.len()));
                     }
                 }
-                0xfe0d => {
-                    if body.u8()? == 0 {
-                        let kdf_id = body.u16()?;
-                        let aead_id = body.u16()?;
-                        let config_id = body.u8()?;
-                        let enc_len = body.vec16()?.buf.len();
-                        let payload_len = body.vec16()?.buf.len();
-                        ch.ech = Some(EchInfo {
-                            kdf_id,
-                            aead_id,
-                            config_id,
-                            enc_len,
-                            payload_len,
-                        });
-                    }
+                0xfe0d if body.u8()? == 0 => {
+                    let kdf_id = body.u16()?;
+                    let aead_id = body.u16()?;
+                    let config_id = body.u8()?;
+                    let enc_len = body.vec16()?.buf.len();
+                    let payload_len = body.vec16()?.buf.len();
+                    ch.ech = Some(EchInfo {
+                        kdf_id,
+                        aead_id,
+                        config_id,
+                        enc_len,
+                        payload_len,
+                    });
                 }
                 0xca34 => ch.trust_anchors_hex = Some(hex::encode(body.buf)),
                 _ => {}
@@ -250,11 +249,24 @@ impl ClientHello {
     }
 
     fn ja4_parts(&self) -> (String, Vec<String>, Vec<String>, Vec<String>) {
-        let ciphers: Vec<u16> = self.cipher_suites.iter().copied().filter(|c| !is_grease(*c)).collect();
-        let exts: Vec<u16> = self.extensions.iter().copied().filter(|e| !is_grease(*e)).collect();
+        let ciphers: Vec<u16> = self
+            .cipher_suites
+            .iter()
+            .copied()
+            .filter(|c| !is_grease(*c))
+            .collect();
+        let exts: Vec<u16> = self
+            .extensions
+            .iter()
+            .copied()
+            .filter(|e| !is_grease(*e))
+            .collect();
         let alpn = match self.alpn.first() {
             Some(a) if !a.is_empty() => {
-                let (f, l) = (a.chars().next().unwrap_or('0'), a.chars().last().unwrap_or('0'));
+                let (f, l) = (
+                    a.chars().next().unwrap_or('0'),
+                    a.chars().last().unwrap_or('0'),
+                );
                 if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() {
                     format!("{f}{l}")
                 } else {
@@ -313,18 +325,35 @@ impl ClientHello {
     }
 
     fn ja3_with(&self, sort_extensions: bool) -> String {
-        let join = |v: &mut dyn Iterator<Item = u16>| v.map(|x| x.to_string()).collect::<Vec<_>>().join("-");
-        let mut exts: Vec<u16> = self.extensions.iter().copied().filter(|e| !is_grease(*e)).collect();
+        let join = |v: &mut dyn Iterator<Item = u16>| {
+            v.map(|x| x.to_string()).collect::<Vec<_>>().join("-")
+        };
+        let mut exts: Vec<u16> = self
+            .extensions
+            .iter()
+            .copied()
+            .filter(|e| !is_grease(*e))
+            .collect();
         if sort_extensions {
             exts.sort_unstable();
         }
         format!(
             "{},{},{},{},{}",
             u16::from_str_radix(&self.legacy_version, 16).unwrap_or(0),
-            join(&mut self.cipher_suites.iter().copied().filter(|c| !is_grease(*c))),
+            join(
+                &mut self
+                    .cipher_suites
+                    .iter()
+                    .copied()
+                    .filter(|c| !is_grease(*c))
+            ),
             join(&mut exts.into_iter()),
             join(&mut self.groups.iter().copied().filter(|g| !is_grease(*g))),
-            self.ec_point_formats.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("-"),
+            self.ec_point_formats
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("-"),
         )
     }
 
@@ -378,8 +407,16 @@ mod tests {
         let firefox = reference("firefox-esr-153-linux.json");
         for entry in std::fs::read_dir(format!("{DIR}/clienthello")).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            let r = if name.starts_with("chromium") { &chromium } else { &firefox };
-            let want = if name.contains(".resumed.") { &r["resumption"]["ja4"] } else { &r["ja4"] };
+            let r = if name.starts_with("chromium") {
+                &chromium
+            } else {
+                &firefox
+            };
+            let want = if name.contains(".resumed.") {
+                &r["resumption"]["ja4"]
+            } else {
+                &r["ja4"]
+            };
             let ch = hello(&name);
             assert_eq!(ch.ja4(), want.as_str().unwrap(), "{name}");
             if !name.contains(".resumed.") {
@@ -397,7 +434,9 @@ mod tests {
         assert!(is_grease(ch.sigalgs[0]));
         assert_eq!(ch.alps, Some((17613, vec!["h2".to_string()])));
         assert_eq!(ch.key_shares[1], (0x11ec, 1216));
-        assert!(is_grease(*ch.extensions.first().unwrap()) && is_grease(*ch.extensions.last().unwrap()));
+        assert!(
+            is_grease(*ch.extensions.first().unwrap()) && is_grease(*ch.extensions.last().unwrap())
+        );
         let ech = ch.ech.unwrap();
         assert_eq!((ech.kdf_id, ech.aead_id, ech.enc_len), (1, 1, 32));
         assert!(ch.trust_anchors_hex.is_some());
@@ -405,10 +444,20 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&b""[..], b"\x16\x03\x01\x00", b"\x16\x03\x01\x00\x05\x01\x00\x00\xff\x03", b"GET / HTTP/1.1\r\n"] {
+        for bytes in [
+            &b""[..],
+            b"\x16\x03\x01\x00",
+            b"\x16\x03\x01\x00\x05\x01\x00\x00\xff\x03",
+            b"GET / HTTP/1.1\r\n",
+        ] {
             assert!(ClientHello::parse(bytes).is_err());
         }
-        let full = hex::decode(std::fs::read_to_string(format!("{DIR}/clienthello/chromium-156.conn02.hex")).unwrap().trim()).unwrap();
+        let full = hex::decode(
+            std::fs::read_to_string(format!("{DIR}/clienthello/chromium-156.conn02.hex"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
         for cut in (0..full.len()).step_by(37) {
             let _ = ClientHello::parse(&full[..cut]);
         }

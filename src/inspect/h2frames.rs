@@ -81,11 +81,16 @@ pub struct HeadersFrame {
 /// # Errors
 ///
 /// A message when padding or the priority block does not fit.
-pub fn split_headers_payload(flags: u8, payload: &[u8]) -> Result<(Option<PriorityBlock>, &[u8]), &'static str> {
+pub fn split_headers_payload(
+    flags: u8,
+    payload: &[u8],
+) -> Result<(Option<PriorityBlock>, &[u8]), &'static str> {
     let mut p = payload;
     let mut pad = 0usize;
     if flags & 0x8 != 0 {
-        let (&n, rest) = p.split_first().ok_or("padded HEADERS without a pad length")?;
+        let (&n, rest) = p
+            .split_first()
+            .ok_or("padded HEADERS without a pad length")?;
         pad = usize::from(n);
         p = rest;
     }
@@ -111,7 +116,12 @@ pub fn split_headers_payload(flags: u8, payload: &[u8]) -> Result<(Option<Priori
 /// Names of the flags set on a HEADERS frame.
 pub fn headers_flag_names(flags: u8) -> Vec<&'static str> {
     let mut out = Vec::new();
-    for (bit, name) in [(0x1, "END_STREAM"), (0x4, "END_HEADERS"), (0x8, "PADDED"), (0x20, "PRIORITY")] {
+    for (bit, name) in [
+        (0x1, "END_STREAM"),
+        (0x4, "END_HEADERS"),
+        (0x8, "PADDED"),
+        (0x20, "PRIORITY"),
+    ] {
         if flags & bit != 0 {
             out.push(name);
         }
@@ -123,12 +133,22 @@ pub fn headers_flag_names(flags: u8) -> Vec<&'static str> {
 pub fn parse_settings(payload: &[u8]) -> Vec<(u16, u32)> {
     payload
         .chunks_exact(6)
-        .map(|c| (u16::from_be_bytes([c[0], c[1]]), u32::from_be_bytes([c[2], c[3], c[4], c[5]])))
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
         .collect()
 }
 
 /// The Akamai HTTP/2 fingerprint: `SETTINGS|WINDOW_UPDATE|PRIORITY|pseudo-header order`.
-pub fn akamai(settings: &[(u16, u32)], window_update: u32, priority_frames: &[String], first: Option<&HeadersFrame>) -> String {
+pub fn akamai(
+    settings: &[(u16, u32)],
+    window_update: u32,
+    priority_frames: &[String],
+    first: Option<&HeadersFrame>,
+) -> String {
     let s = settings
         .iter()
         .map(|(k, v)| format!("{k}:{v}"))
@@ -164,7 +184,14 @@ mod tests {
         payload.extend_from_slice(b"abc");
         payload.extend_from_slice(&[0, 0]);
         let (prio, block) = split_headers_payload(0x8 | 0x20 | 0x4, &payload).unwrap();
-        assert_eq!(prio, Some(PriorityBlock { exclusive: true, depends_on: 3, weight: 256 }));
+        assert_eq!(
+            prio,
+            Some(PriorityBlock {
+                exclusive: true,
+                depends_on: 3,
+                weight: 256
+            })
+        );
         assert_eq!(block, b"abc");
         assert!(split_headers_payload(0x20, &[0, 0]).is_err());
         assert!(split_headers_payload(0x8, &[9, 1]).is_err());
@@ -176,10 +203,20 @@ mod tests {
             stream: 1,
             flags: vec![],
             priority: None,
-            headers: vec![(":method".into(), "GET".into()), (":authority".into(), "a".into()), (":scheme".into(), "https".into()), (":path".into(), "/".into())],
+            headers: vec![
+                (":method".into(), "GET".into()),
+                (":authority".into(), "a".into()),
+                (":scheme".into(), "https".into()),
+                (":path".into(), "/".into()),
+            ],
         };
         assert_eq!(
-            akamai(&[(1, 65536), (2, 0), (4, 6291456), (6, 262144)], 15663105, &[], Some(&h)),
+            akamai(
+                &[(1, 65536), (2, 0), (4, 6291456), (6, 262144)],
+                15663105,
+                &[],
+                Some(&h)
+            ),
             "1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p"
         );
     }

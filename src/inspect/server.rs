@@ -99,8 +99,12 @@ impl Inspector {
     ///
     /// Bind failures and certificate generation failures.
     pub async fn start(addr: SocketAddr, names: &[String]) -> Result<Inspector> {
-        let (cert, key) = self_signed(names).map_err(|e| Error::invalid_input(format!("cannot create the inspector certificate: {e}")))?;
-        let cert_pem = cert.to_pem().map_err(|e| Error::invalid_input(e.to_string()))?;
+        let (cert, key) = self_signed(names).map_err(|e| {
+            Error::invalid_input(format!("cannot create the inspector certificate: {e}"))
+        })?;
+        let cert_pem = cert
+            .to_pem()
+            .map_err(|e| Error::invalid_input(e.to_string()))?;
         Self::start_with(addr, cert, key, cert_pem).await
     }
 
@@ -109,18 +113,34 @@ impl Inspector {
     /// # Errors
     ///
     /// Unreadable or invalid files, bind failures.
-    pub async fn start_with_files(addr: SocketAddr, cert: &std::path::Path, key: &std::path::Path) -> Result<Inspector> {
-        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
+    pub async fn start_with_files(
+        addr: SocketAddr,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Inspector> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))
+        };
         let cert_pem = read(cert)?;
-        let x509 = X509::from_pem(&cert_pem).map_err(|e| Error::invalid_input(format!("{}: {e}", cert.display())))?;
-        let pkey = PKey::private_key_from_pem(&read(key)?).map_err(|e| Error::invalid_input(format!("{}: {e}", key.display())))?;
+        let x509 = X509::from_pem(&cert_pem)
+            .map_err(|e| Error::invalid_input(format!("{}: {e}", cert.display())))?;
+        let pkey = PKey::private_key_from_pem(&read(key)?)
+            .map_err(|e| Error::invalid_input(format!("{}: {e}", key.display())))?;
         Self::start_with(addr, x509, pkey, cert_pem).await
     }
 
-    async fn start_with(addr: SocketAddr, cert: X509, key: PKey<Private>, cert_pem: Vec<u8>) -> Result<Inspector> {
-        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(|e| Error::invalid_input(e.to_string()))?;
-        b.set_certificate(&cert).map_err(|e| Error::invalid_input(e.to_string()))?;
-        b.set_private_key(&key).map_err(|e| Error::invalid_input(e.to_string()))?;
+    async fn start_with(
+        addr: SocketAddr,
+        cert: X509,
+        key: PKey<Private>,
+        cert_pem: Vec<u8>,
+    ) -> Result<Inspector> {
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
+            .map_err(|e| Error::invalid_input(e.to_string()))?;
+        b.set_certificate(&cert)
+            .map_err(|e| Error::invalid_input(e.to_string()))?;
+        b.set_private_key(&key)
+            .map_err(|e| Error::invalid_input(e.to_string()))?;
         b.set_alpn_select_callback(|_, client| {
             for want in [&b"h2"[..], b"http/1.1"] {
                 let mut rest = client;
@@ -139,8 +159,12 @@ impl Inspector {
         });
         b.set_session_cache_mode(SslSessionCacheMode::SERVER);
         let acceptor = Arc::new(b.build());
-        let listener = TcpListener::bind(addr).await.map_err(|e| Error::io(format!("binding {addr}"), e))?;
-        let addr = listener.local_addr().map_err(|e| Error::io("local address", e))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("binding {addr}"), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("local address", e))?;
         let (tx, reports) = mpsc::unbounded_channel();
         let counter = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(async move {
@@ -153,12 +177,19 @@ impl Inspector {
                         Ok(report) => {
                             let _ = tx.send(report);
                         }
-                        Err(e) => tracing::debug!(peer = %peer, error = %e, "inspector connection failed"),
+                        Err(e) => {
+                            tracing::debug!(peer = %peer, error = %e, "inspector connection failed")
+                        }
                     }
                 });
             }
         });
-        Ok(Inspector { addr, reports, task, cert_pem })
+        Ok(Inspector {
+            addr,
+            reports,
+            task,
+            cert_pem,
+        })
     }
 
     /// The bound address.
@@ -192,7 +223,9 @@ impl Drop for Inspector {
     }
 }
 
-fn self_signed(names: &[String]) -> std::result::Result<(X509, PKey<Private>), boring::error::ErrorStack> {
+fn self_signed(
+    names: &[String],
+) -> std::result::Result<(X509, PKey<Private>), boring::error::ErrorStack> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
     let mut name = X509Name::builder()?;
@@ -232,7 +265,11 @@ struct Replay<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let me = self.get_mut();
         if me.pos < me.prefix.len() {
             let n = (me.prefix.len() - me.pos).min(buf.remaining());
@@ -245,7 +282,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -258,16 +299,30 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-async fn serve(mut tcp: TcpStream, peer: SocketAddr, n: usize, acceptor: &SslAcceptor) -> std::result::Result<ConnectionReport, BoxError> {
+async fn serve(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    n: usize,
+    acceptor: &SslAcceptor,
+) -> std::result::Result<ConnectionReport, BoxError> {
     let mut record = vec![0u8; 5];
     tokio::time::timeout(IDLE, tcp.read_exact(&mut record)).await??;
     let total = record_len(&record).ok_or("first bytes are not a TLS handshake record")?;
     record.resize(total, 0);
     tokio::time::timeout(IDLE, tcp.read_exact(&mut record[5..])).await??;
     let hello = ClientHello::parse(&record)?;
-    let stream = Replay { prefix: record, pos: 0, inner: tcp };
-    let mut tls = tokio::time::timeout(IDLE, tokio_boring::accept(acceptor, stream)).await?.map_err(|e| e.to_string())?;
-    let alpn = tls.ssl().selected_alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+    let stream = Replay {
+        prefix: record,
+        pos: 0,
+        inner: tcp,
+    };
+    let mut tls = tokio::time::timeout(IDLE, tokio_boring::accept(acceptor, stream))
+        .await?
+        .map_err(|e| e.to_string())?;
+    let alpn = tls
+        .ssl()
+        .selected_alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
     let resumed = tls.ssl().session_reused();
     let mut report = ConnectionReport {
         connection: n,
@@ -292,7 +347,9 @@ async fn serve(mut tcp: TcpStream, peer: SocketAddr, n: usize, acceptor: &SslAcc
     Ok(report)
 }
 
-async fn read_frame<S: AsyncRead + Unpin>(io: &mut S) -> std::result::Result<Option<Frame>, BoxError> {
+async fn read_frame<S: AsyncRead + Unpin>(
+    io: &mut S,
+) -> std::result::Result<Option<Frame>, BoxError> {
     let mut head = [0u8; FRAME_HEADER_LEN];
     match tokio::time::timeout(IDLE, io.read_exact(&mut head)).await {
         Err(_) => return Ok(None),
@@ -341,13 +398,17 @@ fn frame_name(k: u8) -> &'static str {
     }
 }
 
-async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, report: &mut ConnectionReport) -> std::result::Result<(), BoxError> {
+async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    report: &mut ConnectionReport,
+) -> std::result::Result<(), BoxError> {
     let mut preface = [0u8; 24];
     tokio::time::timeout(IDLE, io.read_exact(&mut preface)).await??;
     if preface != PREFACE {
         return Err("missing HTTP/2 client preface".into());
     }
-    io.write_all(&frame_bytes(kind::SETTINGS, 0, 0, &[])).await?;
+    io.write_all(&frame_bytes(kind::SETTINGS, 0, 0, &[]))
+        .await?;
     let mut h2 = Http2Report::default();
     let mut decoder = loona_hpack::Decoder::new();
     let mut seen_first_settings = false;
@@ -356,7 +417,15 @@ async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, report: &mut Co
         if h2.requests.is_empty() && pending.is_none() {
             let label = match frame.kind {
                 kind::WINDOW_UPDATE if frame.payload.len() == 4 => {
-                    format!("WINDOW_UPDATE={}", u32::from_be_bytes([frame.payload[0], frame.payload[1], frame.payload[2], frame.payload[3]]) & 0x7fff_ffff)
+                    format!(
+                        "WINDOW_UPDATE={}",
+                        u32::from_be_bytes([
+                            frame.payload[0],
+                            frame.payload[1],
+                            frame.payload[2],
+                            frame.payload[3]
+                        ]) & 0x7fff_ffff
+                    )
                 }
                 kind::HEADERS => format!("HEADERS@{}", frame.stream),
                 k => frame_name(k).to_string(),
@@ -369,17 +438,37 @@ async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, report: &mut Co
                     h2.settings = h2frames::parse_settings(&frame.payload);
                     seen_first_settings = true;
                 }
-                io.write_all(&frame_bytes(kind::SETTINGS, 0x1, 0, &[])).await?;
+                io.write_all(&frame_bytes(kind::SETTINGS, 0x1, 0, &[]))
+                    .await?;
             }
-            kind::WINDOW_UPDATE if frame.stream == 0 && frame.payload.len() == 4 && h2.requests.is_empty() => {
-                h2.window_update = u32::from_be_bytes([frame.payload[0], frame.payload[1], frame.payload[2], frame.payload[3]]) & 0x7fff_ffff;
+            kind::WINDOW_UPDATE
+                if frame.stream == 0 && frame.payload.len() == 4 && h2.requests.is_empty() =>
+            {
+                h2.window_update = u32::from_be_bytes([
+                    frame.payload[0],
+                    frame.payload[1],
+                    frame.payload[2],
+                    frame.payload[3],
+                ]) & 0x7fff_ffff;
             }
             kind::PRIORITY if frame.payload.len() == 5 => {
-                let dep = u32::from_be_bytes([frame.payload[0], frame.payload[1], frame.payload[2], frame.payload[3]]);
-                h2.priority_frames.push(format!("{}:{}:{}:{}", frame.stream, dep >> 31, dep & 0x7fff_ffff, u16::from(frame.payload[4]) + 1));
+                let dep = u32::from_be_bytes([
+                    frame.payload[0],
+                    frame.payload[1],
+                    frame.payload[2],
+                    frame.payload[3],
+                ]);
+                h2.priority_frames.push(format!(
+                    "{}:{}:{}:{}",
+                    frame.stream,
+                    dep >> 31,
+                    dep & 0x7fff_ffff,
+                    u16::from(frame.payload[4]) + 1
+                ));
             }
             kind::PING if frame.flags & 0x1 == 0 => {
-                io.write_all(&frame_bytes(kind::PING, 0x1, 0, &frame.payload)).await?;
+                io.write_all(&frame_bytes(kind::PING, 0x1, 0, &frame.payload))
+                    .await?;
             }
             kind::GOAWAY => break,
             kind::HEADERS => {
@@ -396,28 +485,54 @@ async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, report: &mut Co
         }
         let complete = pending.as_ref().is_some_and(|p| p.1 & 0x4 != 0);
         if complete {
-            let Some((stream, flags, priority, block)) = pending.take() else { continue };
+            let Some((stream, flags, priority, block)) = pending.take() else {
+                continue;
+            };
             let headers = decoder
                 .decode(&block)
                 .map_err(|e| format!("HPACK: {e:?}"))?
                 .into_iter()
-                .map(|(n, v)| (String::from_utf8_lossy(&n).into_owned(), String::from_utf8_lossy(&v).into_owned()))
+                .map(|(n, v)| {
+                    (
+                        String::from_utf8_lossy(&n).into_owned(),
+                        String::from_utf8_lossy(&v).into_owned(),
+                    )
+                })
                 .collect();
-            h2.requests.push(HeadersFrame { stream, flags: h2frames::headers_flag_names(flags), priority, headers });
-            h2.akamai = h2frames::akamai(&h2.settings, h2.window_update, &h2.priority_frames, h2.requests.first());
+            h2.requests.push(HeadersFrame {
+                stream,
+                flags: h2frames::headers_flag_names(flags),
+                priority,
+                headers,
+            });
+            h2.akamai = h2frames::akamai(
+                &h2.settings,
+                h2.window_update,
+                &h2.priority_frames,
+                h2.requests.first(),
+            );
             report.http2 = Some(h2.clone());
             let body = serde_json::to_vec_pretty(&*report)?;
             respond_h2(io, stream, &body).await?;
         }
     }
     if !h2.requests.is_empty() || report.http2.is_none() {
-        h2.akamai = h2frames::akamai(&h2.settings, h2.window_update, &h2.priority_frames, h2.requests.first());
+        h2.akamai = h2frames::akamai(
+            &h2.settings,
+            h2.window_update,
+            &h2.priority_frames,
+            h2.requests.first(),
+        );
         report.http2 = Some(h2);
     }
     Ok(())
 }
 
-async fn respond_h2<S: AsyncWrite + Unpin>(io: &mut S, stream: u32, body: &[u8]) -> std::io::Result<()> {
+async fn respond_h2<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    stream: u32,
+    body: &[u8],
+) -> std::io::Result<()> {
     // :status 200 (static index 8), then content-type (static name 31) and
     // content-length as literals without indexing.
     let mut block = vec![0x88];
@@ -442,7 +557,10 @@ async fn respond_h2<S: AsyncWrite + Unpin>(io: &mut S, stream: u32, body: &[u8])
     io.flush().await
 }
 
-async fn serve_h1<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, report: &mut ConnectionReport) -> std::result::Result<(), BoxError> {
+async fn serve_h1<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    report: &mut ConnectionReport,
+) -> std::result::Result<(), BoxError> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {

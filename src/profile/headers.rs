@@ -39,8 +39,9 @@ pub fn render_headers(
             continue;
         }
         if let Some(value) = default {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| Error::invalid_input(format!("profile header name `{name}` is invalid")))?;
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                Error::invalid_input(format!("profile header name `{name}` is invalid"))
+            })?;
             let value = HeaderValue::from_str(value).map_err(|_| {
                 Error::invalid_input(format!("profile value of header `{name}` is invalid"))
             })?;
@@ -92,9 +93,18 @@ mod tests {
     fn caller_values_take_the_template_slot_and_unknown_go_last() {
         let p = Profile::named("chromium-156-linux").unwrap();
         let extra = [
-            (HeaderName::from_static("x-extra"), HeaderValue::from_static("1")),
-            (HeaderName::from_static("accept"), HeaderValue::from_static("text/plain")),
-            (HeaderName::from_static("cookie"), HeaderValue::from_static("a=b")),
+            (
+                HeaderName::from_static("x-extra"),
+                HeaderValue::from_static("1"),
+            ),
+            (
+                HeaderName::from_static("accept"),
+                HeaderValue::from_static("text/plain"),
+            ),
+            (
+                HeaderName::from_static("cookie"),
+                HeaderValue::from_static("a=b"),
+            ),
         ];
         let h = render_headers(p.template(RequestKind::Navigation), &extra).unwrap();
         let n = names(&h);

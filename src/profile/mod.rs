@@ -294,10 +294,12 @@ impl<'de> Deserialize<'de> for CodePoint {
         let hex = s
             .strip_prefix("0x")
             .or_else(|| s.strip_prefix("0X"))
-            .ok_or_else(|| serde::de::Error::custom(format!("code point `{s}` must look like 0x1301")))?;
-        u16::from_str_radix(hex, 16)
-            .map(CodePoint)
-            .map_err(|_| serde::de::Error::custom(format!("code point `{s}` is not a 16-bit hex number")))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("code point `{s}` must look like 0x1301"))
+            })?;
+        u16::from_str_radix(hex, 16).map(CodePoint).map_err(|_| {
+            serde::de::Error::custom(format!("code point `{s}` is not a 16-bit hex number"))
+        })
     }
 }
 
@@ -305,14 +307,38 @@ impl<'de> Deserialize<'de> for CodePoint {
 
 /// Built-in profiles: name and JSON text, compiled into the binary.
 const BUILTIN: &[(&str, &str)] = &[
-    ("chromium-156-linux", include_str!("builtin/chromium-156-linux.json")),
-    ("chrome-156-linux", include_str!("builtin/chrome-156-linux.json")),
-    ("chrome-156-windows", include_str!("builtin/chrome-156-windows.json")),
-    ("chrome-156-macos", include_str!("builtin/chrome-156-macos.json")),
-    ("chrome-156-android", include_str!("builtin/chrome-156-android.json")),
-    ("firefox-153-linux", include_str!("builtin/firefox-153-linux.json")),
-    ("firefox-153-windows", include_str!("builtin/firefox-153-windows.json")),
-    ("firefox-153-macos", include_str!("builtin/firefox-153-macos.json")),
+    (
+        "chromium-156-linux",
+        include_str!("builtin/chromium-156-linux.json"),
+    ),
+    (
+        "chrome-156-linux",
+        include_str!("builtin/chrome-156-linux.json"),
+    ),
+    (
+        "chrome-156-windows",
+        include_str!("builtin/chrome-156-windows.json"),
+    ),
+    (
+        "chrome-156-macos",
+        include_str!("builtin/chrome-156-macos.json"),
+    ),
+    (
+        "chrome-156-android",
+        include_str!("builtin/chrome-156-android.json"),
+    ),
+    (
+        "firefox-153-linux",
+        include_str!("builtin/firefox-153-linux.json"),
+    ),
+    (
+        "firefox-153-windows",
+        include_str!("builtin/firefox-153-windows.json"),
+    ),
+    (
+        "firefox-153-macos",
+        include_str!("builtin/firefox-153-macos.json"),
+    ),
 ];
 
 /// Aliases and the explicit profile each resolves to. They never depend on the host OS,
@@ -350,9 +376,8 @@ impl Profile {
     ///
     /// Unknown names and malformed files, see [`Profile::named`] and [`Profile::from_file`].
     pub fn resolve(spec: &str) -> Result<Profile> {
-        let looks_like_path = spec.contains('/')
-            || spec.ends_with(".json")
-            || Path::new(spec).is_file();
+        let looks_like_path =
+            spec.contains('/') || spec.ends_with(".json") || Path::new(spec).is_file();
         if looks_like_path {
             Profile::from_file(spec)
         } else {
@@ -369,7 +394,10 @@ impl Profile {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Profile> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::invalid_profile(path.display().to_string(), format!("cannot read the file: {e}"))
+            Error::invalid_profile(
+                path.display().to_string(),
+                format!("cannot read the file: {e}"),
+            )
         })?;
         let profile = Profile::from_json(&text)
             .map_err(|e| Error::invalid_profile(path.display().to_string(), e.to_string()))?;
@@ -406,7 +434,9 @@ impl Profile {
         }
         for version in [&self.tls.min_version, &self.tls.max_version] {
             if version != "1.2" && version != "1.3" {
-                return Err(format!("tls version `{version}` must be \"1.2\" or \"1.3\""));
+                return Err(format!(
+                    "tls version `{version}` must be \"1.2\" or \"1.3\""
+                ));
             }
         }
         if self.tls.cipher_suites.is_empty() {
@@ -469,7 +499,11 @@ fn closest_names(name: &str) -> Vec<String> {
         .map(|known| (strsim::jaro_winkler(name, known), known))
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.into_iter().take(3).map(|(_, n)| n.to_string()).collect()
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -490,8 +524,14 @@ mod tests {
 
     #[test]
     fn aliases_resolve_to_explicit_platforms() {
-        assert_eq!(Profile::named("chrome-latest").unwrap().name, "chrome-156-windows");
-        assert_eq!(Profile::named("firefox-latest").unwrap().name, "firefox-153-windows");
+        assert_eq!(
+            Profile::named("chrome-latest").unwrap().name,
+            "chrome-156-windows"
+        );
+        assert_eq!(
+            Profile::named("firefox-latest").unwrap().name,
+            "firefox-153-windows"
+        );
     }
 
     #[test]
@@ -523,8 +563,7 @@ mod tests {
 
     #[test]
     fn malformed_json_names_the_field() {
-        let mut v: serde_json::Value =
-            serde_json::from_str(BUILTIN[0].1).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(BUILTIN[0].1).unwrap();
         v["tls"]["cipher_suites"][2] = serde_json::json!("1303");
         let err = Profile::from_json(&v.to_string()).unwrap_err();
         assert_eq!(err.path, "tls.cipher_suites[2]");
