@@ -422,16 +422,7 @@ impl RequestBuilder {
                         &mut timings,
                     )
                     .await?;
-                    (
-                        ex.0,
-                        Version::HTTP_2,
-                        ex.1,
-                        ex.2,
-                        Some(TlsInfo {
-                            resumed: info.resumed,
-                            ..info
-                        }),
-                    )
+                    (ex.0, Version::HTTP_2, ex.1, ex.2, Some(info))
                 }
                 (None, Some((mut conn, info))) => {
                     let ex = self_h1(
