@@ -4,9 +4,11 @@
 //! [`h2frames`] reads the HTTP/2 preface and HEADERS, and [`server`] runs the loopback
 //! HTTPS endpoint that reports both for every connection.
 
+pub mod cert;
 pub mod clienthello;
 pub mod h2frames;
 pub mod server;
 
+pub use cert::SelfSignedCert;
 pub use clienthello::ClientHello;
 pub use server::{ConnectionReport, Http2Report, Inspector};

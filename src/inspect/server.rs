@@ -13,19 +13,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use boring::asn1::Asn1Time;
-use boring::ec::{EcGroup, EcKey};
-use boring::hash::MessageDigest;
-use boring::nid::Nid;
-use boring::pkey::{PKey, Private};
-use boring::ssl::{AlpnError, SslAcceptor, SslMethod, SslSessionCacheMode};
-use boring::x509::extension::SubjectAlternativeName;
-use boring::x509::{X509Name, X509};
+use boring::ssl::SslAcceptor;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::cert::SelfSignedCert;
 use super::clienthello::{record_len, ClientHello};
 use super::h2frames::{self, kind, Frame, HeadersFrame, FRAME_HEADER_LEN, PREFACE};
 use crate::error::{Error, Result};
@@ -99,13 +93,7 @@ impl Inspector {
     ///
     /// Bind failures and certificate generation failures.
     pub async fn start(addr: SocketAddr, names: &[String]) -> Result<Inspector> {
-        let (cert, key) = self_signed(names).map_err(|e| {
-            Error::invalid_input(format!("cannot create the inspector certificate: {e}"))
-        })?;
-        let cert_pem = cert
-            .to_pem()
-            .map_err(|e| Error::invalid_input(e.to_string()))?;
-        Self::start_with(addr, cert, key, cert_pem).await
+        Self::start_with(addr, SelfSignedCert::generate(names)?).await
     }
 
     /// Like [`Inspector::start`] with a given certificate and key (PEM files).
@@ -118,47 +106,12 @@ impl Inspector {
         cert: &std::path::Path,
         key: &std::path::Path,
     ) -> Result<Inspector> {
-        let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))
-        };
-        let cert_pem = read(cert)?;
-        let x509 = X509::from_pem(&cert_pem)
-            .map_err(|e| Error::invalid_input(format!("{}: {e}", cert.display())))?;
-        let pkey = PKey::private_key_from_pem(&read(key)?)
-            .map_err(|e| Error::invalid_input(format!("{}: {e}", key.display())))?;
-        Self::start_with(addr, x509, pkey, cert_pem).await
+        Self::start_with(addr, SelfSignedCert::from_files(cert, key)?).await
     }
 
-    async fn start_with(
-        addr: SocketAddr,
-        cert: X509,
-        key: PKey<Private>,
-        cert_pem: Vec<u8>,
-    ) -> Result<Inspector> {
-        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
-            .map_err(|e| Error::invalid_input(e.to_string()))?;
-        b.set_certificate(&cert)
-            .map_err(|e| Error::invalid_input(e.to_string()))?;
-        b.set_private_key(&key)
-            .map_err(|e| Error::invalid_input(e.to_string()))?;
-        b.set_alpn_select_callback(|_, client| {
-            for want in [&b"h2"[..], b"http/1.1"] {
-                let mut rest = client;
-                while let Some((&n, tail)) = rest.split_first() {
-                    let n = usize::from(n);
-                    if tail.len() < n {
-                        break;
-                    }
-                    if &tail[..n] == want {
-                        return Ok(&tail[..n]);
-                    }
-                    rest = &tail[n..];
-                }
-            }
-            Err(AlpnError::NOACK)
-        });
-        b.set_session_cache_mode(SslSessionCacheMode::SERVER);
-        let acceptor = Arc::new(b.build());
+    async fn start_with(addr: SocketAddr, cert: SelfSignedCert) -> Result<Inspector> {
+        let acceptor = Arc::new(cert.acceptor(&[b"h2", b"http/1.1"])?);
+        let cert_pem = cert.cert_pem();
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::io(format!("binding {addr}"), e))?;
@@ -221,40 +174,6 @@ impl Drop for Inspector {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn self_signed(
-    names: &[String],
-) -> std::result::Result<(X509, PKey<Private>), boring::error::ErrorStack> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
-    let mut name = X509Name::builder()?;
-    name.append_entry_by_nid(Nid::COMMONNAME, "mummer inspector")?;
-    let name = name.build();
-    let mut b = X509::builder()?;
-    b.set_version(2)?;
-    let serial = boring::bn::BigNum::from_u32(rand::random::<u32>())?.to_asn1_integer()?;
-    b.set_serial_number(&serial)?;
-    b.set_subject_name(&name)?;
-    b.set_issuer_name(&name)?;
-    b.set_pubkey(&key)?;
-    let not_before = Asn1Time::days_from_now(0)?;
-    b.set_not_before(&not_before)?;
-    let not_after = Asn1Time::days_from_now(30)?;
-    b.set_not_after(&not_after)?;
-    let mut san = SubjectAlternativeName::new();
-    san.dns("localhost").ip("127.0.0.1").ip("::1");
-    for n in names {
-        if n.parse::<std::net::IpAddr>().is_ok() {
-            san.ip(n);
-        } else {
-            san.dns(n);
-        }
-    }
-    let ext = san.build(&b.x509v3_context(None, None))?;
-    b.append_extension(&ext)?;
-    b.sign(&key, MessageDigest::sha256())?;
-    Ok((b.build(), key))
 }
 
 /// A stream that replays bytes already read before reading the socket.

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod https;
+
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

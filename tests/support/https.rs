@@ -1,0 +1,282 @@
+//! A loopback HTTPS server for tests and benchmarks: HTTP/2 (the `http2` crate's server)
+//! and HTTP/1.1 (keep-alive, Content-Length framing) behind ALPN, answering every request
+//! with a handler. It records each request so a test can check what the client sent, and
+//! whether the TLS handshake was resumed. Stops when dropped.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use mummer::inspect::SelfSignedCert;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct SeenRequest {
+    pub connection: usize,
+    pub resumed: bool,
+    pub version: http::Version,
+    pub method: http::Method,
+    pub uri: String,
+    /// Header lines in the order they arrived (lower-case names for HTTP/2).
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl SeenRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the handler answers: status, header lines, body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn new(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+    pub fn ok(body: impl Into<Bytes>) -> Reply {
+        Reply::new(200).body(body)
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+    pub fn body(mut self, body: impl Into<Bytes>) -> Reply {
+        self.body = body.into();
+        self
+    }
+}
+
+pub type Handler = Arc<dyn Fn(&SeenRequest) -> Reply + Send + Sync>;
+
+pub struct HttpsServer {
+    pub addr: SocketAddr,
+    pub cert_pem: Vec<u8>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HttpsServer {
+    /// Starts on 127.0.0.1 with ALPN `h2` then `http/1.1`.
+    pub async fn start(
+        handler: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
+    ) -> HttpsServer {
+        Self::start_with_alpn(&[b"h2", b"http/1.1"], Arc::new(handler), true).await
+    }
+
+    /// Starts with the given ALPN preference; `record` off keeps no request log (benchmarks).
+    pub async fn start_with_alpn(
+        alpn: &'static [&'static [u8]],
+        handler: Handler,
+        record: bool,
+    ) -> HttpsServer {
+        let cert = SelfSignedCert::generate(&["shop.test".into(), "cdn.test".into()]).unwrap();
+        let acceptor = Arc::new(cert.acceptor(alpn).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
+                n += 1;
+                let (acceptor, handler, log) = (acceptor.clone(), handler.clone(), log.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = tokio_boring::accept(&acceptor, tcp).await else {
+                        return;
+                    };
+                    let resumed = tls.ssl().session_reused();
+                    let h2 = tls.ssl().selected_alpn_protocol() == Some(b"h2");
+                    let conn = Conn {
+                        number: n,
+                        resumed,
+                        handler,
+                        log: record.then_some(log),
+                    };
+                    if h2 {
+                        conn.serve_h2(tls).await;
+                    } else {
+                        conn.serve_h1(tls).await;
+                    }
+                });
+            }
+        });
+        HttpsServer {
+            addr,
+            cert_pem: cert.cert_pem(),
+            seen,
+            task,
+        }
+    }
+
+    /// Every request seen so far.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// `https://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.addr.port())
+    }
+}
+
+struct Conn {
+    number: usize,
+    resumed: bool,
+    handler: Handler,
+    log: Option<Arc<Mutex<Vec<SeenRequest>>>>,
+}
+
+impl Conn {
+    fn answer(&self, req: SeenRequest) -> Reply {
+        let reply = (self.handler)(&req);
+        if let Some(log) = &self.log {
+            log.lock().unwrap().push(req);
+        }
+        reply
+    }
+
+    async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(self, io: S) {
+        let Ok(mut h2) = http2::server::Builder::new()
+            .max_concurrent_streams(256)
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(1 << 22)
+            .handshake::<_, Bytes>(io)
+            .await
+        else {
+            return;
+        };
+        let this = Arc::new(self);
+        while let Some(Ok((req, mut respond))) = h2.accept().await {
+            let this = this.clone();
+            tokio::spawn(async move {
+                let (parts, mut body) = req.into_parts();
+                let mut buf = BytesMut::new();
+                while let Some(Ok(chunk)) = body.data().await {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    buf.extend_from_slice(&chunk);
+                }
+                let seen = SeenRequest {
+                    connection: this.number,
+                    resumed: this.resumed,
+                    version: http::Version::HTTP_2,
+                    method: parts.method,
+                    uri: parts.uri.to_string(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(n, v)| {
+                            (
+                                n.to_string(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect(),
+                    body: buf.freeze(),
+                };
+                let reply = this.answer(seen);
+                let mut resp = http::Response::builder().status(reply.status);
+                for (n, v) in &reply.headers {
+                    resp = resp.header(n.as_str(), v.as_str());
+                }
+                let Ok(resp) = resp.body(()) else { return };
+                let end = reply.body.is_empty();
+                if let Ok(mut stream) = respond.send_response(resp, end) {
+                    if !end {
+                        let _ = stream.send_data(reply.body, true);
+                    }
+                }
+            });
+        }
+    }
+
+    async fn serve_h1<S: AsyncRead + AsyncWrite + Unpin>(self, mut io: S) {
+        let mut buf = BytesMut::with_capacity(8192);
+        loop {
+            // Read a head.
+            let (head_len, method, path, headers) = loop {
+                let mut hdrs = [httparse::EMPTY_HEADER; 64];
+                let mut req = httparse::Request::new(&mut hdrs);
+                if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
+                    let headers: Vec<(String, String)> = req
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect();
+                    break (
+                        n,
+                        req.method.unwrap_or("GET").to_string(),
+                        req.path.unwrap_or("/").to_string(),
+                        headers,
+                    );
+                }
+                match io.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            };
+            let _ = buf.split_to(head_len);
+            let len: usize = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < len {
+                match io.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+            let body = buf.split_to(len).freeze();
+            let seen = SeenRequest {
+                connection: self.number,
+                resumed: self.resumed,
+                version: http::Version::HTTP_11,
+                method: method.parse().unwrap_or(http::Method::GET),
+                uri: path,
+                headers,
+                body,
+            };
+            let reply = self.answer(seen);
+            let mut out = format!("HTTP/1.1 {} X\r\n", reply.status);
+            for (n, v) in &reply.headers {
+                out.push_str(&format!("{n}: {v}\r\n"));
+            }
+            out.push_str(&format!("content-length: {}\r\n\r\n", reply.body.len()));
+            let mut bytes = out.into_bytes();
+            bytes.extend_from_slice(&reply.body);
+            if io.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    }
+}
