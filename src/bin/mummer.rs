@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mummer::inspect::ConnectionReport;
 use mummer::net::{Proxy, ResolveOverride};
 use mummer::profile::ALIASES;
 use mummer::{Client, HttpVersionPref, Profile, RequestKind};
@@ -120,6 +121,14 @@ struct InspectArgs {
     /// Stop after this many connections.
     #[arg(long)]
     count: Option<usize>,
+    /// Write a profile learned from the connecting browser to FILE (rewritten after
+    /// every connection that carried a request; two or more connections also show
+    /// whether the browser permutes its extensions).
+    #[arg(long = "save-profile")]
+    save_profile: Option<PathBuf>,
+    /// Name for the profile written by --save-profile.
+    #[arg(long = "profile-name", default_value = "learned")]
+    profile_name: String,
 }
 
 fn main() -> ExitCode {
@@ -305,12 +314,17 @@ async fn inspect(args: InspectArgs) -> Result<(), Box<dyn std::error::Error>> {
         inspector.local_addr()
     );
     let mut seen = 0usize;
+    let mut reports = Vec::new();
     loop {
         tokio::select! {
             report = inspector.next_report() => {
                 let Some(report) = report else { break };
                 println!("{}", serde_json::to_string(&report)?);
                 seen += 1;
+                if let Some(path) = &args.save_profile {
+                    reports.push(report);
+                    save_learned_profile(path, &args.profile_name, &reports);
+                }
                 if args.count.is_some_and(|c| seen >= c) {
                     break;
                 }
@@ -319,4 +333,28 @@ async fn inspect(args: InspectArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Writes the profile learned from `reports` to `path`, saying on stderr what happened.
+fn save_learned_profile(path: &std::path::Path, name: &str, reports: &[ConnectionReport]) {
+    let profile = match mummer::inspect::learn_profile(name, reports) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("mummer inspect: no profile yet: {e}");
+            return;
+        }
+    };
+    let written = serde_json::to_string_pretty(&profile)
+        .map_err(|e| e.to_string())
+        .and_then(|text| std::fs::write(path, text + "\n").map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => eprintln!(
+            "mummer inspect: saved profile `{name}` ({} {}, {}) to {}",
+            profile.browser,
+            profile.version,
+            profile.platform,
+            path.display()
+        ),
+        Err(e) => eprintln!("mummer inspect: cannot write {}: {e}", path.display()),
+    }
 }

@@ -7,8 +7,10 @@
 pub mod cert;
 pub mod clienthello;
 pub mod h2frames;
+pub mod learn;
 pub mod server;
 
 pub use cert::SelfSignedCert;
 pub use clienthello::ClientHello;
+pub use learn::learn_profile;
 pub use server::{ConnectionReport, Http2Report, Inspector};

@@ -417,7 +417,7 @@ impl Profile {
     }
 
     /// Checks the rules serde cannot express, returning the offending field.
-    fn validate(&self) -> std::result::Result<(), String> {
+    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
         const PSEUDO: [&str; 4] = [":method", ":authority", ":scheme", ":path"];
         let mut sorted = self.http2.pseudo_header_order.clone();
         sorted.sort();

@@ -1,0 +1,506 @@
+//! Turning what the inspector saw into a profile: `mummer inspect --save-profile FILE`.
+//!
+//! Pure logic over [`ConnectionReport`]s, no sockets. A browser that connects to the
+//! inspector shows its whole ClientHello, its HTTP/2 preface and one HEADERS frame per
+//! request; [`learn_profile`] maps those onto the [`Profile`] format field by field.
+//! What one visit cannot show is filled by a documented rule and listed in the profile's
+//! `sources`, so nobody mistakes a guess for a capture:
+//!
+//! - extension permutation is learned when two or more connections are seen (orders
+//!   differ: permuted); from one connection it is assumed on when GREASE is present
+//!   (Chromium permutes and GREASEs, Firefox does neither);
+//! - request kinds are told apart by `sec-fetch-dest`; kinds that were not requested
+//!   fall back to the `fetch` and then `navigation` template at request time;
+//! - slots for `referer` and `cookie` that the visit did not send are put where Chromium
+//!   (before `accept-encoding`) or Firefox (after it) puts them;
+//! - HTTP/1.1 header case comes from an HTTP/1.1 visit when there was one, otherwise
+//!   Title-Case except the lower-case `sec-ch-*` client hints, as both families send.
+
+use std::collections::BTreeMap;
+
+use super::clienthello::is_grease;
+use super::server::ConnectionReport;
+use crate::error::{Error, Result};
+use crate::profile::{
+    AlpsProfile, CertCompression, CodePoint, Http1Profile, Http2Priority, Http2Profile,
+    Http2Setting, Profile, RequestKind, RequestTemplate, TlsProfile,
+};
+
+/// Headers whose value changes per request; the template keeps their position only.
+const SLOT_HEADERS: [&str; 5] = [
+    "referer",
+    "origin",
+    "cookie",
+    "content-type",
+    "content-length",
+];
+
+/// Extension code points (RFC 8446 and friends) the profile switches on or off.
+const EXT_STATUS_REQUEST: u16 = 5;
+const EXT_SCT: u16 = 18;
+const EXT_SESSION_TICKET: u16 = 35;
+const EXT_ALPS_NEW: u16 = 0x44cd;
+
+/// Builds a profile named `name` from the connections the inspector reported.
+///
+/// The first connection with a request gives the TLS and HTTP/2 fields; every request
+/// seen gives the template of its kind (first one wins).
+///
+/// # Errors
+///
+/// [`Error::is_invalid_input`] when no connection carried a request (a client that
+/// only handshook shows nothing about its headers).
+pub fn learn_profile(name: &str, reports: &[ConnectionReport]) -> Result<Profile> {
+    let first = reports
+        .iter()
+        .find(|r| !requests_of(r).is_empty())
+        .ok_or_else(|| {
+            Error::invalid_input(
+                "no connection carried a request; open https://<inspector>/ in the browser and try again",
+            )
+        })?;
+    let hello = &first.client_hello;
+    let mut sources = vec![format!(
+        "learned by `mummer inspect --save-profile` from {} connection(s); JA4 {}",
+        reports.len(),
+        first.ja4
+    )];
+
+    let without_grease = |v: &[u16]| -> Vec<CodePoint> {
+        v.iter()
+            .copied()
+            .filter(|c| !is_grease(*c))
+            .map(CodePoint)
+            .collect()
+    };
+    let grease = hello.cipher_suites.iter().any(|c| is_grease(*c));
+    let permute_extensions = {
+        let orders: Vec<Vec<u16>> = reports
+            .iter()
+            .filter(|r| r.client_hello.psk_identities.is_none())
+            .map(|r| {
+                without_grease(&r.client_hello.extensions)
+                    .iter()
+                    .map(|c| c.0)
+                    .collect()
+            })
+            .collect();
+        if orders.len() >= 2 {
+            orders.windows(2).any(|w| w[0] != w[1])
+        } else {
+            sources
+                .push("extension permutation assumed from GREASE (one full handshake seen)".into());
+            grease
+        }
+    };
+    let (ffdhe, groups): (Vec<CodePoint>, Vec<CodePoint>) = without_grease(&hello.groups)
+        .into_iter()
+        .partition(|g| (0x0100..0x0200).contains(&g.0));
+    let has = |ext: u16| hello.extensions.contains(&ext);
+    let versions = &hello.supported_versions;
+    let tls = TlsProfile {
+        min_version: if versions.contains(&0x0303) {
+            "1.2"
+        } else {
+            "1.3"
+        }
+        .into(),
+        max_version: if versions.contains(&0x0304) {
+            "1.3"
+        } else {
+            "1.2"
+        }
+        .into(),
+        grease,
+        permute_extensions,
+        cipher_suites: without_grease(&hello.cipher_suites),
+        groups,
+        key_shares: without_grease(&hello.key_shares.iter().map(|(g, _)| *g).collect::<Vec<_>>()),
+        signature_algorithms: without_grease(&hello.sigalgs),
+        alpn: hello.alpn.clone(),
+        alps: hello
+            .alps
+            .as_ref()
+            .map(|(codepoint, protocols)| AlpsProfile {
+                protocols: protocols.clone(),
+                new_codepoint: *codepoint == EXT_ALPS_NEW,
+            }),
+        cert_compression: hello
+            .cert_compression
+            .iter()
+            .filter_map(|a| match a {
+                1 => Some(CertCompression::Zlib),
+                2 => Some(CertCompression::Brotli),
+                3 => Some(CertCompression::Zstd),
+                _ => None,
+            })
+            .collect(),
+        ech_grease: hello.ech.is_some(),
+        trust_anchors: hello.trust_anchors_hex.clone(),
+        ocsp_stapling: has(EXT_STATUS_REQUEST),
+        signed_cert_timestamps: has(EXT_SCT),
+        session_tickets: has(EXT_SESSION_TICKET),
+        record_size_limit: hello.record_size_limit,
+        delegated_credentials: Vec::new(),
+        ffdhe_groups: ffdhe,
+    };
+
+    let requests = requests_of(first);
+    let first_request = &requests[0];
+    let http2 = match &first.http2 {
+        Some(h2) => {
+            let mut settings = Vec::new();
+            for (id, value) in &h2.settings {
+                match setting_by_id(*id) {
+                    Some(s) => settings.push((s, *value)),
+                    None => sources.push(format!(
+                        "SETTINGS id {id} = {value} seen but not expressible; left out"
+                    )),
+                }
+            }
+            Http2Profile {
+                settings,
+                connection_window_increment: h2.window_update,
+                pseudo_header_order: first_request
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n.starts_with(':'))
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+                initial_stream_id: first_request.stream,
+                cookie_crumbling: true,
+            }
+        }
+        None => {
+            sources.push("HTTP/2 fields are Chromium's defaults: the visit used HTTP/1.1".into());
+            Profile::named("chromium-156-linux")?.http2
+        }
+    };
+
+    let user_agent = header(&first_request.headers, "user-agent").unwrap_or_default();
+    let chromium_like = header(&first_request.headers, "sec-ch-ua").is_some();
+    let mut templates = BTreeMap::new();
+    let mut http1_lines: Option<&Vec<(String, String)>> = None;
+    for report in reports {
+        if let Some(h1) = report.http1.first() {
+            http1_lines.get_or_insert(h1);
+        }
+        for req in requests_of(report) {
+            let kind = kind_of(&req.headers);
+            if templates.contains_key(&kind) {
+                continue;
+            }
+            templates.insert(
+                kind,
+                RequestTemplate {
+                    source: format!(
+                        "learned ({})",
+                        header(&req.headers, "sec-fetch-dest")
+                            .unwrap_or("no sec-fetch-dest".into())
+                    ),
+                    priority: req.priority,
+                    headers: template_headers(&req.headers, chromium_like),
+                },
+            );
+        }
+    }
+    if !templates.contains_key(&RequestKind::Navigation) {
+        if let Some((_, t)) = templates.iter().next() {
+            let t = t.clone();
+            sources.push(
+                "no document load seen: the navigation template is the first request's".into(),
+            );
+            templates.insert(RequestKind::Navigation, t);
+        }
+    }
+
+    let header_case = match http1_lines {
+        Some(lines) => lines
+            .iter()
+            .filter(|(n, _)| !n.starts_with(':'))
+            .map(|(n, _)| (n.to_ascii_lowercase(), n.clone()))
+            .collect(),
+        None => {
+            sources.push("HTTP/1.1 header case derived (Title-Case, sec-ch-* lower-case)".into());
+            let mut names: Vec<String> = templates
+                .values()
+                .flat_map(|t| t.headers.iter().map(|(n, _)| n.clone()))
+                .chain(["host".to_string(), "connection".to_string()])
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+                .into_iter()
+                .map(|n| {
+                    let c = title_case(&n);
+                    (n, c)
+                })
+                .collect()
+        }
+    };
+    let drop_headers = if chromium_like {
+        vec!["priority".to_string()]
+    } else {
+        Vec::new()
+    };
+
+    let (browser, version) = browser_and_version(&user_agent, &first_request.headers);
+    let profile = Profile {
+        name: name.to_string(),
+        description: format!("{browser} {version} as seen by mummer inspect"),
+        browser,
+        version,
+        platform: platform_of(&user_agent),
+        sources,
+        user_agent,
+        tls,
+        http2,
+        http1: Http1Profile {
+            header_case,
+            drop_headers,
+        },
+        requests: templates,
+    };
+    profile
+        .validate()
+        .map_err(|e| Error::invalid_input(format!("the learned profile is not valid: {e}")))?;
+    Ok(profile)
+}
+
+/// One request seen on a connection, whatever the protocol.
+struct SeenRequest {
+    stream: u32,
+    priority: Http2Priority,
+    /// Header lines in wire order, pseudo-headers included, names lower-case.
+    headers: Vec<(String, String)>,
+}
+
+fn requests_of(report: &ConnectionReport) -> Vec<SeenRequest> {
+    if let Some(h2) = &report.http2 {
+        return h2
+            .requests
+            .iter()
+            .map(|f| SeenRequest {
+                stream: f.stream,
+                priority: f.priority.map_or(
+                    Http2Priority {
+                        exclusive: false,
+                        depends_on: 0,
+                        weight: 16,
+                    },
+                    |p| Http2Priority {
+                        exclusive: p.exclusive,
+                        depends_on: p.depends_on,
+                        weight: p.weight,
+                    },
+                ),
+                headers: f.headers.clone(),
+            })
+            .collect();
+    }
+    report
+        .http1
+        .iter()
+        .map(|lines| SeenRequest {
+            stream: 1,
+            priority: Http2Priority {
+                exclusive: true,
+                depends_on: 0,
+                weight: 256,
+            },
+            headers: lines
+                .iter()
+                .filter(|(n, _)| {
+                    !n.starts_with(':')
+                        && !n.eq_ignore_ascii_case("host")
+                        && !n.eq_ignore_ascii_case("connection")
+                })
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                .collect(),
+        })
+        .collect()
+}
+
+fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// The request kind a browser meant, from `sec-fetch-dest` (and `sec-fetch-mode`).
+fn kind_of(headers: &[(String, String)]) -> RequestKind {
+    match header(headers, "sec-fetch-dest").as_deref() {
+        Some("document") | None => RequestKind::Navigation,
+        Some("image") => RequestKind::Image,
+        Some("script") => RequestKind::Script,
+        Some("style") => RequestKind::Style,
+        Some("font") => RequestKind::Font,
+        Some(_) => RequestKind::Fetch,
+    }
+}
+
+/// The regular headers of a request as a template: values kept, per-request headers
+/// turned into slots, and the usual slots added where the family puts them.
+fn template_headers(
+    headers: &[(String, String)],
+    chromium_like: bool,
+) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = headers
+        .iter()
+        .filter(|(n, _)| !n.starts_with(':'))
+        .map(|(n, v)| {
+            let slot = SLOT_HEADERS.contains(&n.as_str());
+            (n.clone(), (!slot).then(|| v.clone()))
+        })
+        .collect();
+    let has = |out: &[(String, Option<String>)], n: &str| out.iter().any(|(h, _)| h == n);
+    let pos = |out: &[(String, Option<String>)], n: &str| out.iter().position(|(h, _)| h == n);
+    if !has(&out, "referer") {
+        let at = match pos(&out, "accept-encoding") {
+            Some(i) if chromium_like => i,
+            Some(i) => i + 1,
+            None => out.len(),
+        };
+        out.insert(at, ("referer".into(), None));
+    }
+    if !has(&out, "cookie") {
+        let at = if chromium_like {
+            pos(&out, "priority").unwrap_or(out.len())
+        } else {
+            pos(&out, "referer").map_or(out.len(), |i| i + 1)
+        };
+        out.insert(at, ("cookie".into(), None));
+    }
+    out
+}
+
+fn setting_by_id(id: u16) -> Option<Http2Setting> {
+    [
+        Http2Setting::HeaderTableSize,
+        Http2Setting::EnablePush,
+        Http2Setting::MaxConcurrentStreams,
+        Http2Setting::InitialWindowSize,
+        Http2Setting::MaxFrameSize,
+        Http2Setting::MaxHeaderListSize,
+    ]
+    .into_iter()
+    .find(|s| s.id() == id)
+}
+
+fn title_case(name: &str) -> String {
+    if name.starts_with("sec-ch-") {
+        return name.to_string();
+    }
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn browser_and_version(ua: &str, headers: &[(String, String)]) -> (String, String) {
+    let after = |token: &str| {
+        ua.split(token)
+            .nth(1)
+            .and_then(|rest| rest.split(['.', ' ']).next())
+            .map(str::to_string)
+    };
+    if let Some(v) = after("Firefox/") {
+        return ("firefox".into(), v);
+    }
+    if let Some(v) = after("Chrome/") {
+        let branded = header(headers, "sec-ch-ua").is_some_and(|b| b.contains("Google Chrome"));
+        return (if branded { "chrome" } else { "chromium" }.into(), v);
+    }
+    ("unknown".into(), String::new())
+}
+
+fn platform_of(ua: &str) -> String {
+    if ua.contains("Android") {
+        "android"
+    } else if ua.contains("Windows") {
+        "windows"
+    } else if ua.contains("Macintosh") {
+        "macos"
+    } else if ua.contains("Linux") {
+        "linux"
+    } else {
+        "unknown"
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_go_where_each_family_puts_them() {
+        let h = |v: &[&str]| {
+            v.iter()
+                .map(|n| (n.to_string(), "x".to_string()))
+                .collect::<Vec<_>>()
+        };
+        let chromium = template_headers(
+            &h(&[
+                "user-agent",
+                "accept-encoding",
+                "accept-language",
+                "priority",
+            ]),
+            true,
+        );
+        let names: Vec<&str> = chromium.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "user-agent",
+                "referer",
+                "accept-encoding",
+                "accept-language",
+                "cookie",
+                "priority"
+            ]
+        );
+        let firefox = template_headers(
+            &h(&["user-agent", "accept-encoding", "upgrade-insecure-requests"]),
+            false,
+        );
+        let names: Vec<&str> = firefox.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "user-agent",
+                "accept-encoding",
+                "referer",
+                "cookie",
+                "upgrade-insecure-requests"
+            ]
+        );
+        assert!(firefox
+            .iter()
+            .find(|(n, _)| n == "cookie")
+            .unwrap()
+            .1
+            .is_none());
+    }
+
+    #[test]
+    fn title_case_keeps_client_hints_lower() {
+        assert_eq!(title_case("sec-fetch-site"), "Sec-Fetch-Site");
+        assert_eq!(title_case("sec-ch-ua-mobile"), "sec-ch-ua-mobile");
+        assert_eq!(title_case("user-agent"), "User-Agent");
+    }
+
+    #[test]
+    fn no_request_is_a_clear_error() {
+        let err = learn_profile("x", &[]).unwrap_err();
+        assert!(err.is_invalid_input());
+        assert!(err.to_string().contains("no connection carried a request"));
+    }
+}
