@@ -2,14 +2,21 @@
 //! the same inspector, must agree on every fingerprint field a server can see.
 //!
 //! Chromium is Debian's `/usr/bin/chromium` (installed by `scripts/setup.sh`). It
-//! resolves only the test's host name (to 127.0.0.1) and nothing else.
+//! resolves only the test's host name (to 127.0.0.1) and nothing else. Where the machine
+//! allows it (`unshare -n` works), the test re-runs itself inside a fresh network
+//! namespace that has only loopback, so the browser could not reach anything else even
+//! if it tried.
+//!
+//! Two browser visits are compared: a first connection (full handshake) and, through
+//! the inspector's `/resume` page, a second connection that resumes the TLS session.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use mummer::inspect::{ConnectionReport, Inspector};
+use mummer::inspect::h2frames::HeadersFrame;
+use mummer::inspect::{learn_profile, ConnectionReport, Inspector, RESUME_PATH};
 use mummer::net::ResolveOverride;
-use mummer::{Client, Profile};
+use mummer::{Client, Profile, RequestKind};
 
 const HOST: &str = "conformance.test";
 
@@ -29,10 +36,16 @@ fn chromium_path() -> Option<&'static str> {
         .find(|p| std::path::Path::new(p).exists())
 }
 
-async fn chromium_report(inspector: &mut Inspector) -> ConnectionReport {
+/// Runs headless Chromium on `path` and returns the reports of every connection that
+/// carried an HTTP/2 request, once `done` says enough were seen.
+async fn chromium_visit(
+    inspector: &mut Inspector,
+    path: &str,
+    done: impl Fn(&[ConnectionReport]) -> bool,
+) -> Vec<ConnectionReport> {
     let chromium = chromium_path().expect("chromium is installed by scripts/setup.sh");
     let profile_dir = tempfile::tempdir().unwrap();
-    let url = format!("https://{HOST}:{}/", inspector.local_addr().port());
+    let url = format!("https://{HOST}:{}{path}", inspector.local_addr().port());
     let child = Command::new(chromium)
         .args([
             "--headless",
@@ -54,8 +67,8 @@ async fn chromium_report(inspector: &mut Inspector) -> ConnectionReport {
         .spawn()
         .expect("start chromium");
     let _browser = Browser(child);
-    // The first connection with an HTTP/2 request is the document load.
-    loop {
+    let mut seen = Vec::new();
+    while !done(&seen) {
         let report = tokio::time::timeout(Duration::from_secs(60), inspector.next_report())
             .await
             .expect("chromium connected within 60 s")
@@ -65,12 +78,17 @@ async fn chromium_report(inspector: &mut Inspector) -> ConnectionReport {
             .as_ref()
             .is_some_and(|h| !h.requests.is_empty())
         {
-            return report;
+            seen.push(report);
         }
     }
+    seen
 }
 
-async fn mummer_report(inspector: &mut Inspector, profile: &str) -> ConnectionReport {
+/// mummer's first connection and, after closing it, its resumed second one.
+async fn mummer_reports(
+    inspector: &mut Inspector,
+    profile: &str,
+) -> (ConnectionReport, ConnectionReport) {
     let port = inspector.local_addr().port();
     let client = Client::builder(Profile::named(profile).unwrap())
         .insecure(true)
@@ -81,16 +99,45 @@ async fn mummer_report(inspector: &mut Inspector, profile: &str) -> ConnectionRe
         )
         .build()
         .unwrap();
-    client
-        .get(&format!("https://{HOST}:{port}/"))
-        .send()
-        .await
-        .unwrap();
-    client.close_connections();
-    tokio::time::timeout(Duration::from_secs(15), inspector.next_report())
-        .await
-        .unwrap()
-        .unwrap()
+    let mut reports = Vec::new();
+    for (path, kind, referer) in [
+        ("/", RequestKind::Navigation, None),
+        (
+            IMAGE_PATH,
+            RequestKind::Image,
+            Some(format!("https://{HOST}:{port}/resume")),
+        ),
+    ] {
+        let mut req = client
+            .get(&format!("https://{HOST}:{port}{path}"))
+            .kind(kind);
+        if let Some(r) = &referer {
+            req = req.header("referer", r);
+        }
+        req.send().await.unwrap();
+        client.close_connections();
+        reports.push(
+            tokio::time::timeout(Duration::from_secs(15), inspector.next_report())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let resumed = reports.pop().unwrap();
+    (reports.pop().unwrap(), resumed)
+}
+
+/// The image the `/resume` page loads.
+const IMAGE_PATH: &str = "/after-resume";
+
+/// The HEADERS of the request for `path` on a connection.
+fn request<'a>(report: &'a ConnectionReport, path: &str) -> Option<&'a HeadersFrame> {
+    report
+        .http2
+        .as_ref()?
+        .requests
+        .iter()
+        .find(|r| r.headers.iter().any(|(n, v)| n == ":path" && v == path))
 }
 
 fn non_grease(v: &[u16]) -> Vec<u16> {
@@ -100,83 +147,235 @@ fn non_grease(v: &[u16]) -> Vec<u16> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_and_mummer_agree() {
+/// Re-runs `test` inside a new network namespace with only loopback (`unshare -n`, then
+/// `ip link set lo up`) and returns true when that run happened (and passed). Returns
+/// false when already inside one, or when the machine does not allow it.
+fn reran_in_loopback_namespace(test: &str) -> bool {
+    if std::env::var_os("MUMMER_IN_NETNS").is_some() {
+        return false;
+    }
+    let allowed = Command::new("unshare")
+        .args(["-n", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        eprintln!("unshare -n is not permitted here: running in this network namespace; Chromium still resolves only {HOST}");
+        return false;
+    }
+    let status = Command::new("unshare")
+        .args([
+            "-n",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture"])
+        .env("MUMMER_IN_NETNS", "1")
+        .status()
+        .expect("run the test inside the namespace");
+    assert!(
+        status.success(),
+        "the run inside the loopback-only namespace failed"
+    );
+    true
+}
+
+#[test]
+fn chromium_and_mummer_agree() {
+    if reran_in_loopback_namespace("chromium_and_mummer_agree") {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(agree());
+}
+
+async fn agree() {
     let mut inspector = Inspector::start("127.0.0.1:0".parse().unwrap(), &[HOST.to_string()])
         .await
         .unwrap();
-    let browser = chromium_report(&mut inspector).await;
-    // Let Chromium's other connections (favicon) drain before mummer connects.
+    let browser = chromium_visit(&mut inspector, "/", |s| !s.is_empty())
+        .await
+        .remove(0);
+    // Let Chromium's other connections (favicon) drain before the next visit.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    inspector.drain_reports();
+    // The image request comes on a resumed connection (Chromium may also retry the page
+    // itself on one: that is why the request is picked by path, not position).
+    let visit = chromium_visit(&mut inspector, RESUME_PATH, |s| {
+        s.iter()
+            .any(|r| r.resumed && request(r, IMAGE_PATH).is_some())
+    })
+    .await;
+    let browser_resumed = visit
+        .iter()
+        .find(|r| r.resumed && request(r, IMAGE_PATH).is_some())
+        .unwrap()
+        .clone();
+    let browser_second = visit.iter().find(|r| !r.resumed).unwrap().clone();
+    assert_eq!(browser_resumed.client_hello.psk_identities, Some(1));
     tokio::time::sleep(Duration::from_millis(500)).await;
     inspector.drain_reports();
 
+    // Chromium shuffles its extensions on every connection; so must we.
+    assert_ne!(
+        browser.client_hello.extensions, browser_second.client_hello.extensions,
+        "Chromium permutes per connection"
+    );
+    let mut our_orders = Vec::new();
     for profile in ["chromium-156-linux", "chrome-156-linux"] {
-        let ours = mummer_report(&mut inspector, profile).await;
-        let (b, o) = (&browser.client_hello, &ours.client_hello);
-        assert_eq!(ours.ja4, browser.ja4, "{profile}: JA4");
-        assert_eq!(ours.ja3n_hash, browser.ja3n_hash, "{profile}: JA3N");
-        assert_eq!(
-            non_grease(&o.cipher_suites),
-            non_grease(&b.cipher_suites),
-            "{profile}: ciphers"
+        let (ours, ours_resumed) = mummer_reports(&mut inspector, profile).await;
+        assert!(
+            !ours.resumed && ours_resumed.resumed,
+            "{profile}: second connection resumes"
         );
-        let mut ext_b = non_grease(&b.extensions);
-        let mut ext_o = non_grease(&o.extensions);
-        ext_b.sort_unstable();
-        ext_o.sort_unstable();
-        assert_eq!(ext_o, ext_b, "{profile}: extension set");
-        for ch in [b, o] {
-            assert_eq!(ch.grease_extensions.len(), 2);
-            assert_eq!(ch.grease_extensions[0].1, "");
-            assert_eq!(ch.grease_extensions[1].1, "00");
-            assert_ne!(ch.grease_extensions[0].0, ch.grease_extensions[1].0);
-            assert!(mummer::inspect::clienthello::is_grease(ch.sigalgs[0]));
-            assert_eq!(ch.groups[0], ch.key_shares[0].0);
-            assert!([144, 176, 208, 240].contains(&ch.ech.unwrap().payload_len));
-        }
-        assert_eq!(o.sigalgs[1..], b.sigalgs[1..], "{profile}: sigalgs");
-        assert_eq!(
-            o.key_shares.iter().map(|k| k.1).collect::<Vec<_>>(),
-            b.key_shares.iter().map(|k| k.1).collect::<Vec<_>>()
+        assert_same(profile, "first connection", "/", &browser, &ours);
+        assert_same(
+            profile,
+            "resumed connection",
+            IMAGE_PATH,
+            &browser_resumed,
+            &ours_resumed,
         );
-        assert_eq!(o.alps, b.alps, "{profile}: ALPS");
-        let (eb, eo) = (b.ech.unwrap(), o.ech.unwrap());
-        assert_eq!(
-            (eo.kdf_id, eo.aead_id, eo.enc_len),
-            (eb.kdf_id, eb.aead_id, eb.enc_len)
-        );
-        assert_eq!(
-            o.trust_anchors_hex, b.trust_anchors_hex,
-            "{profile}: trust anchors"
-        );
-        assert_eq!(o.cert_compression, b.cert_compression);
+        our_orders.push(ours.client_hello.extensions.clone());
+    }
+    assert_ne!(
+        our_orders[0], our_orders[1],
+        "mummer permutes per connection"
+    );
 
-        let (hb, ho) = (
-            browser.http2.as_ref().unwrap(),
-            ours.http2.as_ref().unwrap(),
-        );
-        assert_eq!(ho.akamai, hb.akamai, "{profile}: Akamai");
-        assert_eq!(ho.settings, hb.settings);
-        assert_eq!(ho.window_update, hb.window_update);
-        let (rb, ro) = (&hb.requests[0], &ours.http2.as_ref().unwrap().requests[0]);
-        assert_eq!(ro.priority, rb.priority, "{profile}: HEADERS priority");
-        assert_eq!(
-            ro.headers.len(),
-            rb.headers.len(),
-            "{profile}: header count\n{:?}\n{:?}",
-            ro.headers,
-            rb.headers
-        );
-        for ((no, vo), (nb, vb)) in ro.headers.iter().zip(&rb.headers) {
-            assert_eq!(no, nb, "{profile}: header order");
-            match no.as_str() {
-                "user-agent" => assert_eq!(vo, &vb.replace("HeadlessChrome", "Chrome")),
-                "sec-ch-ua" if profile == "chrome-156-linux" => {
-                    assert!(vo.contains("Google Chrome"))
-                }
-                "sec-ch-ua" => assert_eq!(vo, &vb.replace("HeadlessChrome", "Chromium")),
-                _ => assert_eq!(vo, vb, "{profile}: value of {no}"),
+    // A profile learned from the live browser is the built-in one.
+    let learned = learn_profile("live", &[browser.clone(), browser_second]).unwrap();
+    let builtin = Profile::named("chromium-156-linux").unwrap();
+    assert_eq!(learned.tls, builtin.tls, "learned TLS");
+    assert_eq!(learned.http2, builtin.http2, "learned HTTP/2");
+    let nav = RequestKind::Navigation;
+    assert_eq!(
+        learned.requests[&nav].priority,
+        builtin.requests[&nav].priority
+    );
+    let unheadless = |h: &[(String, Option<String>)]| -> Vec<(String, Option<String>)> {
+        h.iter()
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    v.as_ref().map(|v| {
+                        v.replace("HeadlessChrome", "Chromium")
+                            .replace("Chromium/", "Chrome/")
+                    }),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        unheadless(&learned.requests[&nav].headers),
+        unheadless(&builtin.requests[&nav].headers),
+        "learned navigation headers"
+    );
+}
+
+/// Asserts that mummer's connection `ours` shows a server what Chromium's `browser` did.
+fn assert_same(
+    profile: &str,
+    what: &str,
+    path: &str,
+    browser: &ConnectionReport,
+    ours: &ConnectionReport,
+) {
+    let profile = &format!("{profile} ({what})");
+    let (b, o) = (&browser.client_hello, &ours.client_hello);
+    assert_eq!(ours.ja4, browser.ja4, "{profile}: JA4");
+    assert_eq!(ours.ja3n_hash, browser.ja3n_hash, "{profile}: JA3N");
+    assert_eq!(
+        non_grease(&o.cipher_suites),
+        non_grease(&b.cipher_suites),
+        "{profile}: ciphers"
+    );
+    let mut ext_b = non_grease(&b.extensions);
+    let mut ext_o = non_grease(&o.extensions);
+    ext_b.sort_unstable();
+    ext_o.sort_unstable();
+    assert_eq!(ext_o, ext_b, "{profile}: extension set");
+    for ch in [b, o] {
+        assert_eq!(ch.grease_extensions.len(), 2);
+        assert_eq!(ch.grease_extensions[0].1, "");
+        assert_eq!(ch.grease_extensions[1].1, "00");
+        assert_ne!(ch.grease_extensions[0].0, ch.grease_extensions[1].0);
+        assert!(mummer::inspect::clienthello::is_grease(ch.sigalgs[0]));
+        assert_eq!(ch.groups[0], ch.key_shares[0].0);
+        assert!([144, 176, 208, 240].contains(&ch.ech.unwrap().payload_len));
+    }
+    assert_eq!(o.sigalgs[1..], b.sigalgs[1..], "{profile}: sigalgs");
+    assert_eq!(
+        o.key_shares.iter().map(|k| k.1).collect::<Vec<_>>(),
+        b.key_shares.iter().map(|k| k.1).collect::<Vec<_>>()
+    );
+    assert_eq!(o.alps, b.alps, "{profile}: ALPS");
+    let (eb, eo) = (b.ech.unwrap(), o.ech.unwrap());
+    assert_eq!(
+        (eo.kdf_id, eo.aead_id, eo.enc_len),
+        (eb.kdf_id, eb.aead_id, eb.enc_len)
+    );
+    assert_eq!(
+        o.trust_anchors_hex, b.trust_anchors_hex,
+        "{profile}: trust anchors"
+    );
+    assert_eq!(o.cert_compression, b.cert_compression);
+
+    let (hb, ho) = (
+        browser.http2.as_ref().unwrap(),
+        ours.http2.as_ref().unwrap(),
+    );
+    assert_eq!(ho.akamai, hb.akamai, "{profile}: Akamai");
+    assert_eq!(ho.settings, hb.settings);
+    assert_eq!(ho.window_update, hb.window_update);
+    let (rb, ro) = (
+        request(browser, path).unwrap(),
+        request(ours, path).unwrap(),
+    );
+    // Exclusive flag and weight; the dependency is the previous open stream of equal or
+    // higher priority in Chromium's tree, which only matches for a connection's first
+    // stream (mummer's first request on its connection, and Chromium's document load).
+    let (pb, po) = (rb.priority.unwrap(), ro.priority.unwrap());
+    assert_eq!(
+        (po.exclusive, po.weight),
+        (pb.exclusive, pb.weight),
+        "{profile}: HEADERS priority"
+    );
+    if path == "/" {
+        assert_eq!(po.depends_on, pb.depends_on, "{profile}: stream dependency");
+    }
+    assert_eq!(
+        ro.headers.len(),
+        rb.headers.len(),
+        "{profile}: header count\n{:?}\n{:?}",
+        ro.headers,
+        rb.headers
+    );
+    for ((no, vo), (nb, vb)) in ro.headers.iter().zip(&rb.headers) {
+        assert_eq!(no, nb, "{profile}: header order");
+        match no.as_str() {
+            "user-agent" => assert_eq!(vo, &vb.replace("HeadlessChrome", "Chrome")),
+            "sec-ch-ua" if profile.starts_with("chrome-156-linux") => {
+                assert!(vo.contains("Google Chrome"))
             }
+            "sec-ch-ua" => assert_eq!(vo, &vb.replace("HeadlessChrome", "Chromium")),
+            _ => assert_eq!(vo, vb, "{profile}: value of {no}"),
+        }
+    }
+    if browser.client_hello.psk_identities.is_some() {
+        for ch in [&browser.client_hello, &ours.client_hello] {
+            assert_eq!(
+                ch.extensions.last(),
+                Some(&41),
+                "{profile}: pre_shared_key last"
+            );
         }
     }
 }

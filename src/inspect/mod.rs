@@ -13,4 +13,4 @@ pub mod server;
 pub use cert::SelfSignedCert;
 pub use clienthello::ClientHello;
 pub use learn::learn_profile;
-pub use server::{ConnectionReport, Http2Report, Inspector};
+pub use server::{ConnectionReport, Http2Report, Inspector, RESUME_PATH};

@@ -26,6 +26,14 @@ use crate::error::{Error, Result};
 
 /// Largest frame or request head the inspector reads.
 const MAX_FRAME: usize = 1 << 20;
+/// `GET` on this path (over HTTP/2) answers [`RESUME_PAGE`] and then closes the
+/// connection, so a browser comes back on a second, resumed TLS connection to fetch the
+/// page's image: the way to capture a browser's resumed handshake.
+pub const RESUME_PATH: &str = "/resume";
+/// The page served at [`RESUME_PATH`].
+/// Chromium boosts the first five images of a page from LOWEST to LOW priority, so five
+/// decoys come first and `/after-resume` shows the plain image priority.
+const RESUME_PAGE: &str = "<!doctype html><title>resume</title><img src=\"/decoy1\"><img src=\"/decoy2\"><img src=\"/decoy3\"><img src=\"/decoy4\"><img src=\"/decoy5\"><img src=\"/after-resume\">";
 /// A connection idle this long is closed.
 const IDLE: Duration = Duration::from_secs(10);
 
@@ -67,8 +75,12 @@ pub struct Http2Report {
     pub settings: Vec<(u16, u32)>,
     /// Connection-level WINDOW_UPDATE increment sent before the first HEADERS (0 if none).
     pub window_update: u32,
-    /// PRIORITY frames as `stream:exclusive:depends_on:weight`.
+    /// PRIORITY frames sent before the first request, as
+    /// `stream:exclusive:depends_on:weight` (part of the Akamai string).
     pub priority_frames: Vec<String>,
+    /// PRIORITY frames sent after requests started (Chromium re-prioritises images once
+    /// it has laid out the page), same format.
+    pub reprioritizations: Vec<String>,
     /// Frame types in order until the first HEADERS.
     pub frames_until_first_headers: Vec<String>,
     /// Akamai fingerprint.
@@ -377,13 +389,20 @@ async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
                     frame.payload[2],
                     frame.payload[3],
                 ]);
-                h2.priority_frames.push(format!(
+                let entry = format!(
                     "{}:{}:{}:{}",
                     frame.stream,
                     dep >> 31,
                     dep & 0x7fff_ffff,
                     u16::from(frame.payload[4]) + 1
-                ));
+                );
+                // Only frames sent before the first request belong to the Akamai
+                // fingerprint; later ones re-prioritise streams already open.
+                if h2.requests.is_empty() && pending.is_none() {
+                    h2.priority_frames.push(entry);
+                } else {
+                    h2.reprioritizations.push(entry);
+                }
             }
             kind::PING if frame.flags & 0x1 == 0 => {
                 io.write_all(&frame_bytes(kind::PING, 0x1, 0, &frame.payload))
@@ -431,8 +450,25 @@ async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
                 h2.requests.first(),
             );
             report.http2 = Some(h2.clone());
+            let path = h2
+                .requests
+                .last()
+                .and_then(|r| r.headers.iter().find(|(n, _)| n == ":path"))
+                .map(|(_, v)| v.as_str());
+            if path == Some(RESUME_PATH) {
+                // Answer a page that needs one more resource, then close: the browser
+                // must open a second connection, which resumes the TLS session.
+                respond_h2(io, stream, "text/html", RESUME_PAGE.as_bytes()).await?;
+                let mut goaway = stream.to_be_bytes().to_vec();
+                goaway.extend_from_slice(&0u32.to_be_bytes());
+                io.write_all(&frame_bytes(kind::GOAWAY, 0, 0, &goaway))
+                    .await?;
+                io.flush().await?;
+                let _ = io.shutdown().await;
+                break;
+            }
             let body = serde_json::to_vec_pretty(&*report)?;
-            respond_h2(io, stream, &body).await?;
+            respond_h2(io, stream, "application/json", &body).await?;
         }
     }
     if !h2.requests.is_empty() || report.http2.is_none() {
@@ -450,6 +486,7 @@ async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
 async fn respond_h2<S: AsyncWrite + Unpin>(
     io: &mut S,
     stream: u32,
+    content_type: &str,
     body: &[u8],
 ) -> std::io::Result<()> {
     // :status 200 (static index 8), then content-type (static name 31) and
@@ -461,7 +498,7 @@ async fn respond_h2<S: AsyncWrite + Unpin>(
         block.push(value.len() as u8);
         block.extend_from_slice(value);
     };
-    literal(31, b"application/json");
+    literal(31, content_type.as_bytes());
     literal(28, body.len().to_string().as_bytes());
     let mut out = frame_bytes(kind::HEADERS, 0x4, stream, &block);
     let mut chunks = body.chunks(16_384).peekable();
