@@ -20,7 +20,7 @@ use crate::decode::decode_body;
 use crate::error::{Error, Result};
 use crate::h1::H1Connection;
 use crate::h2::{self, H2Connection};
-use crate::net::{BoxedIo, Dialer, Proxy, ResolveOverride};
+use crate::net::{BoxedIo, ConnectTo, Dialer, Proxy, ResolveOverride};
 use crate::profile::{render_headers, Profile, RequestKind};
 use crate::tls::{TicketCache, TlsConnector, TlsInfo, TlsOptions};
 
@@ -49,6 +49,7 @@ pub struct ClientBuilder {
     profile: Profile,
     tls: TlsOptions,
     resolve: Vec<ResolveOverride>,
+    connect_to: Vec<ConnectTo>,
     proxy: Option<Proxy>,
     connect_timeout: Option<Duration>,
     tls_timeout: Option<Duration>,
@@ -61,15 +62,24 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Trust this CA bundle (PEM) instead of the system store.
+    /// Trust this CA bundle (PEM) instead of the system store, for origins and for an
+    /// `https://` proxy.
     pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.tls.ca_file = Some(path.into());
         self
     }
 
-    /// Skip certificate verification (tests, debugging).
+    /// Skip certificate verification of origins and of an `https://` proxy (tests,
+    /// debugging).
     pub fn insecure(mut self, insecure: bool) -> Self {
         self.tls.insecure = insecure;
+        self
+    }
+
+    /// Connect to another host and port for requests to one (curl's `--connect-to`);
+    /// TLS and headers still name the URL's host.
+    pub fn connect_to(mut self, rule: ConnectTo) -> Self {
+        self.connect_to.push(rule);
         self
     }
 
@@ -140,7 +150,9 @@ impl ClientBuilder {
     /// A profile BoringSSL cannot express, or an unreadable CA file.
     pub fn build(self) -> Result<Client> {
         let tls = TlsConnector::new(&self.profile.tls, &self.tls)?;
-        let dialer = Dialer::new(&self.resolve, self.proxy.clone(), self.connect_timeout);
+        let dialer = Dialer::new(&self.resolve, self.proxy.clone(), self.connect_timeout)
+            .with_connect_to(self.connect_to.clone())
+            .with_proxy_tls(self.tls.clone());
         Ok(Client {
             inner: Arc::new(ClientInner {
                 tls,
@@ -252,6 +264,7 @@ impl Client {
             profile,
             tls: TlsOptions::default(),
             resolve: Vec::new(),
+            connect_to: Vec::new(),
             proxy: None,
             connect_timeout: Some(Duration::from_secs(10)),
             tls_timeout: Some(Duration::from_secs(10)),

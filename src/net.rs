@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
+use crate::tls::TlsOptions;
 
 /// Any stream the transport can run TLS or HTTP over.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -54,6 +55,89 @@ impl FromStr for ResolveOverride {
             host: host.to_ascii_lowercase(),
             port: port.parse().map_err(|_| bad())?,
             addr: addr.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A `--connect-to HOST1:PORT1:HOST2:PORT2` rule (curl's): a request for `HOST1:PORT1`
+/// connects to `HOST2:PORT2` instead, while TLS (SNI, certificate check) and the `Host`
+/// / `:authority` header still name `HOST1`. An empty `HOST1` or `PORT1` matches any; an
+/// empty `HOST2` or `PORT2` keeps the original. `--resolve` overrides apply to `HOST2`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectTo {
+    /// Host this rule applies to (lower-case), or any.
+    pub host: Option<String>,
+    /// Port this rule applies to, or any.
+    pub port: Option<u16>,
+    /// Host to connect to instead, or the original.
+    pub to_host: Option<String>,
+    /// Port to connect to instead, or the original.
+    pub to_port: Option<u16>,
+}
+
+impl ConnectTo {
+    /// Where a connection for `host:port` goes under this rule, if the rule applies.
+    pub fn apply(&self, host: &str, port: u16) -> Option<(String, u16)> {
+        let host_matches = self
+            .host
+            .as_ref()
+            .is_none_or(|h| h.eq_ignore_ascii_case(host));
+        let port_matches = self.port.is_none_or(|p| p == port);
+        (host_matches && port_matches).then(|| {
+            (
+                self.to_host.clone().unwrap_or_else(|| host.to_string()),
+                self.to_port.unwrap_or(port),
+            )
+        })
+    }
+}
+
+impl FromStr for ConnectTo {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::invalid_input(format!(
+                "invalid --connect-to `{s}`: {why}; expected HOST1:PORT1:HOST2:PORT2, e.g. shop.test:443:127.0.0.1:8443 (empty parts match any / keep the original)"
+            ))
+        };
+        // An IPv6 HOST2 is written in brackets: split on colons outside them.
+        let mut parts = Vec::new();
+        let mut depth = 0;
+        let mut start = 0;
+        for (i, c) in s.char_indices() {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                ':' if depth == 0 => {
+                    parts.push(&s[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&s[start..]);
+        let [host, port, to_host, to_port] = parts[..] else {
+            return Err(bad("it needs exactly four colon-separated parts"));
+        };
+        let port_of = |p: &str| -> Result<Option<u16>> {
+            if p.is_empty() {
+                Ok(None)
+            } else {
+                p.parse()
+                    .map(Some)
+                    .map_err(|_| bad(&format!("`{p}` is not a port")))
+            }
+        };
+        let host_of = |h: &str| {
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            (!h.is_empty()).then(|| h.to_ascii_lowercase())
+        };
+        Ok(ConnectTo {
+            host: host_of(host),
+            port: port_of(port)?,
+            to_host: host_of(to_host),
+            to_port: port_of(to_port)?,
         })
     }
 }
@@ -173,6 +257,8 @@ fn percent_decode(s: &str) -> Option<String> {
 #[derive(Clone, Debug, Default)]
 pub struct Dialer {
     overrides: HashMap<(String, u16), IpAddr>,
+    connect_to: Vec<ConnectTo>,
+    proxy_tls: TlsOptions,
     proxy: Option<Proxy>,
     connect_timeout: Option<Duration>,
 }
@@ -198,9 +284,31 @@ impl Dialer {
                 .iter()
                 .map(|o| ((o.host.clone(), o.port), o.addr))
                 .collect(),
+            connect_to: Vec::new(),
+            proxy_tls: TlsOptions::default(),
             proxy,
             connect_timeout,
         }
+    }
+
+    /// Adds `--connect-to` rules; the first that matches a request's host and port wins.
+    pub fn with_connect_to(mut self, rules: Vec<ConnectTo>) -> Self {
+        self.connect_to = rules;
+        self
+    }
+
+    /// How an `https://` proxy's certificate is checked.
+    pub fn with_proxy_tls(mut self, options: TlsOptions) -> Self {
+        self.proxy_tls = options;
+        self
+    }
+
+    /// Where a connection for `host:port` actually goes, after `--connect-to`.
+    fn target(&self, host: &str, port: u16) -> (String, u16) {
+        self.connect_to
+            .iter()
+            .find_map(|rule| rule.apply(host, port))
+            .unwrap_or_else(|| (host.to_string(), port))
     }
 
     /// Opens a stream to `host:port`, directly or through the proxy.
@@ -210,6 +318,8 @@ impl Dialer {
     /// [`Error::is_dns`], [`Error::is_connect`], [`Error::is_timeout`] or
     /// [`Error::is_proxy`], each naming the target.
     pub async fn dial(&self, host: &str, port: u16) -> Result<(BoxedIo, DialTimings)> {
+        let (host, port) = self.target(host, port);
+        let host = host.as_str();
         let mut timings = DialTimings::default();
         let Some(proxy) = &self.proxy else {
             let started = Instant::now();
@@ -234,7 +344,7 @@ impl Dialer {
                 Box::pin(self.deadline(http_connect(tcp, proxy, host, port)).await?)
             }
             ProxyScheme::Https => {
-                let tls = proxy_tls(tcp, &proxy.host)
+                let tls = proxy_tls(tcp, &proxy.host, &self.proxy_tls)
                     .await
                     .map_err(|e| Error::proxy(proxy, e))?;
                 Box::pin(self.deadline(http_connect(tls, proxy, host, port)).await?)
@@ -358,14 +468,23 @@ async fn http_connect<S: Io>(mut io: S, proxy: &Proxy, host: &str, port: u16) ->
 }
 
 /// TLS to an `https://` proxy itself (a plain BoringSSL client, system CAs).
+/// TLS to an `https://` proxy, checked like origins are (`--cacert`, `-k`). The proxy
+/// sees a plain BoringSSL ClientHello: the browser profile is for the origin, inside.
 async fn proxy_tls(
     tcp: TcpStream,
     host: &str,
+    options: &TlsOptions,
 ) -> std::result::Result<tokio_boring::SslStream<TcpStream>, String> {
-    let connector = boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls())
-        .map_err(|e| e.to_string())?
-        .build();
-    let config = connector.configure().map_err(|e| e.to_string())?;
+    let mut b = boring::ssl::SslConnector::builder(boring::ssl::SslMethod::tls())
+        .map_err(|e| e.to_string())?;
+    options
+        .apply_verification(&mut b)
+        .map_err(|e| e.to_string())?;
+    let connector = b.build();
+    let mut config = connector.configure().map_err(|e| e.to_string())?;
+    if options.insecure {
+        config.set_verify_hostname(false);
+    }
     tokio_boring::connect(config, host, tcp)
         .await
         .map_err(|e| format!("TLS to the proxy failed: {e}"))
@@ -481,6 +600,28 @@ async fn socks5_connect<S: Io>(mut io: S, proxy: &Proxy, target: SocksTarget<'_>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_to_parses_and_matches() {
+        let rule: ConnectTo = "Shop.test:443:127.0.0.1:8443".parse().unwrap();
+        assert_eq!(
+            rule.apply("shop.test", 443),
+            Some(("127.0.0.1".into(), 8443))
+        );
+        assert_eq!(rule.apply("shop.test", 80), None);
+        assert_eq!(rule.apply("cdn.test", 443), None);
+        let any: ConnectTo = "::[::1]:".parse().unwrap();
+        assert_eq!(any.apply("x.test", 8443), Some(("::1".into(), 8443)));
+        let keep_host: ConnectTo = "a.test:::9000".parse().unwrap();
+        assert_eq!(keep_host.apply("a.test", 1), Some(("a.test".into(), 9000)));
+        for bad in ["a.test:443:b.test", "a.test:x:b.test:1", "a:1:b:99999"] {
+            let err = bad.parse::<ConnectTo>().unwrap_err();
+            assert!(
+                err.is_invalid_input() && err.to_string().contains("--connect-to"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn resolve_override_parses_v4_and_v6() {

@@ -38,6 +38,27 @@ pub struct TlsOptions {
     pub insecure: bool,
 }
 
+impl TlsOptions {
+    /// Sets up certificate verification on `b`: none with `insecure`, the CA file when
+    /// given, the system bundle otherwise.
+    pub(crate) fn apply_verification(
+        &self,
+        b: &mut boring::ssl::SslConnectorBuilder,
+    ) -> Result<()> {
+        if self.insecure {
+            b.set_verify(SslVerifyMode::NONE);
+        } else if let Some(ca) = &self.ca_file {
+            b.set_ca_file(ca).map_err(|e| {
+                Error::invalid_input(format!("cannot load CA file {}: {e}", ca.display()))
+            })?;
+        } else if let Some(bundle) = system_ca_bundle() {
+            // Missing or unreadable system bundles leave BoringSSL's defaults in place.
+            let _ = b.set_ca_file(bundle);
+        }
+        Ok(())
+    }
+}
+
 /// Where the system CA bundle lives on common systems; `SSL_CERT_FILE` wins.
 const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
@@ -271,16 +292,7 @@ impl TlsConnector {
             b.set_options(boring::ssl::SslOptions::NO_TICKET);
         }
 
-        if options.insecure {
-            b.set_verify(SslVerifyMode::NONE);
-        } else if let Some(ca) = &options.ca_file {
-            b.set_ca_file(ca).map_err(|e| {
-                Error::invalid_input(format!("cannot load CA file {}: {e}", ca.display()))
-            })?;
-        } else if let Some(bundle) = system_ca_bundle() {
-            // Missing or unreadable system bundles leave BoringSSL's defaults in place.
-            let _ = b.set_ca_file(bundle);
-        }
+        options.apply_verification(&mut b)?;
 
         Ok(TlsConnector {
             connector: b.build(),

@@ -93,3 +93,97 @@ async fn socks5h_with_credentials_reaches_the_target() {
     assert!(!err.to_string().contains("wrong"), "{err}");
     task.abort();
 }
+
+/// An `https://` CONNECT proxy: TLS with its own self-signed certificate, Basic auth
+/// `u:p`, then a tunnel to 127.0.0.1 at the requested port.
+async fn https_connect_proxy() -> (u16, Vec<u8>, tokio::task::JoinHandle<()>) {
+    let cert = mummer::inspect::SelfSignedCert::generate(&["proxy.test".into()]).unwrap();
+    let acceptor = std::sync::Arc::new(cert.acceptor(&[b"http/1.1"]).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let mut tls = tokio_boring::accept(&acceptor, tcp).await.ok()?;
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    head.push(tls.read_u8().await.ok()?);
+                }
+                let head = String::from_utf8(head).ok()?;
+                let target_port: u16 = head
+                    .split_whitespace()
+                    .nth(1)?
+                    .rsplit_once(':')?
+                    .1
+                    .parse()
+                    .ok()?;
+                // base64("u:p") = dTpw
+                if !head.contains("Proxy-Authorization: Basic dTpw\r\n") {
+                    tls.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\n\r\n").await.ok()?;
+                    return None;
+                }
+                let mut upstream = TcpStream::connect(("127.0.0.1", target_port)).await.ok()?;
+                tls.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .ok()?;
+                tokio::io::copy_bidirectional(&mut tls, &mut upstream)
+                    .await
+                    .ok()?;
+                Some(())
+            });
+        }
+    });
+    (port, cert.cert_pem(), task)
+}
+
+#[tokio::test]
+async fn https_proxy_tunnels_tls_in_tls_and_checks_the_proxy_certificate() {
+    let mut inspector = Inspector::start("127.0.0.1:0".parse().unwrap(), &["behind.test".into()])
+        .await
+        .unwrap();
+    let (proxy_port, proxy_cert, task) = https_connect_proxy().await;
+    // One bundle trusted for both the proxy and the origin.
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        ca.path(),
+        [proxy_cert, inspector.cert_pem().to_vec()].concat(),
+    )
+    .unwrap();
+    let url = format!("https://behind.test:{}/", inspector.local_addr().port());
+    let client_with = |proxy: &str, trust: bool| {
+        let mut b = Client::builder(Profile::named("chrome-156-linux").unwrap())
+            .proxy(Proxy::parse(proxy).unwrap());
+        if trust {
+            b = b.ca_file(ca.path());
+        }
+        b.build().unwrap()
+    };
+
+    let good = client_with(&format!("https://u:p@localhost:{proxy_port}"), true);
+    let resp = good.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    good.close_connections();
+    let report = inspector.next_report().await.unwrap();
+    assert_eq!(report.client_hello.sni.as_deref(), Some("behind.test"));
+    assert_eq!(
+        report.ja4, "t13d1517h2_8daaf6152771_cb7bf5808d99",
+        "the profile's ClientHello reaches the origin inside the proxy's TLS"
+    );
+
+    let wrong = client_with(
+        &format!("https://u:secret-wrong@localhost:{proxy_port}"),
+        true,
+    );
+    let err = wrong.get(&url).send().await.unwrap_err();
+    assert!(err.is_proxy(), "{err}");
+    assert!(err.to_string().contains("407"), "{err}");
+    assert!(!err.to_string().contains("secret-wrong"), "{err}");
+
+    // The proxy's self-signed certificate is not trusted by the system store.
+    let untrusted = client_with(&format!("https://u:p@localhost:{proxy_port}"), false);
+    let err = untrusted.get(&url).send().await.unwrap_err();
+    assert!(err.is_proxy(), "{err}");
+    assert!(err.to_string().contains("TLS to the proxy"), "{err}");
+    task.abort();
+}

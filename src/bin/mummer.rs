@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mummer::inspect::ConnectionReport;
-use mummer::net::{Proxy, ResolveOverride};
+use mummer::net::{ConnectTo, Proxy, ResolveOverride};
 use mummer::profile::ALIASES;
 use mummer::{Client, HttpVersionPref, Profile, RequestKind};
 
@@ -87,6 +87,10 @@ struct FetchArgs {
     /// HOST:PORT:ADDR override (repeatable).
     #[arg(long)]
     resolve: Vec<String>,
+    /// Connect to HOST2:PORT2 for requests to HOST1:PORT1 (TLS and headers keep HOST1);
+    /// repeatable, empty parts match any / keep the original.
+    #[arg(long = "connect-to", value_name = "HOST1:PORT1:HOST2:PORT2")]
+    connect_to: Vec<String>,
     /// Trust this CA bundle (PEM).
     #[arg(long)]
     cacert: Option<PathBuf>,
@@ -189,6 +193,9 @@ async fn fetch(args: FetchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = Client::builder(profile).insecure(args.insecure);
     if let Some(ca) = &args.cacert {
         builder = builder.ca_file(ca);
+    }
+    for rule in &args.connect_to {
+        builder = builder.connect_to(rule.parse::<ConnectTo>()?);
     }
     for r in &args.resolve {
         builder = builder.resolve(r.parse::<ResolveOverride>()?);

@@ -105,12 +105,15 @@ fn select_alpn<'a>(ours: &[&[u8]], client: &'a [u8]) -> std::result::Result<&'a 
 fn build(names: &[String]) -> std::result::Result<SelfSignedCert, boring::error::ErrorStack> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    // A distinct subject per certificate: a trust bundle holding two of them (a proxy's
+    // and an origin's) must not confuse the issuer lookup, which goes by subject name.
+    let id = rand::random::<u32>();
     let mut name = X509Name::builder()?;
-    name.append_entry_by_nid(Nid::COMMONNAME, "mummer loopback")?;
+    name.append_entry_by_nid(Nid::COMMONNAME, &format!("mummer loopback {id:08x}"))?;
     let name = name.build();
     let mut b = X509::builder()?;
     b.set_version(2)?;
-    let serial = boring::bn::BigNum::from_u32(rand::random::<u32>())?.to_asn1_integer()?;
+    let serial = boring::bn::BigNum::from_u32(id)?.to_asn1_integer()?;
     b.set_serial_number(&serial)?;
     b.set_subject_name(&name)?;
     b.set_issuer_name(&name)?;
