@@ -10,6 +10,7 @@
 //! ```text
 //! cargo bench --bench transport                       # full run
 //! cargo bench --bench transport -- --requests 50000 --rounds 5 --body 1024
+//! cargo bench --bench transport -- --only mummer       # one client, e.g. under perf
 //! ```
 //!
 //! Run by `cargo test` (without `--bench`), it does a short smoke run so the benchmark
@@ -30,6 +31,8 @@ use cpu_time::ProcessTime;
 const SERVER_ROLE: &str = "MUMMER_BENCH_SERVER_BODY";
 
 struct Options {
+    /// Peers to run (all by default; `--only mummer` for profiling one).
+    peers: Vec<Peer>,
     requests: usize,
     rounds: usize,
     body: usize,
@@ -45,9 +48,19 @@ fn options() -> Options {
             .and_then(|i| args.get(i + 1))
             .and_then(|v| v.parse::<usize>().ok())
     };
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|name| {
+            PEERS
+                .into_iter()
+                .find(|p| p.name().starts_with(name.as_str()))
+        });
     Options {
+        peers: only.map_or(PEERS.to_vec(), |p| vec![p]),
         requests: value("--requests").unwrap_or(if full { 20_000 } else { 300 }),
-        rounds: value("--rounds").unwrap_or(if full { 3 } else { 1 }),
+        rounds: value("--rounds").unwrap_or(if full { 5 } else { 1 }),
         body: value("--body").unwrap_or(1024),
         full,
     }
@@ -133,12 +146,29 @@ impl Peer {
     }
 }
 
-/// One client, connected and warmed up.
+/// One client, connected and warmed up. reqwest and the floor send the same header list
+/// as mummer's navigation (names and values, from the profile), so every client does the
+/// same HPACK work and the server sees the same requests.
 #[derive(Clone)]
 enum Client {
     Mummer(mummer::Client),
-    Reqwest(reqwest::Client),
-    Floor(http2::client::SendRequest<Bytes>),
+    Reqwest(reqwest::Client, http::HeaderMap),
+    Floor(http2::client::SendRequest<Bytes>, http::HeaderMap),
+}
+
+/// The navigation headers of `chrome-latest` with their values (slots left out).
+fn browser_headers() -> http::HeaderMap {
+    let profile = mummer::Profile::named("chrome-latest").expect("built-in profile");
+    let mut map = http::HeaderMap::new();
+    for (name, value) in &profile.template(mummer::RequestKind::Navigation).headers {
+        if let Some(value) = value {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("profile header name"),
+                http::HeaderValue::from_str(value).expect("profile header value"),
+            );
+        }
+    }
+    map
 }
 
 impl Client {
@@ -158,6 +188,7 @@ impl Client {
                     .danger_accept_invalid_certs(true)
                     .build()
                     .expect("reqwest client"),
+                browser_headers(),
             ),
             Peer::Floor => {
                 let uri: http::Uri = url.parse().expect("url");
@@ -180,7 +211,7 @@ impl Client {
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                Client::Floor(send)
+                Client::Floor(send, browser_headers())
             }
         }
     }
@@ -193,14 +224,20 @@ impl Client {
                 assert_eq!(r.version(), http::Version::HTTP_2);
                 r.body().len()
             }
-            Client::Reqwest(c) => {
-                let r = c.get(url).send().await.expect("reqwest request");
+            Client::Reqwest(c, headers) => {
+                let r = c
+                    .get(url)
+                    .headers(headers.clone())
+                    .send()
+                    .await
+                    .expect("reqwest request");
                 assert_eq!(r.version(), http::Version::HTTP_2);
                 r.bytes().await.expect("reqwest body").len()
             }
-            Client::Floor(send) => {
+            Client::Floor(send, headers) => {
                 let mut send = send.clone().ready().await.expect("h2 ready");
-                let req = http::Request::get(url).body(()).expect("request");
+                let mut req = http::Request::get(url).body(()).expect("request");
+                *req.headers_mut() = headers.clone();
                 let (resp, _) = send.send_request(req, true).expect("send");
                 let mut body = resp.await.expect("response").into_body();
                 let mut n = 0;
@@ -226,8 +263,8 @@ async fn run_all(url: &str, opts: &Options) -> Vec<Sample> {
     let mut out = Vec::new();
     for concurrency in [1usize, 64] {
         for round in 0..opts.rounds {
-            for i in 0..PEERS.len() {
-                let peer = PEERS[(i + round) % PEERS.len()];
+            for i in 0..opts.peers.len() {
+                let peer = opts.peers[(i + round) % opts.peers.len()];
                 let client = Client::new(peer, url).await;
                 // Warm-up: connect, and let the allocator and the pool settle.
                 drive(&client, url, concurrency, 100.min(opts.requests), opts.body).await;
@@ -282,8 +319,8 @@ fn print_results(samples: &[Sample], opts: &Options) {
     for concurrency in [1usize, 64] {
         println!("\nconcurrency {concurrency}");
         println!(
-            "  {:<26} {:>10} {:>14} {:>16} {:>16}",
-            "client", "req/s", "CPU us/req", "req/s vs reqwest", "CPU vs reqwest"
+            "  {:<26} {:>10} {:>14} {:>16} {:>16} {:>18}",
+            "client", "req/s", "CPU us/req", "req/s vs reqwest", "CPU vs reqwest", "CPU us min-max"
         );
         let stat = |peer: Peer| {
             let of = |f: fn(&Sample) -> f64| {
@@ -297,16 +334,32 @@ fn print_results(samples: &[Sample], opts: &Options) {
             };
             (of(|s| s.rps), of(|s| s.cpu_us))
         };
+        if opts.peers.len() < PEERS.len() {
+            for peer in &opts.peers {
+                let (rps, cpu) = stat(*peer);
+                println!("  {:<26} {:>10.0} {:>14.1}", peer.name(), rps, cpu);
+            }
+            continue;
+        }
         let (base_rps, base_cpu) = stat(Peer::Reqwest);
         for peer in PEERS {
             let (rps, cpu) = stat(peer);
+            let cpus: Vec<f64> = samples
+                .iter()
+                .filter(|s| s.peer == peer && s.concurrency == concurrency)
+                .map(|s| s.cpu_us)
+                .collect();
+            let (lo, hi) = cpus
+                .iter()
+                .fold((f64::MAX, 0f64), |(lo, hi), c| (lo.min(*c), hi.max(*c)));
             println!(
-                "  {:<26} {:>10.0} {:>14.1} {:>16.2} {:>16.2}",
+                "  {:<26} {:>10.0} {:>14.1} {:>16.2} {:>16.2} {:>18}",
                 peer.name(),
                 rps,
                 cpu,
                 rps / base_rps,
-                cpu / base_cpu
+                cpu / base_cpu,
+                format!("{lo:.1}-{hi:.1}")
             );
         }
         let (m_rps, m_cpu) = stat(Peer::Mummer);

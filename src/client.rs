@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::h1::H1Connection;
 use crate::h2::{self, H2Connection};
 use crate::net::{BoxedIo, ConnectTo, Dialer, Proxy, ResolveOverride};
-use crate::profile::{render_headers, Profile, RequestKind};
+use crate::profile::{HeaderTemplate, Profile, RequestKind};
 use crate::tls::{TicketCache, TlsConnector, TlsInfo, TlsOptions};
 
 /// Default limit on a response body as received.
@@ -153,8 +153,14 @@ impl ClientBuilder {
         let dialer = Dialer::new(&self.resolve, self.proxy.clone(), self.connect_timeout)
             .with_connect_to(self.connect_to.clone())
             .with_proxy_tls(self.tls.clone());
+        let templates = RequestKind::ALL
+            .into_iter()
+            .map(|kind| Ok((kind, HeaderTemplate::compile(self.profile.template(kind))?)))
+            .collect::<Result<_>>()
+            .map_err(|e| Error::invalid_profile(self.profile.name.clone(), e.to_string()))?;
         Ok(Client {
             inner: Arc::new(ClientInner {
+                templates,
                 tls,
                 dialer,
                 tickets: TicketCache::new(),
@@ -172,6 +178,8 @@ pub struct Client {
 }
 
 struct ClientInner {
+    /// The profile's request templates, parsed once, by [`RequestKind`].
+    templates: HashMap<RequestKind, HeaderTemplate>,
     tls: TlsConnector,
     dialer: Dialer,
     tickets: TicketCache,
@@ -402,7 +410,11 @@ impl RequestBuilder {
                 extra.push((http::header::CONTENT_LENGTH, HeaderValue::from(body.len())));
             }
         }
-        let headers = render_headers(template, &extra)?;
+        let headers = client
+            .templates
+            .get(&self.kind)
+            .map(|t| t.render(&extra))
+            .unwrap_or(extra);
         let mut timings = Timings::default();
 
         let (status, version, resp_headers, body, tls) = if target.https {
@@ -551,7 +563,7 @@ impl RequestBuilder {
             .collect::<Vec<_>>()
             .join(",");
         let body = if config.decode && !content_encoding.is_empty() {
-            decode_body(body, &content_encoding, config.max_decoded_body)?
+            decode_body(Vec::from(body), &content_encoding, config.max_decoded_body)?.into()
         } else {
             body
         };
@@ -566,27 +578,16 @@ impl RequestBuilder {
             version,
             headers: map,
             wire_headers: resp_headers,
-            body: body.into(),
+            body,
             raw_body_len: raw_len,
             timings,
             tls,
-            request_headers: headers_for_report(&headers),
+            request_headers: headers,
         })
     }
 }
 
-fn headers_for_report(h: &[(HeaderName, HeaderValue)]) -> Vec<(String, String)> {
-    h.iter()
-        .map(|(n, v)| {
-            (
-                n.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
-}
-
-type Exchange = (StatusCode, Vec<(HeaderName, HeaderValue)>, Vec<u8>);
+type Exchange = (StatusCode, Vec<(HeaderName, HeaderValue)>, Bytes);
 
 async fn self_h2(
     conn: &H2Connection,
@@ -639,7 +640,7 @@ async fn self_h1(
     body: Option<&Bytes>,
     config: &ClientBuilder,
     timings: &mut Timings,
-) -> Result<(StatusCode, Vec<(HeaderName, HeaderValue)>, Vec<u8>, bool)> {
+) -> Result<(StatusCode, Vec<(HeaderName, HeaderValue)>, Bytes, bool)> {
     let sent = Instant::now();
     let ex = conn
         .send(
@@ -653,7 +654,7 @@ async fn self_h1(
         )
         .await?;
     timings.first_byte = ex.first_byte.duration_since(sent);
-    Ok((ex.status, ex.headers, ex.body, ex.reusable))
+    Ok((ex.status, ex.headers, ex.body.into(), ex.reusable))
 }
 
 fn give_back_h1(
@@ -773,7 +774,7 @@ pub struct Response {
     raw_body_len: u64,
     timings: Timings,
     tls: Option<TlsInfo>,
-    request_headers: Vec<(String, String)>,
+    request_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Response {
@@ -818,7 +819,7 @@ impl Response {
         self.tls.as_ref()
     }
     /// The regular headers sent, in wire order (pseudo-headers and `host` excluded).
-    pub fn request_headers(&self) -> &[(String, String)] {
+    pub fn request_headers(&self) -> &[(HeaderName, HeaderValue)] {
         &self.request_headers
     }
 }

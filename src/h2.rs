@@ -117,7 +117,7 @@ fn setting_id(s: Http2Setting) -> SettingId {
 /// A response head and body read from one stream.
 pub(crate) struct H2Exchange {
     pub response: Response<()>,
-    pub body: Vec<u8>,
+    pub body: Bytes,
     pub first_byte: Instant,
 }
 
@@ -166,17 +166,31 @@ impl H2Connection {
         let response = response.await.map_err(h2_error)?;
         let first_byte = Instant::now();
         let (parts, mut recv) = response.into_parts();
-        let mut body = Vec::new();
+        // A body that arrives in one DATA frame is kept as that frame's buffer (no copy);
+        // longer ones are gathered into one buffer.
+        let mut first: Option<Bytes> = None;
+        let mut gathered = bytes::BytesMut::new();
+        let mut len = 0usize;
         while let Some(chunk) = recv.data().await {
             let chunk = chunk.map_err(h2_error)?;
             let _ = recv.flow_control().release_capacity(chunk.len());
-            if (body.len() + chunk.len()) as u64 > max_body {
+            len += chunk.len();
+            if len as u64 > max_body {
                 return Err(Error::body_too_large(format!(
                     "response body is larger than the {max_body}-byte limit"
                 )));
             }
-            body.extend_from_slice(&chunk);
+            match first.take() {
+                None if gathered.is_empty() => first = Some(chunk),
+                earlier => {
+                    if let Some(earlier) = earlier {
+                        gathered.extend_from_slice(&earlier);
+                    }
+                    gathered.extend_from_slice(&chunk);
+                }
+            }
         }
+        let body = first.unwrap_or_else(|| gathered.freeze());
         Ok(H2Exchange {
             response: Response::from_parts(parts, ()),
             body,

@@ -251,7 +251,7 @@ async fn fetch(args: FetchArgs) -> Result<(), Box<dyn std::error::Error>> {
             t.dns, t.connect, t.tls, t.first_byte, t.total
         );
         for (n, v) in response.request_headers() {
-            eprintln!("> {n}: {v}");
+            eprintln!("> {n}: {}", String::from_utf8_lossy(v.as_bytes()));
         }
     }
     if args.json {

@@ -14,7 +14,72 @@ use http::{HeaderName, HeaderValue};
 use super::RequestTemplate;
 use crate::error::{Error, Result};
 
-/// Merges `template` with the caller's `extra` headers into the wire order.
+/// A request template with its header names and values parsed once, so rendering a
+/// request's headers is only clones of shared buffers.
+#[derive(Clone, Debug)]
+pub struct HeaderTemplate {
+    entries: Vec<(HeaderName, Option<HeaderValue>)>,
+}
+
+impl HeaderTemplate {
+    /// Parses every name and value of `template`.
+    ///
+    /// # Errors
+    ///
+    /// A name or value that is not valid in HTTP (possible only in a user's profile
+    /// file), reported with the header's name.
+    pub fn compile(template: &RequestTemplate) -> Result<HeaderTemplate> {
+        let entries = template
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    Error::invalid_input(format!("profile header name `{name}` is invalid"))
+                })?;
+                let value = value
+                    .as_deref()
+                    .map(HeaderValue::from_str)
+                    .transpose()
+                    .map_err(|_| {
+                        Error::invalid_input(format!("profile value of header `{name}` is invalid"))
+                    })?;
+                Ok((parsed, value))
+            })
+            .collect::<Result<_>>()?;
+        Ok(HeaderTemplate { entries })
+    }
+
+    /// Merges the template with the caller's `extra` headers into the wire order (the
+    /// rules are in this module's documentation).
+    pub fn render(&self, extra: &[(HeaderName, HeaderValue)]) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.entries.len() + extra.len());
+        let mut used = vec![false; extra.len()];
+        for (name, default) in &self.entries {
+            let mut supplied = false;
+            for (i, (n, v)) in extra.iter().enumerate() {
+                if n == name {
+                    out.push((n.clone(), v.clone()));
+                    used[i] = true;
+                    supplied = true;
+                }
+            }
+            if !supplied {
+                if let Some(value) = default {
+                    out.push((name.clone(), value.clone()));
+                }
+            }
+        }
+        for (i, (n, v)) in extra.iter().enumerate() {
+            if !used[i] && n != http::header::HOST {
+                out.push((n.clone(), v.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// Merges `template` with the caller's `extra` headers into the wire order. Compiles the
+/// template each call: a client keeps [`HeaderTemplate`]s instead.
 ///
 /// # Errors
 ///
@@ -24,36 +89,7 @@ pub fn render_headers(
     template: &RequestTemplate,
     extra: &[(HeaderName, HeaderValue)],
 ) -> Result<Vec<(HeaderName, HeaderValue)>> {
-    let mut out = Vec::with_capacity(template.headers.len() + extra.len());
-    let mut used = vec![false; extra.len()];
-    for (name, default) in &template.headers {
-        let mut supplied = false;
-        for (i, (n, v)) in extra.iter().enumerate() {
-            if n.as_str() == name {
-                out.push((n.clone(), v.clone()));
-                used[i] = true;
-                supplied = true;
-            }
-        }
-        if supplied {
-            continue;
-        }
-        if let Some(value) = default {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                Error::invalid_input(format!("profile header name `{name}` is invalid"))
-            })?;
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                Error::invalid_input(format!("profile value of header `{name}` is invalid"))
-            })?;
-            out.push((name, value));
-        }
-    }
-    for (i, (n, v)) in extra.iter().enumerate() {
-        if !used[i] && n != http::header::HOST {
-            out.push((n.clone(), v.clone()));
-        }
-    }
-    Ok(out)
+    Ok(HeaderTemplate::compile(template)?.render(extra))
 }
 
 #[cfg(test)]

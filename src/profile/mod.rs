@@ -21,7 +21,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::headers::render_headers;
+pub use self::headers::{render_headers, HeaderTemplate};
 use crate::error::{Error, Result};
 
 /// A browser profile: the whole observable fingerprint of one browser build.
