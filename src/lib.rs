@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod cookies;
 mod decode;
 pub mod error;
 mod h1;

@@ -1,0 +1,810 @@
+//! The cookie jar: where a cookie is accepted or rejected, and which cookies a request
+//! carries.
+//!
+//! Storage and the RFC 6265 matching rules (domain, path, Secure, expiry, HttpOnly) are
+//! `cookie_store`'s. On top of it this module enforces what browsers add and a crawler
+//! needs, each in one named place:
+//!
+//! - [`CookieJar::store_response`] is where a `Set-Cookie` is rejected: malformed,
+//!   oversize, a Domain that is a public suffix (the bundled list of the `psl` crate),
+//!   `SameSite=None` without `Secure`, `__Secure-`/`__Host-` prefix rules, a Lax or
+//!   Strict cookie from a cross-site subresource, a tracking cookie under the opt-in
+//!   [`TrackingFilter`]. Each rejection comes back as a [`CookieRejection`].
+//! - [`CookieJar::header_for`] is where SameSite is enforced on the way out: a cross-site
+//!   subresource request does not carry Lax or Strict cookies; a cross-site top-level GET
+//!   navigation carries Lax but not Strict. Cookies without SameSite are Lax, as in
+//!   Chromium.
+//! - Limits ([`CookieLimits`]): past the per-site or total count the least recently set
+//!   cookie is evicted.
+//!
+//! [`formats`] reads and writes Netscape `cookies.txt`, Playwright `storageState` and
+//! the DevTools `Network.setCookies` shape.
+
+pub mod formats;
+mod policy;
+
+use std::collections::HashMap;
+
+use cookie::SameSite;
+use cookie_store::{CookieDomain, CookieStore, RawCookie};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use self::policy::{CookieLimits, TrackingFilter, TRACKING_COOKIES};
+use crate::error::{Error, Result};
+
+/// How a request (or the response it gets) relates to the page that caused it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CookieContext {
+    /// The request's site differs from the initiating document's site.
+    pub cross_site: bool,
+    /// The request is a top-level navigation (not a subresource or fetch).
+    pub top_level_navigation: bool,
+    /// The method is GET or HEAD.
+    pub safe_method: bool,
+}
+
+impl CookieContext {
+    /// A same-site context: every cookie applies.
+    pub fn same_site() -> CookieContext {
+        CookieContext {
+            cross_site: false,
+            top_level_navigation: true,
+            safe_method: true,
+        }
+    }
+}
+
+/// SameSite as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SameSitePolicy {
+    /// Only same-site requests.
+    Strict,
+    /// Same-site requests and cross-site top-level GET navigations.
+    Lax,
+    /// Every request (the cookie must be Secure).
+    None,
+}
+
+/// One cookie as data: what snapshots and the import/export formats carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CookieRecord {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: String,
+    /// Domain, without a leading dot.
+    pub domain: String,
+    /// True when the cookie was set without a Domain attribute (sent to that exact host).
+    pub host_only: bool,
+    /// Path.
+    pub path: String,
+    /// Sent over https only.
+    pub secure: bool,
+    /// Not visible to page scripts.
+    pub http_only: bool,
+    /// SameSite, when the cookie set one.
+    pub same_site: Option<SameSitePolicy>,
+    /// Expiry as Unix seconds; `None` for a session cookie.
+    pub expires: Option<i64>,
+}
+
+impl CookieRecord {
+    /// Bytes this cookie counts against the size limit (name plus value).
+    pub fn size(&self) -> usize {
+        self.name.len() + self.value.len()
+    }
+}
+
+/// Why a `Set-Cookie` (or an imported cookie) was not stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieRejection {
+    /// The cookie's name, when it could be parsed.
+    pub name: Option<String>,
+    /// What was wrong, in words.
+    pub reason: String,
+}
+
+impl std::fmt::Display for CookieRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "cookie `{n}` rejected: {}", self.reason),
+            None => write!(f, "cookie rejected: {}", self.reason),
+        }
+    }
+}
+
+/// A browser-like cookie jar for one session.
+#[derive(Clone, Debug, Default)]
+pub struct CookieJar {
+    store: CookieStore,
+    limits: CookieLimits,
+    tracking: TrackingFilter,
+    /// Order in which cookies were last set, by (domain, path, name): RFC 6265 sends
+    /// older cookies first among equal paths, and eviction drops the oldest.
+    order: HashMap<(String, String, String), u64>,
+    next: u64,
+}
+
+type Key = (String, String, String);
+
+impl CookieJar {
+    /// An empty jar with default limits and no tracking filter.
+    pub fn new() -> CookieJar {
+        CookieJar::default()
+    }
+
+    /// An empty jar with these limits and tracking filter.
+    pub fn with_policy(limits: CookieLimits, tracking: TrackingFilter) -> CookieJar {
+        CookieJar {
+            limits,
+            tracking,
+            ..CookieJar::default()
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> CookieLimits {
+        self.limits
+    }
+
+    /// Stores the cookies of one response's `Set-Cookie` values, received from `url` in
+    /// `ctx`. Returns what was rejected and why; accepted cookies are stored even when
+    /// others in the same response are rejected (as a browser does).
+    pub fn store_response<'a>(
+        &mut self,
+        set_cookies: impl IntoIterator<Item = &'a str>,
+        url: &Url,
+        ctx: CookieContext,
+    ) -> Vec<CookieRejection> {
+        let mut rejected = Vec::new();
+        for line in set_cookies {
+            let stored = RawCookie::parse(line.to_string())
+                .map_err(|e| CookieRejection {
+                    name: None,
+                    reason: format!("malformed Set-Cookie ({e})"),
+                })
+                .and_then(|raw| self.store_one(raw, url, ctx));
+            if let Err(r) = stored {
+                tracing::debug!(url = %url, "{r}");
+                rejected.push(r);
+            }
+        }
+        rejected
+    }
+
+    /// Sets one cookie as if `url` had answered `Set-Cookie: line` to a same-site request.
+    ///
+    /// # Errors
+    ///
+    /// The rejection, as [`Error::is_invalid_input`].
+    pub fn set(&mut self, url: &str, line: &str) -> Result<()> {
+        let url = Url::parse(url).map_err(|e| Error::invalid_url(url, e))?;
+        let raw = RawCookie::parse(line.to_string())
+            .map_err(|e| Error::invalid_input(format!("malformed cookie `{line}`: {e}")))?;
+        self.store_one(raw, &url, CookieContext::same_site())
+            .map_err(|r| Error::invalid_input(r.to_string()))
+    }
+
+    fn store_one(
+        &mut self,
+        raw: RawCookie<'static>,
+        url: &Url,
+        ctx: CookieContext,
+    ) -> std::result::Result<(), CookieRejection> {
+        let reject = |name: Option<&str>, reason: String| CookieRejection {
+            name: name.map(str::to_string),
+            reason,
+        };
+        let name = raw.name().to_string();
+        let n = Some(name.as_str());
+        if name.is_empty() {
+            return Err(reject(None, "empty name".into()));
+        }
+        let size = name.len() + raw.value().len();
+        if size > self.limits.max_cookie_bytes {
+            return Err(reject(
+                n,
+                format!(
+                    "{size} bytes is over the {}-byte limit per cookie",
+                    self.limits.max_cookie_bytes
+                ),
+            ));
+        }
+        if self.tracking.drops(&name) {
+            return Err(reject(
+                n,
+                "tracking cookie dropped by the tracking filter".into(),
+            ));
+        }
+        let https = url.scheme() == "https";
+        let secure = raw.secure().unwrap_or(false);
+        if secure && !https {
+            return Err(reject(n, "Secure cookie set over plain http".into()));
+        }
+        if raw.same_site() == Some(SameSite::None) && !secure {
+            return Err(reject(n, "SameSite=None requires Secure".into()));
+        }
+        if name.starts_with("__Secure-") && !secure {
+            return Err(reject(n, "__Secure- prefix requires Secure".into()));
+        }
+        if name.starts_with("__Host-")
+            && (!secure || raw.domain().is_some() || raw.path() != Some("/"))
+        {
+            return Err(reject(
+                n,
+                "__Host- prefix requires Secure, Path=/ and no Domain".into(),
+            ));
+        }
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        if let Some(domain) = raw.domain() {
+            let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+            if is_public_suffix(&domain) && domain != host {
+                return Err(reject(n, format!("Domain={domain} is a public suffix")));
+            }
+        }
+        if ctx.cross_site && !ctx.top_level_navigation && raw.same_site() != Some(SameSite::None) {
+            return Err(reject(
+                n,
+                "a cross-site subresource cannot set a Lax or Strict cookie".into(),
+            ));
+        }
+        match self.store.insert_raw(&raw, url) {
+            Ok(_) => {}
+            // A cookie that arrives already expired deletes the stored one (or nothing).
+            Err(cookie_store::CookieError::Expired) => {}
+            Err(e) => return Err(reject(n, e.to_string())),
+        }
+        let domain = match CookieDomain::try_from(&raw) {
+            Ok(CookieDomain::Suffix(d)) if !is_public_suffix(&d) => d,
+            _ => host,
+        };
+        let path = self
+            .store
+            .iter_any()
+            .find(|c| c.name() == name && String::from(&c.domain) == domain)
+            .map(|c| String::from(&c.path));
+        if let Some(path) = path {
+            let key = (domain, path, name);
+            if self.store.get(&key.0, &key.1, &key.2).is_some() {
+                self.touch(key.clone());
+                self.enforce_limits(&key);
+            } else {
+                self.order.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    fn touch(&mut self, key: Key) {
+        self.next += 1;
+        self.order.insert(key, self.next);
+    }
+
+    /// Drops expired cookies, then evicts the oldest cookies of `key`'s site and of the
+    /// jar until both limits hold. The cookie just set is evicted last.
+    fn enforce_limits(&mut self, just_set: &Key) {
+        self.purge_expired();
+        let site = site_of(&just_set.0).to_string();
+        loop {
+            let same_site: Vec<(&Key, &u64)> = self
+                .order
+                .iter()
+                .filter(|(k, _)| site_of(&k.0) == site)
+                .collect();
+            let victim = if same_site.len() > self.limits.max_per_site {
+                same_site
+                    .into_iter()
+                    .filter(|(k, _)| *k != just_set)
+                    .min_by_key(|(_, s)| **s)
+                    .map(|(k, _)| k.clone())
+            } else if self.order.len() > self.limits.max_total {
+                self.order
+                    .iter()
+                    .filter(|(k, _)| *k != just_set)
+                    .min_by_key(|(_, s)| **s)
+                    .map(|(k, _)| k.clone())
+            } else {
+                None
+            };
+            let Some(victim) = victim else { break };
+            self.store.remove(&victim.0, &victim.1, &victim.2);
+            self.order.remove(&victim);
+        }
+    }
+
+    fn purge_expired(&mut self) {
+        let expired: Vec<Key> = self
+            .store
+            .iter_any()
+            .filter(|c| c.is_expired())
+            .map(|c| {
+                (
+                    String::from(&c.domain),
+                    String::from(&c.path),
+                    c.name().to_string(),
+                )
+            })
+            .collect();
+        for k in expired {
+            self.store.remove(&k.0, &k.1, &k.2);
+            self.order.remove(&k);
+        }
+    }
+
+    /// The `Cookie` header value for a request to `url` in `ctx` (`None` when no cookie
+    /// applies): longer paths first, then older cookies first (RFC 6265 §5.4).
+    pub fn header_for(&self, url: &Url, ctx: CookieContext) -> Option<String> {
+        let mut cookies: Vec<(usize, u64, &str, &str)> = self
+            .store
+            .matches(url)
+            .into_iter()
+            .filter(|c| same_site_allows(c.same_site(), ctx))
+            .map(|c| {
+                let key = (
+                    String::from(&c.domain),
+                    String::from(&c.path),
+                    c.name().to_string(),
+                );
+                let seq = self.order.get(&key).copied().unwrap_or(0);
+                (String::from(&c.path).len(), seq, c.name(), c.value())
+            })
+            .collect();
+        if cookies.is_empty() {
+            return None;
+        }
+        cookies.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        Some(
+            cookies
+                .iter()
+                .map(|(_, _, n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+
+    /// The cookies a same-site request to `url` would carry, as records.
+    ///
+    /// # Errors
+    ///
+    /// An unparsable URL.
+    pub fn get(&self, url: &str) -> Result<Vec<CookieRecord>> {
+        let url = Url::parse(url).map_err(|e| Error::invalid_url(url, e))?;
+        Ok(self
+            .store
+            .matches(&url)
+            .into_iter()
+            .map(record_of)
+            .collect())
+    }
+
+    /// Removes the cookie `name` set for `domain` and `path`; true when there was one.
+    pub fn delete(&mut self, domain: &str, path: &str, name: &str) -> bool {
+        let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+        self.order
+            .remove(&(domain.clone(), path.to_string(), name.to_string()));
+        self.store.remove(&domain, path, name).is_some()
+    }
+
+    /// Removes every cookie.
+    pub fn clear(&mut self) {
+        self.store.clear();
+        self.order.clear();
+    }
+
+    /// Every unexpired cookie, oldest first.
+    pub fn records(&self) -> Vec<CookieRecord> {
+        let mut all: Vec<(u64, CookieRecord)> = self
+            .store
+            .iter_unexpired()
+            .map(|c| {
+                let key = (
+                    String::from(&c.domain),
+                    String::from(&c.path),
+                    c.name().to_string(),
+                );
+                (self.order.get(&key).copied().unwrap_or(0), record_of(c))
+            })
+            .collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Number of unexpired cookies.
+    pub fn len(&self) -> usize {
+        self.store.iter_unexpired().count()
+    }
+
+    /// True when the jar holds no unexpired cookie.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of `name=value` over every unexpired cookie.
+    pub fn size_bytes(&self) -> usize {
+        self.store
+            .iter_unexpired()
+            .map(|c| c.name().len() + c.value().len())
+            .sum()
+    }
+
+    /// Adds cookies from records (an import or a snapshot). Every record is checked
+    /// first; if any is invalid nothing is added.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`] naming the first bad record by index and name.
+    pub fn import(&mut self, records: &[CookieRecord]) -> Result<()> {
+        let mut staged = self.clone();
+        for (i, record) in records.iter().enumerate() {
+            let (raw, url) = raw_cookie_of(record).map_err(|why| {
+                Error::invalid_input(format!("cookie #{} `{}`: {why}", i + 1, record.name))
+            })?;
+            staged
+                .store_one(raw, &url, CookieContext::same_site())
+                .map_err(|r| {
+                    Error::invalid_input(format!(
+                        "cookie #{} `{}`: {}",
+                        i + 1,
+                        record.name,
+                        r.reason
+                    ))
+                })?;
+        }
+        *self = staged;
+        Ok(())
+    }
+}
+
+/// SameSite on the way out (see the module documentation).
+fn same_site_allows(policy: Option<SameSite>, ctx: CookieContext) -> bool {
+    if !ctx.cross_site {
+        return true;
+    }
+    match policy {
+        Some(SameSite::None) => true,
+        Some(SameSite::Strict) => false,
+        // Lax, and no attribute (Lax by default).
+        _ => ctx.top_level_navigation && ctx.safe_method,
+    }
+}
+
+/// True when `domain` is exactly a public suffix (`com`, `co.uk`, `github.io`, or an
+/// unlisted top-level name such as `test`, by the list's `*` rule).
+pub fn is_public_suffix(domain: &str) -> bool {
+    let domain = domain.trim_end_matches('.');
+    psl::suffix_str(domain) == Some(domain)
+}
+
+/// The registrable domain (eTLD+1) of `host`: the "site" of SameSite and of
+/// `sec-fetch-site`. IP addresses and single labels are their own site.
+pub fn site_of(host: &str) -> &str {
+    if host.parse::<std::net::IpAddr>().is_ok()
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    {
+        return host;
+    }
+    psl::domain_str(host).unwrap_or(host)
+}
+
+fn record_of(c: &cookie_store::Cookie<'static>) -> CookieRecord {
+    let expires = match c.expires {
+        cookie_store::CookieExpiration::AtUtc(t) => Some(t.unix_timestamp()),
+        cookie_store::CookieExpiration::SessionEnd => None,
+    };
+    CookieRecord {
+        name: c.name().to_string(),
+        value: c.value().to_string(),
+        domain: String::from(&c.domain),
+        host_only: matches!(c.domain, CookieDomain::HostOnly(_)),
+        path: String::from(&c.path),
+        secure: c.secure().unwrap_or(false),
+        http_only: c.http_only().unwrap_or(false),
+        same_site: c.same_site().map(|s| match s {
+            SameSite::Strict => SameSitePolicy::Strict,
+            SameSite::Lax => SameSitePolicy::Lax,
+            SameSite::None => SameSitePolicy::None,
+        }),
+        expires,
+    }
+}
+
+/// The cookie and origin URL that recreate `r` in a jar.
+fn raw_cookie_of(r: &CookieRecord) -> std::result::Result<(RawCookie<'static>, Url), String> {
+    if r.name.is_empty() {
+        return Err("empty name".into());
+    }
+    if r.name
+        .bytes()
+        .any(|b| b <= b' ' || b == b'=' || b == b';' || b >= 0x7f)
+    {
+        return Err("name has a character not allowed in a cookie name".into());
+    }
+    if r.value.bytes().any(|b| b < b' ' || b == b';' || b == 0x7f) {
+        return Err("value has a control character or `;`".into());
+    }
+    let domain = r.domain.trim_start_matches('.').to_ascii_lowercase();
+    if domain.is_empty() || domain.contains(['/', ' ', ':']) {
+        return Err(format!("domain `{}` is not a host name", r.domain));
+    }
+    if !r.path.starts_with('/') {
+        return Err(format!("path `{}` must start with /", r.path));
+    }
+    let url = Url::parse(&format!("https://{domain}{}", r.path))
+        .map_err(|e| format!("domain `{}`: {e}", r.domain))?;
+    let mut b = RawCookie::build((r.name.clone(), r.value.clone()))
+        .path(r.path.clone())
+        .secure(r.secure)
+        .http_only(r.http_only);
+    if !r.host_only {
+        b = b.domain(domain);
+    }
+    if let Some(s) = r.same_site {
+        b = b.same_site(match s {
+            SameSitePolicy::Strict => SameSite::Strict,
+            SameSitePolicy::Lax => SameSite::Lax,
+            SameSitePolicy::None => SameSite::None,
+        });
+    }
+    if let Some(t) = r.expires {
+        let at = time::OffsetDateTime::from_unix_timestamp(t)
+            .map_err(|_| format!("expiry {t} is out of range"))?;
+        if at <= time::OffsetDateTime::now_utc() {
+            return Err("already expired".into());
+        }
+        b = b.expires(at);
+    }
+    Ok((b.build(), url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    fn same() -> CookieContext {
+        CookieContext::same_site()
+    }
+
+    const CROSS_SUBRESOURCE: CookieContext = CookieContext {
+        cross_site: true,
+        top_level_navigation: false,
+        safe_method: true,
+    };
+    const CROSS_NAVIGATION: CookieContext = CookieContext {
+        cross_site: true,
+        top_level_navigation: true,
+        safe_method: true,
+    };
+
+    #[test]
+    fn host_only_domain_path_and_secure() {
+        let mut jar = CookieJar::new();
+        // Default path is the directory of the request path: "/" here.
+        let from = url("https://www.shop.test/login");
+        let rejected = jar.store_response(
+            [
+                "host=1",
+                "dom=2; Domain=shop.test",
+                "deep=3; Path=/account",
+                "sec=4; Secure",
+            ],
+            &from,
+            same(),
+        );
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let h = |u: &str| jar.header_for(&url(u), same()).unwrap_or_default();
+        assert_eq!(
+            h("https://www.shop.test/account/x"),
+            "deep=3; host=1; dom=2; sec=4"
+        );
+        assert_eq!(
+            h("https://api.shop.test/"),
+            "dom=2",
+            "host-only stays on www"
+        );
+        assert_eq!(
+            h("http://www.shop.test/"),
+            "host=1; dom=2",
+            "Secure needs https"
+        );
+        assert_eq!(h("https://other.test/"), "");
+        assert_eq!(jar.len(), 4);
+        assert_eq!(jar.size_bytes(), "host1dom2deep3sec4".len());
+    }
+
+    #[test]
+    fn public_suffix_domains_are_rejected() {
+        let mut jar = CookieJar::new();
+        for (from, line) in [
+            ("https://a.example.co.uk/", "x=1; Domain=co.uk"),
+            ("https://me.github.io/", "x=1; Domain=github.io"),
+            ("https://shop.test/", "x=1; Domain=test"),
+        ] {
+            let r = jar.store_response([line], &url(from), same());
+            assert_eq!(r.len(), 1, "{line}");
+            assert!(r[0].reason.contains("public suffix"), "{}", r[0]);
+        }
+        assert!(jar.is_empty());
+        // Domain equal to the host is a host cookie, even on a suffix.
+        assert!(jar
+            .store_response(["x=1"], &url("https://github.io/"), same())
+            .is_empty());
+    }
+
+    #[test]
+    fn same_site_on_the_way_out() {
+        let mut jar = CookieJar::new();
+        let from = url("https://shop.test/");
+        jar.store_response(
+            [
+                "strict=1; SameSite=Strict",
+                "lax=2; SameSite=Lax",
+                "default=3",
+                "none=4; SameSite=None; Secure",
+            ],
+            &from,
+            same(),
+        );
+        let to = url("https://shop.test/page");
+        assert_eq!(
+            jar.header_for(&to, same()).unwrap(),
+            "strict=1; lax=2; default=3; none=4"
+        );
+        assert_eq!(
+            jar.header_for(&to, CROSS_NAVIGATION).unwrap(),
+            "lax=2; default=3; none=4"
+        );
+        assert_eq!(jar.header_for(&to, CROSS_SUBRESOURCE).unwrap(), "none=4");
+        let post = CookieContext {
+            safe_method: false,
+            ..CROSS_NAVIGATION
+        };
+        assert_eq!(jar.header_for(&to, post).unwrap(), "none=4");
+    }
+
+    #[test]
+    fn same_site_on_the_way_in() {
+        let mut jar = CookieJar::new();
+        let from = url("https://cdn.test/pixel");
+        let r = jar.store_response(
+            ["a=1", "b=2; SameSite=Lax", "c=3; SameSite=None; Secure"],
+            &from,
+            CROSS_SUBRESOURCE,
+        );
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            jar.records()
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
+            ["c"]
+        );
+        let r = jar.store_response(["d=4; SameSite=Strict"], &from, CROSS_NAVIGATION);
+        assert!(
+            r.is_empty(),
+            "a top-level navigation may set Strict cookies"
+        );
+    }
+
+    #[test]
+    fn hostile_input_is_rejected_with_reasons() {
+        let mut jar = CookieJar::new();
+        let from = url("https://shop.test/");
+        let big = format!("big={}", "x".repeat(5000));
+        let r = jar.store_response(
+            [
+                big.as_str(),
+                "=novalue",
+                "none=1; SameSite=None",
+                "__Host-x=1; Secure; Path=/; Domain=shop.test",
+                "__Secure-y=1",
+            ],
+            &from,
+            same(),
+        );
+        let reasons: Vec<String> = r.iter().map(|r| r.reason.clone()).collect();
+        assert_eq!(r.len(), 5, "{reasons:?}");
+        assert!(reasons[0].contains("limit"));
+        assert!(reasons[2].contains("requires Secure"));
+        assert!(jar.is_empty());
+        let r = jar.store_response(["s=1; Secure"], &url("http://shop.test/"), same());
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn count_limits_evict_the_oldest() {
+        let limits = CookieLimits {
+            max_cookie_bytes: 4096,
+            max_per_site: 3,
+            max_total: 5,
+        };
+        let mut jar = CookieJar::with_policy(limits, TrackingFilter::Off);
+        let a = url("https://a.shop.test/");
+        for i in 0..5 {
+            jar.store_response([format!("c{i}=1; Domain=shop.test").as_str()], &a, same());
+        }
+        let names: Vec<String> = jar.records().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["c2", "c3", "c4"], "per-site limit keeps the newest");
+        for (i, host) in ["one.test", "two.test", "three.test"].iter().enumerate() {
+            jar.store_response(
+                [format!("x{i}=1").as_str()],
+                &url(&format!("https://{host}/")),
+                same(),
+            );
+        }
+        assert_eq!(jar.len(), 5, "total limit");
+        assert!(
+            !jar.records().iter().any(|c| c.name == "c2"),
+            "oldest overall went first"
+        );
+    }
+
+    #[test]
+    fn tracking_filter_drops_before_storing() {
+        let mut jar = CookieJar::with_policy(CookieLimits::default(), TrackingFilter::Standard);
+        let r = jar.store_response(
+            ["_ga=GA1.1", "_gcl_au=1", "session=ok"],
+            &url("https://shop.test/"),
+            same(),
+        );
+        assert_eq!(r.len(), 2);
+        assert_eq!(jar.len(), 1);
+    }
+
+    #[test]
+    fn import_is_all_or_nothing_and_round_trips() {
+        let mut jar = CookieJar::new();
+        jar.store_response(
+            [
+                "a=1; Domain=shop.test; Path=/x; Max-Age=3600",
+                "b=2; Secure; HttpOnly; SameSite=Strict",
+            ],
+            &url("https://shop.test/"),
+            same(),
+        );
+        let records = jar.records();
+        let mut copy = CookieJar::new();
+        copy.import(&records).unwrap();
+        assert_eq!(copy.records(), records);
+
+        let mut bad = records.clone();
+        bad.push(CookieRecord {
+            name: "ok".into(),
+            path: "nope".into(),
+            ..records[0].clone()
+        });
+        let mut target = CookieJar::new();
+        let err = target.import(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("cookie #3 `ok`") && err.contains("path"),
+            "{err}"
+        );
+        assert!(target.is_empty(), "nothing partial is applied");
+    }
+
+    #[test]
+    fn delete_and_clear() {
+        let mut jar = CookieJar::new();
+        jar.store_response(["a=1", "b=2"], &url("https://shop.test/"), same());
+        assert!(jar.delete("shop.test", "/", "a"));
+        assert!(!jar.delete("shop.test", "/", "a"));
+        assert_eq!(jar.get("https://shop.test/").unwrap().len(), 1);
+        jar.clear();
+        assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn sites() {
+        assert_eq!(site_of("www.shop.test"), "shop.test");
+        assert_eq!(site_of("a.b.example.co.uk"), "example.co.uk");
+        assert_eq!(site_of("127.0.0.1"), "127.0.0.1");
+        assert_eq!(site_of("localhost"), "localhost");
+    }
+}
