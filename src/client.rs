@@ -9,6 +9,7 @@
 //! redirects and keeps no cookies: those belong to the session layer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use crate::decode::decode_body;
 use crate::error::{Error, Result};
 use crate::h1::H1Connection;
 use crate::h2::{self, H2Connection};
-use crate::net::{BoxedIo, ConnectTo, Dialer, Proxy, ResolveOverride};
+use crate::net::{BoxedIo, ByteCounters, ConnectTo, CountingIo, Dialer, Proxy, ResolveOverride};
 use crate::profile::{HeaderTemplate, Profile, RequestKind};
 use crate::tls::{TicketCache, TlsConnector, TlsInfo, TlsOptions};
 
@@ -166,6 +167,7 @@ impl ClientBuilder {
                 tickets: TicketCache::new(),
                 pool: Mutex::new(Pool::default()),
                 config: self,
+                counters: Counters::default(),
             }),
         })
     }
@@ -185,6 +187,37 @@ struct ClientInner {
     tickets: TicketCache,
     pool: Mutex<Pool>,
     config: ClientBuilder,
+    counters: Counters,
+}
+
+/// Transport counters, updated on the request path with relaxed atomics.
+#[derive(Debug, Default)]
+struct Counters {
+    connections_opened: AtomicU64,
+    connections_reused: AtomicU64,
+    tls_resumed: AtomicU64,
+    bytes: ByteCounters,
+}
+
+/// What a client's transport has done so far, and what its pool holds now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransportStats {
+    /// Connections opened (TCP, plus TLS for https).
+    pub connections_opened: u64,
+    /// Requests that went out on a pooled connection instead of a new one.
+    pub connections_reused: u64,
+    /// TLS handshakes that resumed a session from a ticket.
+    pub tls_resumed: u64,
+    /// HTTP/2 connections in the pool.
+    pub http2_connections: usize,
+    /// HTTP/2 streams open now.
+    pub http2_streams_active: usize,
+    /// Idle HTTP/1.1 keep-alive connections in the pool.
+    pub http1_idle: usize,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
 }
 
 impl std::fmt::Debug for ClientInner {
@@ -313,6 +346,32 @@ impl Client {
         self.request(Method::GET, url)
     }
 
+    /// The transport counters and the pool's current size. Takes the pool lock briefly.
+    pub fn transport_stats(&self) -> TransportStats {
+        let c = &self.inner.counters;
+        let pool = Pool::lock(&self.inner.pool);
+        let h2 = pool
+            .h2
+            .values()
+            .flatten()
+            .filter(|(conn, _)| !conn.is_closed());
+        let (mut http2_connections, mut http2_streams_active) = (0, 0);
+        for (conn, _) in h2 {
+            http2_connections += 1;
+            http2_streams_active += conn.streams_in_flight();
+        }
+        TransportStats {
+            connections_opened: c.connections_opened.load(Ordering::Relaxed),
+            connections_reused: c.connections_reused.load(Ordering::Relaxed),
+            tls_resumed: c.tls_resumed.load(Ordering::Relaxed),
+            http2_connections,
+            http2_streams_active,
+            http1_idle: pool.h1.values().map(Vec::len).sum(),
+            bytes_in: c.bytes.read.load(Ordering::Relaxed),
+            bytes_out: c.bytes.written.load(Ordering::Relaxed),
+        }
+    }
+
     /// Drops every pooled connection (tickets stay).
     pub fn close_connections(&self) {
         let mut pool = Pool::lock(&self.inner.pool);
@@ -348,6 +407,12 @@ impl RequestBuilder {
                 )));
             }
         }
+        self
+    }
+
+    /// Adds parsed headers, in order (see [`RequestBuilder::header`]).
+    pub fn headers(mut self, headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Self {
+        self.headers.extend(headers);
         self
     }
 
@@ -435,6 +500,12 @@ impl RequestBuilder {
             } else {
                 None
             };
+            if pooled_h2.is_some() || pooled_h1.is_some() {
+                client
+                    .counters
+                    .connections_reused
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             match (pooled_h2, pooled_h1) {
                 (Some((conn, info)), _) => {
                     let ex = self_h2(
@@ -467,6 +538,11 @@ impl RequestBuilder {
                 }
                 (None, None) => {
                     let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
+                    let io: BoxedIo = Box::pin(CountingIo::new(io, client.counters.bytes.clone()));
+                    client
+                        .counters
+                        .connections_opened
+                        .fetch_add(1, Ordering::Relaxed);
                     timings.dns = dial.dns;
                     timings.connect = dial.connect;
                     let tls_started = Instant::now();
@@ -489,6 +565,9 @@ impl RequestBuilder {
                         None => handshake.await?,
                     };
                     timings.tls = tls_started.elapsed();
+                    if info.resumed {
+                        client.counters.tls_resumed.fetch_add(1, Ordering::Relaxed);
+                    }
                     if info.alpn.as_deref() == Some("h2") {
                         let conn =
                             h2::handshake(stream, &config.profile.http2, template.priority).await?;
@@ -531,9 +610,20 @@ impl RequestBuilder {
             let key = target.key();
             let pooled = Pool::lock(&client.pool).h1.get_mut(&key).and_then(Vec::pop);
             let mut conn = match pooled {
-                Some((conn, _)) => conn,
+                Some((conn, _)) => {
+                    client
+                        .counters
+                        .connections_reused
+                        .fetch_add(1, Ordering::Relaxed);
+                    conn
+                }
                 None => {
                     let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
+                    let io: BoxedIo = Box::pin(CountingIo::new(io, client.counters.bytes.clone()));
+                    client
+                        .counters
+                        .connections_opened
+                        .fetch_add(1, Ordering::Relaxed);
                     timings.dns = dial.dns;
                     timings.connect = dial.connect;
                     H1Connection::new(MaybeTls::Plain(io))
@@ -583,6 +673,8 @@ impl RequestBuilder {
             timings,
             tls,
             request_headers: headers,
+            redirects: Vec::new(),
+            cache: CacheStatus::NotUsed,
         })
     }
 }
@@ -775,12 +867,93 @@ pub struct Response {
     timings: Timings,
     tls: Option<TlsInfo>,
     request_headers: Vec<(HeaderName, HeaderValue)>,
+    redirects: Vec<Redirect>,
+    cache: CacheStatus,
+}
+
+/// One redirect a session followed on the way to a response.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Redirect {
+    /// The URL that answered with a redirect.
+    pub url: String,
+    /// Its status (301, 302, 303, 307 or 308).
+    pub status: u16,
+}
+
+/// How a session's conditional cache took part in a response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// The cache was not consulted (a plain client, a non-GET, or the per-request switch).
+    #[default]
+    NotUsed,
+    /// Nothing was stored for the URL; the request went out as is.
+    Miss,
+    /// A fresh stored response answered; no request left.
+    Hit,
+    /// The request carried validators and the server said 304; the stored 200 is returned.
+    Revalidated,
+    /// The request carried validators and the server said 304; no body was stored, so
+    /// the 304 is returned.
+    NotModified,
+    /// The request carried validators and the server sent a new response.
+    Modified,
 }
 
 impl Response {
-    /// The URL requested.
+    /// The URL requested (after a session's redirects: the final URL).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The redirects a session followed to get here, in order (empty for a plain client).
+    pub fn redirects(&self) -> &[Redirect] {
+        &self.redirects
+    }
+
+    /// How the session's conditional cache took part.
+    pub fn cache_status(&self) -> CacheStatus {
+        self.cache
+    }
+
+    pub(crate) fn with_session_details(
+        mut self,
+        url: String,
+        redirects: Vec<Redirect>,
+        cache: CacheStatus,
+    ) -> Self {
+        self.url = url;
+        self.redirects = redirects;
+        self.cache = cache;
+        self
+    }
+
+    /// A response made from a cache entry, for `url`.
+    pub(crate) fn from_cache(
+        url: String,
+        status: StatusCode,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
+        cache: CacheStatus,
+    ) -> Self {
+        let mut map = HeaderMap::with_capacity(headers.len());
+        for (n, v) in &headers {
+            map.append(n.clone(), v.clone());
+        }
+        Response {
+            url,
+            status,
+            version: Version::HTTP_2,
+            headers: map,
+            wire_headers: headers,
+            raw_body_len: body.len() as u64,
+            body,
+            timings: Timings::default(),
+            tls: None,
+            request_headers: Vec::new(),
+            redirects: Vec::new(),
+            cache,
+        }
     }
     /// Status code.
     pub fn status(&self) -> StatusCode {

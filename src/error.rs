@@ -33,6 +33,9 @@ enum Kind {
     BodyTooLarge,
     Decode,
     Io,
+    Closed,
+    Redirect,
+    Snapshot,
 }
 
 impl Error {
@@ -131,6 +134,21 @@ impl Error {
         Error::new(Kind::Io, format!("{what}: {e}")).with_source(e)
     }
 
+    pub(crate) fn closed(what: impl fmt::Display) -> Self {
+        Error::new(
+            Kind::Closed,
+            format!("{what} is closed; create a new session (or restore its snapshot) to go on"),
+        )
+    }
+
+    pub(crate) fn redirect(why: impl fmt::Display) -> Self {
+        Error::new(Kind::Redirect, format!("redirect: {why}"))
+    }
+
+    pub(crate) fn snapshot(path: impl fmt::Display, why: impl fmt::Display) -> Self {
+        Error::new(Kind::Snapshot, format!("session snapshot {path}: {why}"))
+    }
+
     /// No built-in profile or alias has the requested name.
     pub fn is_unknown_profile(&self) -> bool {
         self.kind == Kind::UnknownProfile
@@ -189,6 +207,22 @@ impl Error {
     /// The body's Content-Encoding could not be decoded.
     pub fn is_decode(&self) -> bool {
         self.kind == Kind::Decode
+    }
+
+    /// The session (or engine) was closed before or during the call.
+    pub fn is_closed(&self) -> bool {
+        self.kind == Kind::Closed
+    }
+
+    /// A redirect could not be followed: too many, or a body that cannot be replayed.
+    pub fn is_redirect(&self) -> bool {
+        self.kind == Kind::Redirect
+    }
+
+    /// A session snapshot could not be read or written: corrupt, truncated, tampered,
+    /// wrongly keyed, or from a newer version. The file is left as it was.
+    pub fn is_snapshot(&self) -> bool {
+        self.kind == Kind::Snapshot
     }
 
     /// The URL of the request that failed, if there was one.

@@ -127,6 +127,11 @@ impl H2Connection {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Streams open on this connection now.
+    pub fn streams_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
     /// True when the connection can take another stream now (not closed, under the
     /// server's concurrency limit).
     pub fn has_capacity(&self) -> bool {

@@ -12,9 +12,11 @@ mod h2;
 pub mod inspect;
 pub mod net;
 pub mod profile;
+pub mod session;
 pub mod tls;
 
 pub use client::{Client, ClientBuilder, HttpVersionPref, RequestBuilder, Response, Timings};
 pub use decode::decode_body;
 pub use error::{Error, Result};
 pub use profile::{Profile, RequestKind};
+pub use session::{Session, SessionBuilder, SessionSnapshot, SessionStats, SnapshotKey};

@@ -9,6 +9,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -24,6 +26,72 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// A type-erased stream (plain TCP, or a tunnel through a proxy).
 pub type BoxedIo = Pin<Box<dyn Io>>;
+
+/// Byte counters shared by every connection of one client.
+#[derive(Clone, Debug, Default)]
+pub struct ByteCounters {
+    /// Bytes read from sockets (TLS records and proxy handshakes included).
+    pub read: Arc<AtomicU64>,
+    /// Bytes written to sockets.
+    pub written: Arc<AtomicU64>,
+}
+
+/// A stream that adds what passes through it to [`ByteCounters`].
+pub struct CountingIo {
+    inner: BoxedIo,
+    counters: ByteCounters,
+}
+
+impl CountingIo {
+    /// Wraps `inner`.
+    pub fn new(inner: BoxedIo, counters: ByteCounters) -> CountingIo {
+        CountingIo { inner, counters }
+    }
+}
+
+impl AsyncRead for CountingIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = self.inner.as_mut().poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.counters.read.fetch_add(n as u64, Ordering::Relaxed);
+        poll
+    }
+}
+
+impl AsyncWrite for CountingIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = self.inner.as_mut().poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &poll {
+            self.counters
+                .written
+                .fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner.as_mut().poll_shutdown(cx)
+    }
+}
 
 /// Longest proxy CONNECT response head we read before calling the proxy broken.
 const MAX_PROXY_RESPONSE_HEAD: usize = 16 * 1024;

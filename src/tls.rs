@@ -81,10 +81,25 @@ pub struct TlsInfo {
     pub resumed: bool,
 }
 
-/// TLS session tickets by `host:port`, owned by one session.
+/// TLS session tickets, owned by one session.
+///
+/// Keys are `PARTITION|HOST:PORT`. The session sets the partition to its identifier,
+/// profile and protocol ([`TicketCache::set_partition`]), so two sessions with different
+/// identifiers never resume from each other's tickets, even if their tickets meet in a
+/// shared backend.
 #[derive(Clone, Default)]
 pub struct TicketCache {
     inner: Arc<Mutex<HashMap<String, SslSession>>>,
+    partition: Arc<Mutex<String>>,
+}
+
+/// One ticket as data, for snapshots: its cache key and the session in DER, base64.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TicketRecord {
+    /// `PARTITION|HOST:PORT`.
+    pub key: String,
+    /// The TLS session (ticket, secret, parameters) as DER, base64-encoded.
+    pub der: String,
 }
 
 impl TicketCache {
@@ -106,6 +121,59 @@ impl TicketCache {
     /// Drops every ticket.
     pub fn clear(&self) {
         self.lock().clear();
+    }
+
+    /// Sets the key prefix for tickets filed and looked up from now on.
+    pub fn set_partition(&self, partition: &str) {
+        *self.partition.lock().unwrap_or_else(|p| p.into_inner()) = partition.to_string();
+    }
+
+    /// The key a connection to `host:port` files its ticket under.
+    pub fn key_for(&self, host: &str, port: u16) -> String {
+        let partition = self.partition.lock().unwrap_or_else(|p| p.into_inner());
+        format!("{partition}|{host}:{port}")
+    }
+
+    /// Every ticket as data.
+    pub fn export(&self) -> Vec<TicketRecord> {
+        use base64::Engine as _;
+        let mut out: Vec<TicketRecord> = self
+            .lock()
+            .iter()
+            .filter_map(|(key, session)| {
+                let der = session.to_der().ok()?;
+                Some(TicketRecord {
+                    key: key.clone(),
+                    der: base64::engine::general_purpose::STANDARD.encode(der),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Adds tickets from data. Every record is decoded first; if any is bad nothing is
+    /// added.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`] naming the record's key.
+    pub fn import(&self, records: &[TicketRecord]) -> Result<()> {
+        use base64::Engine as _;
+        let mut parsed = Vec::with_capacity(records.len());
+        for r in records {
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(&r.der)
+                .map_err(|e| {
+                    Error::invalid_input(format!("TLS ticket `{}`: not base64: {e}", r.key))
+                })?;
+            let session = SslSession::from_der(&der).map_err(|e| {
+                Error::invalid_input(format!("TLS ticket `{}`: not a TLS session: {e}", r.key))
+            })?;
+            parsed.push((r.key.clone(), session));
+        }
+        self.lock().extend(parsed);
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SslSession>> {
@@ -375,10 +443,14 @@ impl TlsConnector {
         }
         config.set_enable_ech_grease(self.ech_grease);
 
-        let key = format!("{host}:{port}");
+        let key = tickets.key_for(host, port);
         if let Some(session) = tickets.take_for(&key) {
-            // SAFETY: the session came from a handshake on this same context, which is
-            // what `set_session` requires.
+            // SAFETY: `set_session` wants a session made for a compatible context. The
+            // session came either from a handshake on this context, or from DER that
+            // one of our handshakes wrote (a snapshot): `d2i_SSL_SESSION` rebuilds it
+            // with the same X.509 method every `SslMethod::tls()` context uses, and
+            // BoringSSL itself refuses to offer a session whose version or cipher the
+            // context does not allow.
             unsafe {
                 config
                     .set_session(&session)

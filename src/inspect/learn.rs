@@ -260,6 +260,9 @@ pub fn learn_profile(name: &str, reports: &[ConnectionReport]) -> Result<Profile
             drop_headers,
         },
         requests: templates,
+        // High-entropy hints appear only after the server asks with Accept-CH, which
+        // the inspector does not: none are learned.
+        client_hints: BTreeMap::new(),
     };
     profile
         .validate()

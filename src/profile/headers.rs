@@ -6,7 +6,11 @@
 //!   (so `-H 'accept: text/plain'` replaces Chrome's accept at Chrome's position);
 //! - a template slot with no default (`referer`, `origin`, `cookie`, `content-type`,
 //!   `content-length`) is sent only when the caller gives it;
-//! - caller headers the template does not know go last, in the caller's order;
+//! - caller headers the template does not know go last, in the caller's order, with two
+//!   exceptions that follow Chromium: client hints (`sec-ch-*`, the high-entropy ones
+//!   sent after `Accept-CH`) go right after the template's last `sec-ch-*` header, and
+//!   cache validators (`if-none-match`, `if-modified-since`) go right after the `cookie`
+//!   slot (or before `priority` when there is no cookie slot);
 //! - `host` and pseudo-headers are the transport's business and never come from here.
 
 use http::{HeaderName, HeaderValue};
@@ -69,9 +73,38 @@ impl HeaderTemplate {
                 }
             }
         }
+        // Where template names ended up in `out`, for the placement exceptions.
+        let after_last = |out: &[(HeaderName, HeaderValue)], pred: &dyn Fn(&str) -> bool| {
+            out.iter()
+                .rposition(|(n, _)| pred(n.as_str()))
+                .map(|i| i + 1)
+        };
+        let cookie_slot = self
+            .entries
+            .iter()
+            .position(|(n, _)| n == http::header::COOKIE);
         for (i, (n, v)) in extra.iter().enumerate() {
-            if !used[i] && n != http::header::HOST {
-                out.push((n.clone(), v.clone()));
+            if used[i] || n == http::header::HOST {
+                continue;
+            }
+            let at = if n.as_str().starts_with("sec-ch-") {
+                after_last(&out, &|h| h.starts_with("sec-ch-"))
+            } else if n == http::header::IF_NONE_MATCH || n == http::header::IF_MODIFIED_SINCE {
+                // After the cookie (if sent) and any validator already placed; else
+                // where the cookie slot would be, i.e. before what follows it.
+                after_last(&out, &|h| {
+                    h == "cookie" || h == "if-none-match" || h == "if-modified-since"
+                })
+                .or_else(|| {
+                    let next = cookie_slot.and_then(|c| self.entries.get(c + 1))?;
+                    out.iter().position(|(h, _)| h == next.0)
+                })
+            } else {
+                None
+            };
+            match at {
+                Some(at) => out.insert(at, (n.clone(), v.clone())),
+                None => out.push((n.clone(), v.clone())),
             }
         }
         out
@@ -122,6 +155,42 @@ mod tests {
                 "accept-language",
                 "priority"
             ]
+        );
+    }
+
+    #[test]
+    fn client_hints_and_validators_go_where_chromium_puts_them() {
+        let p = Profile::named("chromium-156-linux").unwrap();
+        let t = HeaderTemplate::compile(p.template(RequestKind::Navigation)).unwrap();
+        let v = HeaderValue::from_static("x");
+        let extra = [
+            (HeaderName::from_static("if-none-match"), v.clone()),
+            (HeaderName::from_static("sec-ch-ua-arch"), v.clone()),
+            (HeaderName::from_static("if-modified-since"), v.clone()),
+            (HeaderName::from_static("x-last"), v.clone()),
+        ];
+        let h = t.render(&extra);
+        let n = names(&h);
+        assert_eq!(
+            &n[..4],
+            [
+                "sec-ch-ua",
+                "sec-ch-ua-mobile",
+                "sec-ch-ua-platform",
+                "sec-ch-ua-arch"
+            ]
+        );
+        let tail: Vec<&str> = n[n.len() - 4..].to_vec();
+        assert_eq!(
+            tail,
+            ["if-none-match", "if-modified-since", "priority", "x-last"]
+        );
+        let mut with_cookie = extra.to_vec();
+        with_cookie.push((HeaderName::from_static("cookie"), v.clone()));
+        let n2 = names(&t.render(&with_cookie)).join(",");
+        assert!(
+            n2.ends_with("accept-language,cookie,if-none-match,if-modified-since,priority,x-last"),
+            "{n2}"
         );
     }
 

@@ -52,6 +52,11 @@ pub struct Profile {
     pub http1: Http1Profile,
     /// Header set, order and values for each kind of request.
     pub requests: BTreeMap<RequestKind, RequestTemplate>,
+    /// High-entropy client hints (`sec-ch-ua-full-version-list`, `sec-ch-ua-arch`, ...)
+    /// and their values, sent to an origin after it asks for them with `Accept-CH`.
+    /// Empty for browsers without client hints (Firefox).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client_hints: BTreeMap<String, String>,
 }
 
 /// Every knob of the ClientHello that a profile sets.

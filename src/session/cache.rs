@@ -1,0 +1,495 @@
+//! The conditional-request cache: validators (ETag, Last-Modified) per URL, and
+//! optionally the body, so a `304 Not Modified` is served as the cached `200`.
+//!
+//! RFC 9111 freshness, storability, `Vary` and the 304 header merge are
+//! `http-cache-semantics`' (as a private, single-user cache, like a browser's). This
+//! module owns the rest: what is kept (entry count and body bytes bounded, least recently
+//! used evicted first), which conditional headers go out (`If-None-Match` and
+//! `If-Modified-Since`, both when both validators exist, as Chromium sends them), and
+//! the snapshot form. No I/O: the session asks [`ConditionalCache::lookup`] before a GET
+//! and reports with [`ConditionalCache::update`] after it.
+
+use std::num::NonZeroUsize;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_cache_semantics::{AfterResponse, BeforeRequest, CacheOptions, CachePolicy};
+use lru::LruCache;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How much the cache keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheConfig {
+    /// Most URLs with validators; the least recently used goes first.
+    pub max_entries: usize,
+    /// Keep bodies too, so a 304 comes back as the cached 200 and a fresh entry is
+    /// served without a request.
+    pub store_bodies: bool,
+    /// Most body bytes kept over all entries (a bigger body is not kept).
+    pub max_body_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 1000,
+            store_bodies: false,
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// A response the cache can answer with.
+#[derive(Clone, Debug)]
+pub struct CachedResponse {
+    /// The stored status (200 for a revalidated entry).
+    pub status: StatusCode,
+    /// The stored headers, updated by the latest 304.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The stored body.
+    pub body: Bytes,
+}
+
+/// What to do before sending a GET.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Nothing stored: send as is.
+    Miss,
+    /// Stored, fresh, with a body: answer without a request.
+    Fresh(CachedResponse),
+    /// Stored: send with these conditional headers.
+    Revalidate(Vec<(HeaderName, HeaderValue)>),
+}
+
+struct Entry {
+    policy: CachePolicy,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Option<Bytes>,
+}
+
+/// One entry as data, for snapshots.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CacheRecord {
+    /// The URL.
+    pub url: String,
+    /// The RFC 9111 state of the stored response.
+    pub policy: CachePolicy,
+    /// The stored response headers in order.
+    pub headers: Vec<(String, String)>,
+    /// The stored body, base64, when bodies are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// The per-session conditional cache.
+pub struct ConditionalCache {
+    config: CacheConfig,
+    entries: LruCache<String, Entry>,
+    body_bytes: usize,
+}
+
+impl std::fmt::Debug for ConditionalCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConditionalCache")
+            .field("entries", &self.entries.len())
+            .field("body_bytes", &self.body_bytes)
+            .finish()
+    }
+}
+
+fn options() -> CacheOptions {
+    CacheOptions {
+        shared: false,
+        ..CacheOptions::default()
+    }
+}
+
+fn to_map(headers: &[(HeaderName, HeaderValue)]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (n, v) in headers {
+        map.append(n.clone(), v.clone());
+    }
+    map
+}
+
+fn response_parts(
+    status: StatusCode,
+    headers: &[(HeaderName, HeaderValue)],
+) -> http::response::Parts {
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.headers = to_map(headers);
+    parts
+}
+
+impl ConditionalCache {
+    /// An empty cache.
+    pub fn new(config: CacheConfig) -> ConditionalCache {
+        ConditionalCache {
+            config,
+            entries: LruCache::new(
+                NonZeroUsize::new(config.max_entries.max(1)).unwrap_or(NonZeroUsize::MIN),
+            ),
+            body_bytes: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> CacheConfig {
+        self.config
+    }
+
+    /// Number of URLs with validators.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Body bytes held.
+    pub fn body_bytes(&self) -> usize {
+        self.body_bytes
+    }
+
+    /// Drops every entry (validators and bodies).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.body_bytes = 0;
+    }
+
+    /// What to do before sending `req` (a GET) for `url`.
+    pub fn lookup(&mut self, url: &str, req: &http::request::Parts, now: SystemTime) -> Lookup {
+        let Some(entry) = self.entries.get(url) else {
+            return Lookup::Miss;
+        };
+        match entry.policy.before_request(req, now) {
+            BeforeRequest::Fresh(parts) => match &entry.body {
+                Some(body) => Lookup::Fresh(CachedResponse {
+                    status: parts.status,
+                    headers: entry.headers.clone(),
+                    body: body.clone(),
+                }),
+                None => Lookup::Revalidate(validators(&entry.headers)),
+            },
+            BeforeRequest::Stale { matches: false, .. } => Lookup::Miss,
+            BeforeRequest::Stale { .. } => Lookup::Revalidate(validators(&entry.headers)),
+        }
+    }
+
+    /// Records the answer to `req` for `url`. Returns the cached response to hand back
+    /// instead of a `304`, when the body is stored.
+    pub fn update(
+        &mut self,
+        url: &str,
+        req: &http::request::Parts,
+        status: StatusCode,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &Bytes,
+        now: SystemTime,
+    ) -> Option<CachedResponse> {
+        let resp = response_parts(status, headers);
+        if status == StatusCode::NOT_MODIFIED {
+            let entry = self.entries.get_mut(url)?;
+            return match entry.policy.after_response(req, &resp, now) {
+                AfterResponse::NotModified(policy, parts) => {
+                    entry.policy = policy;
+                    // Headers from the 304 replace the stored ones of the same name.
+                    for (name, value) in &entry.headers.clone() {
+                        if let Some(new) = parts.headers.get(name) {
+                            if new != value {
+                                entry.headers.retain(|(n, _)| n != name);
+                                entry.headers.push((name.clone(), new.clone()));
+                            }
+                        }
+                    }
+                    entry.body.as_ref().map(|b| CachedResponse {
+                        status: StatusCode::OK,
+                        headers: entry.headers.clone(),
+                        body: b.clone(),
+                    })
+                }
+                AfterResponse::Modified(..) => {
+                    self.remove(url);
+                    None
+                }
+            };
+        }
+        let policy = CachePolicy::new_options(req, &resp, now, options());
+        let has_validator = headers
+            .iter()
+            .any(|(n, _)| n == http::header::ETAG || n == http::header::LAST_MODIFIED);
+        if !policy.is_storable() || !(has_validator || policy.time_to_live(now).as_secs() > 0) {
+            self.remove(url);
+            return None;
+        }
+        let body = (self.config.store_bodies && body.len() <= self.config.max_body_bytes)
+            .then(|| body.clone());
+        self.remove(url);
+        self.body_bytes += body.as_ref().map_or(0, Bytes::len);
+        if let Some((_, evicted)) = self.entries.push(
+            url.to_string(),
+            Entry {
+                policy,
+                headers: headers.to_vec(),
+                body,
+            },
+        ) {
+            self.body_bytes -= evicted.body.as_ref().map_or(0, Bytes::len);
+        }
+        while self.body_bytes > self.config.max_body_bytes {
+            match self.entries.pop_lru() {
+                Some((_, e)) => self.body_bytes -= e.body.as_ref().map_or(0, Bytes::len),
+                None => break,
+            }
+        }
+        None
+    }
+
+    fn remove(&mut self, url: &str) {
+        if let Some(e) = self.entries.pop(url) {
+            self.body_bytes -= e.body.as_ref().map_or(0, Bytes::len);
+        }
+    }
+
+    /// Every entry as data, least recently used first.
+    pub fn export(&self) -> Vec<CacheRecord> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        self.entries
+            .iter()
+            .rev()
+            .map(|(url, e)| CacheRecord {
+                url: url.clone(),
+                policy: e.policy.clone(),
+                headers: e
+                    .headers
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+                body: e.body.as_ref().map(|b| b64.encode(b)),
+            })
+            .collect()
+    }
+
+    /// Replaces the contents with `records`, all or nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`] naming the first bad record's URL.
+    pub fn import(&mut self, records: &[CacheRecord]) -> Result<()> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut fresh = ConditionalCache::new(self.config);
+        for r in records {
+            let bad = |why: String| Error::invalid_input(format!("cache entry {}: {why}", r.url));
+            let headers = r
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    Ok((
+                        HeaderName::from_bytes(n.as_bytes())
+                            .map_err(|_| bad(format!("header name `{n}`")))?,
+                        HeaderValue::from_str(v).map_err(|_| bad(format!("value of `{n}`")))?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let body = match &r.body {
+                Some(b) => Some(Bytes::from(
+                    b64.decode(b).map_err(|e| bad(format!("body: {e}")))?,
+                )),
+                None => None,
+            };
+            fresh.body_bytes += body.as_ref().map_or(0, Bytes::len);
+            fresh.entries.push(
+                r.url.clone(),
+                Entry {
+                    policy: r.policy.clone(),
+                    headers,
+                    body,
+                },
+            );
+        }
+        *self = fresh;
+        Ok(())
+    }
+}
+
+/// The conditional headers for a stored response: `If-None-Match` from its ETag and
+/// `If-Modified-Since` from its Last-Modified, in that order.
+fn validators(stored: &[(HeaderName, HeaderValue)]) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    if let Some((_, etag)) = stored.iter().find(|(n, _)| n == http::header::ETAG) {
+        out.push((http::header::IF_NONE_MATCH, etag.clone()));
+    }
+    if let Some((_, lm)) = stored
+        .iter()
+        .find(|(n, _)| n == http::header::LAST_MODIFIED)
+    {
+        out.push((http::header::IF_MODIFIED_SINCE, lm.clone()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(url: &str) -> http::request::Parts {
+        http::Request::get(url).body(()).unwrap().into_parts().0
+    }
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(HeaderName, HeaderValue)> {
+        pairs
+            .iter()
+            .map(|(n, v)| {
+                (
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    const URL: &str = "https://shop.test/a";
+
+    #[test]
+    fn validators_then_304_served_as_200() {
+        let mut c = ConditionalCache::new(CacheConfig {
+            store_bodies: true,
+            ..CacheConfig::default()
+        });
+        let now = SystemTime::now();
+        let req = get(URL);
+        let headers = h(&[
+            ("etag", "\"v1\""),
+            ("last-modified", "Mon, 02 Nov 2026 10:00:00 GMT"),
+            ("cache-control", "no-cache"),
+        ]);
+        assert!(c
+            .update(
+                URL,
+                &req,
+                StatusCode::OK,
+                &headers,
+                &Bytes::from_static(b"page"),
+                now
+            )
+            .is_none());
+        let Lookup::Revalidate(cond) = c.lookup(URL, &req, now) else {
+            panic!("expected a revalidation")
+        };
+        let names: Vec<&str> = cond.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["if-none-match", "if-modified-since"]);
+        let served = c
+            .update(
+                URL,
+                &req,
+                StatusCode::NOT_MODIFIED,
+                &h(&[("etag", "\"v1\"")]),
+                &Bytes::new(),
+                now,
+            )
+            .expect("the stored body comes back");
+        assert_eq!(
+            (served.status, &served.body[..]),
+            (StatusCode::OK, &b"page"[..])
+        );
+    }
+
+    #[test]
+    fn fresh_entries_answer_without_a_request_only_with_bodies() {
+        let now = SystemTime::now();
+        let req = get(URL);
+        let headers = h(&[("cache-control", "max-age=600"), ("etag", "\"x\"")]);
+        let mut with = ConditionalCache::new(CacheConfig {
+            store_bodies: true,
+            ..CacheConfig::default()
+        });
+        with.update(
+            URL,
+            &req,
+            StatusCode::OK,
+            &headers,
+            &Bytes::from_static(b"b"),
+            now,
+        );
+        assert!(matches!(with.lookup(URL, &req, now), Lookup::Fresh(_)));
+        let mut without = ConditionalCache::new(CacheConfig::default());
+        without.update(
+            URL,
+            &req,
+            StatusCode::OK,
+            &headers,
+            &Bytes::from_static(b"b"),
+            now,
+        );
+        assert!(matches!(
+            without.lookup(URL, &req, now),
+            Lookup::Revalidate(_)
+        ));
+        assert_eq!(without.body_bytes(), 0);
+    }
+
+    #[test]
+    fn no_store_and_no_validator_are_not_kept() {
+        let now = SystemTime::now();
+        let req = get(URL);
+        let mut c = ConditionalCache::new(CacheConfig::default());
+        c.update(
+            URL,
+            &req,
+            StatusCode::OK,
+            &h(&[("etag", "\"1\""), ("cache-control", "no-store")]),
+            &Bytes::new(),
+            now,
+        );
+        c.update(
+            "https://shop.test/b",
+            &req,
+            StatusCode::OK,
+            &h(&[]),
+            &Bytes::new(),
+            now,
+        );
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn bounded_by_entries_and_bytes() {
+        let now = SystemTime::now();
+        let mut c = ConditionalCache::new(CacheConfig {
+            max_entries: 3,
+            store_bodies: true,
+            max_body_bytes: 10,
+        });
+        for i in 0..5 {
+            let url = format!("https://shop.test/{i}");
+            c.update(
+                &url,
+                &get(&url),
+                StatusCode::OK,
+                &h(&[("etag", "\"e\"")]),
+                &Bytes::from_static(b"1234"),
+                now,
+            );
+        }
+        assert_eq!(c.len(), 2, "3 entries of 4 bytes exceed 10 bytes");
+        assert!(c.body_bytes() <= 10);
+        let records = c.export();
+        let mut back = ConditionalCache::new(c.config());
+        back.import(&records).unwrap();
+        assert_eq!((back.len(), back.body_bytes()), (c.len(), c.body_bytes()));
+        c.clear();
+        assert_eq!((c.len(), c.body_bytes()), (0, 0));
+    }
+}

@@ -1,0 +1,770 @@
+//! Sessions: one browser identity over a long life. A [`Session`] owns its connection
+//! pool and TLS tickets (through its [`Client`]), its cookie jar, its conditional cache,
+//! the current top-level document, the origins that asked for client hints, its
+//! identifier and its counters.
+//!
+//! Every request goes through [`SessionRequest::send`], which is the one place that
+//! decides, per hop of a redirect chain: `sec-fetch-site`, `Referer` and `Origin`
+//! ([`nav`]), the cookies ([`crate::cookies::CookieJar`]), the client hints, the
+//! validators ([`cache`]), and whether and where to go next ([`redirect`]).
+//!
+//! A session is cheap to clone (clones share everything) and safe to use from many
+//! tasks at once: HTTP/2 requests run concurrently; the jar and cache sit behind one
+//! short lock that is never held across I/O. What each observability call costs is
+//! written on it.
+
+pub mod cache;
+pub mod nav;
+pub mod redirect;
+mod snapshot;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use serde::Serialize;
+use url::Url;
+use uuid::Uuid;
+
+use self::cache::Lookup;
+pub use self::cache::{CacheConfig, ConditionalCache};
+pub use self::snapshot::{SessionSnapshot, SnapshotKey, SNAPSHOT_VERSION};
+use crate::client::{CacheStatus, Client, ClientBuilder, Redirect, Response, TransportStats};
+use crate::cookies::{CookieContext, CookieJar, CookieLimits, CookieRecord, TrackingFilter};
+use crate::error::{Error, Result};
+use crate::profile::{Profile, RequestKind};
+
+/// Builds a [`Session`].
+pub struct SessionBuilder {
+    transport: ClientBuilder,
+    identifier: Option<String>,
+    cookie_limits: CookieLimits,
+    tracking: TrackingFilter,
+    cache: CacheConfig,
+    max_redirects: usize,
+}
+
+impl SessionBuilder {
+    /// Sets transport options (CA file, proxy, resolve overrides, timeouts, ...) on the
+    /// session's client.
+    pub fn transport(mut self, f: impl FnOnce(ClientBuilder) -> ClientBuilder) -> Self {
+        self.transport = f(self.transport);
+        self
+    }
+
+    /// The identifier that partitions TLS tickets (default: the session id).
+    pub fn identifier(mut self, id: impl Into<String>) -> Self {
+        self.identifier = Some(id.into());
+        self
+    }
+
+    /// Cookie size and count limits.
+    pub fn cookie_limits(mut self, limits: CookieLimits) -> Self {
+        self.cookie_limits = limits;
+        self
+    }
+
+    /// Drop tracking cookies before they are stored (off by default).
+    pub fn tracking_filter(mut self, filter: TrackingFilter) -> Self {
+        self.tracking = filter;
+        self
+    }
+
+    /// What the conditional cache keeps.
+    pub fn cache(mut self, config: CacheConfig) -> Self {
+        self.cache = config;
+        self
+    }
+
+    /// Most redirects followed per request (default 10).
+    pub fn max_redirects(mut self, n: usize) -> Self {
+        self.max_redirects = n;
+        self
+    }
+
+    /// Builds the session.
+    ///
+    /// # Errors
+    ///
+    /// Transport configuration errors (an unreadable CA file, a profile the TLS stack
+    /// refuses).
+    pub fn build(self) -> Result<Session> {
+        self.build_with(Uuid::new_v4(), SystemTime::now())
+    }
+
+    fn build_with(self, id: Uuid, created_at: SystemTime) -> Result<Session> {
+        let client = self.transport.build()?;
+        let identifier = self.identifier.unwrap_or_else(|| id.to_string());
+        let session = Session {
+            inner: Arc::new(Inner {
+                id,
+                created_at,
+                client,
+                max_redirects: self.max_redirects,
+                request_count: AtomicU64::new(0),
+                in_flight: AtomicUsize::new(0),
+                last_used_ms: AtomicU64::new(unix_ms(created_at)),
+                active: AtomicBool::new(true),
+                state: Mutex::new(State {
+                    jar: CookieJar::with_policy(self.cookie_limits, self.tracking),
+                    cache: ConditionalCache::new(self.cache),
+                    document: None,
+                    accept_ch: BTreeMap::new(),
+                    identifier: String::new(),
+                }),
+            }),
+        };
+        session.set_identifier(&identifier);
+        Ok(session)
+    }
+}
+
+/// One browser identity: see the module documentation.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: Uuid,
+    created_at: SystemTime,
+    client: Client,
+    max_redirects: usize,
+    request_count: AtomicU64,
+    in_flight: AtomicUsize,
+    last_used_ms: AtomicU64,
+    active: AtomicBool,
+    state: Mutex<State>,
+}
+
+struct State {
+    jar: CookieJar,
+    cache: ConditionalCache,
+    /// The current top-level document: the final URL of the last navigation.
+    document: Option<Url>,
+    /// Origins that sent `Accept-CH`, and the hints they asked for (lower-case).
+    accept_ch: BTreeMap<String, Vec<String>>,
+    identifier: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.inner.id)
+            .field("profile", &self.profile().name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of a session's counters and sizes, from [`Session::stats`].
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionStats {
+    /// The session id (UUID v4).
+    pub id: String,
+    /// Profile name.
+    pub profile: String,
+    /// TLS-ticket partition identifier.
+    pub identifier: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: u64,
+    /// When the last request started, Unix milliseconds.
+    pub last_used: u64,
+    /// Requests that left (each redirect hop counts; failed ones too; cache hits not).
+    pub request_count: u64,
+    /// False forever after [`Session::close`].
+    pub active: bool,
+    /// Requests running now.
+    pub in_flight: usize,
+    /// Unexpired cookies.
+    pub cookie_count: usize,
+    /// Bytes of `name=value` over those cookies.
+    pub cookie_bytes: usize,
+    /// URLs with cache validators.
+    pub cache_entry_count: usize,
+    /// Cached body bytes.
+    pub cache_body_bytes: usize,
+    /// Seconds since creation.
+    pub age_secs: f64,
+    /// Seconds since the last request started.
+    pub idle_secs: f64,
+    /// Connections, reuse, resumption, streams and bytes.
+    pub transport: TransportStats,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Session {
+    /// A builder wearing `profile`.
+    pub fn builder(profile: Profile) -> SessionBuilder {
+        SessionBuilder {
+            transport: Client::builder(profile),
+            identifier: None,
+            cookie_limits: CookieLimits::default(),
+            tracking: TrackingFilter::Off,
+            cache: CacheConfig::default(),
+            max_redirects: redirect::DEFAULT_MAX_REDIRECTS,
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> Uuid {
+        self.inner.id
+    }
+
+    /// The profile this session wears.
+    pub fn profile(&self) -> &Profile {
+        self.inner.client.profile()
+    }
+
+    /// The underlying client (pool and tickets).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the jar or cache half-updated in a
+        // way that matters more than losing the session would: keep going.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counters and sizes. Cost: a few atomic loads, the session lock for a jar and cache
+    /// count (linear in the number of cookies), and the pool lock; no I/O.
+    pub fn stats(&self) -> SessionStats {
+        let now = SystemTime::now();
+        let last_used = self.inner.last_used_ms.load(Ordering::Relaxed);
+        let (cookie_count, cookie_bytes, cache_entry_count, cache_body_bytes, identifier) = {
+            let st = self.state();
+            (
+                st.jar.len(),
+                st.jar.size_bytes(),
+                st.cache.len(),
+                st.cache.body_bytes(),
+                st.identifier.clone(),
+            )
+        };
+        SessionStats {
+            id: self.inner.id.to_string(),
+            profile: self.profile().name.clone(),
+            identifier,
+            created_at: unix_ms(self.inner.created_at),
+            last_used,
+            request_count: self.inner.request_count.load(Ordering::Relaxed),
+            active: self.is_active(),
+            in_flight: self.inner.in_flight.load(Ordering::Relaxed),
+            cookie_count,
+            cookie_bytes,
+            cache_entry_count,
+            cache_body_bytes,
+            age_secs: now
+                .duration_since(self.inner.created_at)
+                .unwrap_or_default()
+                .as_secs_f64(),
+            idle_secs: unix_ms(now).saturating_sub(last_used) as f64 / 1000.0,
+            transport: self.inner.client.transport_stats(),
+        }
+    }
+
+    /// Time since the last request started. Cost: one atomic load.
+    pub fn idle_time(&self) -> Duration {
+        let last = self.inner.last_used_ms.load(Ordering::Relaxed);
+        Duration::from_millis(unix_ms(SystemTime::now()).saturating_sub(last))
+    }
+
+    /// Requests running now. Cost: one atomic load.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// False forever after [`Session::close`]. Cost: one atomic load.
+    pub fn is_active(&self) -> bool {
+        self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// Marks the session used now (resets idle time only). Cost: one atomic store.
+    pub fn touch(&self) {
+        self.inner
+            .last_used_ms
+            .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// Drops cache validators and stored bodies; cookies, tickets, connections and
+    /// identity stay. Cost: the session lock and freeing the entries.
+    pub fn clear_cache(&self) {
+        self.state().cache.clear();
+    }
+
+    /// Drops every cookie. Cost: the session lock and freeing the cookies.
+    pub fn clear_cookies(&self) {
+        self.state().jar.clear();
+    }
+
+    /// Sets the identifier that is part of every TLS-ticket key: tickets filed under
+    /// another identifier are never offered again. Cost: two short locks.
+    pub fn set_identifier(&self, identifier: &str) {
+        let partition = format!("{identifier}|{}|tls", self.profile().name);
+        self.inner.client.tickets().set_partition(&partition);
+        self.state().identifier = identifier.to_string();
+    }
+
+    /// The current identifier. Cost: the session lock and a string copy.
+    pub fn identifier(&self) -> String {
+        self.state().identifier.clone()
+    }
+
+    /// Drops pooled connections; tickets and cookies stay, so the next connection
+    /// resumes TLS. Cost: the pool lock; connections close in the background.
+    pub fn refresh(&self) {
+        self.inner.client.close_connections();
+    }
+
+    /// Closes the session: no new requests (they fail with [`Error::is_closed`]),
+    /// connections dropped. Requests already running finish. Calling it twice is fine.
+    pub fn close(&self) {
+        self.inner.active.store(false, Ordering::Release);
+        self.inner.client.close_connections();
+    }
+
+    /// The current top-level document (the final URL of the last navigation).
+    pub fn document(&self) -> Option<String> {
+        self.state().document.as_ref().map(Url::to_string)
+    }
+
+    /// Every unexpired cookie, oldest first. Cost: the session lock, a copy of each.
+    pub fn cookies(&self) -> Vec<CookieRecord> {
+        self.state().jar.records()
+    }
+
+    /// Cookies a same-site request to `url` would carry.
+    ///
+    /// # Errors
+    ///
+    /// An invalid URL.
+    pub fn cookies_for(&self, url: &str) -> Result<Vec<CookieRecord>> {
+        self.state().jar.get(url)
+    }
+
+    /// Sets a cookie as if `url` had answered `Set-Cookie: line`.
+    ///
+    /// # Errors
+    ///
+    /// The rejection (public suffix, size, prefix rules...) or an invalid URL.
+    pub fn set_cookie(&self, url: &str, line: &str) -> Result<()> {
+        self.state().jar.set(url, line)
+    }
+
+    /// Deletes one cookie; true when it existed.
+    pub fn delete_cookie(&self, domain: &str, path: &str, name: &str) -> bool {
+        self.state().jar.delete(domain, path, name)
+    }
+
+    /// Adds cookies, all or nothing.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid record, by position and name; nothing is added then.
+    pub fn import_cookies(&self, records: &[CookieRecord]) -> Result<()> {
+        self.state().jar.import(records)
+    }
+
+    /// Starts a request (a navigation unless [`SessionRequest::kind`] says otherwise).
+    pub fn request(&self, method: Method, url: &str) -> SessionRequest {
+        SessionRequest {
+            session: self.clone(),
+            method,
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: None,
+            kind: RequestKind::Navigation,
+            use_cache: true,
+            typed: false,
+            follow_redirects: true,
+            error: None,
+        }
+    }
+
+    /// Starts a GET.
+    pub fn get(&self, url: &str) -> SessionRequest {
+        self.request(Method::GET, url)
+    }
+
+    /// Starts a POST.
+    pub fn post(&self, url: &str) -> SessionRequest {
+        self.request(Method::POST, url)
+    }
+}
+
+/// A request being put together on a session; [`SessionRequest::send`] performs it.
+pub struct SessionRequest {
+    session: Session,
+    method: Method,
+    url: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Option<Bytes>,
+    kind: RequestKind,
+    use_cache: bool,
+    typed: bool,
+    follow_redirects: bool,
+    error: Option<Error>,
+}
+
+/// Headers the session computes; a caller's own value for one of them wins.
+const SESSION_HEADERS: [HeaderName; 3] = [
+    http::header::REFERER,
+    http::header::ORIGIN,
+    HeaderName::from_static("sec-fetch-site"),
+];
+
+impl SessionRequest {
+    /// Adds a header (a caller's `referer`, `origin` or `sec-fetch-site` replaces the
+    /// computed one; a caller's `cookie` goes before the jar's).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (
+            HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) {
+            (Ok(n), Ok(v)) => self.headers.push((n, v)),
+            _ => {
+                self.error.get_or_insert(Error::invalid_input(format!(
+                    "invalid header `{name}: {value}`"
+                )));
+            }
+        }
+        self
+    }
+
+    /// Sets the body. Bodies are in memory, so a 307/308 can always replay them.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// What the request is for: picks headers, priority, and how the navigation context
+    /// applies (a navigation replaces the current document).
+    pub fn kind(mut self, kind: RequestKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// A navigation the user typed (no initiator: `sec-fetch-site: none`, no
+    /// `Referer`), instead of a link followed from the current document.
+    pub fn typed(mut self) -> Self {
+        self.typed = true;
+        self
+    }
+
+    /// Bypass the conditional cache for this request (no validators sent, nothing
+    /// stored).
+    pub fn no_cache(mut self) -> Self {
+        self.use_cache = false;
+        self
+    }
+
+    /// Return redirects instead of following them.
+    pub fn no_redirects(mut self) -> Self {
+        self.follow_redirects = false;
+        self
+    }
+
+    /// Performs the request, following redirects.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_closed`] on a closed session, [`Error::is_invalid_url`],
+    /// [`Error::is_redirect`] past the redirect limit, and every transport error. Cookies
+    /// from responses before a failure are kept.
+    pub async fn send(self) -> Result<Response> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let session = self.session.clone();
+        let s = &session.inner;
+        if !session.is_active() {
+            return Err(Error::closed(format!("session {}", s.id)));
+        }
+        let mut url = Url::parse(&self.url).map_err(|e| Error::invalid_url(&self.url, e))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::invalid_url(
+                &self.url,
+                "only http and https are supported",
+            ));
+        }
+        session.touch();
+        s.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlightGuard(&s.in_flight);
+
+        let kind = self.kind;
+        let top_level = kind == RequestKind::Navigation;
+        let initiator = if top_level && self.typed {
+            None
+        } else {
+            session.state().document.clone()
+        };
+        let template_has_site = session
+            .profile()
+            .template(kind)
+            .headers
+            .iter()
+            .any(|(n, _)| n == "sec-fetch-site");
+        let mut site = nav::fetch_site(initiator.as_ref(), &url);
+        let mut method = self.method;
+        let mut body = self.body;
+        let mut caller = self.headers;
+        let mut redirects = Vec::new();
+        let use_cache = self.use_cache;
+
+        loop {
+            let safe = matches!(method, Method::GET | Method::HEAD);
+            let ctx = CookieContext {
+                cross_site: site.is_cross_site(),
+                top_level_navigation: top_level,
+                safe_method: safe,
+            };
+            let caller_has = |n: &HeaderName| caller.iter().any(|(h, _)| h == n);
+            let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(caller.len() + 8);
+            if template_has_site && !caller_has(&SESSION_HEADERS[2]) {
+                extra.push((
+                    SESSION_HEADERS[2].clone(),
+                    HeaderValue::from_static(site.as_str()),
+                ));
+            }
+            if let Some(from) = &initiator {
+                if !caller_has(&http::header::REFERER) {
+                    if let Some(r) =
+                        nav::referrer(from, &url).and_then(|r| HeaderValue::from_str(&r).ok())
+                    {
+                        extra.push((http::header::REFERER, r));
+                    }
+                }
+            }
+            if nav::sends_origin(kind, &method, site) && !caller_has(&http::header::ORIGIN) {
+                if let Ok(v) = HeaderValue::from_str(&nav::origin_value(initiator.as_ref())) {
+                    extra.push((http::header::ORIGIN, v));
+                }
+            }
+            let now = SystemTime::now();
+            let cache_req =
+                (use_cache && method == Method::GET).then(|| cache_request(&url, &caller));
+            let (jar_cookie, hints, lookup) = {
+                let mut st = session.state();
+                let jar_cookie = st.jar.header_for(&url, ctx);
+                let hints = st
+                    .accept_ch
+                    .get(&url.origin().ascii_serialization())
+                    .cloned()
+                    .unwrap_or_default();
+                let lookup = cache_req
+                    .as_ref()
+                    .map(|req| st.cache.lookup(url.as_str(), req, now));
+                (jar_cookie, hints, lookup)
+            };
+            if let Some(Lookup::Fresh(hit)) = lookup {
+                let resp = Response::from_cache(
+                    url.to_string(),
+                    hit.status,
+                    hit.headers,
+                    hit.body,
+                    CacheStatus::Hit,
+                );
+                return Ok(finish(
+                    &session,
+                    kind,
+                    url,
+                    resp,
+                    redirects,
+                    CacheStatus::Hit,
+                ));
+            }
+            for (name, value) in &session.profile().client_hints {
+                if hints.iter().any(|h| h == name) && !extra.iter().any(|(n, _)| n == name.as_str())
+                {
+                    if let (Ok(n), Ok(v)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(value),
+                    ) {
+                        extra.push((n, v));
+                    }
+                }
+            }
+            let mut sent_validators = false;
+            if let Some(Lookup::Revalidate(validators)) = &lookup {
+                for (n, v) in validators {
+                    if !caller_has(n) {
+                        extra.push((n.clone(), v.clone()));
+                        sent_validators = true;
+                    }
+                }
+            }
+            let mut headers: Vec<(HeaderName, HeaderValue)> = caller
+                .iter()
+                .filter(|(n, _)| n != http::header::COOKIE)
+                .cloned()
+                .collect();
+            headers.extend(extra);
+            let caller_cookie: Vec<&str> = caller
+                .iter()
+                .filter(|(n, _)| n == http::header::COOKIE)
+                .filter_map(|(_, v)| v.to_str().ok())
+                .collect();
+            let cookie = caller_cookie
+                .into_iter()
+                .map(str::to_string)
+                .chain(jar_cookie)
+                .collect::<Vec<_>>()
+                .join("; ");
+            if !cookie.is_empty() {
+                if let Ok(v) = HeaderValue::from_str(&cookie) {
+                    headers.push((http::header::COOKIE, v));
+                }
+            }
+
+            s.request_count.fetch_add(1, Ordering::Relaxed);
+            let mut req = s
+                .client
+                .request(method.clone(), url.as_str())
+                .kind(kind)
+                .headers(headers);
+            if let Some(b) = &body {
+                req = req.body(b.clone());
+            }
+            let resp = req.send().await?;
+
+            // Cookies from every response: redirects and errors included.
+            let set_cookies: Vec<&str> = resp
+                .wire_headers()
+                .iter()
+                .filter(|(n, _)| n == http::header::SET_COOKIE)
+                .filter_map(|(_, v)| v.to_str().ok())
+                .collect();
+            let accept_ch: Option<Vec<String>> = (url.scheme() == "https")
+                .then(|| resp.headers().get("accept-ch"))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                });
+            let mut cache_status = match (&lookup, sent_validators) {
+                (None, _) => CacheStatus::NotUsed,
+                (Some(_), false) => CacheStatus::Miss,
+                (Some(_), true) if resp.status() == http::StatusCode::NOT_MODIFIED => {
+                    CacheStatus::NotModified
+                }
+                (Some(_), true) => CacheStatus::Modified,
+            };
+            let served = {
+                let mut st = session.state();
+                st.jar.store_response(set_cookies, &url, ctx);
+                if let Some(hints) = accept_ch {
+                    st.accept_ch
+                        .insert(url.origin().ascii_serialization(), hints);
+                }
+                match &cache_req {
+                    Some(req) => st.cache.update(
+                        url.as_str(),
+                        req,
+                        resp.status(),
+                        resp.wire_headers(),
+                        resp.body(),
+                        SystemTime::now(),
+                    ),
+                    None => None,
+                }
+            };
+            if let Some(hit) = served.filter(|_| sent_validators) {
+                cache_status = CacheStatus::Revalidated;
+                let resp = Response::from_cache(
+                    url.to_string(),
+                    hit.status,
+                    hit.headers,
+                    hit.body,
+                    cache_status,
+                );
+                return Ok(finish(&session, kind, url, resp, redirects, cache_status));
+            }
+
+            let location = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            let hop = if self.follow_redirects {
+                redirect::next_hop(resp.status(), &method, &url, location)
+            } else {
+                None
+            };
+            let Some(hop) = hop else {
+                return Ok(finish(&session, kind, url, resp, redirects, cache_status));
+            };
+            if redirects.len() >= s.max_redirects {
+                return Err(Error::redirect(format!(
+                    "more than {} redirects (last: {} to {}); raise the limit with max_redirects",
+                    s.max_redirects,
+                    resp.status().as_u16(),
+                    hop.url
+                ))
+                .with_url(url));
+            }
+            redirects.push(Redirect {
+                url: url.to_string(),
+                status: resp.status().as_u16(),
+            });
+            if hop.cross_origin {
+                caller
+                    .retain(|(n, _)| n != http::header::AUTHORIZATION && n != http::header::COOKIE);
+            }
+            if !hop.keep_body {
+                body = None;
+                caller.retain(|(n, _)| {
+                    n != http::header::CONTENT_TYPE && n != http::header::CONTENT_LENGTH
+                });
+            }
+            if initiator.is_some() {
+                site = site.worst(nav::fetch_site(initiator.as_ref(), &hop.url));
+            }
+            method = hop.method;
+            url = hop.url;
+        }
+    }
+}
+
+/// Records a navigation's final URL as the document and fills in the session details.
+fn finish(
+    session: &Session,
+    kind: RequestKind,
+    url: Url,
+    resp: Response,
+    redirects: Vec<Redirect>,
+    cache: CacheStatus,
+) -> Response {
+    if kind == RequestKind::Navigation {
+        session.state().document = Some(url.clone());
+    }
+    resp.with_session_details(url.to_string(), redirects, cache)
+}
+
+/// The request as the cache sees it: method, URL and the caller's headers (the ones a
+/// `Vary` could name; profile headers are the same on every request).
+fn cache_request(url: &Url, caller: &[(HeaderName, HeaderValue)]) -> http::request::Parts {
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = Method::GET;
+    parts.uri = url.as_str().parse().unwrap_or_default();
+    for (n, v) in caller {
+        parts.headers.append(n.clone(), v.clone());
+    }
+    parts
+}
+
+struct InFlightGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,177 @@
+//! The navigation context: how a request relates to the page that caused it, and the
+//! `sec-fetch-site`, `Referer` and `Origin` values Chromium derives from that.
+//!
+//! Pure functions over URLs. The session keeps the current top-level document and asks
+//! these for every request (and every redirect hop).
+
+use http::Method;
+use url::Url;
+
+use crate::cookies::site_of;
+use crate::profile::RequestKind;
+
+/// `sec-fetch-site`: the initiator's relation to the target, worst hop of a redirect
+/// chain included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FetchSite {
+    /// The user typed or bookmarked the URL: no initiator.
+    None,
+    /// Same scheme, host and port.
+    SameOrigin,
+    /// Same registrable domain and scheme.
+    SameSite,
+    /// Anything else.
+    CrossSite,
+}
+
+impl FetchSite {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchSite::None => "none",
+            FetchSite::SameOrigin => "same-origin",
+            FetchSite::SameSite => "same-site",
+            FetchSite::CrossSite => "cross-site",
+        }
+    }
+
+    /// The relation of a whole redirect chain: the least related hop wins.
+    pub fn worst(self, other: FetchSite) -> FetchSite {
+        self.max(other)
+    }
+
+    /// True for cross-site (what SameSite cookies care about).
+    pub fn is_cross_site(self) -> bool {
+        self == FetchSite::CrossSite
+    }
+}
+
+/// How `target` relates to `initiator` (`None` initiator: typed navigation).
+pub fn fetch_site(initiator: Option<&Url>, target: &Url) -> FetchSite {
+    let Some(from) = initiator else {
+        return FetchSite::None;
+    };
+    if from.origin() == target.origin() {
+        return FetchSite::SameOrigin;
+    }
+    let host = |u: &Url| u.host_str().unwrap_or_default().to_ascii_lowercase();
+    let (a, b) = (host(from), host(target));
+    if from.scheme() == target.scheme() && site_of(&a) == site_of(&b) {
+        FetchSite::SameSite
+    } else {
+        FetchSite::CrossSite
+    }
+}
+
+/// The `Referer` a document at `from` sends to `target` under
+/// `strict-origin-when-cross-origin` (Chromium's default): the full URL (no fragment,
+/// no credentials) to the same origin, the origin alone to another origin, nothing from
+/// https to http.
+pub fn referrer(from: &Url, target: &Url) -> Option<String> {
+    if from.scheme() == "https" && target.scheme() != "https" {
+        return None;
+    }
+    if !matches!(from.scheme(), "http" | "https") {
+        return None;
+    }
+    if from.origin() == target.origin() {
+        let mut full = from.clone();
+        full.set_fragment(None);
+        let _ = full.set_username("");
+        let _ = full.set_password(None);
+        Some(full.to_string())
+    } else {
+        Some(format!("{}/", from.origin().ascii_serialization()))
+    }
+}
+
+/// Whether Chromium sends `Origin` on this request: CORS-mode requests (fetch, XHR,
+/// fonts) when cross-origin or not GET/HEAD, and any non-GET/HEAD navigation (a form
+/// POST). `no-cors` subresources (images, scripts, styles) never do.
+pub fn sends_origin(kind: RequestKind, method: &Method, site: FetchSite) -> bool {
+    let unsafe_method = !matches!(*method, Method::GET | Method::HEAD);
+    match kind {
+        RequestKind::Fetch | RequestKind::Xhr | RequestKind::Font => {
+            unsafe_method || site != FetchSite::SameOrigin
+        }
+        RequestKind::Navigation => unsafe_method,
+        RequestKind::Image | RequestKind::Script | RequestKind::Style => false,
+    }
+}
+
+/// The `Origin` header value for a document at `from`.
+pub fn origin_value(from: Option<&Url>) -> String {
+    from.map_or_else(|| "null".to_string(), |u| u.origin().ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn site_relations() {
+        let doc = u("https://www.shop.test/a");
+        assert_eq!(fetch_site(None, &doc), FetchSite::None);
+        assert_eq!(
+            fetch_site(Some(&doc), &u("https://www.shop.test/b")),
+            FetchSite::SameOrigin
+        );
+        assert_eq!(
+            fetch_site(Some(&doc), &u("https://api.shop.test/b")),
+            FetchSite::SameSite
+        );
+        assert_eq!(
+            fetch_site(Some(&doc), &u("http://www.shop.test/b")),
+            FetchSite::CrossSite
+        );
+        assert_eq!(
+            fetch_site(Some(&doc), &u("https://cdn.test/b")),
+            FetchSite::CrossSite
+        );
+        assert_eq!(
+            FetchSite::SameOrigin.worst(FetchSite::CrossSite),
+            FetchSite::CrossSite
+        );
+    }
+
+    #[test]
+    fn strict_origin_when_cross_origin() {
+        let doc = u("https://user:pw@www.shop.test/cart?x=1#frag");
+        assert_eq!(
+            referrer(&doc, &u("https://www.shop.test/pay")).unwrap(),
+            "https://www.shop.test/cart?x=1"
+        );
+        assert_eq!(
+            referrer(&doc, &u("https://cdn.test/i.png")).unwrap(),
+            "https://www.shop.test/"
+        );
+        assert_eq!(referrer(&doc, &u("http://www.shop.test/")), None);
+    }
+
+    #[test]
+    fn origin_rules() {
+        use RequestKind::*;
+        assert!(sends_origin(Fetch, &Method::GET, FetchSite::CrossSite));
+        assert!(!sends_origin(Fetch, &Method::GET, FetchSite::SameOrigin));
+        assert!(sends_origin(Xhr, &Method::POST, FetchSite::SameOrigin));
+        assert!(sends_origin(
+            Navigation,
+            &Method::POST,
+            FetchSite::SameOrigin
+        ));
+        assert!(!sends_origin(
+            Navigation,
+            &Method::GET,
+            FetchSite::CrossSite
+        ));
+        assert!(!sends_origin(Image, &Method::GET, FetchSite::CrossSite));
+        assert_eq!(
+            origin_value(Some(&u("https://a.test:8443/x"))),
+            "https://a.test:8443"
+        );
+    }
+}

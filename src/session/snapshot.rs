@@ -1,0 +1,385 @@
+//! Saving and restoring a session: [`SessionSnapshot`] (versioned serde data), its
+//! encryption at rest (ChaCha20-Poly1305 with a 32-byte [`SnapshotKey`]) and the atomic
+//! file write (temporary file, fsync, rename, fsync of the directory; mode 0600).
+//!
+//! A crash during [`Session::save`] leaves the previous file intact: the new content is
+//! complete on disk before the rename makes it visible. [`Session::load`] refuses a
+//! corrupt, truncated, tampered, wrongly keyed or newer-version file with an error that
+//! says which, and never writes to it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::cache::{CacheConfig, CacheRecord};
+use super::{unix_ms, Session};
+use crate::client::ClientBuilder;
+use crate::cookies::CookieRecord;
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+use crate::tls::TicketRecord;
+
+/// The snapshot format version this build writes. It reads this and every older one.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// First bytes of an encrypted snapshot file (also the AEAD's associated data).
+const ENCRYPTED_MAGIC: &[u8] = b"MUMMER-SNAPSHOT-ENC1\n";
+const NONCE_LEN: usize = 12;
+
+/// Everything a session needs to come back as it was.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionSnapshot {
+    /// Format version ([`SNAPSHOT_VERSION`] when written by this build).
+    pub version: u32,
+    /// The session id.
+    pub id: Uuid,
+    /// The profile: by name when it is an unchanged built-in, inline otherwise.
+    pub profile: SnapshotProfile,
+    /// TLS-ticket partition identifier.
+    pub identifier: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: u64,
+    /// Requests sent so far.
+    pub request_count: u64,
+    /// The current top-level document.
+    #[serde(default)]
+    pub document: Option<String>,
+    /// Cookies, oldest first.
+    pub cookies: Vec<CookieRecord>,
+    /// TLS session tickets (DER), keyed by identifier, profile, protocol, host and port.
+    pub tickets: Vec<TicketRecord>,
+    /// What the cache keeps, and its entries (validators, and bodies when kept).
+    pub cache_config: CacheConfig,
+    /// Cache entries, least recently used first.
+    pub cache: Vec<CacheRecord>,
+    /// Origins that asked for client hints, and the hints.
+    pub accept_ch: BTreeMap<String, Vec<String>>,
+}
+
+/// How a snapshot names its profile.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotProfile {
+    /// A built-in profile, by name.
+    Name(String),
+    /// A custom profile, in full.
+    Inline(Box<Profile>),
+}
+
+/// A 32-byte key for snapshot encryption.
+#[derive(Clone)]
+pub struct SnapshotKey([u8; 32]);
+
+impl std::fmt::Debug for SnapshotKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotKey(..)")
+    }
+}
+
+impl SnapshotKey {
+    /// A key from 32 raw bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> SnapshotKey {
+        SnapshotKey(bytes)
+    }
+
+    /// A key from 64 hex digits (how the CLI and environment pass it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`] for anything but 64 hex digits.
+    pub fn from_hex(hex_key: &str) -> Result<SnapshotKey> {
+        let bytes = hex::decode(hex_key.trim())
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .ok_or_else(|| Error::invalid_input("a snapshot key is 64 hex digits (32 bytes)"))?;
+        Ok(SnapshotKey(bytes))
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> SnapshotKey {
+        SnapshotKey(rand::random())
+    }
+
+    /// The key as 64 hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl Session {
+    /// The session as data. Cost: the session lock while copying cookies and cache
+    /// entries, and the ticket lock while encoding tickets; no I/O.
+    pub fn snapshot(&self) -> SessionSnapshot {
+        let profile = self.profile();
+        let profile = match Profile::named(&profile.name) {
+            Ok(builtin) if builtin == *profile => SnapshotProfile::Name(profile.name.clone()),
+            _ => SnapshotProfile::Inline(Box::new(profile.clone())),
+        };
+        let tickets = self.inner.client.tickets().export();
+        let st = self.state();
+        SessionSnapshot {
+            version: SNAPSHOT_VERSION,
+            id: self.inner.id,
+            profile,
+            identifier: st.identifier.clone(),
+            created_at: unix_ms(self.inner.created_at),
+            request_count: self
+                .inner
+                .request_count
+                .load(std::sync::atomic::Ordering::Relaxed),
+            document: st.document.as_ref().map(|u| u.to_string()),
+            cookies: st.jar.records(),
+            tickets,
+            cache_config: st.cache.config(),
+            cache: st.cache.export(),
+            accept_ch: st.accept_ch.clone(),
+        }
+    }
+
+    /// A session from a snapshot; `transport` sets the options snapshots do not carry
+    /// (proxy, CA file, resolve overrides, timeouts).
+    ///
+    /// # Errors
+    ///
+    /// An unknown profile name, or invalid cookies, tickets or cache entries (named).
+    pub fn from_snapshot(
+        snapshot: SessionSnapshot,
+        transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> Result<Session> {
+        let profile = match snapshot.profile {
+            SnapshotProfile::Name(name) => Profile::named(&name)?,
+            SnapshotProfile::Inline(p) => *p,
+        };
+        let created_at = UNIX_EPOCH + Duration::from_millis(snapshot.created_at);
+        let session = Session::builder(profile)
+            .identifier(snapshot.identifier)
+            .cache(snapshot.cache_config)
+            .transport(transport)
+            .build_with(snapshot.id, created_at)?;
+        session.inner.client.tickets().import(&snapshot.tickets)?;
+        {
+            let mut st = session.state();
+            st.jar.import(&snapshot.cookies)?;
+            st.cache.import(&snapshot.cache)?;
+            st.accept_ch = snapshot.accept_ch;
+            st.document = snapshot
+                .document
+                .as_deref()
+                .and_then(|d| url::Url::parse(d).ok());
+        }
+        session
+            .inner
+            .request_count
+            .store(snapshot.request_count, std::sync::atomic::Ordering::Relaxed);
+        Ok(session)
+    }
+
+    /// Writes the snapshot to `path` atomically (mode 0600), encrypted when `key` is
+    /// given.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_snapshot`] with the I/O failure; the previous file is untouched.
+    pub fn save(&self, path: impl AsRef<Path>, key: Option<&SnapshotKey>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = encode(&self.snapshot(), key)?;
+        write_atomic(path, &bytes, |_| Ok(()))
+            .map_err(|e| Error::snapshot(path.display(), format!("cannot write: {e}")))
+    }
+
+    /// Reads a snapshot file written by [`Session::save`] and restores the session.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_snapshot`] saying whether the file is unreadable, not a snapshot,
+    /// corrupt or truncated (with the field), encrypted without a key, wrongly keyed or
+    /// tampered, or from a newer version. The file is never modified.
+    pub fn load(
+        path: impl AsRef<Path>,
+        key: Option<&SnapshotKey>,
+        transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> Result<Session> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::snapshot(path.display(), format!("cannot read: {e}")))?;
+        let snapshot = decode(&bytes, key).map_err(|why| Error::snapshot(path.display(), why))?;
+        Session::from_snapshot(snapshot, transport)
+            .map_err(|e| Error::snapshot(path.display(), format!("cannot restore: {e}")))
+    }
+}
+
+/// The file bytes of `snapshot`: JSON, or the encrypted envelope.
+///
+/// # Errors
+///
+/// Serialization or encryption failure (neither happens in practice).
+pub fn encode(snapshot: &SessionSnapshot, key: Option<&SnapshotKey>) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec_pretty(snapshot)
+        .map_err(|e| Error::snapshot("(in memory)", format!("cannot serialize: {e}")))?;
+    let Some(key) = key else {
+        return Ok(json);
+    };
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
+    let nonce: [u8; NONCE_LEN] = rand::random();
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &json,
+                aad: ENCRYPTED_MAGIC,
+            },
+        )
+        .map_err(|_| Error::snapshot("(in memory)", "encryption failed"))?;
+    let mut out = Vec::with_capacity(ENCRYPTED_MAGIC.len() + NONCE_LEN + sealed.len());
+    out.extend_from_slice(ENCRYPTED_MAGIC);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Parses file bytes into a snapshot; the error says what is wrong.
+pub fn decode(
+    bytes: &[u8],
+    key: Option<&SnapshotKey>,
+) -> std::result::Result<SessionSnapshot, String> {
+    let json: Vec<u8> = match (bytes.strip_prefix(ENCRYPTED_MAGIC), key) {
+        (Some(_), None) => {
+            return Err("the snapshot is encrypted: pass its key (--session-key or MUMMER_SESSION_KEY)".into())
+        }
+        (Some(rest), Some(key)) => {
+            if rest.len() < NONCE_LEN + 16 {
+                return Err("the encrypted snapshot is truncated".into());
+            }
+            let (nonce, sealed) = rest.split_at(NONCE_LEN);
+            ChaCha20Poly1305::new(Key::from_slice(&key.0))
+                .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: ENCRYPTED_MAGIC })
+                .map_err(|_| "cannot decrypt: wrong key, or the file was tampered with or truncated".to_string())?
+        }
+        (None, Some(_)) => {
+            return Err("the snapshot is not encrypted but a key was given; refusing a file that may have been replaced".into())
+        }
+        (None, None) => bytes.to_vec(),
+    };
+    let value: serde_json::Value = serde_json::from_slice(&json).map_err(|e| {
+        if e.is_eof() {
+            format!(
+                "truncated: the JSON ends early (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        } else {
+            format!("corrupt: not valid JSON ({e})")
+        }
+    })?;
+    let version = value
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or("corrupt: no `version` field; not a mummer session snapshot")?;
+    if version > u64::from(SNAPSHOT_VERSION) {
+        return Err(format!(
+            "written by a newer mummer (snapshot version {version}; this build reads up to {SNAPSHOT_VERSION}): upgrade to load it"
+        ));
+    }
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| format!("corrupt: field `{}`: {}", e.path(), e.inner()))
+}
+
+/// Writes `bytes` to `path` so that readers see the old content or the new, never a
+/// mix: temporary file in the same directory (mode 0600), fsync, `before_rename` (a
+/// test hook), rename, fsync of the directory. A failure removes the temporary file.
+pub(crate) fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    before_rename: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the path has no file name",
+        )
+    })?;
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.tmp-{}-{:08x}",
+        name.to_string_lossy(),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let result = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        before_rename(&tmp)?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_before_rename_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        write_atomic(&path, b"old", |_| Ok(())).unwrap();
+        let err = write_atomic(&path, b"new content", |tmp| {
+            assert_eq!(
+                std::fs::read(tmp).unwrap(),
+                b"new content",
+                "complete before the rename"
+            );
+            Err(std::io::Error::other("simulated crash"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "simulated crash");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+
+    #[test]
+    fn keys_parse_from_hex_only() {
+        let k = SnapshotKey::generate();
+        assert_eq!(SnapshotKey::from_hex(&k.to_hex()).unwrap().0, k.0);
+        assert!(SnapshotKey::from_hex("abcd")
+            .unwrap_err()
+            .is_invalid_input());
+        assert!(!format!("{k:?}").contains(&k.to_hex()[..8]));
+    }
+}
