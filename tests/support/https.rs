@@ -27,6 +27,41 @@ pub struct SeenRequest {
 }
 
 impl SeenRequest {
+    /// Every `cookie` field joined with `; ` (HTTP/2 clients crumble the header into one
+    /// field per cookie), or `None` when there is none.
+    pub fn cookie(&self) -> Option<String> {
+        let all: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        (!all.is_empty()).then(|| all.join("; "))
+    }
+
+    /// The path (and query) of the request.
+    pub fn path(&self) -> &str {
+        match self.uri.find("://") {
+            Some(i) => {
+                let rest = &self.uri[i + 3..];
+                rest.find('/').map_or("/", |p| &rest[p..])
+            }
+            None => &self.uri,
+        }
+    }
+
+    /// The host the request named (`:authority` or `Host`, without the port).
+    pub fn host(&self) -> String {
+        let authority = match self.uri.find("://") {
+            Some(i) => {
+                let rest = &self.uri[i + 3..];
+                rest[..rest.find('/').unwrap_or(rest.len())].to_string()
+            }
+            None => self.header("host").unwrap_or_default().to_string(),
+        };
+        authority.split(':').next().unwrap_or_default().to_string()
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -93,7 +128,16 @@ impl HttpsServer {
         handler: Handler,
         record: bool,
     ) -> HttpsServer {
-        let cert = SelfSignedCert::generate(&["shop.test".into(), "cdn.test".into()]).unwrap();
+        let names: Vec<String> = [
+            "shop.test",
+            "www.shop.test",
+            "api.shop.test",
+            "cdn.test",
+            "other.test",
+        ]
+        .map(String::from)
+        .to_vec();
+        let cert = SelfSignedCert::generate(&names).unwrap();
         let acceptor = Arc::new(cert.acceptor(alpn).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
