@@ -1,0 +1,214 @@
+//! `mummer fetch`: one request, curl-like, with a plain client or, with `--session FILE`,
+//! a persistent session that is loaded before and saved after the request.
+
+use std::io::Write;
+use std::time::Duration;
+
+use mummer::net::{ConnectTo, Proxy, ResolveOverride};
+use mummer::{Client, ClientBuilder, HttpVersionPref, Profile, RequestKind, Response, Session};
+
+use crate::session_cmd::{session_key, SessionFile};
+use crate::{CliResult, FetchArgs};
+
+/// The transport options of `args`, parsed up front (so a typo fails before anything is
+/// sent) and applied to a client builder later.
+pub fn transport(args: &FetchArgs) -> CliResult<impl FnOnce(ClientBuilder) -> ClientBuilder> {
+    let connect_to = args
+        .connect_to
+        .iter()
+        .map(|r| r.parse::<ConnectTo>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let resolve = args
+        .resolve
+        .iter()
+        .map(|r| r.parse::<ResolveOverride>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let proxy = args.proxy.as_deref().map(Proxy::parse).transpose()?;
+    let timeout = match args.max_time {
+        Some(secs) if !(secs.is_finite() && secs > 0.0) => {
+            return Err("--max-time must be a positive number of seconds".into())
+        }
+        Some(secs) => Some(Duration::from_secs_f64(secs)),
+        None => None,
+    };
+    let version = if args.http1 {
+        HttpVersionPref::Http1Only
+    } else if args.http2 {
+        HttpVersionPref::Http2Only
+    } else {
+        HttpVersionPref::Auto
+    };
+    let (insecure, ca) = (args.insecure, args.cacert.clone());
+    Ok(move |mut b: ClientBuilder| {
+        b = b.insecure(insecure).http_version(version);
+        if let Some(ca) = ca {
+            b = b.ca_file(ca);
+        }
+        for rule in connect_to {
+            b = b.connect_to(rule);
+        }
+        for r in resolve {
+            b = b.resolve(r);
+        }
+        if let Some(p) = proxy {
+            b = b.proxy(p);
+        }
+        if let Some(t) = timeout {
+            b = b.timeout(t);
+        }
+        b
+    })
+}
+
+fn method(args: &FetchArgs) -> CliResult<http::Method> {
+    Ok(match (&args.method, &args.data) {
+        (Some(m), _) => m
+            .to_ascii_uppercase()
+            .parse()
+            .map_err(|_| format!("invalid method `{m}`"))?,
+        (None, Some(_)) => http::Method::POST,
+        (None, None) => http::Method::GET,
+    })
+}
+
+/// Splits curl's `Name: value`.
+fn header_pair(line: &str) -> CliResult<(&str, &str)> {
+    line.split_once(':')
+        .map(|(n, v)| (n.trim(), v.trim()))
+        .ok_or_else(|| format!("invalid header `{line}`: expected `Name: value`").into())
+}
+
+pub async fn fetch(args: FetchArgs) -> CliResult {
+    let kind: RequestKind = args.kind.parse()?;
+    let method = method(&args)?;
+    let transport = transport(&args)?;
+    let response = match &args.session {
+        None => {
+            let client = transport(Client::builder(Profile::resolve(&args.profile)?)).build()?;
+            let mut request = client.request(method, &args.url).kind(kind);
+            for h in &args.headers {
+                request = request.header_line(h);
+            }
+            if let Some(d) = &args.data {
+                request = request.body(d.clone().into_bytes());
+            }
+            request.send().await?
+        }
+        Some(path) => {
+            let file = SessionFile::new(path.clone(), session_key(args.session_key.as_deref())?);
+            let session = file.open_or_create(&args.profile, transport)?;
+            let mut request = session.request(method, &args.url).kind(kind);
+            for h in &args.headers {
+                let (n, v) = header_pair(h)?;
+                request = request.header(n, v);
+            }
+            if let Some(d) = &args.data {
+                request = request.body(d.clone().into_bytes());
+            }
+            let result = request.send().await;
+            // Saved whatever happened: cookies from hops before a failure are kept.
+            file.save(&session)?;
+            if args.verbose {
+                let st = session.stats();
+                eprintln!(
+                    "* session {} ({}): {} cookies, {} requests, saved to {}",
+                    st.id,
+                    st.profile,
+                    st.cookie_count,
+                    st.request_count,
+                    path.display()
+                );
+            }
+            result?
+        }
+    };
+    print_response(&args, &response)
+}
+
+fn print_response(args: &FetchArgs, response: &Response) -> CliResult {
+    if args.verbose {
+        for r in response.redirects() {
+            eprintln!("* redirect {} from {}", r.status, r.url);
+        }
+        eprintln!(
+            "* {:?} {} {}",
+            response.version(),
+            response.status(),
+            response.url()
+        );
+        if let Some(tls) = response.tls() {
+            eprintln!(
+                "* TLS {} {} alpn={} resumed={}",
+                tls.version,
+                tls.cipher,
+                tls.alpn.as_deref().unwrap_or("-"),
+                tls.resumed
+            );
+        }
+        let t = response.timings();
+        eprintln!(
+            "* timings: dns {:?} connect {:?} tls {:?} first byte {:?} total {:?}",
+            t.dns, t.connect, t.tls, t.first_byte, t.total
+        );
+        for (n, v) in response.request_headers() {
+            eprintln!("> {n}: {}", String::from_utf8_lossy(v.as_bytes()));
+        }
+    }
+    if args.json {
+        let headers: Vec<(String, String)> = response
+            .wire_headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let out = serde_json::json!({
+            "url": response.url(),
+            "status": response.status().as_u16(),
+            "http_version": format!("{:?}", response.version()),
+            "headers": headers,
+            "body_length": response.body().len(),
+            "raw_body_length": response.raw_body_len(),
+            "timings_us": response.timings(),
+            "tls": response.tls(),
+            "redirects": response.redirects(),
+            "cache": response.cache_status(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    if args.include {
+        out.extend_from_slice(
+            format!("{:?} {}\r\n", response.version(), response.status()).as_bytes(),
+        );
+        for (n, v) in response.wire_headers() {
+            out.extend_from_slice(format!("{n}: ").as_bytes());
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, response.body())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        None => out.extend_from_slice(response.body()),
+    }
+    std::io::stdout().write_all(&out)?;
+    Ok(())
+}
+
+/// A session for `profile` with the given transport, not loaded from anywhere.
+pub fn new_session(
+    profile: &str,
+    transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> CliResult<Session> {
+    Ok(Session::builder(Profile::resolve(profile)?)
+        .transport(transport)
+        .build()?)
+}

@@ -1,0 +1,263 @@
+//! `mummer`: fetch with a browser's fingerprint, list and show profiles, and run the
+//! fingerprint inspector.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mummer::profile::ALIASES;
+use mummer::Profile;
+
+mod fetch;
+mod inspect;
+mod session_cmd;
+
+/// What every subcommand returns: a one-line error for `main` to print.
+type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Parser)]
+#[command(
+    name = "mummer",
+    version,
+    about = "HTTP sessions that wear a real browser's TLS, HTTP/2 and headers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch a URL with a browser profile (curl-like).
+    Fetch(FetchArgs),
+    /// List built-in profiles and aliases.
+    Profiles,
+    /// Profile commands.
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCommand,
+    },
+    /// Run a loopback HTTPS server that reports the fingerprint of whoever connects.
+    Inspect(InspectArgs),
+    /// Session file commands.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+    /// Move cookies between a session file and other tools.
+    Cookies {
+        #[command(subcommand)]
+        command: CookiesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// Print a session file's stats and cookies (values hidden).
+    Show {
+        /// The session file.
+        file: PathBuf,
+        /// Print cookie values.
+        #[arg(long = "show-values")]
+        show_values: bool,
+        /// Key of an encrypted session file, 64 hex digits (or MUMMER_SESSION_KEY).
+        #[arg(long = "session-key")]
+        session_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CookiesCommand {
+    /// Write a session's cookies in another tool's format.
+    Export {
+        /// The session file.
+        #[arg(long)]
+        session: PathBuf,
+        /// netscape, playwright or cdp.
+        #[arg(long)]
+        format: String,
+        /// Write here instead of stdout.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Key of an encrypted session file (or MUMMER_SESSION_KEY).
+        #[arg(long = "session-key")]
+        session_key: Option<String>,
+    },
+    /// Add cookies to a session (created when the file does not exist); all or nothing.
+    Import {
+        /// The session file.
+        #[arg(long)]
+        session: PathBuf,
+        /// netscape, playwright or cdp.
+        #[arg(long)]
+        format: String,
+        /// The cookie file.
+        input: PathBuf,
+        /// Profile for a new session.
+        #[arg(long, default_value = "chrome-latest")]
+        profile: String,
+        /// Key of an encrypted session file (or MUMMER_SESSION_KEY).
+        #[arg(long = "session-key")]
+        session_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileCommand {
+    /// Print a profile (built-in name, alias or file) as JSON.
+    Show {
+        /// Profile name or file.
+        name: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct FetchArgs {
+    /// The URL (http:// or https://).
+    url: String,
+    /// Profile name, alias or file.
+    #[arg(long, default_value = "chrome-latest")]
+    profile: String,
+    /// Request method.
+    #[arg(short = 'X', long = "request")]
+    method: Option<String>,
+    /// Extra header `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Request body (implies POST unless -X is given).
+    #[arg(short = 'd', long = "data")]
+    data: Option<String>,
+    /// Request kind: navigation, fetch, xhr, image, script, style, font.
+    #[arg(long, default_value = "navigation")]
+    kind: String,
+    /// Write the body to FILE.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+    /// Include response headers in the output.
+    #[arg(short = 'i', long = "include")]
+    include: bool,
+    /// Print protocol, TLS and timing details to stderr.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// Offer only HTTP/1.1.
+    #[arg(long = "http1.1", conflicts_with = "http2")]
+    http1: bool,
+    /// Offer only HTTP/2.
+    #[arg(long = "http2")]
+    http2: bool,
+    /// Proxy URL (http://, https://, socks5://, socks5h://).
+    #[arg(long)]
+    proxy: Option<String>,
+    /// HOST:PORT:ADDR override (repeatable).
+    #[arg(long)]
+    resolve: Vec<String>,
+    /// Connect to HOST2:PORT2 for requests to HOST1:PORT1 (TLS and headers keep HOST1);
+    /// repeatable, empty parts match any / keep the original.
+    #[arg(long = "connect-to", value_name = "HOST1:PORT1:HOST2:PORT2")]
+    connect_to: Vec<String>,
+    /// Trust this CA bundle (PEM).
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Skip certificate verification.
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// Total deadline in seconds.
+    #[arg(long = "max-time")]
+    max_time: Option<f64>,
+    /// Print one JSON object describing the response.
+    #[arg(long)]
+    json: bool,
+    /// Load the session from FILE when it exists, and save it there after the request
+    /// (cookies, TLS tickets, cache validators persist across runs).
+    #[arg(long)]
+    session: Option<PathBuf>,
+    /// Key of an encrypted session file, 64 hex digits (or MUMMER_SESSION_KEY); the file
+    /// is written encrypted when a key is given.
+    #[arg(long = "session-key")]
+    session_key: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Certificate (PEM); a self-signed one is generated when absent.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Extra host names for the generated certificate.
+    #[arg(long = "name")]
+    names: Vec<String>,
+    /// Write the generated certificate here, for clients' --cacert.
+    #[arg(long = "write-cert")]
+    write_cert: Option<PathBuf>,
+    /// Stop after this many connections.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Write a profile learned from the connecting browser to FILE (rewritten after
+    /// every connection that carried a request; two or more connections also show
+    /// whether the browser permutes its extensions).
+    #[arg(long = "save-profile")]
+    save_profile: Option<PathBuf>,
+    /// Name for the profile written by --save-profile.
+    #[arg(long = "profile-name", default_value = "learned")]
+    profile_name: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mummer: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Fetch(args) => fetch::fetch(args).await,
+            Command::Profiles => {
+                list_profiles();
+                Ok(())
+            }
+            Command::Profile {
+                command: ProfileCommand::Show { name },
+            } => show_profile(&name),
+            Command::Inspect(args) => inspect::inspect(args).await,
+            Command::Session { command } => session_cmd::session(command),
+            Command::Cookies { command } => session_cmd::cookies(command),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mummer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn list_profiles() {
+    for name in Profile::builtin_names() {
+        let description = Profile::named(name)
+            .map(|p| p.description)
+            .unwrap_or_default();
+        println!("{name:<22} {description}");
+    }
+    for (alias, target) in ALIASES {
+        println!("{alias:<22} alias of {target}");
+    }
+}
+
+fn show_profile(name: &str) -> CliResult {
+    let profile = Profile::resolve(name)?;
+    println!("{}", serde_json::to_string_pretty(&profile)?);
+    Ok(())
+}

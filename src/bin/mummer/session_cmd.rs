@@ -1,0 +1,155 @@
+//! `mummer session show` and `mummer cookies import|export`, and the session file that
+//! `mummer fetch --session` shares with them.
+
+use std::path::PathBuf;
+
+use mummer::cookies::formats::{self, CookieFormat};
+use mummer::{ClientBuilder, Session, SnapshotKey};
+
+use crate::fetch::new_session;
+use crate::{CliResult, CookiesCommand, SessionCommand};
+
+/// The key from `--session-key`, else `MUMMER_SESSION_KEY`, else none (plain JSON).
+pub fn session_key(arg: Option<&str>) -> CliResult<Option<SnapshotKey>> {
+    let from_env = std::env::var("MUMMER_SESSION_KEY").ok();
+    match arg.or(from_env.as_deref()) {
+        Some(hex) => Ok(Some(SnapshotKey::from_hex(hex)?)),
+        None => Ok(None),
+    }
+}
+
+/// A session snapshot file and its key.
+pub struct SessionFile {
+    path: PathBuf,
+    key: Option<SnapshotKey>,
+}
+
+impl SessionFile {
+    pub fn new(path: PathBuf, key: Option<SnapshotKey>) -> SessionFile {
+        SessionFile { path, key }
+    }
+
+    /// Loads the session when the file exists, else makes a new one wearing `profile`.
+    pub fn open_or_create(
+        &self,
+        profile: &str,
+        transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> CliResult<Session> {
+        if self.path.exists() {
+            Ok(Session::load(&self.path, self.key.as_ref(), transport)?)
+        } else {
+            new_session(profile, transport)
+        }
+    }
+
+    /// Loads an existing session.
+    pub fn open(&self) -> CliResult<Session> {
+        Ok(Session::load(&self.path, self.key.as_ref(), |b| b)?)
+    }
+
+    pub fn save(&self, session: &Session) -> CliResult {
+        Ok(session.save(&self.path, self.key.as_ref())?)
+    }
+}
+
+pub fn session(command: SessionCommand) -> CliResult {
+    match command {
+        SessionCommand::Show {
+            file,
+            show_values,
+            session_key: key,
+        } => {
+            let session = SessionFile::new(file, session_key(key.as_deref())?).open()?;
+            let snapshot = session.snapshot();
+            let stats = session.stats();
+            println!("session    {}", stats.id);
+            println!("profile    {}", stats.profile);
+            println!("identifier {}", stats.identifier);
+            println!("created    {} (unix ms)", stats.created_at);
+            println!("requests   {}", stats.request_count);
+            println!("document   {}", snapshot.document.as_deref().unwrap_or("-"));
+            println!("tickets    {}", snapshot.tickets.len());
+            println!(
+                "cache      {} entries, {} body bytes",
+                stats.cache_entry_count, stats.cache_body_bytes
+            );
+            println!(
+                "cookies    {} ({} bytes)",
+                stats.cookie_count, stats.cookie_bytes
+            );
+            for c in session.cookies() {
+                let value = if show_values {
+                    c.value.clone()
+                } else {
+                    "(hidden; --show-values)".into()
+                };
+                let scope = if c.host_only {
+                    c.domain.clone()
+                } else {
+                    format!(".{}", c.domain)
+                };
+                let mut flags = Vec::new();
+                if c.secure {
+                    flags.push("Secure".to_string());
+                }
+                if c.http_only {
+                    flags.push("HttpOnly".to_string());
+                }
+                if let Some(s) = c.same_site {
+                    flags.push(format!("SameSite={s:?}"));
+                }
+                println!(
+                    "  {scope}{} {}={} {}",
+                    c.path,
+                    c.name,
+                    value,
+                    flags.join(" ")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn cookies(command: CookiesCommand) -> CliResult {
+    match command {
+        CookiesCommand::Export {
+            session: file,
+            format,
+            output,
+            session_key: key,
+        } => {
+            let format: CookieFormat = format.parse()?;
+            let session = SessionFile::new(file, session_key(key.as_deref())?).open()?;
+            let text = formats::write(format, &session.cookies());
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        CookiesCommand::Import {
+            session: file,
+            format,
+            input,
+            profile,
+            session_key: key,
+        } => {
+            let format: CookieFormat = format.parse()?;
+            let text = std::fs::read_to_string(&input)
+                .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+            let records = formats::parse(format, &text)?;
+            let file = SessionFile::new(file, session_key(key.as_deref())?);
+            let session = file.open_or_create(&profile, |b| b)?;
+            session.import_cookies(&records)?;
+            file.save(&session)?;
+            eprintln!(
+                "imported {} cookies; the session now holds {}",
+                records.len(),
+                session.stats().cookie_count
+            );
+            Ok(())
+        }
+    }
+}

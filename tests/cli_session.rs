@@ -1,0 +1,169 @@
+//! `mummer fetch --session FILE` twice in a row: the second run sends the cookie the
+//! first received and resumes TLS. Then `session show` and `cookies export|import`.
+
+mod support;
+
+use std::process::Output;
+
+use support::https::{HttpsServer, Reply};
+
+async fn mummer(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mummer"))
+            .args(&args)
+            .env_remove("MUMMER_SESSION_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_file_persists_cookies_and_tickets_across_runs() {
+    let server = HttpsServer::start(|req| match req.path() {
+        "/login" => Reply::ok("hello").header(
+            "set-cookie",
+            "sid=persisted-value; Secure; HttpOnly; Max-Age=600",
+        ),
+        _ => Reply::ok("again"),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.cert_pem).unwrap();
+    let file = dir.path().join("session.json");
+    let key = "11".repeat(32);
+    let common = |url: &str| {
+        vec![
+            "fetch".to_string(),
+            url.to_string(),
+            "--session".into(),
+            file.display().to_string(),
+            "--session-key".into(),
+            key.clone(),
+            "--cacert".into(),
+            ca.display().to_string(),
+            "--connect-to".into(),
+            format!("shop.test:443:127.0.0.1:{}", server.addr.port()),
+            "--profile".into(),
+            "chrome-156-macos".into(),
+        ]
+    };
+    let first = mummer(common("https://shop.test/login")).await;
+    assert!(first.status.success(), "{}", text(&first));
+    assert_eq!(String::from_utf8_lossy(&first.stdout), "hello");
+    let mut second_args = common("https://shop.test/next");
+    second_args.push("-v".into());
+    let second = mummer(second_args).await;
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(text(&second).contains("resumed=true"), "{}", text(&second));
+    let seen = server.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        !seen[0].resumed && seen[1].resumed,
+        "the second run resumed TLS"
+    );
+    assert_eq!(seen[1].cookie().as_deref(), Some("sid=persisted-value"));
+    assert!(seen[1].header("user-agent").unwrap().contains("Macintosh"));
+
+    // session show hides values unless asked.
+    let show = |extra: Vec<&str>| {
+        let mut a = vec![
+            "session".to_string(),
+            "show".into(),
+            file.display().to_string(),
+            "--session-key".into(),
+            key.clone(),
+        ];
+        a.extend(extra.into_iter().map(String::from));
+        a
+    };
+    let out = mummer(show(vec![])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("chrome-156-macos")
+            && shown.contains("sid=")
+            && !shown.contains("persisted-value"),
+        "{shown}"
+    );
+    assert!(shown.contains("tickets    1"), "{shown}");
+    let out = mummer(show(vec!["--show-values"])).await;
+    assert!(text(&out).contains("sid=persisted-value"));
+    // Without the key the encrypted file is refused with a clear message.
+    let out = mummer(vec![
+        "session".into(),
+        "show".into(),
+        file.display().to_string(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("encrypted"), "{}", text(&out));
+
+    // cookies export and import through Netscape cookies.txt.
+    let txt = dir.path().join("cookies.txt");
+    let out = mummer(vec![
+        "cookies".into(),
+        "export".into(),
+        "--session".into(),
+        file.display().to_string(),
+        "--session-key".into(),
+        key.clone(),
+        "--format".into(),
+        "netscape".into(),
+        "-o".into(),
+        txt.display().to_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let exported = std::fs::read_to_string(&txt).unwrap();
+    assert!(
+        exported.contains("#HttpOnly_shop.test\tFALSE\t/\tTRUE\t"),
+        "{exported}"
+    );
+    let other = dir.path().join("other.json");
+    let out = mummer(vec![
+        "cookies".into(),
+        "import".into(),
+        "--session".into(),
+        other.display().to_string(),
+        "--format".into(),
+        "netscape".into(),
+        txt.display().to_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        std::fs::read_to_string(&other)
+            .unwrap()
+            .contains("persisted-value"),
+        "plain file without a key"
+    );
+
+    // A malformed cookie file changes nothing.
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "shop.test\tFALSE\t/\tFALSE\tsoon\tx\ty\n").unwrap();
+    let before = std::fs::read(&other).unwrap();
+    let out = mummer(vec![
+        "cookies".into(),
+        "import".into(),
+        "--session".into(),
+        other.display().to_string(),
+        "--format".into(),
+        "netscape".into(),
+        bad.display().to_string(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("line 1"), "{}", text(&out));
+    assert_eq!(std::fs::read(&other).unwrap(), before);
+}
