@@ -10,31 +10,18 @@
 //! Two browser visits are compared: a first connection (full handshake) and, through
 //! the inspector's `/resume` page, a second connection that resumes the TLS session.
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Stdio;
 use std::time::Duration;
 
 use mummer::inspect::h2frames::HeadersFrame;
 use mummer::inspect::{learn_profile, ConnectionReport, Inspector, RESUME_PATH};
 use mummer::net::ResolveOverride;
 use mummer::{Client, Profile, RequestKind};
+use support::chromium::{base_args, reran_in_loopback_namespace, Browser};
 
 const HOST: &str = "conformance.test";
-
-/// Kills the browser (by the PID we started) when the test ends, however it ends.
-struct Browser(Child);
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn chromium_path() -> Option<&'static str> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-}
 
 /// Runs headless Chromium on `path` and returns the reports of every connection that
 /// carried an HTTP/2 request, once `done` says enough were seen.
@@ -43,30 +30,11 @@ async fn chromium_visit(
     path: &str,
     done: impl Fn(&[ConnectionReport]) -> bool,
 ) -> Vec<ConnectionReport> {
-    let chromium = chromium_path().expect("chromium is installed by scripts/setup.sh");
     let profile_dir = tempfile::tempdir().unwrap();
     let url = format!("https://{HOST}:{}{path}", inspector.local_addr().port());
-    let child = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--ignore-certificate-errors",
-            &format!("--host-resolver-rules=MAP {HOST} 127.0.0.1, MAP * ~NOTFOUND"),
-            &format!("--user-data-dir={}", profile_dir.path().display()),
-            "--dump-dom",
-            &url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromium");
-    let _browser = Browser(child);
+    let mut args = base_args(&[HOST], profile_dir.path());
+    args.extend(["--dump-dom".to_string(), url]);
+    let _browser = Browser::start(&args, Stdio::null());
     let mut seen = Vec::new();
     while !done(&seen) {
         let report = tokio::time::timeout(Duration::from_secs(60), inspector.next_report())
@@ -145,42 +113,6 @@ fn non_grease(v: &[u16]) -> Vec<u16> {
         .copied()
         .filter(|x| !mummer::inspect::clienthello::is_grease(*x))
         .collect()
-}
-
-/// Re-runs `test` inside a new network namespace with only loopback (`unshare -n`, then
-/// `ip link set lo up`) and returns true when that run happened (and passed). Returns
-/// false when already inside one, or when the machine does not allow it.
-fn reran_in_loopback_namespace(test: &str) -> bool {
-    if std::env::var_os("MUMMER_IN_NETNS").is_some() {
-        return false;
-    }
-    let allowed = Command::new("unshare")
-        .args(["-n", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !allowed {
-        eprintln!("unshare -n is not permitted here: running in this network namespace; Chromium still resolves only {HOST}");
-        return false;
-    }
-    let status = Command::new("unshare")
-        .args([
-            "-n",
-            "--",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
-        .arg(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture"])
-        .env("MUMMER_IN_NETNS", "1")
-        .status()
-        .expect("run the test inside the namespace");
-    assert!(
-        status.success(),
-        "the run inside the loopback-only namespace failed"
-    );
-    true
 }
 
 #[test]

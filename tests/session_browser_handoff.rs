@@ -1,0 +1,220 @@
+//! Handing a session to a real browser and back: a session logs in to a local site, its
+//! cookies go into headless Chromium through the DevTools protocol
+//! (`Network.setCookies`), Chromium renders the logged-in page, the page's JavaScript
+//! sets a cookie, and that cookie comes back (`Network.getAllCookies`) into the session,
+//! which sends it on its next request.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use mummer::cookies::formats;
+use mummer::net::ResolveOverride;
+use mummer::{Profile, Session};
+use serde_json::{json, Value};
+use support::chromium::{base_args, reran_in_loopback_namespace, Browser};
+use support::https::{HttpsServer, Reply};
+use tokio_tungstenite::tungstenite::Message;
+
+const HOST: &str = "shop.test";
+
+fn site(req: &support::https::SeenRequest) -> Reply {
+    let cookie = req.cookie().unwrap_or_default();
+    match (req.method.as_str(), req.path()) {
+        ("POST", "/login") if &req.body[..] == b"user=alice&password=pw" => Reply::new(303)
+            .header("location", "/account")
+            .header("set-cookie", "sid=alice-7f3a; Secure; HttpOnly; Path=/; SameSite=Lax"),
+        (_, "/account") if cookie.contains("sid=alice-7f3a") => Reply::ok(
+            "<!doctype html><title>account</title><h1 id=who>Welcome back, alice</h1>\
+             <script>document.cookie = 'js_pref=from-chromium; path=/; max-age=3600; secure';</script>",
+        )
+        .header("content-type", "text/html"),
+        (_, "/account") => Reply::ok("<!doctype html><h1 id=who>Please log in</h1>").header("content-type", "text/html"),
+        _ => Reply::ok("ok"),
+    }
+}
+
+/// A minimal DevTools protocol client over the browser's WebSocket.
+struct Cdp {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+}
+
+impl Cdp {
+    async fn call(&mut self, method: &str, params: Value, session: Option<&str>) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws.send(Message::text(msg.to_string())).await.unwrap();
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("DevTools answered within 30 s")
+                .expect("DevTools connection open")
+                .unwrap();
+            let Message::Text(text) = frame else { continue };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["id"] == json!(id) {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+}
+
+#[test]
+fn cookies_go_to_chromium_and_come_back() {
+    if reran_in_loopback_namespace("cookies_go_to_chromium_and_come_back") {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(handoff());
+}
+
+async fn handoff() {
+    let server = HttpsServer::start(site).await;
+    let port = server.addr.port();
+    let base = format!("https://{HOST}:{port}");
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &server.cert_pem).unwrap();
+    let ca_path = ca.path().to_path_buf();
+    let route: ResolveOverride = format!("{HOST}:{port}:127.0.0.1").parse().unwrap();
+    let session = Session::builder(Profile::named("chrome-156-linux").unwrap())
+        .transport(move |b| b.ca_file(ca_path).resolve(route))
+        .build()
+        .unwrap();
+
+    // 1. The session logs in (POST, 303 to the account page).
+    let page = session
+        .post(&format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("user=alice&password=pw")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        page.text().contains("Welcome back, alice"),
+        "{}",
+        page.text()
+    );
+
+    // 2. Chromium gets the session's cookies over the DevTools protocol.
+    let profile_dir = tempfile::tempdir().unwrap();
+    let mut args = base_args(&[HOST], profile_dir.path());
+    args.extend([
+        "--remote-debugging-port=0".to_string(),
+        "about:blank".to_string(),
+    ]);
+    let mut browser = Browser::start(&args, Stdio::piped());
+    let stderr = browser.0.stderr.take().unwrap();
+    let ws_url = tokio::task::spawn_blocking(move || {
+        for line in BufReader::new(stderr).lines() {
+            let line = line.ok()?;
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                return Some(url.trim().to_string());
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .expect("Chromium announced its DevTools endpoint");
+    assert!(ws_url.starts_with("ws://127.0.0.1:"), "{ws_url}");
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .unwrap();
+    let mut cdp = Cdp { ws, next_id: 0 };
+    let target = cdp
+        .call("Target.createTarget", json!({"url": "about:blank"}), None)
+        .await;
+    let attached = cdp
+        .call(
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+            None,
+        )
+        .await;
+    let sid = attached["sessionId"].as_str().unwrap().to_string();
+    let sid = Some(sid.as_str());
+    let exported: Value = serde_json::from_str(&formats::to_cdp(&session.cookies())).unwrap();
+    cdp.call("Network.setCookies", exported, sid).await;
+
+    // 3. Chromium renders the logged-in page, whose script sets a cookie.
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("{base}/account")}),
+        sid,
+    )
+    .await;
+    let mut heading = String::new();
+    for _ in 0..100 {
+        let r = cdp
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": "document.readyState === 'complete' && document.cookie.includes('js_pref') ? document.getElementById('who').textContent : ''", "returnByValue": true}),
+                sid,
+            )
+            .await;
+        heading = r["result"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !heading.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        heading, "Welcome back, alice",
+        "Chromium rendered the logged-in page"
+    );
+    let chromium_request = server
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path() == "/account")
+        .unwrap();
+    assert!(chromium_request
+        .header("user-agent")
+        .unwrap()
+        .contains("HeadlessChrome"));
+
+    // 4. The cookie the page set comes back into the session.
+    let all = cdp.call("Network.getAllCookies", json!({}), sid).await;
+    let records = formats::parse_cdp(&all.to_string()).unwrap();
+    let from_js: Vec<_> = records
+        .into_iter()
+        .filter(|c| c.name == "js_pref")
+        .collect();
+    assert_eq!(from_js.len(), 1, "{from_js:?}");
+    session.import_cookies(&from_js).unwrap();
+    drop(browser);
+
+    session
+        .get(&format!("{base}/account"))
+        .send()
+        .await
+        .unwrap();
+    let last = server.requests().into_iter().last().unwrap();
+    assert!(
+        last.header("user-agent").unwrap().contains("Chrome/156")
+            && !last.header("user-agent").unwrap().contains("Headless")
+    );
+    let cookie = last.cookie().unwrap();
+    assert!(
+        cookie.contains("sid=alice-7f3a") && cookie.contains("js_pref=from-chromium"),
+        "{cookie}"
+    );
+}
