@@ -150,7 +150,7 @@ impl ClientBuilder {
     ///
     /// A profile BoringSSL cannot express, or an unreadable CA file.
     pub fn build(self) -> Result<Client> {
-        let tls = TlsConnector::new(&self.profile.tls, &self.tls)?;
+        let tls = TlsConnector::shared(&self.profile.tls, &self.tls)?;
         let dialer = Dialer::new(&self.resolve, self.proxy.clone(), self.connect_timeout)
             .with_connect_to(self.connect_to.clone())
             .with_proxy_tls(self.tls.clone());
@@ -182,7 +182,7 @@ pub struct Client {
 struct ClientInner {
     /// The profile's request templates, parsed once, by [`RequestKind`].
     templates: HashMap<RequestKind, HeaderTemplate>,
-    tls: TlsConnector,
+    tls: Arc<TlsConnector>,
     dialer: Dialer,
     tickets: TicketCache,
     pool: Mutex<Pool>,

@@ -231,6 +231,30 @@ impl std::fmt::Debug for TlsConnector {
 }
 
 impl TlsConnector {
+    /// The context for `profile` and `options`, shared with every other client that
+    /// asks for the same pair while one of them is alive. Building a context parses the
+    /// CA bundle (milliseconds); a crawl with thousands of sessions builds it once.
+    /// Sharing is safe: BoringSSL's internal session cache is off, and tickets are filed
+    /// per connection into the caller's [`TicketCache`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TlsConnector::new`].
+    pub fn shared(profile: &TlsProfile, options: &TlsOptions) -> Result<Arc<Self>> {
+        static CACHE: std::sync::OnceLock<Mutex<HashMap<String, std::sync::Weak<TlsConnector>>>> =
+            std::sync::OnceLock::new();
+        let key = format!("{profile:?}|{options:?}");
+        let cache = CACHE.get_or_init(Default::default);
+        let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = map.get(&key).and_then(std::sync::Weak::upgrade) {
+            return Ok(existing);
+        }
+        let fresh = Arc::new(TlsConnector::new(profile, options)?);
+        map.retain(|_, w| w.strong_count() > 0);
+        map.insert(key, Arc::downgrade(&fresh));
+        Ok(fresh)
+    }
+
     /// Builds the context for `profile`.
     ///
     /// # Errors

@@ -19,6 +19,17 @@ fn site(req: &SeenRequest) -> Reply {
             .header("set-cookie", "pref=dark; Domain=shop.test; SameSite=Lax")
             .header("set-cookie", "strict=1; SameSite=Strict")
             .header("set-cookie", "bad=1; Domain=test"),
+        (_, "/hostile") => Reply::ok("")
+            .header("set-cookie", &format!("huge={}", "x".repeat(5000)))
+            .header("set-cookie", "noequals")
+            .header("set-cookie", "=emptyname")
+            .header(
+                "set-cookie",
+                "__Host-fake=1; Secure; Path=/; Domain=shop.test",
+            )
+            .header("set-cookie", "nodate=1; Expires=not-a-date")
+            .header("set-cookie", "gone=1; Max-Age=0")
+            .header("set-cookie", "ok=1"),
         (_, "/hop") => Reply::new(302)
             .header("location", "/final")
             .header("set-cookie", "hop=1"),
@@ -112,6 +123,33 @@ async fn cookies_from_every_response_and_where_they_go() {
     assert!(
         names.contains(&"hop".to_string()) && names.contains(&"err".to_string()),
         "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn hostile_set_cookie_headers_are_rejected_and_lose_nothing() {
+    let (server, s, _ca) = setup().await;
+    s.get("https://www.shop.test/login").send().await.unwrap();
+    let before = s.cookies();
+    let r = s.get("https://www.shop.test/hostile").send().await.unwrap();
+    assert_eq!(r.status(), 200, "bad cookies do not fail the response");
+    let names: Vec<String> = s.cookies().into_iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        ["sid", "pref", "strict", "nodate", "ok"],
+        "an unparsable Expires is ignored, as browsers do"
+    );
+    for c in &before {
+        assert!(s.cookies().contains(c), "{} survived", c.name);
+    }
+    s.get("https://www.shop.test/after-hostile")
+        .send()
+        .await
+        .unwrap();
+    let sent = last(&server, "/after-hostile").cookie().unwrap();
+    assert!(
+        !sent.contains("huge") && !sent.contains("gone") && sent.contains("ok=1"),
+        "{sent}"
     );
 }
 

@@ -26,7 +26,7 @@ mod policy;
 use std::collections::HashMap;
 
 use cookie::SameSite;
-use cookie_store::{CookieDomain, CookieStore, RawCookie};
+use cookie_store::{CookieDomain, CookiePath, CookieStore, RawCookie};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -120,13 +120,31 @@ pub struct CookieJar {
     store: CookieStore,
     limits: CookieLimits,
     tracking: TrackingFilter,
-    /// Order in which cookies were last set, by (domain, path, name): RFC 6265 sends
-    /// older cookies first among equal paths, and eviction drops the oldest.
-    order: HashMap<(String, String, String), u64>,
+    /// Bookkeeping for every stored cookie, by (domain, path, name).
+    index: HashMap<Key, Meta>,
+    /// (path, name) of the cookies stored under each domain: a request looks only at
+    /// its host and the host's parent domains instead of scanning the jar.
+    by_domain: HashMap<String, HashMap<(String, String), Meta>>,
+    /// Cookies per site (registrable domain), for the per-site limit.
+    site_counts: HashMap<String, usize>,
+    /// Bytes of `name=value` over every stored cookie.
+    bytes: usize,
+    /// The earliest expiry among stored cookies (Unix seconds), when any expires.
+    next_expiry: Option<i64>,
     next: u64,
 }
 
 type Key = (String, String, String);
+
+/// What the jar remembers about one stored cookie besides the cookie itself.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    /// Order in which cookies were last set: RFC 6265 sends older cookies first among
+    /// equal paths, and eviction drops the oldest.
+    seq: u64,
+    size: usize,
+    expires: Option<i64>,
+}
 
 impl CookieJar {
     /// An empty jar with default limits and no tracking filter.
@@ -259,108 +277,170 @@ impl CookieJar {
             Ok(CookieDomain::Suffix(d)) if !is_public_suffix(&d) => d,
             _ => host,
         };
-        let path = self
-            .store
-            .iter_any()
-            .find(|c| c.name() == name && String::from(&c.domain) == domain)
-            .map(|c| String::from(&c.path));
-        if let Some(path) = path {
-            let key = (domain, path, name);
-            if self.store.get(&key.0, &key.1, &key.2).is_some() {
-                self.touch(key.clone());
+        let path = raw
+            .path()
+            .and_then(CookiePath::parse)
+            .unwrap_or_else(|| CookiePath::default_path(url));
+        let key = (domain, String::from(&path), name);
+        match self.store.get(&key.0, &key.1, &key.2) {
+            Some(stored) => {
+                let size = stored.name().len() + stored.value().len();
+                let expires = match stored.expires {
+                    cookie_store::CookieExpiration::AtUtc(t) => Some(t.unix_timestamp()),
+                    cookie_store::CookieExpiration::SessionEnd => None,
+                };
+                self.remember(key.clone(), size, expires);
                 self.enforce_limits(&key);
-            } else {
-                self.order.remove(&key);
             }
+            None => self.forget(&key),
         }
         Ok(())
     }
 
-    fn touch(&mut self, key: Key) {
+    /// Records `key` as set now.
+    fn remember(&mut self, key: Key, size: usize, expires: Option<i64>) {
         self.next += 1;
-        self.order.insert(key, self.next);
-    }
-
-    /// Drops expired cookies, then evicts the oldest cookies of `key`'s site and of the
-    /// jar until both limits hold. The cookie just set is evicted last.
-    fn enforce_limits(&mut self, just_set: &Key) {
-        self.purge_expired();
-        let site = site_of(&just_set.0).to_string();
-        loop {
-            let same_site: Vec<(&Key, &u64)> = self
-                .order
-                .iter()
-                .filter(|(k, _)| site_of(&k.0) == site)
-                .collect();
-            let victim = if same_site.len() > self.limits.max_per_site {
-                same_site
-                    .into_iter()
-                    .filter(|(k, _)| *k != just_set)
-                    .min_by_key(|(_, s)| **s)
-                    .map(|(k, _)| k.clone())
-            } else if self.order.len() > self.limits.max_total {
-                self.order
-                    .iter()
-                    .filter(|(k, _)| *k != just_set)
-                    .min_by_key(|(_, s)| **s)
-                    .map(|(k, _)| k.clone())
-            } else {
-                None
-            };
-            let Some(victim) = victim else { break };
-            self.store.remove(&victim.0, &victim.1, &victim.2);
-            self.order.remove(&victim);
+        let meta = Meta {
+            seq: self.next,
+            size,
+            expires,
+        };
+        if let Some(t) = expires {
+            self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
+        }
+        self.by_domain
+            .entry(key.0.clone())
+            .or_default()
+            .insert((key.1.clone(), key.2.clone()), meta);
+        match self.index.insert(key.clone(), meta) {
+            Some(old) => self.bytes = self.bytes - old.size + size,
+            None => {
+                self.bytes += size;
+                *self
+                    .site_counts
+                    .entry(site_of(&key.0).to_string())
+                    .or_default() += 1;
+            }
         }
     }
 
-    fn purge_expired(&mut self) {
+    /// Drops `key` from the bookkeeping (the store has already dropped the cookie).
+    fn forget(&mut self, key: &Key) {
+        let Some(old) = self.index.remove(key) else {
+            return;
+        };
+        self.bytes -= old.size;
+        let site = site_of(&key.0).to_string();
+        if let Some(n) = self.site_counts.get_mut(&site) {
+            *n -= 1;
+            if *n == 0 {
+                self.site_counts.remove(&site);
+            }
+        }
+        if let Some(set) = self.by_domain.get_mut(&key.0) {
+            set.remove(&(key.1.clone(), key.2.clone()));
+            if set.is_empty() {
+                self.by_domain.remove(&key.0);
+            }
+        }
+    }
+
+    /// Evicts until both count limits hold: first expired cookies, then the least
+    /// recently set of `just_set`'s site (per-site limit) or of the jar (total limit).
+    /// The cookie just set goes last. Cheap when no limit is exceeded (two lookups).
+    fn enforce_limits(&mut self, just_set: &Key) {
+        let site = site_of(&just_set.0).to_string();
+        let over = |jar: &CookieJar| {
+            jar.site_counts.get(&site).copied().unwrap_or(0) > jar.limits.max_per_site
+                || jar.index.len() > jar.limits.max_total
+        };
+        if !over(self) {
+            return;
+        }
+        self.remove_expired();
+        while over(self) {
+            let per_site =
+                self.site_counts.get(&site).copied().unwrap_or(0) > self.limits.max_per_site;
+            let victim = self
+                .index
+                .iter()
+                .filter(|(k, _)| *k != just_set && (!per_site || site_of(&k.0) == site))
+                .min_by_key(|(_, meta)| meta.seq)
+                .map(|(k, _)| k.clone());
+            let Some(victim) = victim else { break };
+            self.store.remove(&victim.0, &victim.1, &victim.2);
+            self.forget(&victim);
+        }
+    }
+
+    /// Drops cookies whose expiry has passed. Cheap (one comparison) until the earliest
+    /// expiry is reached; then one pass over the jar.
+    pub fn remove_expired(&mut self) {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if self.next_expiry.is_none_or(|t| t > now) {
+            return;
+        }
         let expired: Vec<Key> = self
-            .store
-            .iter_any()
-            .filter(|c| c.is_expired())
-            .map(|c| {
-                (
-                    String::from(&c.domain),
-                    String::from(&c.path),
-                    c.name().to_string(),
-                )
-            })
+            .index
+            .iter()
+            .filter(|(_, m)| m.expires.is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
             .collect();
         for k in expired {
             self.store.remove(&k.0, &k.1, &k.2);
-            self.order.remove(&k);
+            self.forget(&k);
         }
+        self.next_expiry = self.index.values().filter_map(|m| m.expires).min();
     }
 
     /// The `Cookie` header value for a request to `url` in `ctx` (`None` when no cookie
     /// applies): longer paths first, then older cookies first (RFC 6265 §5.4).
     pub fn header_for(&self, url: &Url, ctx: CookieContext) -> Option<String> {
         let mut cookies: Vec<(usize, u64, &str, &str)> = self
-            .store
-            .matches(url)
+            .candidates(url)
             .into_iter()
-            .filter(|c| same_site_allows(c.same_site(), ctx))
-            .map(|c| {
-                let key = (
-                    String::from(&c.domain),
-                    String::from(&c.path),
-                    c.name().to_string(),
-                );
-                let seq = self.order.get(&key).copied().unwrap_or(0);
-                (String::from(&c.path).len(), seq, c.name(), c.value())
-            })
+            .filter(|(_, c)| same_site_allows(c.same_site(), ctx))
+            .map(|(meta, c)| (String::from(&c.path).len(), meta.seq, c.name(), c.value()))
             .collect();
         if cookies.is_empty() {
             return None;
         }
         cookies.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        Some(
-            cookies
-                .iter()
-                .map(|(_, _, n, v)| format!("{n}={v}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
+        let mut out =
+            String::with_capacity(cookies.iter().map(|c| c.2.len() + c.3.len() + 3).sum());
+        for (i, (_, _, n, v)) in cookies.iter().enumerate() {
+            if i > 0 {
+                out.push_str("; ");
+            }
+            out.push_str(n);
+            out.push('=');
+            out.push_str(v);
+        }
+        Some(out)
+    }
+
+    /// Unexpired cookies that match `url` (domain, path, Secure), found through the
+    /// host and its parent domains only.
+    fn candidates(&self, url: &Url) -> Vec<(&Meta, &cookie_store::Cookie<'static>)> {
+        let mut out = Vec::new();
+        let mut domain = url.host_str().unwrap_or_default();
+        loop {
+            if let Some((d, keys)) = self.by_domain.get_key_value(domain) {
+                for ((path, name), meta) in keys {
+                    let Some(cookie) = self.store.get_any(d, path, name) else {
+                        continue;
+                    };
+                    if !cookie.is_expired() && cookie.matches(url) {
+                        out.push((meta, cookie));
+                    }
+                }
+            }
+            match domain.split_once('.') {
+                Some((_, parent)) => domain = parent,
+                None => break,
+            }
+        }
+        out
     }
 
     /// The cookies a same-site request to `url` would carry, as records.
@@ -370,26 +450,30 @@ impl CookieJar {
     /// An unparsable URL.
     pub fn get(&self, url: &str) -> Result<Vec<CookieRecord>> {
         let url = Url::parse(url).map_err(|e| Error::invalid_url(url, e))?;
-        Ok(self
-            .store
-            .matches(&url)
+        let mut found: Vec<(u64, CookieRecord)> = self
+            .candidates(&url)
             .into_iter()
-            .map(record_of)
-            .collect())
+            .map(|(meta, c)| (meta.seq, record_of(c)))
+            .collect();
+        found.sort_by_key(|(seq, _)| *seq);
+        Ok(found.into_iter().map(|(_, r)| r).collect())
     }
 
     /// Removes the cookie `name` set for `domain` and `path`; true when there was one.
     pub fn delete(&mut self, domain: &str, path: &str, name: &str) -> bool {
         let domain = domain.trim_start_matches('.').to_ascii_lowercase();
-        self.order
-            .remove(&(domain.clone(), path.to_string(), name.to_string()));
+        self.forget(&(domain.clone(), path.to_string(), name.to_string()));
         self.store.remove(&domain, path, name).is_some()
     }
 
     /// Removes every cookie.
     pub fn clear(&mut self) {
         self.store.clear();
-        self.order.clear();
+        self.index.clear();
+        self.by_domain.clear();
+        self.site_counts.clear();
+        self.bytes = 0;
+        self.next_expiry = None;
     }
 
     /// Every unexpired cookie, oldest first.
@@ -403,29 +487,28 @@ impl CookieJar {
                     String::from(&c.path),
                     c.name().to_string(),
                 );
-                (self.order.get(&key).copied().unwrap_or(0), record_of(c))
+                (self.index.get(&key).map_or(0, |m| m.seq), record_of(c))
             })
             .collect();
         all.sort_by_key(|(seq, _)| *seq);
         all.into_iter().map(|(_, r)| r).collect()
     }
 
-    /// Number of unexpired cookies.
+    /// Number of stored cookies. Constant time; cookies that expired since the last
+    /// write count until [`CookieJar::remove_expired`] (which the session calls before
+    /// reporting stats).
     pub fn len(&self) -> usize {
-        self.store.iter_unexpired().count()
+        self.index.len()
     }
 
-    /// True when the jar holds no unexpired cookie.
+    /// True when the jar holds no cookie.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Bytes of `name=value` over every unexpired cookie.
+    /// Bytes of `name=value` over every stored cookie. Constant time.
     pub fn size_bytes(&self) -> usize {
-        self.store
-            .iter_unexpired()
-            .map(|c| c.name().len() + c.value().len())
-            .sum()
+        self.bytes
     }
 
     /// Adds cookies from records (an import or a snapshot). Every record is checked

@@ -233,13 +233,15 @@ impl Session {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counters and sizes. Cost: a few atomic loads, the session lock for a jar and cache
-    /// count (linear in the number of cookies), and the pool lock; no I/O.
+    /// Counters and sizes. Cost: a few atomic loads, the session lock for constant-time
+    /// jar and cache counts (plus a pass over the jar when a cookie has expired since the
+    /// last call), the pool lock, and a copy of the id and identifier; no I/O.
     pub fn stats(&self) -> SessionStats {
         let now = SystemTime::now();
         let last_used = self.inner.last_used_ms.load(Ordering::Relaxed);
         let (cookie_count, cookie_bytes, cache_entry_count, cache_body_bytes, identifier) = {
-            let st = self.state();
+            let mut st = self.state();
+            st.jar.remove_expired();
             (
                 st.jar.len(),
                 st.jar.size_bytes(),
