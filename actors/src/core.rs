@@ -1,0 +1,54 @@
+//! The session trait the actors are generic over: what a session must offer to be
+//! supervised, reaped, retried and broken. `mummer` implements it for its HTTP
+//! `Session`; the tests implement it with fakes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::policy::Attempt;
+
+/// A boxed future that may stay on one thread (actors run their futures on their
+/// arbiter).
+pub type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T> + 'static>>;
+
+/// A session the engine can run. Cheap to clone (clones share state), usable from the
+/// arbiter thread that owns its actor.
+pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
+    /// One request, replayable: the retry actor sends the same value again.
+    type Request: Clone + Send + 'static;
+    /// A response.
+    type Response: Send + 'static;
+    /// A failure.
+    type Error: std::fmt::Display + Send + 'static;
+    /// The statistics `list` and `get` report.
+    type Stats: Clone + Send + 'static;
+
+    /// Performs one attempt of `request`.
+    fn execute(
+        &self,
+        request: Self::Request,
+    ) -> LocalBoxFuture<Result<Self::Response, Self::Error>>;
+
+    /// The session's statistics now (cheap: no I/O).
+    fn stats(&self) -> Self::Stats;
+
+    /// Requests running now; reaping never closes a session with one.
+    fn in_flight(&self) -> usize;
+
+    /// Time since the last request started.
+    fn idle_time(&self) -> Duration;
+
+    /// Refuses new requests and drops idle connections; running requests finish.
+    fn close(&self);
+
+    /// The host a request targets (for per-host breakers and rate limits).
+    fn target(request: &Self::Request) -> String;
+
+    /// The request's method and whether it carries an `Idempotency-Key` (for the
+    /// retry rule).
+    fn method(request: &Self::Request) -> (String, bool);
+
+    /// What an attempt produced, as the retry policy sees it.
+    fn describe(result: &Result<Self::Response, Self::Error>) -> Attempt;
+}

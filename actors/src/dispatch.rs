@@ -1,0 +1,356 @@
+//! The retry and circuit-breaker actor that sits in front of the session actors.
+//!
+//! Every request goes through [`Dispatcher`]: it checks quarantine and the breakers (per
+//! session and per target host), sends the attempt to the session actor, classifies the
+//! outcome ([`crate::policy`]), and then returns, waits and retries, dead-letters, or
+//! quarantines the session. Its state (breakers, quarantine set, dead-letter queue) lives
+//! on its own arbiter thread and is only touched between awaits, so there are no locks.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::breaker::{Admission, Breaker, BreakerConfig, BreakerState};
+use crate::core::SessionCore;
+use crate::error::ActorError;
+use crate::events::EngineEvent;
+use crate::policy::{is_idempotent, Attempt, Decision, RetryPolicy};
+use crate::session_actor::{Execute, SessionActor};
+use crate::supervisor::{MarkQuarantined, Supervisor};
+
+/// Most dead letters kept; older ones are dropped first.
+pub const DEAD_LETTER_CAPACITY: usize = 10_000;
+
+/// A request that failed for good.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// Session id.
+    pub session: String,
+    /// Target host.
+    pub target: String,
+    /// Attempts made.
+    pub attempts: usize,
+    /// The last status, when there was a response.
+    pub status: Option<u16>,
+    /// What happened.
+    pub reason: String,
+    /// When, Unix milliseconds.
+    pub at: u64,
+}
+
+struct State {
+    policy: RetryPolicy,
+    breaker: BreakerConfig,
+    by_session: HashMap<String, Breaker>,
+    by_host: HashMap<String, Breaker>,
+    quarantined: HashSet<String>,
+    dead: VecDeque<DeadLetter>,
+    events: broadcast::Sender<EngineEvent>,
+}
+
+impl State {
+    fn breaker(&mut self, key: &str) -> &mut Breaker {
+        let cfg = self.breaker;
+        let map = if key.starts_with("host:") {
+            &mut self.by_host
+        } else {
+            &mut self.by_session
+        };
+        map.entry(key.to_string())
+            .or_insert_with(|| Breaker::new(cfg))
+    }
+
+    fn record(&mut self, key: &str, ok: bool) {
+        let now = Instant::now().into_std();
+        let change = if ok {
+            self.breaker(key).success(now)
+        } else {
+            self.breaker(key).failure(now)
+        };
+        if let Some(state) = change {
+            metrics::gauge!("breaker_state", "scope" => if key.starts_with("host:") { "host" } else { "session" })
+                .set(match state {
+                    BreakerState::Closed => 0.0,
+                    BreakerState::HalfOpen => 1.0,
+                    BreakerState::Open => 2.0,
+                });
+            let _ = self.events.send(EngineEvent::Breaker {
+                key: key.to_string(),
+                state,
+            });
+        }
+    }
+
+    fn dead_letter(&mut self, letter: DeadLetter) {
+        let _ = self.events.send(EngineEvent::DeadLettered {
+            id: letter.session.clone(),
+            target: letter.target.clone(),
+            reason: letter.reason.clone(),
+        });
+        if self.dead.len() == DEAD_LETTER_CAPACITY {
+            self.dead.pop_front();
+        }
+        self.dead.push_back(letter);
+    }
+}
+
+/// The retry and circuit-breaker actor.
+pub struct Dispatcher<C: SessionCore> {
+    state: Rc<RefCell<State>>,
+    supervisor: Addr<Supervisor<C>>,
+}
+
+impl<C: SessionCore> Dispatcher<C> {
+    /// A dispatcher with `policy` and `breaker`, reporting quarantines to `supervisor`.
+    pub fn new(
+        policy: RetryPolicy,
+        breaker: BreakerConfig,
+        supervisor: Addr<Supervisor<C>>,
+        events: broadcast::Sender<EngineEvent>,
+    ) -> Self {
+        Dispatcher {
+            state: Rc::new(RefCell::new(State {
+                policy,
+                breaker,
+                by_session: HashMap::new(),
+                by_host: HashMap::new(),
+                quarantined: HashSet::new(),
+                dead: VecDeque::new(),
+                events,
+            })),
+            supervisor,
+        }
+    }
+}
+
+impl<C: SessionCore> Actor for Dispatcher<C> {
+    type Context = Context<Self>;
+}
+
+/// Perform a request on a session, with retries.
+pub struct Dispatch<C: SessionCore> {
+    /// Session id.
+    pub id: String,
+    /// The session's actor.
+    pub actor: Addr<SessionActor<C>>,
+    /// The request.
+    pub request: C::Request,
+}
+
+/// A response and the number of attempts it took.
+#[derive(Debug)]
+pub struct Dispatched<R> {
+    /// The final response.
+    pub response: R,
+    /// Attempts made (1 when the first one answered).
+    pub attempts: usize,
+}
+
+impl<C: SessionCore> Message for Dispatch<C> {
+    type Result = Result<Dispatched<C::Response>, ActorError<C::Error>>;
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<C: SessionCore> Handler<Dispatch<C>> for Dispatcher<C> {
+    type Result = ResponseFuture<Result<Dispatched<C::Response>, ActorError<C::Error>>>;
+
+    fn handle(&mut self, msg: Dispatch<C>, _: &mut Context<Self>) -> Self::Result {
+        let state = self.state.clone();
+        let supervisor = self.supervisor.clone();
+        Box::pin(async move {
+            let Dispatch { id, actor, request } = msg;
+            let target = C::target(&request);
+            let (method, has_key) = C::method(&request);
+            let retryable = is_idempotent(&method, has_key);
+            let (policy, started) = (state.borrow().policy.clone(), Instant::now());
+            let session_key = format!("session:{id}");
+            let host_key = format!("host:{target}");
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                {
+                    let mut st = state.borrow_mut();
+                    if st.quarantined.contains(&id) {
+                        return Err(ActorError::Quarantined(id));
+                    }
+                    let now = Instant::now().into_std();
+                    for key in [&session_key, &host_key] {
+                        if let Admission::Rejected { retry_in } = st.breaker(key).admit(now) {
+                            return Err(ActorError::BreakerOpen {
+                                key: key.clone(),
+                                retry_in,
+                            });
+                        }
+                    }
+                }
+                let result = match actor.send(Execute(request.clone())).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_aborted)) => return Err(ActorError::ShuttingDown),
+                    Err(_) => return Err(ActorError::SessionNotFound(id)),
+                };
+                let outcome = C::describe(&result);
+                let time_left = policy.deadline.saturating_sub(started.elapsed());
+                let mut decision = policy.decide(
+                    &outcome,
+                    attempt,
+                    SystemTime::now(),
+                    time_left,
+                    rand::random(),
+                );
+                if !retryable && matches!(decision, Decision::RetryAfter(_)) {
+                    decision = Decision::GiveUp;
+                }
+                let class = policy.classification.classify(&outcome);
+                let target_failed = class == crate::policy::Class::Recoverable;
+                metrics::counter!("requests_total", "class" => class_label(&outcome)).increment(1);
+                if attempt > 1 && !target_failed {
+                    metrics::counter!("retry_success_total").increment(1);
+                }
+                let status = match &outcome {
+                    Attempt::Response { status, .. } => Some(*status),
+                    Attempt::Failure { .. } => None,
+                };
+                let reason = || match (&result, status) {
+                    (Err(e), _) => e.to_string(),
+                    (Ok(_), Some(s)) => format!("status {s}"),
+                    (Ok(_), None) => "failed".to_string(),
+                };
+                {
+                    let mut st = state.borrow_mut();
+                    st.record(&session_key, !target_failed);
+                    st.record(&host_key, !target_failed);
+                    match decision {
+                        Decision::DeadLetter => {
+                            let letter = DeadLetter {
+                                session: id.clone(),
+                                target: target.clone(),
+                                attempts: attempt,
+                                status,
+                                reason: reason(),
+                                at: unix_ms(),
+                            };
+                            st.dead_letter(letter);
+                        }
+                        Decision::Quarantine => {
+                            st.quarantined.insert(id.clone());
+                            let _ = st.events.send(EngineEvent::Quarantined {
+                                id: id.clone(),
+                                reason: reason(),
+                            });
+                            supervisor.do_send(MarkQuarantined(id.clone()));
+                        }
+                        Decision::RetryAfter(delay) => {
+                            metrics::counter!("retries_total").increment(1);
+                            metrics::histogram!("backoff_seconds").record(delay.as_secs_f64());
+                            let _ = st.events.send(EngineEvent::RetryScheduled {
+                                id: id.clone(),
+                                target: target.clone(),
+                                attempt,
+                                delay,
+                                class,
+                            });
+                        }
+                        Decision::Done | Decision::GiveUp => {}
+                    }
+                }
+                match decision {
+                    Decision::RetryAfter(delay) => {
+                        tokio::time::sleep(delay).await;
+                        if started.elapsed() >= policy.deadline {
+                            return Err(ActorError::Deadline(policy.deadline));
+                        }
+                    }
+                    _ => {
+                        return result
+                            .map(|response| Dispatched {
+                                response,
+                                attempts: attempt,
+                            })
+                            .map_err(ActorError::Session)
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn class_label(a: &Attempt) -> &'static str {
+    match a {
+        Attempt::Response { status, .. } => match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        Attempt::Failure { .. } => "error",
+    }
+}
+
+/// Read (and optionally drain) the dead-letter queue.
+#[derive(Message)]
+#[rtype(result = "Vec<DeadLetter>")]
+pub struct DeadLetters {
+    /// Remove what is returned.
+    pub drain: bool,
+}
+
+impl<C: SessionCore> Handler<DeadLetters> for Dispatcher<C> {
+    type Result = Vec<DeadLetter>;
+
+    fn handle(&mut self, msg: DeadLetters, _: &mut Context<Self>) -> Vec<DeadLetter> {
+        let mut st = self.state.borrow_mut();
+        if msg.drain {
+            st.dead.drain(..).collect()
+        } else {
+            st.dead.iter().cloned().collect()
+        }
+    }
+}
+
+/// Forget a session (closed): its breaker and quarantine mark.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forget(pub String);
+
+impl<C: SessionCore> Handler<Forget> for Dispatcher<C> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        let mut st = self.state.borrow_mut();
+        st.quarantined.remove(&msg.0);
+        st.by_session.remove(&format!("session:{}", msg.0));
+    }
+}
+
+/// The current state of every breaker that is not closed.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, BreakerState)>")]
+pub struct OpenBreakers;
+
+impl<C: SessionCore> Handler<OpenBreakers> for Dispatcher<C> {
+    type Result = Vec<(String, BreakerState)>;
+
+    fn handle(&mut self, _: OpenBreakers, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now().into_std();
+        let st = self.state.borrow();
+        st.by_session
+            .iter()
+            .chain(st.by_host.iter())
+            .map(|(k, b)| (k.clone(), b.state(now)))
+            .filter(|(_, s)| *s != BreakerState::Closed)
+            .collect()
+    }
+}

@@ -1,0 +1,92 @@
+//! Engine events: a broadcast stream anyone can subscribe to (the HTTP API streams it as
+//! server-sent events). Slow subscribers miss events rather than slow the engine.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::breaker::BreakerState;
+use crate::policy::Class;
+
+/// Why a session was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The caller closed it.
+    Explicit,
+    /// Idle past the idle timeout.
+    Idle,
+    /// Evicted to make room under the session limit.
+    Evicted,
+    /// Closed by the caller after quarantine.
+    Quarantined,
+    /// The engine shut down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// The label used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Explicit => "explicit",
+            CloseReason::Idle => "idle",
+            CloseReason::Evicted => "evicted",
+            CloseReason::Quarantined => "quarantined",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Something the engine did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EngineEvent {
+    /// A session was created.
+    SessionCreated {
+        /// Session id.
+        id: String,
+    },
+    /// A session was closed.
+    SessionClosed {
+        /// Session id.
+        id: String,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A request will be retried.
+    RetryScheduled {
+        /// Session id.
+        id: String,
+        /// Target host.
+        target: String,
+        /// The attempt that just failed (1-based).
+        attempt: usize,
+        /// Wait before the next attempt.
+        delay: Duration,
+        /// Why it is retried.
+        class: Class,
+    },
+    /// A breaker changed state.
+    Breaker {
+        /// `session:ID` or `host:NAME`.
+        key: String,
+        /// The new state.
+        state: BreakerState,
+    },
+    /// A request failed for good and went to the dead-letter queue.
+    DeadLettered {
+        /// Session id.
+        id: String,
+        /// Target host.
+        target: String,
+        /// What happened.
+        reason: String,
+    },
+    /// A session was quarantined (blocked responses); it takes no more requests.
+    Quarantined {
+        /// Session id.
+        id: String,
+        /// What happened.
+        reason: String,
+    },
+}

@@ -1,0 +1,27 @@
+//! mummer-actors: supervision, reaping, retries, circuit breakers, dead letters and
+//! events for browser sessions, over a small trait ([`SessionCore`]) that knows nothing
+//! of HTTP or TLS.
+//!
+//! - [`policy`]: retry classification and backoff (pure);
+//! - [`breaker`]: the circuit breaker state machine (pure);
+//! - [`session_actor`]: one actor per session, running its requests concurrently;
+//! - [`supervisor`]: the registry (create, get, close, list, reap, limits, shutdown);
+//! - [`dispatch`]: the retry and breaker actor in front of the sessions;
+//! - [`system`]: the actix system on its own threads, usable from any tokio runtime;
+//! - [`events`]: what the engine reports.
+#![warn(missing_docs)]
+
+pub mod breaker;
+pub mod core;
+pub mod dispatch;
+pub mod error;
+pub mod events;
+pub mod policy;
+pub mod session_actor;
+pub mod supervisor;
+pub mod system;
+
+pub use crate::core::{LocalBoxFuture, SessionCore};
+pub use crate::error::ActorError;
+pub use crate::events::{CloseReason, EngineEvent};
+pub use crate::system::{ActorSystem, SessionRef, SystemConfig};

@@ -1,0 +1,377 @@
+//! The supervisor: the session registry. It creates, looks up, lists and closes sessions,
+//! reaps idle ones, enforces the session limit (or evicts), and shuts everything down.
+//! It never sits on the request path: callers get a session's actor address once and
+//! send requests through the dispatcher.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
+    ResponseActFuture, WrapFuture,
+};
+use actix_rt::ArbiterHandle;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::core::SessionCore;
+use crate::events::{CloseReason, EngineEvent};
+use crate::session_actor::{AbortAll, Retire, SessionActor};
+
+/// What to do at the session limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitPolicy {
+    /// Refuse with "maximum sessions limit reached".
+    #[default]
+    Refuse,
+    /// Close the least recently used idle session (none in flight) and create.
+    EvictIdle,
+}
+
+/// Registry settings. The defaults are those users know from httpcloak's Manager.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisorConfig {
+    /// Most live sessions (default 100).
+    pub max_sessions: usize,
+    /// A session idle this long is reaped (default 30 minutes).
+    pub idle_timeout: Duration,
+    /// How often reaping runs (default 1 minute; zero turns periodic reaping off).
+    pub reap_interval: Duration,
+    /// At the limit: refuse or evict.
+    pub at_limit: LimitPolicy,
+    /// How long a close or shutdown waits for running requests before aborting them
+    /// (default 10 s).
+    pub close_deadline: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            max_sessions: 100,
+            idle_timeout: Duration::from_secs(30 * 60),
+            reap_interval: Duration::from_secs(60),
+            at_limit: LimitPolicy::Refuse,
+            close_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Called with a session and the reason just before it closes (a store saves it here).
+pub type CloseHook<C> = std::sync::Arc<dyn Fn(&C, CloseReason) + Send + Sync>;
+
+struct Entry<C: SessionCore> {
+    core: C,
+    actor: Addr<SessionActor<C>>,
+    quarantined: bool,
+}
+
+/// The supervisor actor.
+pub struct Supervisor<C: SessionCore> {
+    config: SupervisorConfig,
+    sessions: HashMap<String, Entry<C>>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    events: broadcast::Sender<EngineEvent>,
+    on_close: Option<CloseHook<C>>,
+    shutting_down: bool,
+}
+
+impl<C: SessionCore> Supervisor<C> {
+    /// A supervisor placing session actors on `arbiters` (round robin).
+    pub fn new(
+        config: SupervisorConfig,
+        arbiters: Vec<ArbiterHandle>,
+        events: broadcast::Sender<EngineEvent>,
+        on_close: Option<CloseHook<C>>,
+    ) -> Self {
+        Supervisor {
+            config,
+            sessions: HashMap::new(),
+            arbiters,
+            next_arbiter: 0,
+            events,
+            on_close,
+            shutting_down: false,
+        }
+    }
+
+    /// Removes `id` and closes it gracefully in the background: new requests are
+    /// refused at once, running ones get `close_deadline`, then are aborted.
+    fn close_entry(&mut self, id: &str, reason: CloseReason, ctx: &mut Context<Self>) -> bool {
+        let Some(entry) = self.sessions.remove(id) else {
+            return false;
+        };
+        if let Some(hook) = &self.on_close {
+            hook(&entry.core, reason);
+        }
+        entry.core.close();
+        metrics::counter!("session_destruction_total", "reason" => reason.as_str()).increment(1);
+        metrics::gauge!("sessions").set(self.sessions.len() as f64);
+        let _ = self.events.send(EngineEvent::SessionClosed {
+            id: id.to_string(),
+            reason,
+        });
+        ctx.spawn(drain(entry, self.config.close_deadline).into_actor(self));
+        true
+    }
+
+    fn reap(&mut self, ctx: &mut Context<Self>) {
+        let idle: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| {
+                e.core.in_flight() == 0 && e.core.idle_time() >= self.config.idle_timeout
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            tracing::debug!(session = %id, "reaping idle session");
+            self.close_entry(&id, CloseReason::Idle, ctx);
+        }
+    }
+}
+
+/// Waits for a closed session's running requests, up to `deadline`, then aborts what is
+/// left and stops its actor.
+async fn drain<C: SessionCore>(entry: Entry<C>, deadline: Duration) {
+    let started = tokio::time::Instant::now();
+    while entry.core.in_flight() > 0 && started.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if entry.core.in_flight() > 0 {
+        let _ = entry.actor.send(AbortAll).await;
+    } else {
+        entry.actor.do_send(Retire);
+    }
+}
+
+impl<C: SessionCore> Actor for Supervisor<C> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if !self.config.reap_interval.is_zero() {
+            ctx.run_interval(self.config.reap_interval, |act, ctx| act.reap(ctx));
+        }
+    }
+}
+
+/// Register a new session.
+pub struct Create<C: SessionCore> {
+    /// Its id (unique; the caller makes it).
+    pub id: String,
+    /// The session.
+    pub core: C,
+}
+
+/// Why a session could not be created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateError {
+    /// At the limit, and nothing could be evicted.
+    Limit(usize),
+    /// The id is taken.
+    Duplicate(String),
+    /// Shutting down.
+    ShuttingDown,
+}
+
+impl<C: SessionCore> Message for Create<C> {
+    type Result = Result<Addr<SessionActor<C>>, CreateError>;
+}
+
+impl<C: SessionCore> Handler<Create<C>> for Supervisor<C> {
+    type Result = Result<Addr<SessionActor<C>>, CreateError>;
+
+    fn handle(&mut self, msg: Create<C>, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            return Err(CreateError::ShuttingDown);
+        }
+        if self.sessions.contains_key(&msg.id) {
+            return Err(CreateError::Duplicate(msg.id));
+        }
+        if self.sessions.len() >= self.config.max_sessions {
+            let victim = match self.config.at_limit {
+                LimitPolicy::Refuse => None,
+                LimitPolicy::EvictIdle => self
+                    .sessions
+                    .iter()
+                    .filter(|(_, e)| e.core.in_flight() == 0)
+                    .max_by_key(|(_, e)| e.core.idle_time())
+                    .map(|(id, _)| id.clone()),
+            };
+            match victim {
+                Some(id) => {
+                    self.close_entry(&id, CloseReason::Evicted, ctx);
+                }
+                None => return Err(CreateError::Limit(self.config.max_sessions)),
+            }
+        }
+        let core = msg.core.clone();
+        let actor = match self
+            .arbiters
+            .get(self.next_arbiter % self.arbiters.len().max(1))
+        {
+            Some(arbiter) => {
+                SessionActor::start_in_arbiter(arbiter, move |_| SessionActor::new(core))
+            }
+            None => SessionActor::new(core).start(),
+        };
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        self.sessions.insert(
+            msg.id.clone(),
+            Entry {
+                core: msg.core,
+                actor: actor.clone(),
+                quarantined: false,
+            },
+        );
+        metrics::counter!("session_creation_total").increment(1);
+        metrics::gauge!("sessions").set(self.sessions.len() as f64);
+        let _ = self.events.send(EngineEvent::SessionCreated { id: msg.id });
+        Ok(actor)
+    }
+}
+
+/// Look up a live session.
+pub struct Get<C>(pub String, pub std::marker::PhantomData<C>);
+
+/// A live session: its core (for stats) and its actor (for requests).
+pub struct Found<C: SessionCore> {
+    /// The session.
+    pub core: C,
+    /// Its actor.
+    pub actor: Addr<SessionActor<C>>,
+    /// Quarantined after blocked responses.
+    pub quarantined: bool,
+}
+
+impl<C: SessionCore> Message for Get<C> {
+    type Result = Option<Found<C>>;
+}
+
+impl<C: SessionCore> Handler<Get<C>> for Supervisor<C> {
+    type Result = Option<Found<C>>;
+
+    fn handle(&mut self, msg: Get<C>, _: &mut Context<Self>) -> Option<Found<C>> {
+        self.sessions.get(&msg.0).map(|e| Found {
+            core: e.core.clone(),
+            actor: e.actor.clone(),
+            quarantined: e.quarantined,
+        })
+    }
+}
+
+/// Close a session (gracefully); false when there was none.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Close {
+    /// Session id.
+    pub id: String,
+    /// Why.
+    pub reason: CloseReason,
+}
+
+impl<C: SessionCore> Handler<Close> for Supervisor<C> {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) -> bool {
+        self.close_entry(&msg.id, msg.reason, ctx)
+    }
+}
+
+/// Stats of every live session, with its id and quarantine mark.
+pub struct List<C>(pub std::marker::PhantomData<C>);
+
+impl<C: SessionCore> Message for List<C> {
+    type Result = Vec<(String, C::Stats, bool)>;
+}
+
+impl<C: SessionCore> Handler<List<C>> for Supervisor<C> {
+    type Result = Vec<(String, C::Stats, bool)>;
+
+    fn handle(&mut self, _: List<C>, _: &mut Context<Self>) -> Self::Result {
+        self.sessions
+            .iter()
+            .map(|(id, e)| (id.clone(), e.core.stats(), e.quarantined))
+            .collect()
+    }
+}
+
+/// Number of live sessions.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Count;
+
+impl<C: SessionCore> Handler<Count> for Supervisor<C> {
+    type Result = usize;
+
+    fn handle(&mut self, _: Count, _: &mut Context<Self>) -> usize {
+        self.sessions.len()
+    }
+}
+
+/// Run the reaper now (tests, and `touch`-heavy callers that want prompt reaping).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReapNow;
+
+impl<C: SessionCore> Handler<ReapNow> for Supervisor<C> {
+    type Result = ();
+
+    fn handle(&mut self, _: ReapNow, ctx: &mut Context<Self>) {
+        self.reap(ctx);
+    }
+}
+
+/// Mark a session quarantined (from the dispatcher).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MarkQuarantined(pub String);
+
+impl<C: SessionCore> Handler<MarkQuarantined> for Supervisor<C> {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarkQuarantined, _: &mut Context<Self>) {
+        if let Some(e) = self.sessions.get_mut(&msg.0) {
+            e.quarantined = true;
+        }
+    }
+}
+
+/// Close every session gracefully and stop. Later creates are refused.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl<C: SessionCore> Handler<Shutdown> for Supervisor<C> {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let ids: Vec<String> = self.sessions.keys().cloned().collect();
+        let mut entries = Vec::new();
+        for id in ids {
+            if let Some(entry) = self.sessions.remove(&id) {
+                if let Some(hook) = &self.on_close {
+                    hook(&entry.core, CloseReason::Shutdown);
+                }
+                entry.core.close();
+                metrics::counter!("session_destruction_total", "reason" => "shutdown").increment(1);
+                let _ = self.events.send(EngineEvent::SessionClosed {
+                    id,
+                    reason: CloseReason::Shutdown,
+                });
+                entries.push(entry);
+            }
+        }
+        let deadline = self.config.close_deadline;
+        Box::pin(
+            async move {
+                futures_util::future::join_all(entries.into_iter().map(|e| drain(e, deadline)))
+                    .await;
+            }
+            .into_actor(self)
+            .map(|_, _, ctx: &mut Context<Self>| ctx.stop()),
+        )
+    }
+}

@@ -1,0 +1,298 @@
+//! The actor system a tokio program embeds: its own actix `System` on a dedicated thread,
+//! one `Arbiter` (thread) per worker for the session actors, the supervisor and the
+//! dispatcher on the system thread. Callers use [`ActorSystem`] from any tokio runtime:
+//! every method is a message to an actor (`Addr::send` is `Send + Sync`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use actix::{Actor, Addr};
+use tokio::sync::broadcast;
+
+use crate::breaker::{BreakerConfig, BreakerState};
+use crate::core::SessionCore;
+use crate::dispatch::{
+    DeadLetter, DeadLetters, Dispatch, Dispatched, Dispatcher, Forget, OpenBreakers,
+};
+use crate::error::ActorError;
+use crate::events::{CloseReason, EngineEvent};
+use crate::policy::RetryPolicy;
+use crate::session_actor::SessionActor;
+use crate::supervisor::{
+    Close, CloseHook, Count, Create, CreateError, Get, List, ReapNow, Shutdown, Supervisor,
+    SupervisorConfig,
+};
+
+/// How to start an [`ActorSystem`].
+pub struct SystemConfig<C: SessionCore> {
+    /// Arbiter threads for session actors (default: one per core). 0 puts them on the
+    /// system thread.
+    pub workers: usize,
+    /// Registry settings.
+    pub supervisor: SupervisorConfig,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Breaker settings.
+    pub breaker: BreakerConfig,
+    /// Called before a session closes.
+    pub on_close: Option<CloseHook<C>>,
+    /// Run the system thread's clock paused (tests: sleeps advance instantly when idle).
+    /// Puts session actors on the system thread; needs the `paused-time` feature.
+    pub paused_time: bool,
+}
+
+impl<C: SessionCore> Default for SystemConfig<C> {
+    fn default() -> Self {
+        SystemConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            supervisor: SupervisorConfig::default(),
+            retry: RetryPolicy::default(),
+            breaker: BreakerConfig::default(),
+            on_close: None,
+            paused_time: false,
+        }
+    }
+}
+
+/// A running actor system.
+pub struct ActorSystem<C: SessionCore> {
+    supervisor: Addr<Supervisor<C>>,
+    dispatcher: Addr<Dispatcher<C>>,
+    events: broadcast::Sender<EngineEvent>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+/// A live session, as handed out by [`ActorSystem::session`].
+pub struct SessionRef<C: SessionCore> {
+    /// Its id.
+    pub id: String,
+    /// The session (for stats and cookies; requests go through the system).
+    pub core: C,
+    actor: Addr<SessionActor<C>>,
+}
+
+impl<C: SessionCore> Clone for SessionRef<C> {
+    fn clone(&self) -> Self {
+        SessionRef {
+            id: self.id.clone(),
+            core: self.core.clone(),
+            actor: self.actor.clone(),
+        }
+    }
+}
+
+impl<C: SessionCore> ActorSystem<C> {
+    /// Starts the system thread and the arbiters.
+    ///
+    /// # Errors
+    ///
+    /// The OS refusing a thread.
+    pub fn start(config: SystemConfig<C>) -> std::io::Result<ActorSystem<C>> {
+        let (events, _) = broadcast::channel(4096);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ev = events.clone();
+        let thread = std::thread::Builder::new()
+            .name("mummer-actors".into())
+            .spawn(move || {
+                let paused = config.paused_time;
+                let system = actix::System::with_tokio_rt(move || {
+                    let mut b = tokio::runtime::Builder::new_current_thread();
+                    b.enable_all();
+                    #[cfg(feature = "paused-time")]
+                    if paused {
+                        b.start_paused(true);
+                    }
+                    b.build()
+                        .unwrap_or_else(|e| panic!("cannot build the actor runtime: {e}"))
+                });
+                let workers: Vec<actix_rt::Arbiter> = (0..if paused { 0 } else { config.workers })
+                    .map(|_| actix_rt::Arbiter::new())
+                    .collect();
+                let handles = workers.iter().map(actix_rt::Arbiter::handle).collect();
+                system.block_on(async move {
+                    let supervisor =
+                        Supervisor::new(config.supervisor, handles, ev.clone(), config.on_close)
+                            .start();
+                    let dispatcher =
+                        Dispatcher::new(config.retry, config.breaker, supervisor.clone(), ev)
+                            .start();
+                    let _ = tx.send((supervisor, dispatcher));
+                });
+                let _ = system.run();
+                for w in workers {
+                    w.stop();
+                    let _ = w.join();
+                }
+            })?;
+        let (supervisor, dispatcher) = rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the actor system thread died while starting"))?;
+        Ok(ActorSystem {
+            supervisor,
+            dispatcher,
+            events,
+            thread: Mutex::new(Some(thread)),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    fn live(&self) -> Result<(), ActorError<C::Error>> {
+        if self.stopped.load(Ordering::Acquire) {
+            Err(ActorError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Registers `core` under `id` and starts its actor.
+    ///
+    /// # Errors
+    ///
+    /// [`ActorError::SessionLimit`] at the limit (unless eviction made room),
+    /// [`ActorError::ShuttingDown`].
+    pub async fn create(&self, id: String, core: C) -> Result<(), ActorError<C::Error>> {
+        self.live()?;
+        match self.supervisor.send(Create { id, core }).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(CreateError::Limit(max))) => Err(ActorError::SessionLimit { max }),
+            Ok(Err(CreateError::Duplicate(id))) => Err(ActorError::SessionNotFound(format!(
+                "{id} (an id that is already taken cannot be created again)"
+            ))),
+            Ok(Err(CreateError::ShuttingDown)) | Err(_) => Err(ActorError::ShuttingDown),
+        }
+    }
+
+    /// The live session `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ActorError::SessionNotFound`] for a missing, closed or reaped id.
+    pub async fn session(&self, id: &str) -> Result<SessionRef<C>, ActorError<C::Error>> {
+        self.live()?;
+        match self
+            .supervisor
+            .send(Get(id.to_string(), std::marker::PhantomData))
+            .await
+        {
+            Ok(Some(found)) => Ok(SessionRef {
+                id: id.to_string(),
+                core: found.core,
+                actor: found.actor,
+            }),
+            Ok(None) => Err(ActorError::SessionNotFound(id.to_string())),
+            Err(_) => Err(ActorError::ShuttingDown),
+        }
+    }
+
+    /// Performs `request` on `session` through the retry and breaker actor.
+    ///
+    /// # Errors
+    ///
+    /// Breaker, quarantine, deadline and shutdown errors, and the session's own error
+    /// after retries.
+    pub async fn execute(
+        &self,
+        session: &SessionRef<C>,
+        request: C::Request,
+    ) -> Result<Dispatched<C::Response>, ActorError<C::Error>> {
+        self.live()?;
+        self.dispatcher
+            .send(Dispatch {
+                id: session.id.clone(),
+                actor: session.actor.clone(),
+                request,
+            })
+            .await
+            .map_err(|_| ActorError::ShuttingDown)?
+    }
+
+    /// Closes `id` gracefully; false when it was not live.
+    pub async fn close(&self, id: &str, reason: CloseReason) -> bool {
+        let closed = self
+            .supervisor
+            .send(Close {
+                id: id.to_string(),
+                reason,
+            })
+            .await
+            .unwrap_or(false);
+        self.dispatcher.do_send(Forget(id.to_string()));
+        closed
+    }
+
+    /// Every live session: id, stats, quarantined.
+    pub async fn list(&self) -> Result<Vec<(String, C::Stats, bool)>, ActorError<C::Error>> {
+        self.live()?;
+        self.supervisor
+            .send(List(std::marker::PhantomData))
+            .await
+            .map_err(|_| ActorError::ShuttingDown)
+    }
+
+    /// Number of live sessions.
+    pub async fn count(&self) -> usize {
+        self.supervisor.send(Count).await.unwrap_or(0)
+    }
+
+    /// Runs the reaper now.
+    pub async fn reap_now(&self) {
+        let _ = self.supervisor.send(ReapNow).await;
+    }
+
+    /// The dead-letter queue (drained when `drain`).
+    pub async fn dead_letters(&self, drain: bool) -> Vec<DeadLetter> {
+        self.dispatcher
+            .send(DeadLetters { drain })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Breakers that are open or half-open.
+    pub async fn open_breakers(&self) -> Vec<(String, BreakerState)> {
+        self.dispatcher.send(OpenBreakers).await.unwrap_or_default()
+    }
+
+    /// A new subscription to the event stream.
+    pub fn events(&self) -> broadcast::Receiver<EngineEvent> {
+        self.events.subscribe()
+    }
+
+    /// Closes every session gracefully (running requests get the close deadline), stops
+    /// the actors and joins the threads. Calling it again does nothing.
+    pub async fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.supervisor.send(Shutdown).await;
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            // Stopping the system returns `run()`; the thread then joins the arbiters.
+            let system_stopper = StopSystem;
+            let _ = self.dispatcher.send(system_stopper).await;
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl<C: SessionCore> Drop for ActorSystem<C> {
+    fn drop(&mut self) {
+        if !self.stopped.swap(true, Ordering::AcqRel) {
+            self.dispatcher.do_send(StopSystem);
+        }
+    }
+}
+
+/// Stops the actix system (sent to the dispatcher, which lives on the system thread).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct StopSystem;
+
+impl<C: SessionCore> actix::Handler<StopSystem> for Dispatcher<C> {
+    type Result = ();
+
+    fn handle(&mut self, _: StopSystem, _: &mut actix::Context<Self>) {
+        actix::System::current().stop();
+    }
+}

@@ -1,0 +1,580 @@
+//! The actor machinery with fake sessions and a paused clock: retry schedule and
+//! Retry-After, idempotency, dead letters, quarantine, breaker transitions, reaping with
+//! requests in flight, the session limit and eviction, graceful and double shutdown.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mummer_actors::breaker::BreakerConfig;
+use mummer_actors::policy::{Attempt, RetryPolicy};
+use mummer_actors::supervisor::{LimitPolicy, SupervisorConfig};
+use mummer_actors::{
+    ActorError, ActorSystem, CloseReason, EngineEvent, LocalBoxFuture, SessionCore, SystemConfig,
+};
+use tokio::time::Instant;
+
+#[derive(Clone, Debug)]
+enum Step {
+    Status(u16, Option<&'static str>),
+    Fail,
+    Slow(Duration, u16),
+    /// Waits until the test opens the gate.
+    Gate(Arc<tokio::sync::Notify>),
+}
+
+#[derive(Clone)]
+struct Fake(Arc<Inner>);
+
+struct Inner {
+    script: Mutex<VecDeque<Step>>,
+    calls: AtomicUsize,
+    in_flight: AtomicUsize,
+    last_start: Mutex<Option<Instant>>,
+    created: Mutex<Option<Instant>>,
+    closed: AtomicBool,
+}
+
+#[derive(Clone, Debug)]
+struct Req {
+    method: &'static str,
+    host: &'static str,
+    idempotency_key: bool,
+}
+
+fn get() -> Req {
+    Req {
+        method: "GET",
+        host: "shop.test",
+        idempotency_key: false,
+    }
+}
+
+impl Fake {
+    fn new(script: Vec<Step>) -> Fake {
+        Fake(Arc::new(Inner {
+            script: Mutex::new(script.into()),
+            calls: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_start: Mutex::new(None),
+            created: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        }))
+    }
+    fn calls(&self) -> usize {
+        self.0.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl SessionCore for Fake {
+    type Request = Req;
+    type Response = u16;
+    type Error = String;
+    type Stats = usize;
+
+    fn execute(&self, _req: Req) -> LocalBoxFuture<Result<u16, String>> {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            if inner.closed.load(Ordering::SeqCst) {
+                return Err("closed".to_string());
+            }
+            inner.calls.fetch_add(1, Ordering::SeqCst);
+            *inner.last_start.lock().unwrap() = Some(Instant::now());
+            inner.in_flight.fetch_add(1, Ordering::SeqCst);
+            let step = inner
+                .script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Step::Status(200, None));
+            let out = match step {
+                Step::Status(s, _) => Ok(s),
+                Step::Fail => Err("connection refused".to_string()),
+                Step::Slow(d, s) => {
+                    tokio::time::sleep(d).await;
+                    Ok(s)
+                }
+                Step::Gate(g) => {
+                    g.notified().await;
+                    Ok(200)
+                }
+            };
+            inner.in_flight.fetch_sub(1, Ordering::SeqCst);
+            out
+        })
+    }
+    fn stats(&self) -> usize {
+        self.calls()
+    }
+    fn in_flight(&self) -> usize {
+        self.0.in_flight.load(Ordering::SeqCst)
+    }
+    fn idle_time(&self) -> Duration {
+        let last = *self.0.last_start.lock().unwrap();
+        // Idle since creation when never used; the clock of the actor thread is the one
+        // that counts (it is paused in most tests).
+        let since = last.unwrap_or_else(|| {
+            *self
+                .0
+                .created
+                .lock()
+                .unwrap()
+                .get_or_insert_with(Instant::now)
+        });
+        since.elapsed()
+    }
+    fn close(&self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+    }
+    fn target(r: &Req) -> String {
+        r.host.to_string()
+    }
+    fn method(r: &Req) -> (String, bool) {
+        (r.method.to_string(), r.idempotency_key)
+    }
+    fn describe(result: &Result<u16, String>) -> Attempt {
+        match result {
+            Ok(status) => Attempt::Response {
+                status: *status,
+                retry_after: None,
+            },
+            Err(_) => Attempt::Failure { transient: true },
+        }
+    }
+}
+
+/// A fake whose script carries Retry-After values (the describe above has none).
+#[derive(Clone)]
+struct WithRetryAfter(Fake);
+
+impl SessionCore for WithRetryAfter {
+    type Request = Req;
+    type Response = (u16, Option<&'static str>);
+    type Error = String;
+    type Stats = usize;
+    fn execute(&self, _req: Req) -> LocalBoxFuture<Result<(u16, Option<&'static str>), String>> {
+        let inner = self.0 .0.clone();
+        Box::pin(async move {
+            inner.calls.fetch_add(1, Ordering::SeqCst);
+            match inner.script.lock().unwrap().pop_front() {
+                Some(Step::Status(s, ra)) => Ok((s, ra)),
+                _ => Ok((200, None)),
+            }
+        })
+    }
+    fn stats(&self) -> usize {
+        self.0.calls()
+    }
+    fn in_flight(&self) -> usize {
+        0
+    }
+    fn idle_time(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn close(&self) {}
+    fn target(r: &Req) -> String {
+        r.host.to_string()
+    }
+    fn method(r: &Req) -> (String, bool) {
+        (r.method.to_string(), r.idempotency_key)
+    }
+    fn describe(result: &Result<(u16, Option<&'static str>), String>) -> Attempt {
+        match result {
+            Ok((status, ra)) => Attempt::Response {
+                status: *status,
+                retry_after: ra.map(str::to_string),
+            },
+            Err(_) => Attempt::Failure { transient: true },
+        }
+    }
+}
+
+fn config<C: SessionCore>() -> SystemConfig<C> {
+    SystemConfig {
+        workers: 0,
+        paused_time: true,
+        supervisor: SupervisorConfig {
+            max_sessions: 10,
+            idle_timeout: Duration::from_secs(60),
+            // Periodic reaping off: a paused clock jumps to the next timer whenever the
+            // actor thread idles, so tests reap explicitly with reap_now.
+            reap_interval: Duration::ZERO,
+            at_limit: LimitPolicy::Refuse,
+            close_deadline: Duration::from_secs(5),
+        },
+        ..SystemConfig::default()
+    }
+}
+
+fn drain(rx: &mut tokio::sync::broadcast::Receiver<EngineEvent>) -> Vec<EngineEvent> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        out.push(e);
+    }
+    out
+}
+
+#[tokio::test]
+async fn recoverable_statuses_are_retried_with_jittered_backoff() {
+    let sys = ActorSystem::start(config::<Fake>()).unwrap();
+    let mut events = sys.events();
+    let fake = Fake::new(vec![
+        Step::Status(503, None),
+        Step::Fail,
+        Step::Status(200, None),
+    ]);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!((done.response, done.attempts), (200, 3));
+    let delays: Vec<Duration> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            EngineEvent::RetryScheduled { delay, .. } => Some(delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 2);
+    assert!(
+        delays[0] <= Duration::from_millis(500) && delays[1] <= Duration::from_millis(1000),
+        "{delays:?}"
+    );
+    // Past the retry limit the last answer comes back.
+    fake.0
+        .script
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n(Step::Status(502, None), 4));
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!((done.response, done.attempts), (502, 4));
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_and_idempotency_respected() {
+    let sys = ActorSystem::start(config::<WithRetryAfter>()).unwrap();
+    let mut events = sys.events();
+    let fake = WithRetryAfter(Fake::new(vec![
+        Step::Status(429, Some("7")),
+        Step::Status(200, None),
+    ]));
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!(done.attempts, 2);
+    let retry = drain(&mut events)
+        .into_iter()
+        .find_map(|e| match e {
+            EngineEvent::RetryScheduled { delay, .. } => Some(delay),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(retry, Duration::from_secs(7), "Retry-After, not backoff");
+
+    // POST is not retried; POST with an Idempotency-Key is.
+    fake.0
+         .0
+        .script
+        .lock()
+        .unwrap()
+        .extend([Step::Status(503, None), Step::Status(200, None)]);
+    let post = Req {
+        method: "POST",
+        ..get()
+    };
+    let done = sys.execute(&s, post.clone()).await.unwrap();
+    assert_eq!((done.response.0, done.attempts), (503, 1));
+    fake.0 .0.script.lock().unwrap().clear();
+    fake.0
+         .0
+        .script
+        .lock()
+        .unwrap()
+        .extend([Step::Status(503, None), Step::Status(200, None)]);
+    let keyed = Req {
+        idempotency_key: true,
+        ..post
+    };
+    let done = sys.execute(&s, keyed).await.unwrap();
+    assert_eq!((done.response.0, done.attempts), (200, 2));
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_recoverable_goes_to_dead_letters_and_blocked_quarantines() {
+    let sys = ActorSystem::start(config::<Fake>()).unwrap();
+    let mut events = sys.events();
+    let fake = Fake::new(vec![Step::Status(404, None), Step::Status(403, None)]);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!((done.response, done.attempts), (404, 1));
+    let letters = sys.dead_letters(false).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].status, letters[0].session.as_str()),
+        (Some(404), "a")
+    );
+    assert_eq!(sys.dead_letters(true).await.len(), 1);
+    assert!(sys.dead_letters(false).await.is_empty(), "drained");
+
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!(done.response, 403);
+    let err = sys.execute(&s, get()).await.unwrap_err();
+    assert!(
+        matches!(err, ActorError::Quarantined(ref id) if id == "a"),
+        "{err}"
+    );
+    assert_eq!(fake.calls(), 2, "a quarantined session sends nothing");
+    let list = sys.list().await.unwrap();
+    assert!(list[0].2, "listed as quarantined");
+    let evs = drain(&mut events);
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, EngineEvent::Quarantined { id, .. } if id == "a")));
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, EngineEvent::DeadLettered { .. })));
+    // The caller retires it.
+    assert!(sys.close("a", CloseReason::Quarantined).await);
+    assert!(matches!(
+        sys.session("a").await,
+        Err(ActorError::SessionNotFound(_))
+    ));
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn breaker_opens_fails_fast_then_probes() {
+    let mut cfg = config::<Fake>();
+    cfg.retry = RetryPolicy {
+        max_retries: 0,
+        ..RetryPolicy::default()
+    };
+    cfg.breaker = BreakerConfig {
+        failure_threshold: 2,
+        cooldown: Duration::from_secs(30),
+    };
+    let sys = ActorSystem::start(cfg).unwrap();
+    let mut events = sys.events();
+    let fake = Fake::new(vec![Step::Fail, Step::Fail]);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    assert!(matches!(
+        sys.execute(&s, get()).await,
+        Err(ActorError::Session(_))
+    ));
+    assert!(matches!(
+        sys.execute(&s, get()).await,
+        Err(ActorError::Session(_))
+    ));
+    match sys.execute(&s, get()).await {
+        Err(ActorError::BreakerOpen { key, retry_in }) => {
+            assert_eq!(key, "session:a");
+            assert!(retry_in <= Duration::from_secs(30) && retry_in > Duration::from_secs(29));
+        }
+        other => panic!(
+            "expected an open breaker, got {:?}",
+            other.map(|d| d.response)
+        ),
+    }
+    assert_eq!(fake.calls(), 2, "fail fast: nothing sent");
+    let open = sys.open_breakers().await;
+    assert_eq!(open.len(), 2, "session and host: {open:?}");
+    // After the cooldown one probe goes through and its success closes the breaker.
+    let other = Fake::new(vec![Step::Slow(Duration::from_secs(31), 200)]);
+    sys.create("clock".into(), other).await.unwrap();
+    let clock = sys.session("clock").await.unwrap();
+    let _ = sys
+        .execute(
+            &clock,
+            Req {
+                host: "clock.test",
+                ..get()
+            },
+        )
+        .await;
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!(done.response, 200);
+    assert!(sys
+        .open_breakers()
+        .await
+        .iter()
+        .all(|(k, _)| k != "session:a"));
+    let changes: Vec<String> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            EngineEvent::Breaker { key, state } if key == "session:a" => Some(format!("{state:?}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, ["Open", "Closed"]);
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn reaping_spares_sessions_with_requests_in_flight() {
+    // Real time: a paused clock would race ahead while the test thread waits.
+    let mut cfg = config::<Fake>();
+    cfg.paused_time = false;
+    cfg.workers = 1;
+    cfg.supervisor.idle_timeout = Duration::from_millis(200);
+    let sys = Arc::new(ActorSystem::start(cfg).unwrap());
+    let mut events = sys.events();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let busy = Fake::new(vec![Step::Gate(gate.clone())]);
+    let idle = Fake::new(vec![]);
+    sys.create("busy".into(), busy.clone()).await.unwrap();
+    sys.create("idle".into(), idle.clone()).await.unwrap();
+    let s = sys.session("busy").await.unwrap();
+    let running = {
+        let sys = sys.clone();
+        tokio::spawn(async move { sys.execute(&s, get()).await.map(|d| d.response) })
+    };
+    let i = sys.session("idle").await.unwrap();
+    sys.execute(&i, get()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(busy.in_flight(), 1);
+    sys.reap_now().await;
+    assert!(
+        sys.session("busy").await.is_ok(),
+        "a request in flight keeps it alive"
+    );
+    assert!(matches!(
+        sys.session("idle").await,
+        Err(ActorError::SessionNotFound(_))
+    ));
+    gate.notify_one();
+    assert_eq!(
+        running.await.unwrap().unwrap(),
+        200,
+        "the long request finished"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sys.reap_now().await;
+    assert!(
+        matches!(
+            sys.session("busy").await,
+            Err(ActorError::SessionNotFound(_))
+        ),
+        "reaped once idle"
+    );
+    let closed: Vec<(String, CloseReason)> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            EngineEvent::SessionClosed { id, reason } => Some((id, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        closed,
+        [
+            ("idle".to_string(), CloseReason::Idle),
+            ("busy".to_string(), CloseReason::Idle)
+        ]
+    );
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_limit_refuses_or_evicts_the_least_recently_used_idle_session() {
+    let mut cfg = config::<Fake>();
+    cfg.supervisor.max_sessions = 2;
+    let sys = ActorSystem::start(cfg).unwrap();
+    sys.create("a".into(), Fake::new(vec![])).await.unwrap();
+    sys.create("b".into(), Fake::new(vec![])).await.unwrap();
+    let err = sys.create("c".into(), Fake::new(vec![])).await.unwrap_err();
+    assert!(
+        err.to_string().contains("maximum sessions limit reached"),
+        "{err}"
+    );
+    assert_eq!(sys.count().await, 2);
+    sys.shutdown().await;
+
+    let mut cfg = config::<Fake>();
+    cfg.supervisor.max_sessions = 2;
+    cfg.supervisor.at_limit = LimitPolicy::EvictIdle;
+    let sys = Arc::new(ActorSystem::start(cfg).unwrap());
+    let mut events = sys.events();
+    let old = Fake::new(vec![]);
+    let recent = Fake::new(vec![]);
+    sys.create("old".into(), old.clone()).await.unwrap();
+    sys.create("recent".into(), recent.clone()).await.unwrap();
+    // "old" starts its last request 3 s before "recent" starts its.
+    old.0
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Step::Slow(Duration::from_secs(3), 200));
+    let o = sys.session("old").await.unwrap();
+    sys.execute(&o, get()).await.unwrap();
+    let r = sys.session("recent").await.unwrap();
+    sys.execute(&r, get()).await.unwrap();
+    sys.create("new".into(), Fake::new(vec![])).await.unwrap();
+    assert!(
+        matches!(
+            sys.session("old").await,
+            Err(ActorError::SessionNotFound(_))
+        ),
+        "the LRU idle one went"
+    );
+    assert!(sys.session("recent").await.is_ok());
+    assert!(drain(&mut events)
+        .iter()
+        .any(|e| matches!(e, EngineEvent::SessionClosed { id, reason: CloseReason::Evicted } if id == "old")));
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_is_graceful_and_idempotent() {
+    let mut cfg = config::<Fake>();
+    cfg.paused_time = false;
+    cfg.workers = 2;
+    cfg.supervisor.close_deadline = Duration::from_millis(500);
+    let sys = Arc::new(ActorSystem::start(cfg).unwrap());
+    let stuck_gate = Arc::new(tokio::sync::Notify::new());
+    let quick = Fake::new(vec![Step::Slow(Duration::from_millis(150), 200)]);
+    let stuck = Fake::new(vec![Step::Gate(stuck_gate)]);
+    sys.create("quick".into(), quick).await.unwrap();
+    sys.create("stuck".into(), stuck.clone()).await.unwrap();
+    let (q, s) = (
+        sys.session("quick").await.unwrap(),
+        sys.session("stuck").await.unwrap(),
+    );
+    let sq = sys.clone();
+    let quick_req = tokio::spawn(async move { sq.execute(&q, get()).await.map(|d| d.response) });
+    let ss = sys.clone();
+    let stuck_req = tokio::spawn(async move { ss.execute(&s, get()).await.map(|d| d.response) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    sys.shutdown().await;
+    sys.shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "waited for the deadline: {took:?}"
+    );
+    assert_eq!(
+        quick_req.await.unwrap().unwrap(),
+        200,
+        "in-flight requests within the deadline finish"
+    );
+    assert!(
+        matches!(stuck_req.await.unwrap(), Err(ActorError::ShuttingDown)),
+        "past the deadline: aborted"
+    );
+    assert_eq!(
+        stuck.in_flight(),
+        1,
+        "the aborted future never reached its end"
+    );
+    assert!(matches!(
+        sys.create("late".into(), Fake::new(vec![])).await,
+        Err(ActorError::ShuttingDown)
+    ));
+    assert!(matches!(
+        sys.session("quick").await,
+        Err(ActorError::ShuttingDown)
+    ));
+}
