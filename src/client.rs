@@ -237,6 +237,12 @@ type IdleH1 = (H1Connection<MaybeTls>, Option<TlsInfo>);
 struct Pool {
     h2: HashMap<OriginKey, Vec<(H2Connection, TlsInfo)>>,
     h1: HashMap<OriginKey, Vec<IdleH1>>,
+    /// One connection attempt at a time per origin while it may speak HTTP/2, so that
+    /// concurrent first requests share the connection the first one opens (as browsers
+    /// do) instead of opening one each.
+    dial_gates: HashMap<OriginKey, Arc<tokio::sync::Mutex<()>>>,
+    /// Origins whose server chose HTTP/1.1: connections are opened in parallel.
+    h1_origins: std::collections::HashSet<OriginKey>,
 }
 
 impl Pool {
@@ -489,17 +495,19 @@ impl RequestBuilder {
                 HttpVersionPref::Http2Only => Some(vec!["h2".to_string()]),
             };
             let key = target.key();
-            let pooled_h2 = {
-                let mut pool = Pool::lock(&client.pool);
-                let conns = pool.h2.entry(key.clone()).or_default();
-                conns.retain(|(c, _)| !c.is_closed());
-                conns.iter().find(|(c, _)| c.has_capacity()).cloned()
-            };
-            let pooled_h1 = if pooled_h2.is_none() {
-                Pool::lock(&client.pool).h1.get_mut(&key).and_then(Vec::pop)
-            } else {
-                None
-            };
+            let (mut pooled_h2, mut pooled_h1) = take_pooled(&client, &key);
+            let mut dial_permit = None;
+            if pooled_h2.is_none() && pooled_h1.is_none() {
+                let gate = {
+                    let mut pool = Pool::lock(&client.pool);
+                    (!pool.h1_origins.contains(&key))
+                        .then(|| pool.dial_gates.entry(key.clone()).or_default().clone())
+                };
+                if let Some(gate) = gate {
+                    dial_permit = Some(gate.lock_owned().await);
+                    (pooled_h2, pooled_h1) = take_pooled(&client, &key);
+                }
+            }
             if pooled_h2.is_some() || pooled_h1.is_some() {
                 client
                     .counters
@@ -576,6 +584,7 @@ impl RequestBuilder {
                             .entry(key)
                             .or_default()
                             .push((conn.clone(), info.clone()));
+                        drop(dial_permit);
                         let ex = self_h2(
                             &conn,
                             &target,
@@ -588,6 +597,8 @@ impl RequestBuilder {
                         .await?;
                         (ex.0, Version::HTTP_2, ex.1, ex.2, Some(info))
                     } else {
+                        Pool::lock(&client.pool).h1_origins.insert(key.clone());
+                        drop(dial_permit);
                         let mut conn = H1Connection::new(MaybeTls::Tls(Box::new(stream)));
                         let ex = self_h1(
                             &mut conn,
@@ -675,11 +686,26 @@ impl RequestBuilder {
             request_headers: headers,
             redirects: Vec::new(),
             cache: CacheStatus::NotUsed,
+            attempts: 1,
         })
     }
 }
 
 type Exchange = (StatusCode, Vec<(HeaderName, HeaderValue)>, Bytes);
+
+/// A pooled HTTP/2 connection with room for a stream, or else an idle HTTP/1.1 one.
+fn take_pooled(
+    client: &ClientInner,
+    key: &OriginKey,
+) -> (Option<(H2Connection, TlsInfo)>, Option<IdleH1>) {
+    let mut pool = Pool::lock(&client.pool);
+    let conns = pool.h2.entry(key.clone()).or_default();
+    conns.retain(|(c, _)| !c.is_closed());
+    if let Some(found) = conns.iter().find(|(c, _)| c.has_capacity()).cloned() {
+        return (Some(found), None);
+    }
+    (None, pool.h1.get_mut(key).and_then(Vec::pop))
+}
 
 async fn self_h2(
     conn: &H2Connection,
@@ -869,6 +895,7 @@ pub struct Response {
     request_headers: Vec<(HeaderName, HeaderValue)>,
     redirects: Vec<Redirect>,
     cache: CacheStatus,
+    attempts: usize,
 }
 
 /// One redirect a session followed on the way to a response.
@@ -909,6 +936,17 @@ impl Response {
     /// The redirects a session followed to get here, in order (empty for a plain client).
     pub fn redirects(&self) -> &[Redirect] {
         &self.redirects
+    }
+
+    /// Attempts the engine made for this response (1 without retries, and outside an
+    /// engine).
+    pub fn attempts(&self) -> usize {
+        self.attempts
+    }
+
+    pub(crate) fn with_attempts(mut self, attempts: usize) -> Self {
+        self.attempts = attempts;
+        self
     }
 
     /// How the session's conditional cache took part.
@@ -953,6 +991,7 @@ impl Response {
             request_headers: Vec::new(),
             redirects: Vec::new(),
             cache,
+            attempts: 1,
         }
     }
     /// Status code.

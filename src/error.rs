@@ -9,6 +9,16 @@ use std::fmt;
 /// A `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Engine failures that map onto an error kind.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum EngineErrorKind {
+    Limit,
+    Breaker,
+    Quarantined,
+    ShutDown,
+    Deadline,
+}
+
 /// Everything that can go wrong in mummer.
 pub struct Error {
     kind: Kind,
@@ -36,6 +46,10 @@ enum Kind {
     Closed,
     Redirect,
     Snapshot,
+    SessionNotFound,
+    SessionLimit,
+    BreakerOpen,
+    Quarantined,
 }
 
 impl Error {
@@ -141,6 +155,23 @@ impl Error {
         )
     }
 
+    pub(crate) fn session_not_found(id: &str) -> Self {
+        Error::new(Kind::SessionNotFound, format!("session not found: {id}"))
+    }
+
+    pub(crate) fn engine(kind: EngineErrorKind, message: impl Into<String>) -> Self {
+        Error::new(
+            match kind {
+                EngineErrorKind::Limit => Kind::SessionLimit,
+                EngineErrorKind::Breaker => Kind::BreakerOpen,
+                EngineErrorKind::Quarantined => Kind::Quarantined,
+                EngineErrorKind::ShutDown => Kind::Closed,
+                EngineErrorKind::Deadline => Kind::Timeout,
+            },
+            message,
+        )
+    }
+
     pub(crate) fn redirect(why: impl fmt::Display) -> Self {
         Error::new(Kind::Redirect, format!("redirect: {why}"))
     }
@@ -223,6 +254,27 @@ impl Error {
     /// wrongly keyed, or from a newer version. The file is left as it was.
     pub fn is_snapshot(&self) -> bool {
         self.kind == Kind::Snapshot
+    }
+
+    /// The engine has no live session with that id (never created, closed or reaped).
+    pub fn is_session_not_found(&self) -> bool {
+        self.kind == Kind::SessionNotFound
+    }
+
+    /// The engine is at its session limit (`maximum sessions limit reached`).
+    pub fn is_session_limit(&self) -> bool {
+        self.kind == Kind::SessionLimit
+    }
+
+    /// A circuit breaker is open for the session or the target host; the message says
+    /// when the next probe goes.
+    pub fn is_breaker_open(&self) -> bool {
+        self.kind == Kind::BreakerOpen
+    }
+
+    /// The session was quarantined after blocked responses (401, 403, repeated 429).
+    pub fn is_quarantined(&self) -> bool {
+        self.kind == Kind::Quarantined
     }
 
     /// The URL of the request that failed, if there was one.

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod cookies;
 mod decode;
+pub mod engine;
 pub mod error;
 mod h1;
 mod h2;
@@ -17,6 +18,7 @@ pub mod tls;
 
 pub use client::{Client, ClientBuilder, HttpVersionPref, RequestBuilder, Response, Timings};
 pub use decode::decode_body;
+pub use engine::{Engine, EngineBuilder, EngineSession, SessionConfig};
 pub use error::{Error, Result};
 pub use profile::{Profile, RequestKind};
 pub use session::{Session, SessionBuilder, SessionSnapshot, SessionStats, SnapshotKey};

@@ -192,6 +192,8 @@ pub struct SessionStats {
     pub idle_secs: f64,
     /// Connections, reuse, resumption, streams and bytes.
     pub transport: TransportStats,
+    /// Quarantined by the engine after blocked responses (always false outside one).
+    pub quarantined: bool,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -269,6 +271,7 @@ impl Session {
                 .as_secs_f64(),
             idle_secs: unix_ms(now).saturating_sub(last_used) as f64 / 1000.0,
             transport: self.inner.client.transport_stats(),
+            quarantined: false,
         }
     }
 
@@ -437,6 +440,12 @@ impl SessionRequest {
                 )));
             }
         }
+        self
+    }
+
+    /// Adds a parsed header (see [`SessionRequest::header`]).
+    pub fn header_value(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 

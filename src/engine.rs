@@ -1,0 +1,512 @@
+//! The engine: what a tokio program embeds to run many sessions. [`Engine`] is a cheap,
+//! cloneable handle to an actor system (from `mummer-actors`) on its own threads: a
+//! supervisor that creates, finds, lists, reaps and closes sessions, one actor per
+//! session, and a retry/circuit-breaker actor in front of them.
+//!
+//! This module is the glue: it implements the actors' [`SessionCore`] trait for
+//! [`Session`] (what an attempt is, how its outcome is classified, what its target host
+//! is) and maps the actors' errors onto [`Error`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use mummer_actors::breaker::BreakerConfig;
+use mummer_actors::dispatch::DeadLetter;
+use mummer_actors::policy::{Attempt, RetryPolicy};
+use mummer_actors::supervisor::LimitPolicy;
+use mummer_actors::{
+    ActorError, ActorSystem, CloseReason, EngineEvent, LocalBoxFuture, SessionCore, SessionRef,
+    SystemConfig,
+};
+use tokio::sync::broadcast;
+
+use crate::client::{ClientBuilder, Response};
+use crate::error::{EngineErrorKind, Error, Result};
+use crate::profile::{Profile, RequestKind};
+use crate::session::{Session, SessionStats};
+
+/// One request as the engine carries it: everything needed to send it again.
+#[derive(Clone, Debug)]
+pub struct EngineRequest {
+    method: Method,
+    url: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Option<Bytes>,
+    kind: RequestKind,
+    typed: bool,
+    no_cache: bool,
+    no_redirects: bool,
+}
+
+impl SessionCore for Session {
+    type Request = EngineRequest;
+    type Response = Response;
+    type Error = Error;
+    type Stats = SessionStats;
+
+    fn execute(&self, r: EngineRequest) -> LocalBoxFuture<Result<Response>> {
+        let mut req = self.request(r.method, &r.url).kind(r.kind);
+        for (n, v) in &r.headers {
+            req = req.header_value(n.clone(), v.clone());
+        }
+        if let Some(b) = r.body {
+            req = req.body(b);
+        }
+        if r.typed {
+            req = req.typed();
+        }
+        if r.no_cache {
+            req = req.no_cache();
+        }
+        if r.no_redirects {
+            req = req.no_redirects();
+        }
+        Box::pin(req.send())
+    }
+
+    fn stats(&self) -> SessionStats {
+        Session::stats(self)
+    }
+
+    fn in_flight(&self) -> usize {
+        Session::in_flight(self)
+    }
+
+    fn idle_time(&self) -> Duration {
+        Session::idle_time(self)
+    }
+
+    fn close(&self) {
+        Session::close(self);
+    }
+
+    fn target(r: &EngineRequest) -> String {
+        url::Url::parse(&r.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default()
+    }
+
+    fn method(r: &EngineRequest) -> (String, bool) {
+        let keyed = r.headers.iter().any(|(n, _)| n == "idempotency-key");
+        (r.method.to_string(), keyed)
+    }
+
+    fn describe(result: &Result<Response>) -> Attempt {
+        match result {
+            Ok(resp) => Attempt::Response {
+                status: resp.status().as_u16(),
+                retry_after: resp
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            },
+            // Timeouts, refused or reset connections and broken streams may pass; bad
+            // input, TLS refusals, proxies refusing credentials and body limits will not.
+            Err(e) => Attempt::Failure {
+                transient: e.is_timeout() || e.is_connect() || e.is_protocol(),
+            },
+        }
+    }
+}
+
+fn map_err(e: ActorError<Error>) -> Error {
+    match e {
+        ActorError::Session(e) => e,
+        ActorError::SessionNotFound(id) => Error::session_not_found(&id),
+        other @ ActorError::SessionLimit { .. } => {
+            Error::engine(EngineErrorKind::Limit, other.to_string())
+        }
+        other @ ActorError::BreakerOpen { .. } => {
+            Error::engine(EngineErrorKind::Breaker, other.to_string())
+        }
+        other @ ActorError::Quarantined(_) => {
+            Error::engine(EngineErrorKind::Quarantined, other.to_string())
+        }
+        other @ ActorError::ShuttingDown => {
+            Error::engine(EngineErrorKind::ShutDown, other.to_string())
+        }
+        other @ ActorError::Deadline(_) => {
+            Error::engine(EngineErrorKind::Deadline, other.to_string())
+        }
+    }
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    config: SystemConfig<Session>,
+}
+
+impl EngineBuilder {
+    /// Most live sessions (default 100).
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.config.supervisor.max_sessions = n;
+        self
+    }
+
+    /// A session idle this long is closed by the reaper (default 30 minutes).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.config.supervisor.idle_timeout = d;
+        self
+    }
+
+    /// How often the reaper runs (default 1 minute).
+    pub fn reap_interval(mut self, d: Duration) -> Self {
+        self.config.supervisor.reap_interval = d;
+        self
+    }
+
+    /// At the limit, close the least recently used idle session instead of refusing.
+    pub fn evict_idle_at_limit(mut self, evict: bool) -> Self {
+        self.config.supervisor.at_limit = if evict {
+            LimitPolicy::EvictIdle
+        } else {
+            LimitPolicy::Refuse
+        };
+        self
+    }
+
+    /// How long close and shutdown wait for running requests (default 10 s).
+    pub fn close_deadline(mut self, d: Duration) -> Self {
+        self.config.supervisor.close_deadline = d;
+        self
+    }
+
+    /// Arbiter threads for session actors (default: one per core).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.config.workers = n.max(1);
+        self
+    }
+
+    /// Retries, backoff, deadlines and status classes.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.config.retry = policy;
+        self
+    }
+
+    /// Circuit breaker settings.
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.config.breaker = config;
+        self
+    }
+
+    /// Starts the engine's threads.
+    ///
+    /// # Errors
+    ///
+    /// The OS refusing a thread.
+    pub fn start(self) -> Result<Engine> {
+        let system = ActorSystem::start(self.config)
+            .map_err(|e| Error::io("starting the engine threads", e))?;
+        Ok(Engine {
+            system: Arc::new(system),
+        })
+    }
+}
+
+/// What a new session wears and how it connects.
+pub struct SessionConfig {
+    profile: std::result::Result<Profile, String>,
+    identifier: Option<String>,
+    transport: Box<dyn FnOnce(ClientBuilder) -> ClientBuilder + Send>,
+}
+
+impl SessionConfig {
+    /// A session wearing a built-in profile, alias or profile file.
+    pub fn profile(name: &str) -> SessionConfig {
+        SessionConfig {
+            profile: Profile::resolve(name).map_err(|e| e.to_string()),
+            identifier: None,
+            transport: Box::new(|b| b),
+        }
+    }
+
+    /// A session wearing `profile`.
+    pub fn with_profile(profile: Profile) -> SessionConfig {
+        SessionConfig {
+            profile: Ok(profile),
+            identifier: None,
+            transport: Box::new(|b| b),
+        }
+    }
+
+    /// The TLS-ticket identifier (default: the session id).
+    pub fn identifier(mut self, id: impl Into<String>) -> Self {
+        self.identifier = Some(id.into());
+        self
+    }
+
+    /// Transport options: proxy, CA file, resolve overrides, timeouts.
+    pub fn transport(
+        mut self,
+        f: impl FnOnce(ClientBuilder) -> ClientBuilder + Send + 'static,
+    ) -> Self {
+        self.transport = Box::new(f);
+        self
+    }
+}
+
+/// A summary of one live session, from [`Engine::list_sessions`].
+pub type SessionInfo = SessionStats;
+
+/// The handle a tokio program embeds. Cheap to clone; every clone drives the same
+/// engine.
+#[derive(Clone)]
+pub struct Engine {
+    system: Arc<ActorSystem<Session>>,
+}
+
+impl Engine {
+    /// A builder with httpcloak's Manager defaults: 100 sessions, 30 minutes idle
+    /// timeout, reaping every minute.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            config: SystemConfig::default(),
+        }
+    }
+
+    /// Creates a session and returns its id.
+    ///
+    /// # Errors
+    ///
+    /// An unknown profile, [`Error::is_session_limit`] ("maximum sessions limit
+    /// reached") unless eviction is on and something is idle, [`Error::is_closed`] after
+    /// shutdown.
+    pub async fn create_session(&self, config: SessionConfig) -> Result<String> {
+        let profile = config.profile.map_err(|e| Error::invalid_input(e))?;
+        let mut builder = Session::builder(profile).transport(config.transport);
+        if let Some(id) = config.identifier {
+            builder = builder.identifier(id);
+        }
+        let session = builder.build()?;
+        let id = session.id().to_string();
+        self.system
+            .create(id.clone(), session)
+            .await
+            .map_err(map_err)?;
+        Ok(id)
+    }
+
+    /// Registers a session built elsewhere (restored from a snapshot, say).
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::create_session`].
+    pub async fn adopt_session(&self, session: Session) -> Result<String> {
+        let id = session.id().to_string();
+        self.system
+            .create(id.clone(), session)
+            .await
+            .map_err(map_err)?;
+        Ok(id)
+    }
+
+    /// A handle to the live session `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_session_not_found`] for a missing, closed or reaped id.
+    pub async fn session(&self, id: &str) -> Result<EngineSession> {
+        let found = self.system.session(id).await.map_err(map_err)?;
+        Ok(EngineSession {
+            engine: self.clone(),
+            found,
+        })
+    }
+
+    /// Stats of every live session.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_closed`] after shutdown.
+    pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>> {
+        let all = self.system.list().await.map_err(map_err)?;
+        Ok(all
+            .into_iter()
+            .map(|(_, mut stats, quarantined)| {
+                stats.quarantined = quarantined;
+                stats
+            })
+            .collect())
+    }
+
+    /// Number of live sessions.
+    pub async fn session_count(&self) -> usize {
+        self.system.count().await
+    }
+
+    /// Closes `id` gracefully (running requests get the close deadline).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_session_not_found`] when it was not live.
+    pub async fn close_session(&self, id: &str) -> Result<()> {
+        if self.system.close(id, CloseReason::Explicit).await {
+            Ok(())
+        } else {
+            Err(Error::session_not_found(id))
+        }
+    }
+
+    /// The dead-letter queue: requests that failed for good (drained when `drain`).
+    pub async fn dead_letters(&self, drain: bool) -> Vec<DeadLetter> {
+        self.system.dead_letters(drain).await
+    }
+
+    /// A new subscription to the engine's events.
+    pub fn events(&self) -> broadcast::Receiver<EngineEvent> {
+        self.system.events()
+    }
+
+    /// Runs the idle reaper now.
+    pub async fn reap_now(&self) {
+        self.system.reap_now().await;
+    }
+
+    /// Closes every session gracefully and stops the engine's threads. Calling it again
+    /// does nothing.
+    pub async fn shutdown(&self) {
+        self.system.shutdown().await;
+    }
+}
+
+/// A live session of an engine: cheap to clone; requests go through the engine's retry
+/// and breaker actor to the session's actor.
+#[derive(Clone)]
+pub struct EngineSession {
+    engine: Engine,
+    found: SessionRef<Session>,
+}
+
+impl std::fmt::Debug for EngineSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSession")
+            .field("id", &self.found.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl EngineSession {
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.found.id
+    }
+
+    /// The session itself (stats, cookies, snapshots).
+    pub fn session(&self) -> &Session {
+        &self.found.core
+    }
+
+    /// Starts a request (a navigation unless `kind` says otherwise).
+    pub fn request(&self, method: Method, url: &str) -> EngineRequestBuilder {
+        EngineRequestBuilder {
+            session: self.clone(),
+            request: EngineRequest {
+                method,
+                url: url.to_string(),
+                headers: Vec::new(),
+                body: None,
+                kind: RequestKind::Navigation,
+                typed: false,
+                no_cache: false,
+                no_redirects: false,
+            },
+            error: None,
+        }
+    }
+
+    /// Starts a GET.
+    pub fn get(&self, url: &str) -> EngineRequestBuilder {
+        self.request(Method::GET, url)
+    }
+
+    /// Starts a POST.
+    pub fn post(&self, url: &str) -> EngineRequestBuilder {
+        self.request(Method::POST, url)
+    }
+}
+
+/// A request being put together on an engine session.
+pub struct EngineRequestBuilder {
+    session: EngineSession,
+    request: EngineRequest,
+    error: Option<Error>,
+}
+
+impl EngineRequestBuilder {
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (
+            HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) {
+            (Ok(n), Ok(v)) => self.request.headers.push((n, v)),
+            _ => {
+                self.error.get_or_insert(Error::invalid_input(format!(
+                    "invalid header `{name}: {value}`"
+                )));
+            }
+        }
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.request.body = Some(body.into());
+        self
+    }
+
+    /// The request kind.
+    pub fn kind(mut self, kind: RequestKind) -> Self {
+        self.request.kind = kind;
+        self
+    }
+
+    /// A typed navigation (no initiator).
+    pub fn typed(mut self) -> Self {
+        self.request.typed = true;
+        self
+    }
+
+    /// Skip the conditional cache.
+    pub fn no_cache(mut self) -> Self {
+        self.request.no_cache = true;
+        self
+    }
+
+    /// Return redirects instead of following them.
+    pub fn no_redirects(mut self) -> Self {
+        self.request.no_redirects = true;
+        self
+    }
+
+    /// Sends it through the engine (retries, breakers, quarantine).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_breaker_open`], [`Error::is_quarantined`], [`Error::is_session_not_found`]
+    /// (closed meanwhile), [`Error::is_closed`] (shut down), and the session's errors
+    /// after retries.
+    pub async fn send(self) -> Result<Response> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let done = self
+            .session
+            .engine
+            .system
+            .execute(&self.session.found, self.request)
+            .await
+            .map_err(map_err)?;
+        Ok(done.response.with_attempts(done.attempts))
+    }
+}

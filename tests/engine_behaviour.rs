@@ -1,0 +1,233 @@
+//! The engine against a local HTTPS server: sessions through the supervisor, requests
+//! through the retry/breaker actor, from a multi-threaded tokio runtime.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mummer::net::ConnectTo;
+use mummer::{Engine, SessionConfig};
+use mummer_actors::policy::RetryPolicy;
+use mummer_actors::EngineEvent;
+use support::https::{HttpsServer, Reply};
+
+struct Site {
+    server: HttpsServer,
+    ca: tempfile::NamedTempFile,
+    flaky_hits: Arc<AtomicUsize>,
+}
+
+async fn site() -> Site {
+    let flaky_hits = Arc::new(AtomicUsize::new(0));
+    let hits = flaky_hits.clone();
+    let server = HttpsServer::start(move |req| match req.path() {
+        "/flaky" => {
+            // 503, 503, then 200.
+            if hits.fetch_add(1, Ordering::SeqCst) < 2 {
+                Reply::new(503)
+            } else {
+                Reply::ok("finally")
+            }
+        }
+        "/slow-down" => Reply::new(429).header("retry-after", "1"),
+        "/gone" => Reply::new(404),
+        "/forbidden" => Reply::new(403),
+        "/login" => Reply::ok("in").header("set-cookie", "sid=1"),
+        _ => Reply::ok("ok"),
+    })
+    .await;
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &server.cert_pem).unwrap();
+    Site {
+        server,
+        ca,
+        flaky_hits,
+    }
+}
+
+impl Site {
+    fn session(&self) -> SessionConfig {
+        let route: ConnectTo = format!(":443:127.0.0.1:{}", self.server.addr.port())
+            .parse()
+            .unwrap();
+        let ca = self.ca.path().to_path_buf();
+        SessionConfig::profile("chrome-latest").transport(move |b| b.ca_file(ca).connect_to(route))
+    }
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        ..RetryPolicy::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_requests_retries_and_lifecycle() {
+    let site = site().await;
+    let engine = Engine::builder()
+        .max_sessions(3)
+        .retry(fast_retries())
+        .workers(2)
+        .start()
+        .unwrap();
+    let mut events = engine.events();
+    let id = engine.create_session(site.session()).await.unwrap();
+    let s = engine.session(&id).await.unwrap();
+    let page = s.get("https://shop.test/login").send().await.unwrap();
+    assert_eq!((page.status().as_u16(), page.attempts()), (200, 1));
+    assert_eq!(
+        s.session().cookies().len(),
+        1,
+        "the jar lives in the session the actor owns"
+    );
+
+    // 503, 503, 200: two retries, one response.
+    let flaky = s.get("https://shop.test/flaky").send().await.unwrap();
+    assert_eq!(
+        (
+            flaky.status().as_u16(),
+            flaky.attempts(),
+            flaky.text().as_str()
+        ),
+        (200, 3, "finally")
+    );
+    assert_eq!(site.flaky_hits.load(Ordering::SeqCst), 3);
+
+    // 404 is dead-lettered, not retried.
+    let gone = s.get("https://shop.test/gone").send().await.unwrap();
+    assert_eq!((gone.status().as_u16(), gone.attempts()), (404, 1));
+    let letters = engine.dead_letters(false).await;
+    assert_eq!((letters.len(), letters[0].status), (1, Some(404)));
+
+    let list = engine.list_sessions().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, id);
+    assert_eq!(list[0].request_count, 5, "each attempt left");
+
+    // Limits.
+    engine.create_session(site.session()).await.unwrap();
+    engine.create_session(site.session()).await.unwrap();
+    let err = engine.create_session(site.session()).await.unwrap_err();
+    assert!(
+        err.is_session_limit() && err.to_string().contains("maximum sessions limit reached"),
+        "{err}"
+    );
+    assert_eq!(engine.session_count().await, 3);
+
+    // 403 quarantines.
+    let blocked = s.get("https://shop.test/forbidden").send().await.unwrap();
+    assert_eq!(blocked.status(), 403);
+    let err = s.get("https://shop.test/").send().await.unwrap_err();
+    assert!(err.is_quarantined(), "{err}");
+    assert!(engine
+        .list_sessions()
+        .await
+        .unwrap()
+        .iter()
+        .any(|x| x.id == id && x.quarantined));
+
+    // Close, then not found.
+    engine.close_session(&id).await.unwrap();
+    let err = engine.session(&id).await.unwrap_err();
+    assert!(
+        err.is_session_not_found() && err.to_string().contains("session not found"),
+        "{err}"
+    );
+    assert!(engine
+        .close_session(&id)
+        .await
+        .unwrap_err()
+        .is_session_not_found());
+    let err = s.get("https://shop.test/").send().await.unwrap_err();
+    assert!(
+        err.is_closed() || err.is_session_not_found(),
+        "a handle to a closed session: {err}"
+    );
+
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    assert!(
+        seen.iter()
+            .filter(|e| matches!(e, EngineEvent::RetryScheduled { .. }))
+            .count()
+            == 2
+    );
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, EngineEvent::Quarantined { .. })));
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, EngineEvent::SessionClosed { .. })));
+
+    engine.shutdown().await;
+    engine.shutdown().await;
+    assert!(engine
+        .create_session(site.session())
+        .await
+        .unwrap_err()
+        .is_closed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_one_session_run_concurrently_over_one_connection() {
+    let site = site().await;
+    let engine = Engine::builder().start().unwrap();
+    let id = engine.create_session(site.session()).await.unwrap();
+    let s = engine.session(&id).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.get(&format!("https://shop.test/item/{i}")).send().await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().status(), 200);
+    }
+    let connections: std::collections::HashSet<usize> = site
+        .server
+        .requests()
+        .iter()
+        .map(|r| r.connection)
+        .collect();
+    assert_eq!(connections.len(), 1, "multiplexed on one HTTP/2 connection");
+    let stats = s.session().stats();
+    assert_eq!(
+        (stats.request_count, stats.transport.connections_opened),
+        (50, 1)
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_waited_and_repeated_429_quarantines() {
+    let site = site().await;
+    let policy = RetryPolicy {
+        max_retries: 1,
+        ..fast_retries()
+    };
+    let engine = Engine::builder().retry(policy).start().unwrap();
+    let id = engine.create_session(site.session()).await.unwrap();
+    let s = engine.session(&id).await.unwrap();
+    let started = std::time::Instant::now();
+    let r = s.get("https://shop.test/slow-down").send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.attempts()), (429, 2));
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited Retry-After: {:?}",
+        started.elapsed()
+    );
+    assert!(s
+        .get("https://shop.test/")
+        .send()
+        .await
+        .unwrap_err()
+        .is_quarantined());
+    engine.shutdown().await;
+}
