@@ -276,7 +276,7 @@ impl Engine {
     /// reached") unless eviction is on and something is idle, [`Error::is_closed`] after
     /// shutdown.
     pub async fn create_session(&self, config: SessionConfig) -> Result<String> {
-        let profile = config.profile.map_err(|e| Error::invalid_input(e))?;
+        let profile = config.profile.map_err(Error::invalid_input)?;
         let mut builder = Session::builder(profile).transport(config.transport);
         if let Some(id) = config.identifier {
             builder = builder.identifier(id);
