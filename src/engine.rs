@@ -82,6 +82,10 @@ impl SessionCore for Session {
         Session::close(self);
     }
 
+    fn touch(&self) {
+        Session::touch(self);
+    }
+
     fn target(r: &EngineRequest) -> String {
         url::Url::parse(&r.url)
             .ok()

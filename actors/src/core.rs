@@ -36,8 +36,11 @@ pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
     /// Requests running now; reaping never closes a session with one.
     fn in_flight(&self) -> usize;
 
-    /// Time since the last request started.
+    /// Time since the last request started (or the last [`SessionCore::touch`]).
     fn idle_time(&self) -> Duration;
+
+    /// Marks the session used now: a caller that just looked it up is about to send.
+    fn touch(&self);
 
     /// Refuses new requests and drops idle connections; running requests finish.
     fn close(&self);

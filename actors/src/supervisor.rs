@@ -253,10 +253,14 @@ impl<C: SessionCore> Handler<Get<C>> for Supervisor<C> {
     type Result = Option<Found<C>>;
 
     fn handle(&mut self, msg: Get<C>, _: &mut Context<Self>) -> Option<Found<C>> {
-        self.sessions.get(&msg.0).map(|e| Found {
-            core: e.core.clone(),
-            actor: e.actor.clone(),
-            quarantined: e.quarantined,
+        self.sessions.get(&msg.0).map(|e| {
+            // Looked up to be used: the reaper must not take it in the meantime.
+            e.core.touch();
+            Found {
+                core: e.core.clone(),
+                actor: e.actor.clone(),
+                quarantined: e.quarantined,
+            }
         })
     }
 }

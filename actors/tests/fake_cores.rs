@@ -127,6 +127,9 @@ impl SessionCore for Fake {
     fn close(&self) {
         self.0.closed.store(true, Ordering::SeqCst);
     }
+    fn touch(&self) {
+        *self.0.last_start.lock().unwrap() = Some(Instant::now());
+    }
     fn target(r: &Req) -> String {
         r.host.to_string()
     }
@@ -173,6 +176,7 @@ impl SessionCore for WithRetryAfter {
         Duration::ZERO
     }
     fn close(&self) {}
+    fn touch(&self) {}
     fn target(r: &Req) -> String {
         r.host.to_string()
     }
