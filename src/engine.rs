@@ -15,6 +15,7 @@ use http::{HeaderName, HeaderValue, Method};
 use mummer_actors::breaker::BreakerConfig;
 use mummer_actors::dispatch::DeadLetter;
 use mummer_actors::policy::{Attempt, RetryPolicy};
+use mummer_actors::rate::Rate;
 use mummer_actors::supervisor::LimitPolicy;
 use mummer_actors::{
     ActorError, ActorSystem, CloseReason, EngineEvent, LocalBoxFuture, SessionCore, SessionRef,
@@ -25,6 +26,7 @@ use tokio::sync::broadcast;
 use crate::client::{ClientBuilder, Response};
 use crate::error::{EngineErrorKind, Error, Result};
 use crate::profile::{Profile, RequestKind};
+use crate::robots::RobotsCache;
 use crate::session::{Session, SessionStats};
 
 /// One request as the engine carries it: everything needed to send it again.
@@ -142,6 +144,7 @@ fn map_err(e: ActorError<Error>) -> Error {
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
     config: SystemConfig<Session>,
+    robots: Option<String>,
 }
 
 impl EngineBuilder {
@@ -191,6 +194,25 @@ impl EngineBuilder {
         self
     }
 
+    /// At most `rate` requests to each target host, all sessions together.
+    pub fn rate_limit_per_host(mut self, rate: Rate) -> Self {
+        self.config.rates.per_host = Some(rate);
+        self
+    }
+
+    /// At most `rate` requests from each session.
+    pub fn rate_limit_per_session(mut self, rate: Rate) -> Self {
+        self.config.rates.per_session = Some(rate);
+        self
+    }
+
+    /// Obey robots.txt, matching groups for `agent` (e.g. `mummer`); off by default in
+    /// the library, on in the crawler example. A `Crawl-delay` sets that host's rate.
+    pub fn respect_robots(mut self, agent: Option<&str>) -> Self {
+        self.robots = agent.map(str::to_string);
+        self
+    }
+
     /// Circuit breaker settings.
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
         self.config.breaker = config;
@@ -207,6 +229,7 @@ impl EngineBuilder {
             .map_err(|e| Error::io("starting the engine threads", e))?;
         Ok(Engine {
             system: Arc::new(system),
+            robots: self.robots.map(|agent| Arc::new(RobotsCache::new(&agent))),
         })
     }
 }
@@ -261,6 +284,7 @@ pub type SessionInfo = SessionStats;
 #[derive(Clone)]
 pub struct Engine {
     system: Arc<ActorSystem<Session>>,
+    robots: Option<Arc<RobotsCache>>,
 }
 
 impl Engine {
@@ -269,6 +293,7 @@ impl Engine {
     pub fn builder() -> EngineBuilder {
         EngineBuilder {
             config: SystemConfig::default(),
+            robots: None,
         }
     }
 
@@ -433,6 +458,19 @@ impl EngineSession {
         self.request(Method::GET, url)
     }
 
+    /// A typed GET through the engine that skips robots.txt (the robots.txt fetch).
+    async fn fetch_raw(&self, url: &str) -> Result<Response> {
+        let mut request = self.get(url).typed().no_cache().request;
+        request.kind = RequestKind::Navigation;
+        let done = self
+            .engine
+            .system
+            .execute(&self.found, request)
+            .await
+            .map_err(map_err)?;
+        Ok(done.response)
+    }
+
     /// Starts a POST.
     pub fn post(&self, url: &str) -> EngineRequestBuilder {
         self.request(Method::POST, url)
@@ -503,6 +541,34 @@ impl EngineRequestBuilder {
     pub async fn send(self) -> Result<Response> {
         if let Some(e) = self.error {
             return Err(e);
+        }
+        let engine = &self.session.engine;
+        if let Some(robots) = &engine.robots {
+            let url = url::Url::parse(&self.request.url)
+                .map_err(|e| Error::invalid_url(&self.request.url, e))?;
+            let session = self.session.clone();
+            let (rules, fresh) = robots
+                .rules_for(&url, |robots_url| async move {
+                    let r = session.fetch_raw(&robots_url).await?;
+                    Ok((r.status().as_u16(), r.body().clone()))
+                })
+                .await;
+            if fresh {
+                if let (Some(delay), Some(host)) = (rules.crawl_delay(), url.host_str()) {
+                    if delay > 0.0 {
+                        engine
+                            .system
+                            .set_host_rate(host, Rate::per_second(1.0 / f64::from(delay)));
+                    }
+                }
+            }
+            if !rules.allows(url.as_str()) {
+                engine.system.emit(EngineEvent::RobotsBlocked {
+                    id: self.session.found.id.clone(),
+                    url: url.to_string(),
+                });
+                return Err(crate::robots::disallowed(&url));
+            }
         }
         let done = self
             .session

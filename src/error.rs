@@ -50,6 +50,7 @@ enum Kind {
     SessionLimit,
     BreakerOpen,
     Quarantined,
+    RobotsDisallowed,
 }
 
 impl Error {
@@ -172,6 +173,15 @@ impl Error {
         )
     }
 
+    pub(crate) fn robots_disallowed(url: &str) -> Self {
+        Error::new(
+            Kind::RobotsDisallowed,
+            format!(
+                "robots.txt disallows {url} (turn robots.txt off in the engine to fetch it anyway)"
+            ),
+        )
+    }
+
     pub(crate) fn redirect(why: impl fmt::Display) -> Self {
         Error::new(Kind::Redirect, format!("redirect: {why}"))
     }
@@ -275,6 +285,11 @@ impl Error {
     /// The session was quarantined after blocked responses (401, 403, repeated 429).
     pub fn is_quarantined(&self) -> bool {
         self.kind == Kind::Quarantined
+    }
+
+    /// The site's robots.txt disallows the URL.
+    pub fn is_robots_disallowed(&self) -> bool {
+        self.kind == Kind::RobotsDisallowed
     }
 
     /// The URL of the request that failed, if there was one.

@@ -13,6 +13,7 @@ mod h2;
 pub mod inspect;
 pub mod net;
 pub mod profile;
+pub mod robots;
 pub mod session;
 pub mod tls;
 

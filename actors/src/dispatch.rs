@@ -22,6 +22,7 @@ use crate::core::SessionCore;
 use crate::error::ActorError;
 use crate::events::EngineEvent;
 use crate::policy::{is_idempotent, Attempt, Decision, RetryPolicy};
+use crate::rate::{Limiters, Rate, RateLimits};
 use crate::session_actor::{Execute, SessionActor};
 use crate::supervisor::{MarkQuarantined, Supervisor};
 
@@ -53,6 +54,7 @@ struct State {
     quarantined: HashSet<String>,
     dead: VecDeque<DeadLetter>,
     events: broadcast::Sender<EngineEvent>,
+    limits: Limiters,
 }
 
 impl State {
@@ -112,6 +114,7 @@ impl<C: SessionCore> Dispatcher<C> {
     pub fn new(
         policy: RetryPolicy,
         breaker: BreakerConfig,
+        limits: RateLimits,
         supervisor: Addr<Supervisor<C>>,
         events: broadcast::Sender<EngineEvent>,
     ) -> Self {
@@ -124,6 +127,7 @@ impl<C: SessionCore> Dispatcher<C> {
                 quarantined: HashSet::new(),
                 dead: VecDeque::new(),
                 events,
+                limits: Limiters::new(limits),
             })),
             supervisor,
         }
@@ -193,6 +197,17 @@ impl<C: SessionCore> Handler<Dispatch<C>> for Dispatcher<C> {
                                 retry_in,
                             });
                         }
+                    }
+                }
+                // Rate limits: wait for a slot, within the deadline.
+                let limiters = state.borrow_mut().limits.for_request(&target, &id);
+                for limiter in limiters {
+                    let left = policy.deadline.saturating_sub(started.elapsed());
+                    if tokio::time::timeout(left, limiter.until_ready())
+                        .await
+                        .is_err()
+                    {
+                        return Err(ActorError::Deadline(policy.deadline));
                     }
                 }
                 let result = match actor.send(Execute(request.clone())).await {
@@ -332,6 +347,28 @@ impl<C: SessionCore> Handler<Forget> for Dispatcher<C> {
         let mut st = self.state.borrow_mut();
         st.quarantined.remove(&msg.0);
         st.by_session.remove(&format!("session:{}", msg.0));
+        st.limits.forget_session(&msg.0);
+    }
+}
+
+/// Give a host its own rate (robots.txt `Crawl-delay`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetHostRate {
+    /// The host.
+    pub host: String,
+    /// Its rate.
+    pub rate: Rate,
+}
+
+impl<C: SessionCore> Handler<SetHostRate> for Dispatcher<C> {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetHostRate, _: &mut Context<Self>) {
+        self.state
+            .borrow_mut()
+            .limits
+            .set_host_rate(&msg.host, msg.rate);
     }
 }
 

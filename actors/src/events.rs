@@ -82,6 +82,13 @@ pub enum EngineEvent {
         /// What happened.
         reason: String,
     },
+    /// A request was not sent because the site's robots.txt disallows it.
+    RobotsBlocked {
+        /// Session id.
+        id: String,
+        /// The URL.
+        url: String,
+    },
     /// A session was quarantined (blocked responses); it takes no more requests.
     Quarantined {
         /// Session id.

@@ -6,7 +6,8 @@
 //! - [`breaker`]: the circuit breaker state machine (pure);
 //! - [`session_actor`]: one actor per session, running its requests concurrently;
 //! - [`supervisor`]: the registry (create, get, close, list, reap, limits, shutdown);
-//! - [`dispatch`]: the retry and breaker actor in front of the sessions;
+//! - [`dispatch`]: the retry, breaker and rate-limit actor in front of the sessions;
+//! - [`rate`]: per-host and per-session rate limits (`governor`);
 //! - [`system`]: the actix system on its own threads, usable from any tokio runtime;
 //! - [`events`]: what the engine reports.
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod policy;
+pub mod rate;
 pub mod session_actor;
 pub mod supervisor;
 pub mod system;

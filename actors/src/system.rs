@@ -13,11 +13,12 @@ use tokio::sync::broadcast;
 use crate::breaker::{BreakerConfig, BreakerState};
 use crate::core::SessionCore;
 use crate::dispatch::{
-    DeadLetter, DeadLetters, Dispatch, Dispatched, Dispatcher, Forget, OpenBreakers,
+    DeadLetter, DeadLetters, Dispatch, Dispatched, Dispatcher, Forget, OpenBreakers, SetHostRate,
 };
 use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
 use crate::policy::RetryPolicy;
+use crate::rate::{Rate, RateLimits};
 use crate::session_actor::SessionActor;
 use crate::supervisor::{
     Close, CloseHook, Count, Create, CreateError, Get, List, ReapNow, Shutdown, Supervisor,
@@ -35,6 +36,8 @@ pub struct SystemConfig<C: SessionCore> {
     pub retry: RetryPolicy,
     /// Breaker settings.
     pub breaker: BreakerConfig,
+    /// Rate limits per host and per session.
+    pub rates: RateLimits,
     /// Called before a session closes.
     pub on_close: Option<CloseHook<C>>,
     /// Run the system thread's clock paused (tests: sleeps advance instantly when idle).
@@ -49,6 +52,7 @@ impl<C: SessionCore> Default for SystemConfig<C> {
             supervisor: SupervisorConfig::default(),
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
+            rates: RateLimits::default(),
             on_close: None,
             paused_time: false,
         }
@@ -115,9 +119,14 @@ impl<C: SessionCore> ActorSystem<C> {
                     let supervisor =
                         Supervisor::new(config.supervisor, handles, ev.clone(), config.on_close)
                             .start();
-                    let dispatcher =
-                        Dispatcher::new(config.retry, config.breaker, supervisor.clone(), ev)
-                            .start();
+                    let dispatcher = Dispatcher::new(
+                        config.retry,
+                        config.breaker,
+                        config.rates,
+                        supervisor.clone(),
+                        ev,
+                    )
+                    .start();
                     let _ = tx.send((supervisor, dispatcher));
                 });
                 let _ = system.run();
@@ -252,6 +261,20 @@ impl<C: SessionCore> ActorSystem<C> {
     /// Breakers that are open or half-open.
     pub async fn open_breakers(&self) -> Vec<(String, BreakerState)> {
         self.dispatcher.send(OpenBreakers).await.unwrap_or_default()
+    }
+
+    /// Gives `host` its own rate (robots.txt `Crawl-delay`).
+    pub fn set_host_rate(&self, host: &str, rate: Rate) {
+        self.dispatcher.do_send(SetHostRate {
+            host: host.to_string(),
+            rate,
+        });
+    }
+
+    /// Publishes an event on the engine's stream (for layers above the actors, such as
+    /// robots.txt).
+    pub fn emit(&self, event: EngineEvent) {
+        let _ = self.events.send(event);
     }
 
     /// A new subscription to the event stream.

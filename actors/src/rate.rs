@@ -1,0 +1,151 @@
+//! Rate limits: per target host (shared by every session of the engine) and per
+//! session, with `governor`'s GCRA. A host can get its own rate (robots.txt
+//! `Crawl-delay`). Waiting for a slot is asynchronous and bounded by the request's
+//! deadline.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+
+/// A rate: `per_second` requests per second on average, `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    /// Average requests per second (e.g. 0.5 = one every two seconds).
+    pub per_second: f64,
+    /// Requests allowed back to back before the average applies (at least 1).
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `per_second` with a burst of 1: requests evenly spaced, as polite crawlers do.
+    pub fn per_second(per_second: f64) -> Rate {
+        Rate {
+            per_second,
+            burst: 1,
+        }
+    }
+
+    fn quota(self) -> Option<Quota> {
+        if !(self.per_second.is_finite() && self.per_second > 0.0) {
+            return None;
+        }
+        let period = Duration::from_secs_f64(1.0 / self.per_second);
+        Some(Quota::with_period(period)?.allow_burst(NonZeroU32::new(self.burst.max(1))?))
+    }
+}
+
+/// The limits in force.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RateLimits {
+    /// Every target host (all sessions together), unless overridden.
+    pub per_host: Option<Rate>,
+    /// Every session.
+    pub per_session: Option<Rate>,
+}
+
+/// The limiters, created on first use of a key.
+#[derive(Default)]
+pub struct Limiters {
+    config: RateLimits,
+    hosts: HashMap<String, Arc<DefaultDirectRateLimiter>>,
+    host_overrides: HashMap<String, Rate>,
+    sessions: HashMap<String, Arc<DefaultDirectRateLimiter>>,
+}
+
+impl Limiters {
+    /// Limiters for `config`.
+    pub fn new(config: RateLimits) -> Limiters {
+        Limiters {
+            config,
+            ..Limiters::default()
+        }
+    }
+
+    /// Gives `host` its own rate (replacing the per-host default for it).
+    pub fn set_host_rate(&mut self, host: &str, rate: Rate) {
+        self.host_overrides.insert(host.to_string(), rate);
+        self.hosts.remove(host);
+    }
+
+    /// The limiters a request to `host` from `session` must pass, in order.
+    pub fn for_request(&mut self, host: &str, session: &str) -> Vec<Arc<DefaultDirectRateLimiter>> {
+        let mut out = Vec::with_capacity(2);
+        let host_rate = self
+            .host_overrides
+            .get(host)
+            .copied()
+            .or(self.config.per_host);
+        if let Some(quota) = host_rate.and_then(Rate::quota) {
+            out.push(
+                self.hosts
+                    .entry(host.to_string())
+                    .or_insert_with(|| Arc::new(RateLimiter::direct(quota)))
+                    .clone(),
+            );
+        }
+        if let Some(quota) = self.config.per_session.and_then(Rate::quota) {
+            out.push(
+                self.sessions
+                    .entry(session.to_string())
+                    .or_insert_with(|| Arc::new(RateLimiter::direct(quota)))
+                    .clone(),
+            );
+        }
+        out
+    }
+
+    /// Forgets a closed session's limiter.
+    pub fn forget_session(&mut self, session: &str) {
+        self.sessions.remove(session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_and_overrides() {
+        assert!(Rate::per_second(0.0).quota().is_none());
+        assert!(Rate::per_second(f64::NAN).quota().is_none());
+        let mut l = Limiters::new(RateLimits {
+            per_host: Some(Rate::per_second(10.0)),
+            per_session: None,
+        });
+        assert_eq!(l.for_request("a.test", "s").len(), 1);
+        let first = l.for_request("a.test", "s1")[0].clone();
+        assert!(
+            Arc::ptr_eq(&first, &l.for_request("a.test", "s2")[0]),
+            "one limiter per host, shared by sessions"
+        );
+        l.set_host_rate("a.test", Rate::per_second(0.5));
+        assert!(!Arc::ptr_eq(&first, &l.for_request("a.test", "s1")[0]));
+        assert!(Limiters::new(RateLimits::default())
+            .for_request("a", "b")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_limiter_spaces_requests() {
+        let mut l = Limiters::new(RateLimits {
+            per_host: Some(Rate::per_second(20.0)),
+            per_session: None,
+        });
+        let started = std::time::Instant::now();
+        for _ in 0..5 {
+            for lim in l.for_request("h", "s") {
+                lim.until_ready().await;
+            }
+        }
+        // Burst 1 at 20/s: the first is free, four more take 4 x 50 ms.
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(190) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+}
