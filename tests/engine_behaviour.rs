@@ -236,22 +236,52 @@ async fn retry_after_is_waited_and_repeated_429_quarantines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn robots_txt_is_fetched_once_and_obeyed_with_its_crawl_delay() {
     let site = site().await;
-    let engine = Engine::builder().respect_robots(Some("mummer")).start().unwrap();
+    let engine = Engine::builder()
+        .respect_robots(Some("mummer"))
+        .start()
+        .unwrap();
     let mut events = engine.events();
     let id = engine.create_session(site.session()).await.unwrap();
     let s = engine.session(&id).await.unwrap();
-    let err = s.get("https://shop.test/private/data").send().await.unwrap_err();
+    let err = s
+        .get("https://shop.test/private/data")
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.is_robots_disallowed(), "{err}");
     let started = std::time::Instant::now();
     for i in 0..3 {
-        assert_eq!(s.get(&format!("https://shop.test/page/{i}")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            s.get(&format!("https://shop.test/page/{i}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     // Crawl-delay 0.3 s: the three pages are spaced (the first one waits for the slot the
     // robots.txt fetch did not use; at least two gaps of 0.3 s).
-    assert!(started.elapsed() >= Duration::from_millis(550), "{:?}", started.elapsed());
-    let robots_fetches = site.server.requests().iter().filter(|r| r.path() == "/robots.txt").count();
+    assert!(
+        started.elapsed() >= Duration::from_millis(550),
+        "{:?}",
+        started.elapsed()
+    );
+    let robots_fetches = site
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/robots.txt")
+        .count();
     assert_eq!(robots_fetches, 1, "fetched once per origin");
-    assert!(!site.server.requests().iter().any(|r| r.path().starts_with("/private")), "never sent");
+    assert!(
+        !site
+            .server
+            .requests()
+            .iter()
+            .any(|r| r.path().starts_with("/private")),
+        "never sent"
+    );
     let mut blocked = false;
     while let Ok(e) = events.try_recv() {
         blocked |= matches!(e, EngineEvent::RobotsBlocked { .. });
@@ -267,18 +297,33 @@ async fn per_host_rate_limit_is_shared_by_sessions() {
         .rate_limit_per_host(mummer_actors::rate::Rate::per_second(10.0))
         .start()
         .unwrap();
-    let a = engine.session(&engine.create_session(site.session()).await.unwrap()).await.unwrap();
-    let b = engine.session(&engine.create_session(site.session()).await.unwrap()).await.unwrap();
+    let a = engine
+        .session(&engine.create_session(site.session()).await.unwrap())
+        .await
+        .unwrap();
+    let b = engine
+        .session(&engine.create_session(site.session()).await.unwrap())
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
     for i in 0..6 {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.push(tokio::spawn(async move { s.get("https://shop.test/limited").send().await.map(|r| r.status()) }));
+        tasks.push(tokio::spawn(async move {
+            s.get("https://shop.test/limited")
+                .send()
+                .await
+                .map(|r| r.status())
+        }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), 200);
     }
     // 10/s with a burst of 1 across both sessions: six requests need five gaps of 100 ms.
-    assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
     engine.shutdown().await;
 }

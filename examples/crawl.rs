@@ -1,0 +1,258 @@
+//! A breadth-first crawler on the mummer engine: N sessions share one frontier, each
+//! page is fetched through the engine (retries, breakers, robots.txt, rate limits), links
+//! on the same site are followed.
+//!
+//! ```text
+//! cargo run --example crawl -- --start https://shop.test:PORT/ --resolve shop.test:PORT:127.0.0.1 \
+//!     --cacert ca.pem --sessions 4 --max-pages 50 --same-site --out pages.jsonl --summary summary.json
+//! ```
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mummer::cookies::site_of;
+use mummer::net::ResolveOverride;
+use mummer::{Engine, SessionConfig};
+use mummer_actors::policy::RetryPolicy;
+use mummer_actors::rate::Rate;
+use url::Url;
+
+#[derive(Parser)]
+#[command(about = "Breadth-first crawl with mummer sessions")]
+struct Args {
+    /// Where to start.
+    #[arg(long)]
+    start: String,
+    /// Sessions crawling in parallel.
+    #[arg(long, default_value_t = 4)]
+    sessions: usize,
+    /// Stop after this many pages.
+    #[arg(long = "max-pages", default_value_t = 100)]
+    max_pages: usize,
+    /// Follow links on the start URL's site only (registrable domain).
+    #[arg(long = "same-site")]
+    same_site: bool,
+    /// At most this many requests per second to each host.
+    #[arg(long = "rps-per-host")]
+    rps_per_host: Option<f64>,
+    /// Profile name or file.
+    #[arg(long, default_value = "chrome-latest")]
+    profile: String,
+    /// HOST:PORT:ADDR override (repeatable).
+    #[arg(long)]
+    resolve: Vec<String>,
+    /// Trust this CA bundle (PEM).
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Skip certificate verification.
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// Do not fetch or obey robots.txt.
+    #[arg(long = "no-robots")]
+    no_robots: bool,
+    /// One JSON line per page: url, status, session, attempts, bytes, elapsed_ms.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The engine's final stats as JSON.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+}
+
+struct Frontier {
+    queue: VecDeque<Url>,
+    seen: HashSet<String>,
+    taken: usize,
+    in_progress: usize,
+}
+
+/// `href="..."` targets of `<a>` tags, resolved against `base`, fragments dropped.
+fn links(base: &Url, html: &str) -> Vec<Url> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("href=\"") {
+        rest = &rest[i + 6..];
+        let Some(end) = rest.find('"') else { break };
+        if let Ok(mut u) = base.join(&rest[..end]) {
+            u.set_fragment(None);
+            if matches!(u.scheme(), "http" | "https") {
+                out.push(u);
+            }
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let start = Url::parse(&args.start)?;
+    let start_site = site_of(start.host_str().unwrap_or_default()).to_string();
+    let resolve = args
+        .resolve
+        .iter()
+        .map(|r| r.parse::<ResolveOverride>())
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut builder = Engine::builder()
+        .max_sessions(args.sessions.max(1))
+        .retry(RetryPolicy {
+            max_retries: 2,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        })
+        .respect_robots(if args.no_robots { None } else { Some("mummer") });
+    if let Some(r) = args.rps_per_host {
+        builder = builder.rate_limit_per_host(Rate::per_second(r));
+    }
+    let engine = builder.start()?;
+    let mut ids = Vec::new();
+    for _ in 0..args.sessions.max(1) {
+        let (resolve, ca, insecure) = (resolve.clone(), args.cacert.clone(), args.insecure);
+        let config = SessionConfig::profile(&args.profile).transport(move |mut b| {
+            for r in resolve {
+                b = b.resolve(r);
+            }
+            if let Some(ca) = ca {
+                b = b.ca_file(ca);
+            }
+            b.insecure(insecure).timeout(Duration::from_secs(20))
+        });
+        ids.push(engine.create_session(config).await?);
+    }
+
+    let frontier = Arc::new(Mutex::new(Frontier {
+        queue: VecDeque::from([start.clone()]),
+        seen: HashSet::from([start.to_string()]),
+        taken: 0,
+        in_progress: 0,
+    }));
+    let out: Arc<Mutex<Option<std::fs::File>>> = Arc::new(Mutex::new(match &args.out {
+        Some(p) => Some(std::fs::File::create(p)?),
+        None => None,
+    }));
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(args.max_pages as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pages {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for id in ids.clone() {
+        let (engine, frontier, out, bar) =
+            (engine.clone(), frontier.clone(), out.clone(), bar.clone());
+        let (max_pages, same_site, start_site) =
+            (args.max_pages, args.same_site, start_site.clone());
+        workers.push(tokio::spawn(async move {
+            let Ok(session) = engine.session(&id).await else {
+                return;
+            };
+            loop {
+                let next = {
+                    let mut f = frontier.lock().unwrap_or_else(|p| p.into_inner());
+                    if f.taken >= max_pages {
+                        None
+                    } else if let Some(u) = f.queue.pop_front() {
+                        f.taken += 1;
+                        f.in_progress += 1;
+                        Some(Some(u))
+                    } else if f.in_progress == 0 {
+                        None
+                    } else {
+                        Some(None)
+                    }
+                };
+                let url = match next {
+                    None => break,
+                    Some(None) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    Some(Some(u)) => u,
+                };
+                let t = Instant::now();
+                let result = session.get(url.as_str()).send().await;
+                let elapsed_ms = t.elapsed().as_millis();
+                let line = match &result {
+                    Ok(r) => serde_json::json!({
+                        "url": url.as_str(), "status": r.status().as_u16(), "session": id,
+                        "attempts": r.attempts(), "bytes": r.body().len(), "elapsed_ms": elapsed_ms,
+                    }),
+                    Err(e) => serde_json::json!({
+                        "url": url.as_str(), "status": null, "session": id, "error": e.to_string(),
+                        "elapsed_ms": elapsed_ms,
+                    }),
+                };
+                let mut found = Vec::new();
+                if let Ok(r) = &result {
+                    let is_html = r
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|c| c.contains("html"));
+                    if is_html {
+                        let final_url = Url::parse(r.url()).unwrap_or(url.clone());
+                        found = links(&final_url, &r.text());
+                    }
+                }
+                {
+                    let mut f = frontier.lock().unwrap_or_else(|p| p.into_inner());
+                    f.in_progress -= 1;
+                    for l in found {
+                        let host = l.host_str().unwrap_or_default().to_string();
+                        if same_site && site_of(&host) != start_site {
+                            continue;
+                        }
+                        if f.seen.insert(l.to_string()) {
+                            f.queue.push_back(l);
+                        }
+                    }
+                }
+                match &bar {
+                    Some(b) => {
+                        b.inc(1);
+                        b.set_message(url.path().to_string());
+                    }
+                    None => eprintln!("{}", line),
+                }
+                if let Some(file) = out.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    let sessions = engine.list_sessions().await?;
+    let dead = engine.dead_letters(false).await;
+    let pages = frontier.lock().unwrap_or_else(|p| p.into_inner()).taken;
+    let summary = serde_json::json!({
+        "pages": pages,
+        "elapsed_ms": started.elapsed().as_millis(),
+        "requests": sessions.iter().map(|s| s.request_count).sum::<u64>(),
+        "cookies": sessions.iter().map(|s| s.cookie_count).sum::<usize>(),
+        "connections_opened": sessions.iter().map(|s| s.transport.connections_opened).sum::<u64>(),
+        "tls_resumed": sessions.iter().map(|s| s.transport.tls_resumed).sum::<u64>(),
+        "dead_letters": dead,
+        "sessions": sessions,
+    });
+    let text = serde_json::to_string_pretty(&summary)?;
+    match &args.summary {
+        Some(p) => std::fs::write(p, &text)?,
+        None => println!("{text}"),
+    }
+    engine.shutdown().await;
+    Ok(())
+}
