@@ -18,17 +18,15 @@
 
 #[path = "../tests/support/https.rs"]
 mod https;
+#[path = "support/server_process.rs"]
+mod server_process;
 
-use std::io::{BufRead, Write};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cpu_time::ProcessTime;
-
-const SERVER_ROLE: &str = "MUMMER_BENCH_SERVER_BODY";
 
 struct Options {
     /// Peers to run (all by default; `--only mummer` for profiling one).
@@ -67,64 +65,20 @@ fn options() -> Options {
 }
 
 fn main() {
-    if let Ok(body) = std::env::var(SERVER_ROLE) {
-        run_server(body.parse().unwrap_or(1024));
+    if server_process::serve_if_child() {
         return;
     }
     let opts = options();
-    let exe = std::env::current_exe().expect("own path");
-    let mut child = Command::new(exe)
-        .env(SERVER_ROLE, opts.body.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the server process");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("server stdout"))
-        .read_line(&mut line)
-        .expect("server announces its port");
-    let port: u16 = line.trim().parse().expect("a port number");
-    let url = format!("https://127.0.0.1:{port}/bench");
-
+    let server = server_process::spawn(opts.body);
+    let url = format!("https://127.0.0.1:{}/bench", server.port);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
     let results = rt.block_on(run_all(&url, &opts));
-    // Closing stdin tells the server to exit.
-    drop(child.stdin.take());
-    let _ = child.wait();
+    drop(server);
     print_results(&results, &opts);
-}
-
-/// The server process: an HTTPS server answering every request with `body` bytes, until
-/// its stdin closes.
-fn run_server(body: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let payload = Bytes::from(vec![b'x'; body]);
-        let server = https::HttpsServer::start_with_alpn(
-            &[b"h2"],
-            Arc::new(move |_: &https::SeenRequest| {
-                https::Reply::ok(payload.clone()).header("content-type", "text/plain")
-            }),
-            false,
-        )
-        .await;
-        println!("{}", server.addr.port());
-        let _ = std::io::stdout().flush();
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)
-        })
-        .await;
-        drop(server);
-    });
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

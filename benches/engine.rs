@@ -1,0 +1,222 @@
+//! Engine overhead: CPU per request and latency (p50, p99) through the engine (actors:
+//! dispatcher, session actor) against the plain `Session`, at 1 and 64 concurrent
+//! requests on one session, and with 1,000 sessions. The target is at most 10% more
+//! CPU per request than the plain session.
+//!
+//! ```text
+//! cargo bench --bench engine
+//! cargo bench --bench engine -- --requests 20000 --rounds 3
+//! ```
+//!
+//! The HTTPS server runs in a child process; CPU time is this process's (the engine's
+//! threads included). Run by `cargo test` it does a short smoke run.
+
+#[path = "../tests/support/https.rs"]
+mod https;
+#[path = "support/server_process.rs"]
+mod server_process;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cpu_time::ProcessTime;
+use mummer::{Engine, EngineSession, Profile, RequestKind, Session, SessionConfig};
+
+#[derive(Clone)]
+enum Target {
+    Plain(Vec<Session>),
+    Engine(Vec<EngineSession>),
+}
+
+impl Target {
+    async fn get(&self, n: usize, url: &str) {
+        let resp = match self {
+            Target::Plain(s) => {
+                s[n % s.len()]
+                    .get(url)
+                    .kind(RequestKind::Fetch)
+                    .send()
+                    .await
+            }
+            Target::Engine(s) => {
+                s[n % s.len()]
+                    .get(url)
+                    .kind(RequestKind::Fetch)
+                    .send()
+                    .await
+            }
+        };
+        assert_eq!(resp.expect("response").status(), 200);
+    }
+}
+
+struct Sample {
+    cpu_us: f64,
+    p50: Duration,
+    p99: Duration,
+    rps: f64,
+}
+
+async fn measure(target: &Target, url: &str, concurrency: usize, total: usize) -> Sample {
+    // Warm-up: every session connected.
+    let sessions = match target {
+        Target::Plain(s) => s.len(),
+        Target::Engine(s) => s.len(),
+    };
+    drive(
+        target,
+        url,
+        concurrency.max(8),
+        sessions.max(100),
+        &Arc::new(std::sync::Mutex::new(Vec::new())),
+    )
+    .await;
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total)));
+    let cpu = ProcessTime::now();
+    let wall = Instant::now();
+    drive(target, url, concurrency, total, &latencies).await;
+    let wall = wall.elapsed();
+    let cpu = cpu.elapsed();
+    let mut l = latencies.lock().expect("latencies").clone();
+    l.sort();
+    Sample {
+        cpu_us: cpu.as_secs_f64() * 1e6 / total as f64,
+        p50: l[l.len() / 2],
+        p99: l[(l.len() * 99 / 100).min(l.len() - 1)],
+        rps: total as f64 / wall.as_secs_f64(),
+    }
+}
+
+async fn drive(
+    target: &Target,
+    url: &str,
+    concurrency: usize,
+    total: usize,
+    latencies: &Arc<std::sync::Mutex<Vec<Duration>>>,
+) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (target, url, next, latencies) = (
+            target.clone(),
+            url.to_string(),
+            next.clone(),
+            latencies.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                let t = Instant::now();
+                target.get(n, &url).await;
+                latencies.lock().expect("latencies").push(t.elapsed());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+}
+
+fn main() {
+    if server_process::serve_if_child() {
+        return;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench");
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let requests = value("--requests").unwrap_or(if full { 20_000 } else { 400 });
+    let rounds = value("--rounds").unwrap_or(if full { 3 } else { 1 });
+    let many = if full { 1000 } else { 20 };
+    let server = server_process::spawn(1024);
+    let url = format!("https://bench.test:{}/item", server.port);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let profile = Profile::named("chrome-latest").expect("profile");
+        let resolve = format!("bench.test:{}:127.0.0.1", server.port);
+        let plain = |n: usize| {
+            Target::Plain(
+                (0..n)
+                    .map(|_| {
+                        let r = resolve.parse().expect("resolve");
+                        Session::builder(profile.clone())
+                            .transport(|b| b.insecure(true).resolve(r))
+                            .build()
+                            .expect("session")
+                    })
+                    .collect(),
+            )
+        };
+        let engine = Engine::builder().max_sessions(many + 10).start().expect("engine");
+        let mut handles = Vec::new();
+        for _ in 0..many.max(1) {
+            let r: mummer::net::ResolveOverride = resolve.parse().expect("resolve");
+            let id = engine
+                .create_session(SessionConfig::profile("chrome-latest").transport(move |b| b.insecure(true).resolve(r)))
+                .await
+                .expect("create");
+            handles.push(engine.session(&id).await.expect("session"));
+        }
+        let one_engine = Target::Engine(vec![handles[0].clone()]);
+        let many_engine = Target::Engine(handles.clone());
+        let one_plain = plain(1);
+        let many_plain = plain(many);
+
+        println!(
+            "engine overhead: {requests} requests x {rounds} rounds, 1 KiB bodies, HTTP/2 over TLS 1.3 on loopback{}",
+            if full { "" } else { " (smoke run; use `cargo bench --bench engine`)" }
+        );
+        println!(
+            "  {:<46} {:>10} {:>12} {:>10} {:>10} {:>12}",
+            "scenario", "req/s", "CPU us/req", "p50", "p99", "CPU vs plain"
+        );
+        for (label, concurrency, p, e) in [
+            ("1 session, 1 in flight", 1, &one_plain, &one_engine),
+            ("1 session, 64 in flight", 64, &one_plain, &one_engine),
+            (if full { "1000 sessions, 64 in flight" } else { "20 sessions, 64 in flight" }, 64, &many_plain, &many_engine),
+        ] {
+            let mut ps = Vec::new();
+            let mut es = Vec::new();
+            for round in 0..rounds {
+                // Alternate which goes first.
+                if round % 2 == 0 {
+                    ps.push(measure(p, &url, concurrency, requests).await);
+                    es.push(measure(e, &url, concurrency, requests).await);
+                } else {
+                    es.push(measure(e, &url, concurrency, requests).await);
+                    ps.push(measure(p, &url, concurrency, requests).await);
+                }
+            }
+            let median = |v: &mut Vec<Sample>| {
+                v.sort_by(|a, b| a.cpu_us.total_cmp(&b.cpu_us));
+                v.remove(v.len() / 2)
+            };
+            let (pm, em) = (median(&mut ps), median(&mut es));
+            for (name, s) in [("plain Session", &pm), ("engine", &em)] {
+                println!(
+                    "  {:<46} {:>10.0} {:>12.1} {:>10.2?} {:>10.2?} {:>12.2}",
+                    format!("{label}: {name}"),
+                    s.rps,
+                    s.cpu_us,
+                    s.p50,
+                    s.p99,
+                    s.cpu_us / pm.cpu_us
+                );
+            }
+        }
+        engine.shutdown().await;
+    });
+    drop(server);
+}
