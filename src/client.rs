@@ -513,6 +513,7 @@ impl RequestBuilder {
                     .counters
                     .connections_reused
                     .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("connections_reused_total").increment(1);
             }
             match (pooled_h2, pooled_h1) {
                 (Some((conn, info)), _) => {
@@ -551,6 +552,7 @@ impl RequestBuilder {
                         .counters
                         .connections_opened
                         .fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("connections_opened_total").increment(1);
                     timings.dns = dial.dns;
                     timings.connect = dial.connect;
                     let tls_started = Instant::now();
@@ -575,6 +577,7 @@ impl RequestBuilder {
                     timings.tls = tls_started.elapsed();
                     if info.resumed {
                         client.counters.tls_resumed.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("tls_resumed_total").increment(1);
                     }
                     if info.alpn.as_deref() == Some("h2") {
                         let conn =
@@ -626,6 +629,7 @@ impl RequestBuilder {
                         .counters
                         .connections_reused
                         .fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("connections_reused_total").increment(1);
                     conn
                 }
                 None => {
@@ -635,6 +639,7 @@ impl RequestBuilder {
                         .counters
                         .connections_opened
                         .fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("connections_opened_total").increment(1);
                     timings.dns = dial.dns;
                     timings.connect = dial.connect;
                     H1Connection::new(MaybeTls::Plain(io))

@@ -673,6 +673,7 @@ impl SessionRequest {
             let served = {
                 let mut st = session.state();
                 st.jar.store_response(set_cookies, &url, ctx);
+                metrics::histogram!("cookie_jar_size_bytes").record(st.jar.size_bytes() as f64);
                 if let Some(hints) = accept_ch {
                     st.accept_ch
                         .insert(url.origin().ascii_serialization(), hints);
