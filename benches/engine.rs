@@ -159,7 +159,11 @@ fn main() {
                     .collect(),
             )
         };
-        let engine = Engine::builder().max_sessions(many + 10).start().expect("engine");
+        let mut builder = Engine::builder().max_sessions(many + 10);
+        if let Some(w) = value("--workers") {
+            builder = builder.workers(w);
+        }
+        let engine = builder.start().expect("engine");
         let mut handles = Vec::new();
         for _ in 0..many.max(1) {
             let r: mummer::net::ResolveOverride = resolve.parse().expect("resolve");

@@ -1,0 +1,98 @@
+//! Log in once, keep using the session, survive a restart: the session is saved to a
+//! file (encrypted when `MUMMER_SESSION_KEY` holds 64 hex digits) and restored on the
+//! next run, which skips the login and resumes TLS.
+//!
+//! ```text
+//! cargo run --example demo_site -- --write-cert /tmp/ca.pem --port-file /tmp/port &
+//! P=$(cat /tmp/port)
+//! cargo run --example login_persist -- --base https://shop.test:$P --resolve shop.test:$P:127.0.0.1 \
+//!     --cacert /tmp/ca.pem --session-file /tmp/alice.session      # logs in
+//! cargo run --example login_persist -- ... (same again)            # restored: no login
+//! ```
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use mummer::net::ResolveOverride;
+use mummer::{ClientBuilder, Engine, Profile, Session, SnapshotKey};
+
+#[derive(Parser)]
+#[command(about = "Log in once and keep the session across restarts")]
+struct Args {
+    /// Site base URL (https://host:port).
+    #[arg(long)]
+    base: String,
+    /// Where the session lives between runs.
+    #[arg(long = "session-file")]
+    session_file: PathBuf,
+    /// HOST:PORT:ADDR override (repeatable).
+    #[arg(long)]
+    resolve: Vec<String>,
+    /// Trust this CA bundle (PEM).
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let resolve = args
+        .resolve
+        .iter()
+        .map(|r| r.parse::<ResolveOverride>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = match std::env::var("MUMMER_SESSION_KEY") {
+        Ok(hex) => Some(SnapshotKey::from_hex(&hex)?),
+        Err(_) => None,
+    };
+    let ca = args.cacert.clone();
+    let transport = move |mut b: ClientBuilder| {
+        for r in resolve {
+            b = b.resolve(r);
+        }
+        if let Some(ca) = ca {
+            b = b.ca_file(ca);
+        }
+        b
+    };
+    let (session, restored) = if args.session_file.exists() {
+        (
+            Session::load(&args.session_file, key.as_ref(), transport)?,
+            true,
+        )
+    } else {
+        let s = Session::builder(Profile::named("chrome-latest")?)
+            .transport(transport)
+            .build()?;
+        (s, false)
+    };
+    let engine = Engine::builder().start()?;
+    let id = engine.adopt_session(session.clone()).await?;
+    let handle = engine.session(&id).await?;
+    if restored {
+        println!(
+            "restored session {} ({} cookies)",
+            &id[..8],
+            session.cookies().len()
+        );
+    } else {
+        let r = handle.get(&format!("{}/login", args.base)).send().await?;
+        println!("logged in: {} -> {}", r.status(), r.url());
+    }
+    let account = handle.get(&format!("{}/account", args.base)).send().await?;
+    let resumed = account.tls().is_some_and(|t| t.resumed);
+    let logged_in = account.text().contains("Logged in");
+    println!(
+        "account page: {} ({}), TLS resumed: {resumed}",
+        account.status(),
+        if logged_in {
+            "logged in"
+        } else {
+            "not logged in"
+        }
+    );
+    session.save(&args.session_file, key.as_ref())?;
+    println!("saved to {}", args.session_file.display());
+    engine.shutdown().await;
+    Ok(())
+}
