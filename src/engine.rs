@@ -216,6 +216,33 @@ impl EngineBuilder {
         self
     }
 
+    /// On a 401 or 403, call `hook` once per request with the session and the status; it
+    /// may log in again through the session (cookies land in its jar) and return headers
+    /// to set on the retried request (`Some(vec![])` for none), or `None` to let the
+    /// session be quarantined.
+    pub fn on_auth_failure<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Session, u16) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Option<Vec<(HeaderName, HeaderValue)>>> + 'static,
+    {
+        let hook = Arc::new(hook);
+        self.config.reauth = Some(Arc::new(
+            move |session: &Session, request: &EngineRequest, status: u16| {
+                let fut = hook(session.clone(), status);
+                let mut request = request.clone();
+                Box::pin(async move {
+                    let headers = fut.await?;
+                    for (name, value) in headers {
+                        request.headers.retain(|(n, _)| *n != name);
+                        request.headers.push((name, value));
+                    }
+                    Some(request)
+                }) as LocalBoxFuture<Option<EngineRequest>>
+            },
+        ));
+        self
+    }
+
     /// Circuit breaker settings.
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
         self.config.breaker = config;

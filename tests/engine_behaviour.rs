@@ -33,6 +33,8 @@ async fn site() -> Site {
         }
         "/slow-down" => Reply::new(429).header("retry-after", "1"),
         "/gone" => Reply::new(404),
+        "/secure" if req.header("authorization") == Some("Bearer fresh") => Reply::ok("secret"),
+        "/secure" => Reply::new(401),
         "/forbidden" => Reply::new(403),
         "/login" => Reply::ok("in").header("set-cookie", "sid=1"),
         "/robots.txt" => Reply::ok("User-agent: *\nDisallow: /private\nCrawl-delay: 0.3\n"),
@@ -325,5 +327,40 @@ async fn per_host_rate_limit_is_shared_by_sessions() {
         "{:?}",
         started.elapsed()
     );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_failure_hook_refreshes_once_then_retries() {
+    let site = site().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let engine = Engine::builder()
+        .on_auth_failure(move |_session, status| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert_eq!(status, 401);
+                Some(vec![(
+                    http::header::AUTHORIZATION,
+                    http::HeaderValue::from_static("Bearer fresh"),
+                )])
+            }
+        })
+        .start()
+        .unwrap();
+    let id = engine.create_session(site.session()).await.unwrap();
+    let s = engine.session(&id).await.unwrap();
+    let r = s
+        .get("https://shop.test/secure")
+        .header("authorization", "Bearer stale")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.attempts(), r.text().as_str()),
+        (200, 2, "secret")
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(!engine.list_sessions().await.unwrap()[0].quarantined);
     engine.shutdown().await;
 }

@@ -107,6 +107,7 @@ impl State {
 pub struct Dispatcher<C: SessionCore> {
     state: Rc<RefCell<State>>,
     supervisor: Addr<Supervisor<C>>,
+    reauth: Option<ReauthHook<C>>,
 }
 
 impl<C: SessionCore> Dispatcher<C> {
@@ -115,6 +116,7 @@ impl<C: SessionCore> Dispatcher<C> {
         policy: RetryPolicy,
         breaker: BreakerConfig,
         limits: RateLimits,
+        reauth: Option<ReauthHook<C>>,
         supervisor: Addr<Supervisor<C>>,
         events: broadcast::Sender<EngineEvent>,
     ) -> Self {
@@ -130,6 +132,7 @@ impl<C: SessionCore> Dispatcher<C> {
                 limits: Limiters::new(limits),
             })),
             supervisor,
+            reauth,
         }
     }
 }
@@ -142,11 +145,27 @@ impl<C: SessionCore> Actor for Dispatcher<C> {
 pub struct Dispatch<C: SessionCore> {
     /// Session id.
     pub id: String,
+    /// The session (for the re-authentication hook).
+    pub core: C,
     /// The session's actor.
     pub actor: Addr<SessionActor<C>>,
     /// The request.
     pub request: C::Request,
 }
+
+/// Called once per request on a 401 or 403 with the session, the request and the
+/// status: it may refresh credentials (log in again through the session, or return the
+/// request with new headers) and return the request to retry, or `None` to let the
+/// session be quarantined.
+pub type ReauthHook<C> = std::sync::Arc<
+    dyn Fn(
+            &C,
+            &<C as SessionCore>::Request,
+            u16,
+        ) -> crate::core::LocalBoxFuture<Option<<C as SessionCore>::Request>>
+        + Send
+        + Sync,
+>;
 
 /// A response and the number of attempts it took.
 #[derive(Debug)]
@@ -173,8 +192,15 @@ impl<C: SessionCore> Handler<Dispatch<C>> for Dispatcher<C> {
     fn handle(&mut self, msg: Dispatch<C>, _: &mut Context<Self>) -> Self::Result {
         let state = self.state.clone();
         let supervisor = self.supervisor.clone();
+        let reauth = self.reauth.clone();
         Box::pin(async move {
-            let Dispatch { id, actor, request } = msg;
+            let Dispatch {
+                id,
+                core,
+                actor,
+                mut request,
+            } = msg;
+            let mut reauthenticated = false;
             let target = C::target(&request);
             let (method, has_key) = C::method(&request);
             let retryable = is_idempotent(&method, has_key);
@@ -226,6 +252,26 @@ impl<C: SessionCore> Handler<Dispatch<C>> for Dispatcher<C> {
                 );
                 if !retryable && matches!(decision, Decision::RetryAfter(_)) {
                     decision = Decision::GiveUp;
+                }
+                // 401/403: the hook may refresh credentials once, then the request goes
+                // again instead of quarantining the session.
+                if let (
+                    Decision::Quarantine,
+                    Attempt::Response {
+                        status: s @ (401 | 403),
+                        ..
+                    },
+                    Some(hook),
+                ) = (decision, &outcome, &reauth)
+                {
+                    if !reauthenticated {
+                        reauthenticated = true;
+                        if let Some(fresh) = hook(&core, &request, *s).await {
+                            request = fresh;
+                            metrics::counter!("reauth_total").increment(1);
+                            continue;
+                        }
+                    }
                 }
                 let class = policy.classification.classify(&outcome);
                 let target_failed = class == crate::policy::Class::Recoverable;

@@ -13,7 +13,8 @@ use tokio::sync::broadcast;
 use crate::breaker::{BreakerConfig, BreakerState};
 use crate::core::SessionCore;
 use crate::dispatch::{
-    DeadLetter, DeadLetters, Dispatch, Dispatched, Dispatcher, Forget, OpenBreakers, SetHostRate,
+    DeadLetter, DeadLetters, Dispatch, Dispatched, Dispatcher, Forget, OpenBreakers, ReauthHook,
+    SetHostRate,
 };
 use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
@@ -38,6 +39,8 @@ pub struct SystemConfig<C: SessionCore> {
     pub breaker: BreakerConfig,
     /// Rate limits per host and per session.
     pub rates: RateLimits,
+    /// Re-authentication on 401/403, once per request.
+    pub reauth: Option<ReauthHook<C>>,
     /// Called before a session closes.
     pub on_close: Option<CloseHook<C>>,
     /// Run the system thread's clock paused (tests: sleeps advance instantly when idle).
@@ -53,6 +56,7 @@ impl<C: SessionCore> Default for SystemConfig<C> {
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             rates: RateLimits::default(),
+            reauth: None,
             on_close: None,
             paused_time: false,
         }
@@ -123,6 +127,7 @@ impl<C: SessionCore> ActorSystem<C> {
                         config.retry,
                         config.breaker,
                         config.rates,
+                        config.reauth,
                         supervisor.clone(),
                         ev,
                     )
@@ -210,6 +215,7 @@ impl<C: SessionCore> ActorSystem<C> {
         self.dispatcher
             .send(Dispatch {
                 id: session.id.clone(),
+                core: session.core.clone(),
                 actor: session.actor.clone(),
                 request,
             })

@@ -582,3 +582,41 @@ async fn shutdown_is_graceful_and_idempotent() {
         Err(ActorError::ShuttingDown)
     ));
 }
+
+#[tokio::test]
+async fn reauth_hook_runs_once_and_decides_between_retry_and_quarantine() {
+    let refreshed = Arc::new(AtomicUsize::new(0));
+    let count = refreshed.clone();
+    let mut cfg = config::<Fake>();
+    cfg.reauth = Some(Arc::new(move |_core: &Fake, req: &Req, status: u16| {
+        count.fetch_add(1, Ordering::SeqCst);
+        // Refresh for 401; give up on 403.
+        let retry = (status == 401).then(|| req.clone());
+        Box::pin(async move { retry }) as LocalBoxFuture<Option<Req>>
+    }));
+    let sys = ActorSystem::start(cfg).unwrap();
+    let fake = Fake::new(vec![
+        Step::Status(401, None),
+        Step::Status(200, None),
+        Step::Status(403, None),
+    ]);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!(
+        (done.response, done.attempts),
+        (200, 2),
+        "refreshed and retried"
+    );
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!(done.response, 403);
+    assert!(
+        matches!(
+            sys.execute(&s, get()).await,
+            Err(ActorError::Quarantined(_))
+        ),
+        "the hook said no"
+    );
+    assert_eq!(refreshed.load(Ordering::SeqCst), 2);
+    sys.shutdown().await;
+}
