@@ -364,3 +364,42 @@ async fn auth_failure_hook_refreshes_once_then_retries() {
     assert!(!engine.list_sessions().await.unwrap()[0].quarantined);
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_host_opens_its_breaker_and_eviction_makes_room() {
+    let site = site().await;
+    let closed = support::closed_port().await;
+    let engine = Engine::builder()
+        .max_sessions(1)
+        .evict_idle_at_limit(true)
+        .retry(RetryPolicy {
+            max_retries: 0,
+            ..fast_retries()
+        })
+        .breaker(mummer_actors::breaker::BreakerConfig {
+            failure_threshold: 2,
+            cooldown: Duration::from_secs(60),
+        })
+        .start()
+        .unwrap();
+    let id = engine.create_session(site.session()).await.unwrap();
+    let s = engine.session(&id).await.unwrap();
+    let down = format!("https://127.0.0.1:{closed}/");
+    assert!(s.get(&down).send().await.unwrap_err().is_connect());
+    assert!(s.get(&down).send().await.unwrap_err().is_connect());
+    let err = s.get(&down).send().await.unwrap_err();
+    assert!(
+        err.is_breaker_open() && err.to_string().contains("next probe in"),
+        "{err}"
+    );
+
+    // At the limit with eviction on: the idle session makes room.
+    let second = engine.create_session(site.session()).await.unwrap();
+    assert!(engine
+        .session(&id)
+        .await
+        .unwrap_err()
+        .is_session_not_found());
+    assert!(engine.session(&second).await.is_ok());
+    engine.shutdown().await;
+}
