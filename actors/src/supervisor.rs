@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::core::SessionCore;
+use crate::dispatch::Dispatcher;
 use crate::events::{CloseReason, EngineEvent};
 use crate::session_actor::{AbortAll, Retire, SessionActor};
 
@@ -57,12 +58,18 @@ impl Default for SupervisorConfig {
     }
 }
 
+/// Where a session actor runs: an arbiter (`None`: the supervisor's own thread) and the
+/// dispatcher on that arbiter.
+pub type Placement<C> = (Option<ArbiterHandle>, Addr<Dispatcher<C>>);
+
 /// Called with a session and the reason just before it closes (a store saves it here).
 pub type CloseHook<C> = std::sync::Arc<dyn Fn(&C, CloseReason) + Send + Sync>;
 
 struct Entry<C: SessionCore> {
     core: C,
     actor: Addr<SessionActor<C>>,
+    /// The dispatcher on the session's arbiter.
+    dispatcher: Addr<Dispatcher<C>>,
     quarantined: bool,
 }
 
@@ -70,7 +77,8 @@ struct Entry<C: SessionCore> {
 pub struct Supervisor<C: SessionCore> {
     config: SupervisorConfig,
     sessions: HashMap<String, Entry<C>>,
-    arbiters: Vec<ArbiterHandle>,
+    /// Where session actors go, each with the dispatcher on the same arbiter.
+    placements: Vec<Placement<C>>,
     next_arbiter: usize,
     events: broadcast::Sender<EngineEvent>,
     on_close: Option<CloseHook<C>>,
@@ -78,17 +86,18 @@ pub struct Supervisor<C: SessionCore> {
 }
 
 impl<C: SessionCore> Supervisor<C> {
-    /// A supervisor placing session actors on `arbiters` (round robin).
+    /// A supervisor placing session actors round robin over `placements`: an arbiter
+    /// (`None`: the supervisor's own) and the dispatcher that runs there.
     pub fn new(
         config: SupervisorConfig,
-        arbiters: Vec<ArbiterHandle>,
+        placements: Vec<Placement<C>>,
         events: broadcast::Sender<EngineEvent>,
         on_close: Option<CloseHook<C>>,
     ) -> Self {
         Supervisor {
             config,
             sessions: HashMap::new(),
-            arbiters,
+            placements,
             next_arbiter: 0,
             events,
             on_close,
@@ -207,12 +216,16 @@ impl<C: SessionCore> Handler<Create<C>> for Supervisor<C> {
             }
         }
         let core = msg.core.clone();
-        let actor = match self
-            .arbiters
-            .get(self.next_arbiter % self.arbiters.len().max(1))
-        {
+        let Some((arbiter, dispatcher)) = self
+            .placements
+            .get(self.next_arbiter % self.placements.len().max(1))
+            .cloned()
+        else {
+            return Err(CreateError::ShuttingDown);
+        };
+        let actor = match arbiter {
             Some(arbiter) => {
-                SessionActor::start_in_arbiter(arbiter, move |_| SessionActor::new(core))
+                SessionActor::start_in_arbiter(&arbiter, move |_| SessionActor::new(core))
             }
             None => SessionActor::new(core).start(),
         };
@@ -222,6 +235,7 @@ impl<C: SessionCore> Handler<Create<C>> for Supervisor<C> {
             Entry {
                 core: msg.core,
                 actor: actor.clone(),
+                dispatcher,
                 quarantined: false,
             },
         );
@@ -241,6 +255,8 @@ pub struct Found<C: SessionCore> {
     pub core: C,
     /// Its actor.
     pub actor: Addr<SessionActor<C>>,
+    /// The dispatcher on its arbiter.
+    pub dispatcher: Addr<Dispatcher<C>>,
     /// Quarantined after blocked responses.
     pub quarantined: bool,
 }
@@ -259,6 +275,7 @@ impl<C: SessionCore> Handler<Get<C>> for Supervisor<C> {
             Found {
                 core: e.core.clone(),
                 actor: e.actor.clone(),
+                dispatcher: e.dispatcher.clone(),
                 quarantined: e.quarantined,
             }
         })

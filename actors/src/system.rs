@@ -1,20 +1,20 @@
 //! The actor system a tokio program embeds: its own actix `System` on a dedicated thread,
-//! one `Arbiter` (thread) per worker for the session actors, the supervisor and the
-//! dispatcher on the system thread. Callers use [`ActorSystem`] from any tokio runtime:
+//! one `Arbiter` (thread) per worker for the session actors, each with its own
+//! dispatcher, and the supervisor on the system thread. Callers use [`ActorSystem`] from any tokio runtime:
 //! every method is a message to an actor (`Addr::send` is `Send + Sync`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
-use actix::{Actor, Addr};
+use actix::{Actor, Addr, AsyncContext};
 use tokio::sync::broadcast;
 
 use crate::breaker::{BreakerConfig, BreakerState};
 use crate::core::SessionCore;
 use crate::dispatch::{
     DeadLetter, DeadLetters, Dispatch, Dispatched, Dispatcher, Forget, OpenBreakers, ReauthHook,
-    SetHostRate,
+    SetHostRate, SharedState,
 };
 use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
@@ -22,8 +22,8 @@ use crate::policy::RetryPolicy;
 use crate::rate::{Rate, RateLimits};
 use crate::session_actor::SessionActor;
 use crate::supervisor::{
-    Close, CloseHook, Count, Create, CreateError, Get, List, ReapNow, Shutdown, Supervisor,
-    SupervisorConfig,
+    Close, CloseHook, Count, Create, CreateError, Get, List, Placement, ReapNow, Shutdown,
+    Supervisor, SupervisorConfig,
 };
 
 /// How to start an [`ActorSystem`].
@@ -79,6 +79,7 @@ pub struct SessionRef<C: SessionCore> {
     /// The session (for stats and cookies; requests go through the system).
     pub core: C,
     actor: Addr<SessionActor<C>>,
+    dispatcher: Addr<Dispatcher<C>>,
 }
 
 impl<C: SessionCore> Clone for SessionRef<C> {
@@ -87,6 +88,7 @@ impl<C: SessionCore> Clone for SessionRef<C> {
             id: self.id.clone(),
             core: self.core.clone(),
             actor: self.actor.clone(),
+            dispatcher: self.dispatcher.clone(),
         }
     }
 }
@@ -118,21 +120,43 @@ impl<C: SessionCore> ActorSystem<C> {
                 let workers: Vec<actix_rt::Arbiter> = (0..if paused { 0 } else { config.workers })
                     .map(|_| actix_rt::Arbiter::new())
                     .collect();
-                let handles = workers.iter().map(actix_rt::Arbiter::handle).collect();
+                let handles: Vec<actix_rt::ArbiterHandle> =
+                    workers.iter().map(actix_rt::Arbiter::handle).collect();
+                let SystemConfig {
+                    supervisor: supervisor_config,
+                    retry,
+                    breaker,
+                    rates,
+                    reauth,
+                    on_close,
+                    ..
+                } = config;
                 system.block_on(async move {
-                    let supervisor =
-                        Supervisor::new(config.supervisor, handles, ev.clone(), config.on_close)
-                            .start();
-                    let dispatcher = Dispatcher::new(
-                        config.retry,
-                        config.breaker,
-                        config.rates,
-                        config.reauth,
-                        supervisor.clone(),
-                        ev,
-                    )
-                    .start();
-                    let _ = tx.send((supervisor, dispatcher));
+                    let shared = SharedState::new(retry, breaker, rates, ev.clone());
+                    let (state, hook) = (shared.clone(), reauth.clone());
+                    // One dispatcher per arbiter, next to the sessions it serves.
+                    let supervisor = Supervisor::create(move |ctx| {
+                        let me = ctx.address();
+                        let placements: Vec<Placement<C>> = if handles.is_empty() {
+                            vec![(None, Dispatcher::new(state, hook, me).start())]
+                        } else {
+                            handles
+                                .into_iter()
+                                .map(|h| {
+                                    let (st, hk, sup) = (state.clone(), hook.clone(), me.clone());
+                                    let d = Dispatcher::start_in_arbiter(&h, move |_| {
+                                        Dispatcher::new(st, hk, sup)
+                                    });
+                                    (Some(h), d)
+                                })
+                                .collect()
+                        };
+                        Supervisor::new(supervisor_config, placements, ev, on_close)
+                    });
+                    // A dispatcher on the system thread for engine-wide calls (dead
+                    // letters, breakers, host rates) and for stopping the system.
+                    let control = Dispatcher::new(shared, reauth, supervisor.clone()).start();
+                    let _ = tx.send((supervisor, control));
                 });
                 let _ = system.run();
                 for w in workers {
@@ -194,6 +218,7 @@ impl<C: SessionCore> ActorSystem<C> {
                 id: id.to_string(),
                 core: found.core,
                 actor: found.actor,
+                dispatcher: found.dispatcher,
             }),
             Ok(None) => Err(ActorError::SessionNotFound(id.to_string())),
             Err(_) => Err(ActorError::ShuttingDown),
@@ -212,7 +237,8 @@ impl<C: SessionCore> ActorSystem<C> {
         request: C::Request,
     ) -> Result<Dispatched<C::Response>, ActorError<C::Error>> {
         self.live()?;
-        self.dispatcher
+        session
+            .dispatcher
             .send(Dispatch {
                 id: session.id.clone(),
                 core: session.core.clone(),
