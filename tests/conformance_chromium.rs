@@ -71,8 +71,8 @@ async fn mummer_reports(
     for (path, kind, referer) in [
         ("/", RequestKind::Navigation, None),
         (
-            IMAGE_PATH,
-            RequestKind::Image,
+            FETCH_PATH,
+            RequestKind::Fetch,
             Some(format!("https://{HOST}:{port}/resume")),
         ),
     ] {
@@ -95,8 +95,8 @@ async fn mummer_reports(
     (reports.pop().unwrap(), resumed)
 }
 
-/// The image the `/resume` page loads.
-const IMAGE_PATH: &str = "/after-resume";
+/// What the `/resume` page fetches with `fetch()` on the resumed connection.
+const FETCH_PATH: &str = "/after-resume";
 
 /// The HEADERS of the request for `path` on a connection.
 fn request<'a>(report: &'a ConnectionReport, path: &str) -> Option<&'a HeadersFrame> {
@@ -138,16 +138,16 @@ async fn agree() {
     // Let Chromium's other connections (favicon) drain before the next visit.
     tokio::time::sleep(Duration::from_millis(500)).await;
     inspector.drain_reports();
-    // The image request comes on a resumed connection (Chromium may also retry the page
+    // The fetch comes on a resumed connection (Chromium may also retry the page
     // itself on one: that is why the request is picked by path, not position).
     let visit = chromium_visit(&mut inspector, RESUME_PATH, |s| {
         s.iter()
-            .any(|r| r.resumed && request(r, IMAGE_PATH).is_some())
+            .any(|r| r.resumed && request(r, FETCH_PATH).is_some())
     })
     .await;
     let browser_resumed = visit
         .iter()
-        .find(|r| r.resumed && request(r, IMAGE_PATH).is_some())
+        .find(|r| r.resumed && request(r, FETCH_PATH).is_some())
         .unwrap()
         .clone();
     let browser_second = visit.iter().find(|r| !r.resumed).unwrap().clone();
@@ -171,7 +171,7 @@ async fn agree() {
         assert_same(
             profile,
             "resumed connection",
-            IMAGE_PATH,
+            FETCH_PATH,
             &browser_resumed,
             &ours_resumed,
         );

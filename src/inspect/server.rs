@@ -27,13 +27,15 @@ use crate::error::{Error, Result};
 /// Largest frame or request head the inspector reads.
 const MAX_FRAME: usize = 1 << 20;
 /// `GET` on this path (over HTTP/2) answers [`RESUME_PAGE`] and then closes the
-/// connection, so a browser comes back on a second, resumed TLS connection to fetch the
-/// page's image: the way to capture a browser's resumed handshake.
+/// connection, so a browser comes back on a second, resumed TLS connection for the
+/// request its page makes with `fetch()`: the way to capture a browser's resumed handshake.
 pub const RESUME_PATH: &str = "/resume";
 /// The page served at [`RESUME_PATH`].
-/// Chromium boosts the first five images of a page from LOWEST to LOW priority, so five
-/// decoys come first and `/after-resume` shows the plain image priority.
-const RESUME_PAGE: &str = "<!doctype html><title>resume</title><img src=\"/decoy1\"><img src=\"/decoy2\"><img src=\"/decoy3\"><img src=\"/decoy4\"><img src=\"/decoy5\"><img src=\"/after-resume\">";
+/// The page's script fetches `/after-resume` with `fetch()`, whose priority (HIGH) and
+/// headers do not depend on layout, unlike an image's (Chromium boosts images that are
+/// among a page's first five, or in the viewport once laid out). The image after it keeps
+/// the load event (and so `--dump-dom`) waiting until the fetch has gone out.
+const RESUME_PAGE: &str = "<!doctype html><title>resume</title><script>fetch('/after-resume')</script><img src=\"/decoy\">";
 /// A connection idle this long is closed.
 const IDLE: Duration = Duration::from_secs(10);
 
