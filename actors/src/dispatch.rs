@@ -317,13 +317,20 @@ impl<C: SessionCore> Handler<Dispatch<C>> for Dispatcher<C> {
                     st.record(&session_key, !target_failed);
                     st.record(&host_key, !target_failed);
                     match decision {
-                        Decision::DeadLetter => {
+                        // Final failures: non-recoverable at once, or recoverable with
+                        // the retries (or the deadline) used up.
+                        Decision::DeadLetter | Decision::GiveUp => {
+                            let why = if decision == Decision::GiveUp {
+                                format!("gave up after {attempt} attempt(s): {}", reason())
+                            } else {
+                                reason()
+                            };
                             let letter = DeadLetter {
                                 session: id.clone(),
                                 target: target.clone(),
                                 attempts: attempt,
                                 status,
-                                reason: reason(),
+                                reason: why,
                                 at: unix_ms(),
                             };
                             st.dead_letter(letter);
@@ -347,7 +354,7 @@ impl<C: SessionCore> Handler<Dispatch<C>> for Dispatcher<C> {
                                 class,
                             });
                         }
-                        Decision::Done | Decision::GiveUp => {}
+                        Decision::Done => {}
                     }
                 }
                 match decision {

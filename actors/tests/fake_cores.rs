@@ -252,6 +252,14 @@ async fn recoverable_statuses_are_retried_with_jittered_backoff() {
         .extend(std::iter::repeat_n(Step::Status(502, None), 4));
     let done = sys.execute(&s, get()).await.unwrap();
     assert_eq!((done.response, done.attempts), (502, 4));
+    let letters = sys.dead_letters(false).await;
+    assert_eq!(letters.len(), 1, "retries used up: dead-lettered");
+    assert_eq!((letters[0].attempts, letters[0].status), (4, Some(502)));
+    assert!(
+        letters[0].reason.starts_with("gave up after 4 attempt(s)"),
+        "{}",
+        letters[0].reason
+    );
     sys.shutdown().await;
 }
 
