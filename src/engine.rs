@@ -34,6 +34,8 @@ use crate::session::{Session, SessionStats};
 pub struct EngineRequest {
     method: Method,
     url: String,
+    /// The target host (lower-case), parsed once for breakers and rate limits.
+    target: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Bytes>,
     kind: RequestKind,
@@ -89,10 +91,7 @@ impl SessionCore for Session {
     }
 
     fn target(r: &EngineRequest) -> String {
-        url::Url::parse(&r.url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-            .unwrap_or_default()
+        r.target.clone()
     }
 
     fn method(r: &EngineRequest) -> (String, bool) {
@@ -472,6 +471,11 @@ impl EngineSession {
             request: EngineRequest {
                 method,
                 url: url.to_string(),
+                // An unparsable URL gets no host here; the session reports it when sent.
+                target: url::Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                    .unwrap_or_default(),
                 headers: Vec::new(),
                 body: None,
                 kind: RequestKind::Navigation,

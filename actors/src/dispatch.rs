@@ -69,8 +69,12 @@ impl State {
         } else {
             &mut self.by_session
         };
-        map.entry(key.to_string())
-            .or_insert_with(|| Breaker::new(cfg))
+        // Allocate the key only on first use: this runs four times per attempt.
+        if !map.contains_key(key) {
+            map.insert(key.to_string(), Breaker::new(cfg));
+        }
+        map.get_mut(key)
+            .expect("the breaker was inserted just above")
     }
 
     fn record(&mut self, key: &str, ok: bool) {
