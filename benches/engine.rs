@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpu_time::ProcessTime;
-use mummer::{Engine, EngineSession, Profile, RequestKind, Session, SessionConfig};
+use mummer::{Engine, EngineSession, Profile, RequestKind, RequestSite, Session, SessionConfig};
 
 #[derive(Clone)]
 enum Target {
@@ -159,22 +159,28 @@ fn main() {
                     .collect(),
             )
         };
-        let mut builder = Engine::builder().max_sessions(many + 10);
-        if let Some(w) = value("--workers") {
-            builder = builder.workers(w);
+        // The default engine runs requests in the caller's task; the second one runs
+        // them on its arbiters (`RequestSite::Arbiter`), measured in the same run.
+        let mut engines = Vec::new();
+        let mut targets = Vec::new();
+        for site in [RequestSite::Caller, RequestSite::Arbiter] {
+            let mut builder = Engine::builder().max_sessions(many + 10).request_site(site);
+            if let Some(w) = value("--workers") {
+                builder = builder.workers(w);
+            }
+            let engine = builder.start().expect("engine");
+            let mut handles = Vec::new();
+            for _ in 0..many.max(1) {
+                let r: mummer::net::ResolveOverride = resolve.parse().expect("resolve");
+                let id = engine
+                    .create_session(SessionConfig::profile("chrome-latest").transport(move |b| b.insecure(true).resolve(r)))
+                    .await
+                    .expect("create");
+                handles.push(engine.session(&id).await.expect("session"));
+            }
+            targets.push((Target::Engine(vec![handles[0].clone()]), Target::Engine(handles)));
+            engines.push(engine);
         }
-        let engine = builder.start().expect("engine");
-        let mut handles = Vec::new();
-        for _ in 0..many.max(1) {
-            let r: mummer::net::ResolveOverride = resolve.parse().expect("resolve");
-            let id = engine
-                .create_session(SessionConfig::profile("chrome-latest").transport(move |b| b.insecure(true).resolve(r)))
-                .await
-                .expect("create");
-            handles.push(engine.session(&id).await.expect("session"));
-        }
-        let one_engine = Target::Engine(vec![handles[0].clone()]);
-        let many_engine = Target::Engine(handles.clone());
         let one_plain = plain(1);
         let many_plain = plain(many);
 
@@ -183,34 +189,39 @@ fn main() {
             if full { "" } else { " (smoke run; use `cargo bench --bench engine`)" }
         );
         println!(
-            "  {:<46} {:>10} {:>12} {:>10} {:>10} {:>12}",
+            "  {:<60} {:>10} {:>12} {:>10} {:>10} {:>12}",
             "scenario", "req/s", "CPU us/req", "p50", "p99", "CPU vs plain"
         );
-        for (label, concurrency, p, e) in [
-            ("1 session, 1 in flight", 1, &one_plain, &one_engine),
-            ("1 session, 64 in flight", 64, &one_plain, &one_engine),
-            (if full { "1000 sessions, 64 in flight" } else { "20 sessions, 64 in flight" }, 64, &many_plain, &many_engine),
+        let [(one_caller, many_caller), (one_arbiter, many_arbiter)] = &targets[..] else {
+            unreachable!("two engines were built above")
+        };
+        let many_label = if full { "1000 sessions, 64 in flight" } else { "20 sessions, 64 in flight" };
+        for (label, concurrency, contenders) in [
+            ("1 session, 1 in flight", 1, [&one_plain, one_caller, one_arbiter]),
+            ("1 session, 64 in flight", 64, [&one_plain, one_caller, one_arbiter]),
+            (many_label, 64, [&many_plain, many_caller, many_arbiter]),
         ] {
-            let mut ps = Vec::new();
-            let mut es = Vec::new();
+            let mut samples: [Vec<Sample>; 3] = Default::default();
             for round in 0..rounds {
-                // Alternate which goes first.
-                if round % 2 == 0 {
-                    ps.push(measure(p, &url, concurrency, requests).await);
-                    es.push(measure(e, &url, concurrency, requests).await);
-                } else {
-                    es.push(measure(e, &url, concurrency, requests).await);
-                    ps.push(measure(p, &url, concurrency, requests).await);
+                // Rotate which goes first.
+                for k in 0..3 {
+                    let i = (round + k) % 3;
+                    samples[i].push(measure(contenders[i], &url, concurrency, requests).await);
                 }
             }
             let median = |v: &mut Vec<Sample>| {
                 v.sort_by(|a, b| a.cpu_us.total_cmp(&b.cpu_us));
                 v.remove(v.len() / 2)
             };
-            let (pm, em) = (median(&mut ps), median(&mut es));
-            for (name, s) in [("plain Session", &pm), ("engine", &em)] {
+            let [ps, cs, as_] = &mut samples;
+            let (pm, cm, am) = (median(ps), median(cs), median(as_));
+            for (name, s) in [
+                ("plain Session", &pm),
+                ("engine", &cm),
+                ("engine, requests on arbiters", &am),
+            ] {
                 println!(
-                    "  {:<46} {:>10.0} {:>12.1} {:>10.2?} {:>10.2?} {:>12.2}",
+                    "  {:<60} {:>10.0} {:>12.1} {:>10.2?} {:>10.2?} {:>12.2}",
                     format!("{label}: {name}"),
                     s.rps,
                     s.cpu_us,
@@ -220,7 +231,9 @@ fn main() {
                 );
             }
         }
-        engine.shutdown().await;
+        for engine in engines {
+            engine.shutdown().await;
+        }
     });
     drop(server);
 }

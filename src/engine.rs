@@ -17,8 +17,9 @@ use mummer_actors::dispatch::DeadLetter;
 use mummer_actors::policy::{Attempt, RetryPolicy};
 use mummer_actors::rate::Rate;
 use mummer_actors::supervisor::LimitPolicy;
+pub use mummer_actors::RequestSite;
 use mummer_actors::{
-    ActorError, ActorSystem, CloseReason, EngineEvent, LocalBoxFuture, SessionCore, SessionRef,
+    ActorError, ActorSystem, BoxFuture, CloseReason, EngineEvent, SessionCore, SessionRef,
     SystemConfig,
 };
 use tokio::sync::broadcast;
@@ -50,7 +51,7 @@ impl SessionCore for Session {
     type Error = Error;
     type Stats = SessionStats;
 
-    fn execute(&self, r: EngineRequest) -> LocalBoxFuture<Result<Response>> {
+    fn execute(&self, r: EngineRequest) -> BoxFuture<Result<Response>> {
         let mut req = self.request(r.method, &r.url).kind(r.kind);
         for (n, v) in &r.headers {
             req = req.header_value(n.clone(), v.clone());
@@ -182,11 +183,21 @@ impl EngineBuilder {
     }
 
     /// Arbiter threads for session actors (default: one per core). 0 runs the session
-    /// actors on the engine's system thread, next to the dispatcher: one thread hop less
-    /// per request (lower latency and CPU when few requests are in flight), one core for
-    /// all sessions' HTTP work.
+    /// actors on the engine's system thread, next to the dispatcher. With requests run
+    /// on the arbiters ([`RequestSite::Arbiter`]) this decides where the HTTP work
+    /// goes; with the default [`RequestSite::Caller`] the actors only hold lifecycle
+    /// and the work runs in the callers' tasks.
     pub fn workers(mut self, n: usize) -> Self {
         self.config.workers = n;
+        self
+    }
+
+    /// Where requests run: in the calling task (default; the cheapest, no thread
+    /// crossing) or on the session's arbiter (all network work on the engine's threads,
+    /// two thread crossings per request). Both go through the same retry, breaker and
+    /// rate-limit logic, and a close aborts both at its deadline.
+    pub fn request_site(mut self, site: RequestSite) -> Self {
+        self.config.site = site;
         self
     }
 
@@ -222,7 +233,7 @@ impl EngineBuilder {
     pub fn on_auth_failure<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Session, u16) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Option<Vec<(HeaderName, HeaderValue)>>> + 'static,
+        Fut: std::future::Future<Output = Option<Vec<(HeaderName, HeaderValue)>>> + Send + 'static,
     {
         let hook = Arc::new(hook);
         self.config.reauth = Some(Arc::new(
@@ -236,7 +247,7 @@ impl EngineBuilder {
                         request.headers.push((name, value));
                     }
                     Some(request)
-                }) as LocalBoxFuture<Option<EngineRequest>>
+                }) as BoxFuture<Option<EngineRequest>>
             },
         ));
         self

@@ -19,7 +19,7 @@ pub mod tls;
 
 pub use client::{Client, ClientBuilder, HttpVersionPref, RequestBuilder, Response, Timings};
 pub use decode::decode_body;
-pub use engine::{Engine, EngineBuilder, EngineSession, SessionConfig};
+pub use engine::{Engine, EngineBuilder, EngineSession, RequestSite, SessionConfig};
 pub use error::{Error, Result};
 pub use profile::{Profile, RequestKind};
 pub use session::{Session, SessionBuilder, SessionSnapshot, SessionStats, SnapshotKey};

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use crate::policy::Attempt;
 
-/// A boxed future that may stay on one thread (actors run their futures on their
-/// arbiter).
-pub type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T> + 'static>>;
+/// A boxed future that can move between threads: a request runs either in the
+/// caller's task or on its session's arbiter (see [`crate::system::RequestSite`]).
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// A session the engine can run. Cheap to clone (clones share state), usable from the
-/// arbiter thread that owns its actor.
+/// A session the engine can run. Cheap to clone (clones share state), usable from any
+/// thread.
 pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
     /// One request, replayable: the retry actor sends the same value again.
     type Request: Clone + Send + 'static;
@@ -25,10 +25,7 @@ pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
     type Stats: Clone + Send + 'static;
 
     /// Performs one attempt of `request`.
-    fn execute(
-        &self,
-        request: Self::Request,
-    ) -> LocalBoxFuture<Result<Self::Response, Self::Error>>;
+    fn execute(&self, request: Self::Request) -> BoxFuture<Result<Self::Response, Self::Error>>;
 
     /// The session's statistics now (cheap: no I/O).
     fn stats(&self) -> Self::Stats;

@@ -27,7 +27,7 @@ use crate::error::ActorError;
 use crate::events::EngineEvent;
 use crate::policy::{is_idempotent, Attempt, Decision, RetryPolicy};
 use crate::rate::{Limiters, Rate, RateLimits};
-use crate::session_actor::{Execute, SessionActor};
+use crate::session_actor::{Aborted, Execute, SessionActor};
 use crate::supervisor::{MarkQuarantined, Supervisor};
 
 /// Most dead letters kept; older ones are dropped first.
@@ -190,7 +190,7 @@ pub type ReauthHook<C> = std::sync::Arc<
             &C,
             &<C as SessionCore>::Request,
             u16,
-        ) -> crate::core::LocalBoxFuture<Option<<C as SessionCore>::Request>>
+        ) -> crate::core::BoxFuture<Option<<C as SessionCore>::Request>>
         + Send
         + Sync,
 >;
@@ -218,167 +218,231 @@ impl<C: SessionCore> Handler<Dispatch<C>> for Dispatcher<C> {
     type Result = ResponseFuture<Result<Dispatched<C::Response>, ActorError<C::Error>>>;
 
     fn handle(&mut self, msg: Dispatch<C>, _: &mut Context<Self>) -> Self::Result {
-        let state = self.state.clone();
-        let supervisor = self.supervisor.clone();
-        let reauth = self.reauth.clone();
-        Box::pin(async move {
-            let Dispatch {
-                id,
-                core,
-                actor,
-                mut request,
-            } = msg;
-            let mut reauthenticated = false;
-            let target = C::target(&request);
-            let (method, has_key) = C::method(&request);
-            let retryable = is_idempotent(&method, has_key);
-            let (policy, started) = (state.lock().policy.clone(), Instant::now());
-            let session_key = format!("session:{id}");
-            let host_key = format!("host:{target}");
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                {
-                    let mut st = state.lock();
-                    if st.quarantined.contains(&id) {
-                        return Err(ActorError::Quarantined(id));
-                    }
-                    let now = Instant::now().into_std();
-                    for key in [&session_key, &host_key] {
-                        if let Admission::Rejected { retry_in } = st.breaker(key).admit(now) {
-                            return Err(ActorError::BreakerOpen {
-                                key: key.clone(),
-                                retry_in,
-                            });
-                        }
-                    }
-                }
-                // Rate limits: wait for a slot, within the deadline.
-                let limiters = state.lock().limits.for_request(&target, &id);
-                for limiter in limiters {
-                    let left = policy.deadline.saturating_sub(started.elapsed());
-                    if tokio::time::timeout(left, limiter.until_ready())
-                        .await
-                        .is_err()
-                    {
-                        return Err(ActorError::Deadline(policy.deadline));
-                    }
-                }
-                let result = match actor.send(Execute(request.clone())).await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(_aborted)) => return Err(ActorError::ShuttingDown),
-                    Err(_) => return Err(ActorError::SessionNotFound(id)),
-                };
-                let outcome = C::describe(&result);
-                let time_left = policy.deadline.saturating_sub(started.elapsed());
-                let mut decision = policy.decide(
-                    &outcome,
-                    attempt,
-                    SystemTime::now(),
-                    time_left,
-                    rand::random(),
-                );
-                if !retryable && matches!(decision, Decision::RetryAfter(_)) {
-                    decision = Decision::GiveUp;
-                }
-                // 401/403: the hook may refresh credentials once, then the request goes
-                // again instead of quarantining the session.
-                if let (
-                    Decision::Quarantine,
-                    Attempt::Response {
-                        status: s @ (401 | 403),
-                        ..
-                    },
-                    Some(hook),
-                ) = (decision, &outcome, &reauth)
-                {
-                    if !reauthenticated {
-                        reauthenticated = true;
-                        if let Some(fresh) = hook(&core, &request, *s).await {
-                            request = fresh;
-                            metrics::counter!("reauth_total").increment(1);
-                            continue;
-                        }
-                    }
-                }
-                let class = policy.classification.classify(&outcome);
-                let target_failed = class == crate::policy::Class::Recoverable;
-                metrics::counter!("requests_total", "class" => class_label(&outcome)).increment(1);
-                if attempt > 1 && !target_failed {
-                    metrics::counter!("retry_success_total").increment(1);
-                }
-                let status = match &outcome {
-                    Attempt::Response { status, .. } => Some(*status),
-                    Attempt::Failure { .. } => None,
-                };
-                let reason = || match (&result, status) {
-                    (Err(e), _) => e.to_string(),
-                    (Ok(_), Some(s)) => format!("status {s}"),
-                    (Ok(_), None) => "failed".to_string(),
-                };
-                {
-                    let mut st = state.lock();
-                    st.record(&session_key, !target_failed);
-                    st.record(&host_key, !target_failed);
-                    match decision {
-                        // Final failures: non-recoverable at once, or recoverable with
-                        // the retries (or the deadline) used up.
-                        Decision::DeadLetter | Decision::GiveUp => {
-                            let why = if decision == Decision::GiveUp {
-                                format!("gave up after {attempt} attempt(s): {}", reason())
-                            } else {
-                                reason()
-                            };
-                            let letter = DeadLetter {
-                                session: id.clone(),
-                                target: target.clone(),
-                                attempts: attempt,
-                                status,
-                                reason: why,
-                                at: unix_ms(),
-                            };
-                            st.dead_letter(letter);
-                        }
-                        Decision::Quarantine => {
-                            st.quarantined.insert(id.clone());
-                            let _ = st.events.send(EngineEvent::Quarantined {
-                                id: id.clone(),
-                                reason: reason(),
-                            });
-                            supervisor.do_send(MarkQuarantined(id.clone()));
-                        }
-                        Decision::RetryAfter(delay) => {
-                            metrics::counter!("retries_total").increment(1);
-                            metrics::histogram!("backoff_seconds").record(delay.as_secs_f64());
-                            let _ = st.events.send(EngineEvent::RetryScheduled {
-                                id: id.clone(),
-                                target: target.clone(),
-                                attempt,
-                                delay,
-                                class,
-                            });
-                        }
-                        Decision::Done => {}
-                    }
-                }
-                match decision {
-                    Decision::RetryAfter(delay) => {
-                        tokio::time::sleep(delay).await;
-                        if started.elapsed() >= policy.deadline {
-                            return Err(ActorError::Deadline(policy.deadline));
-                        }
-                    }
-                    _ => {
-                        return result
-                            .map(|response| Dispatched {
-                                response,
-                                attempts: attempt,
-                            })
-                            .map_err(ActorError::Session)
-                    }
+        let Dispatch {
+            id,
+            core,
+            actor,
+            request,
+        } = msg;
+        let gone = id.clone();
+        // Each attempt is a message to the session actor on this arbiter.
+        let attempt = move |request| {
+            let (actor, gone) = (actor.clone(), gone.clone());
+            async move {
+                match actor.send(Execute(request)).await {
+                    Ok(Ok(result)) => Ok(result),
+                    Ok(Err(Aborted)) => Err(ActorError::ShuttingDown),
+                    Err(_) => Err(ActorError::SessionNotFound(gone)),
                 }
             }
-        })
+        };
+        Box::pin(dispatch(self.context(), id, core, request, attempt))
+    }
+}
+
+/// What the retry loop needs from the engine, wherever it runs: the shared state, the
+/// supervisor (for quarantines) and the re-authentication hook.
+pub struct DispatchContext<C: SessionCore> {
+    state: SharedState,
+    supervisor: Addr<Supervisor<C>>,
+    reauth: Option<ReauthHook<C>>,
+}
+
+impl<C: SessionCore> Clone for DispatchContext<C> {
+    fn clone(&self) -> Self {
+        DispatchContext {
+            state: self.state.clone(),
+            supervisor: self.supervisor.clone(),
+            reauth: self.reauth.clone(),
+        }
+    }
+}
+
+impl<C: SessionCore> DispatchContext<C> {
+    /// Gives `host` its own rate (robots.txt `Crawl-delay`), in effect for the next
+    /// request that waits for a slot (synchronous: no request can slip past it).
+    pub fn set_host_rate(&self, host: &str, rate: Rate) {
+        self.state.lock().limits.set_host_rate(host, rate);
+    }
+}
+
+impl<C: SessionCore> Dispatcher<C> {
+    /// The context its retry loops run in (the same for every dispatcher of a system).
+    pub fn context(&self) -> DispatchContext<C> {
+        DispatchContext {
+            state: self.state.clone(),
+            supervisor: self.supervisor.clone(),
+            reauth: self.reauth.clone(),
+        }
+    }
+}
+
+/// Performs `request` on session `id` with retries: quarantine and breaker checks, rate
+/// limits, one `attempt_once` per try, classification, backoff, dead letters. It runs
+/// one try wherever the caller chose (a message to the session actor, or the session's
+/// own future registered with its actor).
+pub async fn dispatch<C, A, F>(
+    cx: DispatchContext<C>,
+    id: String,
+    core: C,
+    mut request: C::Request,
+    mut attempt_once: A,
+) -> Result<Dispatched<C::Response>, ActorError<C::Error>>
+where
+    C: SessionCore,
+    A: FnMut(C::Request) -> F,
+    F: std::future::Future<Output = Result<Result<C::Response, C::Error>, ActorError<C::Error>>>,
+{
+    let DispatchContext {
+        state,
+        supervisor,
+        reauth,
+    } = cx;
+    let mut reauthenticated = false;
+    let target = C::target(&request);
+    let (method, has_key) = C::method(&request);
+    let retryable = is_idempotent(&method, has_key);
+    let (policy, started) = (state.lock().policy.clone(), Instant::now());
+    let session_key = format!("session:{id}");
+    let host_key = format!("host:{target}");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        {
+            let mut st = state.lock();
+            if st.quarantined.contains(&id) {
+                return Err(ActorError::Quarantined(id));
+            }
+            let now = Instant::now().into_std();
+            for key in [&session_key, &host_key] {
+                if let Admission::Rejected { retry_in } = st.breaker(key).admit(now) {
+                    return Err(ActorError::BreakerOpen {
+                        key: key.clone(),
+                        retry_in,
+                    });
+                }
+            }
+        }
+        // Rate limits: wait for a slot, within the deadline.
+        let limiters = state.lock().limits.for_request(&target, &id);
+        for limiter in limiters {
+            let left = policy.deadline.saturating_sub(started.elapsed());
+            if tokio::time::timeout(left, limiter.until_ready())
+                .await
+                .is_err()
+            {
+                return Err(ActorError::Deadline(policy.deadline));
+            }
+        }
+        let result = attempt_once(request.clone()).await?;
+        let outcome = C::describe(&result);
+        let time_left = policy.deadline.saturating_sub(started.elapsed());
+        let mut decision = policy.decide(
+            &outcome,
+            attempt,
+            SystemTime::now(),
+            time_left,
+            rand::random(),
+        );
+        if !retryable && matches!(decision, Decision::RetryAfter(_)) {
+            decision = Decision::GiveUp;
+        }
+        // 401/403: the hook may refresh credentials once, then the request goes
+        // again instead of quarantining the session.
+        if let (
+            Decision::Quarantine,
+            Attempt::Response {
+                status: s @ (401 | 403),
+                ..
+            },
+            Some(hook),
+        ) = (decision, &outcome, &reauth)
+        {
+            if !reauthenticated {
+                reauthenticated = true;
+                if let Some(fresh) = hook(&core, &request, *s).await {
+                    request = fresh;
+                    metrics::counter!("reauth_total").increment(1);
+                    continue;
+                }
+            }
+        }
+        let class = policy.classification.classify(&outcome);
+        let target_failed = class == crate::policy::Class::Recoverable;
+        metrics::counter!("requests_total", "class" => class_label(&outcome)).increment(1);
+        if attempt > 1 && !target_failed {
+            metrics::counter!("retry_success_total").increment(1);
+        }
+        let status = match &outcome {
+            Attempt::Response { status, .. } => Some(*status),
+            Attempt::Failure { .. } => None,
+        };
+        let reason = || match (&result, status) {
+            (Err(e), _) => e.to_string(),
+            (Ok(_), Some(s)) => format!("status {s}"),
+            (Ok(_), None) => "failed".to_string(),
+        };
+        {
+            let mut st = state.lock();
+            st.record(&session_key, !target_failed);
+            st.record(&host_key, !target_failed);
+            match decision {
+                // Final failures: non-recoverable at once, or recoverable with
+                // the retries (or the deadline) used up.
+                Decision::DeadLetter | Decision::GiveUp => {
+                    let why = if decision == Decision::GiveUp {
+                        format!("gave up after {attempt} attempt(s): {}", reason())
+                    } else {
+                        reason()
+                    };
+                    let letter = DeadLetter {
+                        session: id.clone(),
+                        target: target.clone(),
+                        attempts: attempt,
+                        status,
+                        reason: why,
+                        at: unix_ms(),
+                    };
+                    st.dead_letter(letter);
+                }
+                Decision::Quarantine => {
+                    st.quarantined.insert(id.clone());
+                    let _ = st.events.send(EngineEvent::Quarantined {
+                        id: id.clone(),
+                        reason: reason(),
+                    });
+                    supervisor.do_send(MarkQuarantined(id.clone()));
+                }
+                Decision::RetryAfter(delay) => {
+                    metrics::counter!("retries_total").increment(1);
+                    metrics::histogram!("backoff_seconds").record(delay.as_secs_f64());
+                    let _ = st.events.send(EngineEvent::RetryScheduled {
+                        id: id.clone(),
+                        target: target.clone(),
+                        attempt,
+                        delay,
+                        class,
+                    });
+                }
+                Decision::Done => {}
+            }
+        }
+        match decision {
+            Decision::RetryAfter(delay) => {
+                tokio::time::sleep(delay).await;
+                if started.elapsed() >= policy.deadline {
+                    return Err(ActorError::Deadline(policy.deadline));
+                }
+            }
+            _ => {
+                return result
+                    .map(|response| Dispatched {
+                        response,
+                        attempts: attempt,
+                    })
+                    .map_err(ActorError::Session)
+            }
+        }
     }
 }
 
@@ -429,24 +493,6 @@ impl<C: SessionCore> Handler<Forget> for Dispatcher<C> {
         st.quarantined.remove(&msg.0);
         st.by_session.remove(&format!("session:{}", msg.0));
         st.limits.forget_session(&msg.0);
-    }
-}
-
-/// Give a host its own rate (robots.txt `Crawl-delay`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetHostRate {
-    /// The host.
-    pub host: String,
-    /// Its rate.
-    pub rate: Rate,
-}
-
-impl<C: SessionCore> Handler<SetHostRate> for Dispatcher<C> {
-    type Result = ();
-
-    fn handle(&mut self, msg: SetHostRate, _: &mut Context<Self>) {
-        self.state.lock().limits.set_host_rate(&msg.host, msg.rate);
     }
 }
 

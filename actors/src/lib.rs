@@ -23,7 +23,7 @@ pub mod session_actor;
 pub mod supervisor;
 pub mod system;
 
-pub use crate::core::{LocalBoxFuture, SessionCore};
+pub use crate::core::{BoxFuture, SessionCore};
 pub use crate::error::ActorError;
 pub use crate::events::{CloseReason, EngineEvent};
-pub use crate::system::{ActorSystem, SessionRef, SystemConfig};
+pub use crate::system::{ActorSystem, RequestSite, SessionRef, SystemConfig};

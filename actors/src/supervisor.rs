@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use crate::core::SessionCore;
 use crate::dispatch::Dispatcher;
 use crate::events::{CloseReason, EngineEvent};
-use crate::session_actor::{AbortAll, Retire, SessionActor};
+use crate::session_actor::{Retire, Running, SessionActor};
 
 /// What to do at the session limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +68,8 @@ pub type CloseHook<C> = std::sync::Arc<dyn Fn(&C, CloseReason) + Send + Sync>;
 struct Entry<C: SessionCore> {
     core: C,
     actor: Addr<SessionActor<C>>,
+    /// Its running requests.
+    running: Running,
     /// The dispatcher on the session's arbiter.
     dispatcher: Addr<Dispatcher<C>>,
     quarantined: bool,
@@ -149,10 +151,10 @@ async fn drain<C: SessionCore>(entry: Entry<C>, deadline: Duration) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if entry.core.in_flight() > 0 {
-        let _ = entry.actor.send(AbortAll).await;
-    } else {
-        entry.actor.do_send(Retire);
+        let aborted = entry.running.abort_all();
+        tracing::debug!(aborted, "close deadline passed; running requests aborted");
     }
+    entry.actor.do_send(Retire);
 }
 
 impl<C: SessionCore> Actor for Supervisor<C> {
@@ -223,11 +225,13 @@ impl<C: SessionCore> Handler<Create<C>> for Supervisor<C> {
         else {
             return Err(CreateError::ShuttingDown);
         };
+        let running = Running::default();
+        let registry = running.clone();
         let actor = match arbiter {
             Some(arbiter) => {
-                SessionActor::start_in_arbiter(&arbiter, move |_| SessionActor::new(core))
+                SessionActor::start_in_arbiter(&arbiter, move |_| SessionActor::new(core, registry))
             }
-            None => SessionActor::new(core).start(),
+            None => SessionActor::new(core, registry).start(),
         };
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         self.sessions.insert(
@@ -235,6 +239,7 @@ impl<C: SessionCore> Handler<Create<C>> for Supervisor<C> {
             Entry {
                 core: msg.core,
                 actor: actor.clone(),
+                running,
                 dispatcher,
                 quarantined: false,
             },
@@ -255,6 +260,8 @@ pub struct Found<C: SessionCore> {
     pub core: C,
     /// Its actor.
     pub actor: Addr<SessionActor<C>>,
+    /// Its running requests.
+    pub running: Running,
     /// The dispatcher on its arbiter.
     pub dispatcher: Addr<Dispatcher<C>>,
     /// Quarantined after blocked responses.
@@ -275,6 +282,7 @@ impl<C: SessionCore> Handler<Get<C>> for Supervisor<C> {
             Found {
                 core: e.core.clone(),
                 actor: e.actor.clone(),
+                running: e.running.clone(),
                 dispatcher: e.dispatcher.clone(),
                 quarantined: e.quarantined,
             }

@@ -13,24 +13,44 @@ use tokio::sync::broadcast;
 use crate::breaker::{BreakerConfig, BreakerState};
 use crate::core::SessionCore;
 use crate::dispatch::{
-    DeadLetter, DeadLetters, Dispatch, Dispatched, Dispatcher, Forget, OpenBreakers, ReauthHook,
-    SetHostRate, SharedState,
+    dispatch, DeadLetter, DeadLetters, Dispatch, DispatchContext, Dispatched, Dispatcher, Forget,
+    OpenBreakers, ReauthHook, SharedState,
 };
 use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
 use crate::policy::RetryPolicy;
 use crate::rate::{Rate, RateLimits};
-use crate::session_actor::SessionActor;
+use crate::session_actor::{Aborted, Running, SessionActor};
 use crate::supervisor::{
     Close, CloseHook, Count, Create, CreateError, Get, List, Placement, ReapNow, Shutdown,
     Supervisor, SupervisorConfig,
 };
+
+/// Where a request's retry loop and attempts run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RequestSite {
+    /// In the task that called [`ActorSystem::execute`] (the default): no thread
+    /// crossing on the request path, so a request costs what the plain session costs
+    /// plus the breaker and rate checks. The attempt still registers with the session's
+    /// actor, which can abort it when a close reaches its deadline, and the session's
+    /// connections live on the caller's runtime.
+    #[default]
+    Caller,
+    /// On the session's arbiter: the retry loop runs in the dispatcher there and each
+    /// attempt is a message to the session actor. Two thread crossings per request
+    /// (measured in `docs/benchmarks.md`), in exchange for keeping all network work on
+    /// the engine's own threads, away from the caller's runtime.
+    Arbiter,
+}
 
 /// How to start an [`ActorSystem`].
 pub struct SystemConfig<C: SessionCore> {
     /// Arbiter threads for session actors (default: one per core). 0 puts them on the
     /// system thread.
     pub workers: usize,
+    /// Where requests run (default: in the caller's task). Paused time forces
+    /// [`RequestSite::Arbiter`], whose clock is the paused one.
+    pub site: RequestSite,
     /// Registry settings.
     pub supervisor: SupervisorConfig,
     /// Retry policy.
@@ -52,6 +72,7 @@ impl<C: SessionCore> Default for SystemConfig<C> {
     fn default() -> Self {
         SystemConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            site: RequestSite::default(),
             supervisor: SupervisorConfig::default(),
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
@@ -67,6 +88,9 @@ impl<C: SessionCore> Default for SystemConfig<C> {
 pub struct ActorSystem<C: SessionCore> {
     supervisor: Addr<Supervisor<C>>,
     dispatcher: Addr<Dispatcher<C>>,
+    /// For requests that run in the caller's task.
+    context: DispatchContext<C>,
+    site: RequestSite,
     events: broadcast::Sender<EngineEvent>,
     thread: Mutex<Option<JoinHandle<()>>>,
     stopped: AtomicBool,
@@ -79,6 +103,7 @@ pub struct SessionRef<C: SessionCore> {
     /// The session (for stats and cookies; requests go through the system).
     pub core: C,
     actor: Addr<SessionActor<C>>,
+    running: Running,
     dispatcher: Addr<Dispatcher<C>>,
 }
 
@@ -88,6 +113,7 @@ impl<C: SessionCore> Clone for SessionRef<C> {
             id: self.id.clone(),
             core: self.core.clone(),
             actor: self.actor.clone(),
+            running: self.running.clone(),
             dispatcher: self.dispatcher.clone(),
         }
     }
@@ -103,6 +129,11 @@ impl<C: SessionCore> ActorSystem<C> {
         let (events, _) = broadcast::channel(4096);
         let (tx, rx) = std::sync::mpsc::channel();
         let ev = events.clone();
+        let site = if config.paused_time {
+            RequestSite::Arbiter
+        } else {
+            config.site
+        };
         let thread = std::thread::Builder::new()
             .name("mummer-actors".into())
             .spawn(move || {
@@ -155,8 +186,9 @@ impl<C: SessionCore> ActorSystem<C> {
                     });
                     // A dispatcher on the system thread for engine-wide calls (dead
                     // letters, breakers, host rates) and for stopping the system.
-                    let control = Dispatcher::new(shared, reauth, supervisor.clone()).start();
-                    let _ = tx.send((supervisor, control));
+                    let control = Dispatcher::new(shared, reauth, supervisor.clone());
+                    let context = control.context();
+                    let _ = tx.send((supervisor, control.start(), context));
                 });
                 let _ = system.run();
                 for w in workers {
@@ -164,12 +196,14 @@ impl<C: SessionCore> ActorSystem<C> {
                     let _ = w.join();
                 }
             })?;
-        let (supervisor, dispatcher) = rx
+        let (supervisor, dispatcher, context) = rx
             .recv()
             .map_err(|_| std::io::Error::other("the actor system thread died while starting"))?;
         Ok(ActorSystem {
             supervisor,
             dispatcher,
+            context,
+            site,
             events,
             thread: Mutex::new(Some(thread)),
             stopped: AtomicBool::new(false),
@@ -218,6 +252,7 @@ impl<C: SessionCore> ActorSystem<C> {
                 id: id.to_string(),
                 core: found.core,
                 actor: found.actor,
+                running: found.running,
                 dispatcher: found.dispatcher,
             }),
             Ok(None) => Err(ActorError::SessionNotFound(id.to_string())),
@@ -225,7 +260,8 @@ impl<C: SessionCore> ActorSystem<C> {
         }
     }
 
-    /// Performs `request` on `session` through the retry and breaker actor.
+    /// Performs `request` on `session` with retries, breakers and rate limits, where
+    /// the system's [`RequestSite`] says.
     ///
     /// # Errors
     ///
@@ -237,6 +273,15 @@ impl<C: SessionCore> ActorSystem<C> {
         request: C::Request,
     ) -> Result<Dispatched<C::Response>, ActorError<C::Error>> {
         self.live()?;
+        if self.site == RequestSite::Caller {
+            let (core, running) = (session.core.clone(), session.running.clone());
+            let attempt = move |request| {
+                let run = running.run(core.execute(request));
+                async move { run.await.map_err(|Aborted| ActorError::ShuttingDown) }
+            };
+            let (id, core) = (session.id.clone(), session.core.clone());
+            return dispatch(self.context.clone(), id, core, request, attempt).await;
+        }
         session
             .dispatcher
             .send(Dispatch {
@@ -295,12 +340,10 @@ impl<C: SessionCore> ActorSystem<C> {
         self.dispatcher.send(OpenBreakers).await.unwrap_or_default()
     }
 
-    /// Gives `host` its own rate (robots.txt `Crawl-delay`).
+    /// Gives `host` its own rate (robots.txt `Crawl-delay`), before the next request
+    /// takes a slot.
     pub fn set_host_rate(&self, host: &str, rate: Rate) {
-        self.dispatcher.do_send(SetHostRate {
-            host: host.to_string(),
-            rate,
-        });
+        self.context.set_host_rate(host, rate);
     }
 
     /// Publishes an event on the engine's stream (for layers above the actors, such as

@@ -11,7 +11,8 @@ use mummer_actors::breaker::BreakerConfig;
 use mummer_actors::policy::{Attempt, RetryPolicy};
 use mummer_actors::supervisor::{LimitPolicy, SupervisorConfig};
 use mummer_actors::{
-    ActorError, ActorSystem, CloseReason, EngineEvent, LocalBoxFuture, SessionCore, SystemConfig,
+    ActorError, ActorSystem, BoxFuture, CloseReason, EngineEvent, RequestSite, SessionCore,
+    SystemConfig,
 };
 use tokio::time::Instant;
 
@@ -73,7 +74,7 @@ impl SessionCore for Fake {
     type Error = String;
     type Stats = usize;
 
-    fn execute(&self, _req: Req) -> LocalBoxFuture<Result<u16, String>> {
+    fn execute(&self, _req: Req) -> BoxFuture<Result<u16, String>> {
         let inner = self.0.clone();
         Box::pin(async move {
             if inner.closed.load(Ordering::SeqCst) {
@@ -156,7 +157,7 @@ impl SessionCore for WithRetryAfter {
     type Response = (u16, Option<&'static str>);
     type Error = String;
     type Stats = usize;
-    fn execute(&self, _req: Req) -> LocalBoxFuture<Result<(u16, Option<&'static str>), String>> {
+    fn execute(&self, _req: Req) -> BoxFuture<Result<(u16, Option<&'static str>), String>> {
         let inner = self.0 .0.clone();
         Box::pin(async move {
             inner.calls.fetch_add(1, Ordering::SeqCst);
@@ -427,9 +428,19 @@ async fn breaker_opens_fails_fast_then_probes() {
 
 #[tokio::test]
 async fn reaping_spares_sessions_with_requests_in_flight() {
+    reaping_spares_sessions_with_requests_in_flight_on(RequestSite::Caller).await;
+}
+
+#[tokio::test]
+async fn reaping_spares_sessions_with_requests_in_flight_with_requests_on_arbiters() {
+    reaping_spares_sessions_with_requests_in_flight_on(RequestSite::Arbiter).await;
+}
+
+async fn reaping_spares_sessions_with_requests_in_flight_on(site: RequestSite) {
     // Real time: a paused clock would race ahead while the test thread waits.
     let mut cfg = config::<Fake>();
     cfg.paused_time = false;
+    cfg.site = site;
     cfg.workers = 1;
     cfg.supervisor.idle_timeout = Duration::from_millis(200);
     let sys = Arc::new(ActorSystem::start(cfg).unwrap());
@@ -540,8 +551,18 @@ async fn the_limit_refuses_or_evicts_the_least_recently_used_idle_session() {
 
 #[tokio::test]
 async fn shutdown_is_graceful_and_idempotent() {
+    shutdown_is_graceful_and_idempotent_on(RequestSite::Caller).await;
+}
+
+#[tokio::test]
+async fn shutdown_is_graceful_and_idempotent_with_requests_on_arbiters() {
+    shutdown_is_graceful_and_idempotent_on(RequestSite::Arbiter).await;
+}
+
+async fn shutdown_is_graceful_and_idempotent_on(site: RequestSite) {
     let mut cfg = config::<Fake>();
     cfg.paused_time = false;
+    cfg.site = site;
     cfg.workers = 2;
     cfg.supervisor.close_deadline = Duration::from_millis(500);
     let sys = Arc::new(ActorSystem::start(cfg).unwrap());
@@ -600,7 +621,7 @@ async fn reauth_hook_runs_once_and_decides_between_retry_and_quarantine() {
         count.fetch_add(1, Ordering::SeqCst);
         // Refresh for 401; give up on 403.
         let retry = (status == 401).then(|| req.clone());
-        Box::pin(async move { retry }) as LocalBoxFuture<Option<Req>>
+        Box::pin(async move { retry }) as BoxFuture<Option<Req>>
     }));
     let sys = ActorSystem::start(cfg).unwrap();
     let fake = Fake::new(vec![
