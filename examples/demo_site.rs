@@ -107,7 +107,7 @@ fn main() {
                     }
                 }
                 "/slow" => {
-                    if slow_hits.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                    if slow_hits.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                         Reply::new(429).header("retry-after", "1")
                     } else {
                         html(Reply::ok(page(
@@ -118,7 +118,7 @@ fn main() {
                     }
                 }
                 "/flaky" => {
-                    if flaky_hits.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                    if flaky_hits.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                         Reply::new(503)
                     } else {
                         html(Reply::ok(page(

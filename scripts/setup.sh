@@ -3,7 +3,7 @@
 # the fingerprint conformance test. Idempotent; skips apt when everything is present.
 set -euo pipefail
 need=()
-for pkg in cmake libclang-dev git build-essential chromium iproute2 util-linux; do
+for pkg in cmake libclang-dev git build-essential chromium iproute2 util-linux redis-server; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -51,6 +51,9 @@ enum Kind {
     BreakerOpen,
     Quarantined,
     RobotsDisallowed,
+    StoreUnavailable,
+    StoreConflict,
+    LeaseHeld,
 }
 
 impl Error {
@@ -186,6 +189,27 @@ impl Error {
         Error::new(Kind::Redirect, format!("redirect: {why}"))
     }
 
+    pub(crate) fn store_unavailable(store: impl fmt::Display, why: impl fmt::Display) -> Self {
+        Error::new(
+            Kind::StoreUnavailable,
+            format!("session store {store} is unavailable: {why} (the engine keeps the state in memory and writes it when the store is back)"),
+        )
+    }
+
+    pub(crate) fn store_conflict(id: &str, stored: u64, attempted: u64) -> Self {
+        Error::new(
+            Kind::StoreConflict,
+            format!("refused to save session {id} as version {attempted}: the store already holds version {stored} (another worker saved it since; check it out again instead of overwriting)"),
+        )
+    }
+
+    pub(crate) fn lease_held(id: &str, detail: impl fmt::Display) -> Self {
+        Error::new(
+            Kind::LeaseHeld,
+            format!("session {id} is leased by another worker ({detail}); it can be checked out once that worker releases it or its lease expires"),
+        )
+    }
+
     pub(crate) fn snapshot(path: impl fmt::Display, why: impl fmt::Display) -> Self {
         Error::new(Kind::Snapshot, format!("session snapshot {path}: {why}"))
     }
@@ -203,6 +227,21 @@ impl Error {
     /// An argument from the caller is malformed (header, option, request kind).
     pub fn is_invalid_input(&self) -> bool {
         self.kind == Kind::InvalidInput
+    }
+
+    /// The session store could not be reached (the state waits in memory).
+    pub fn is_store_unavailable(&self) -> bool {
+        self.kind == Kind::StoreUnavailable
+    }
+
+    /// A save was refused because the store holds a newer version.
+    pub fn is_store_conflict(&self) -> bool {
+        self.kind == Kind::StoreConflict
+    }
+
+    /// Another worker holds the session's lease.
+    pub fn is_lease_held(&self) -> bool {
+        self.kind == Kind::LeaseHeld
     }
 
     /// The URL cannot be requested (malformed, relative, unsupported scheme).

@@ -15,6 +15,7 @@ pub mod net;
 pub mod profile;
 pub mod robots;
 pub mod session;
+pub mod store;
 pub mod tls;
 
 pub use client::{Client, ClientBuilder, HttpVersionPref, RequestBuilder, Response, Timings};

@@ -434,7 +434,7 @@ impl Profile {
                 self.http2.pseudo_header_order
             ));
         }
-        if self.http2.initial_stream_id % 2 == 0 {
+        if self.http2.initial_stream_id.is_multiple_of(2) {
             return Err("http2.initial_stream_id must be odd (client streams are odd)".into());
         }
         for version in [&self.tls.min_version, &self.tls.max_version] {

@@ -16,7 +16,7 @@
 pub mod cache;
 pub mod nav;
 pub mod redirect;
-mod snapshot;
+pub(crate) mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

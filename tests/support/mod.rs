@@ -4,6 +4,7 @@
 
 pub mod chromium;
 pub mod https;
+pub mod redis;
 
 use std::net::SocketAddr;
 
