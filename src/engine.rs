@@ -28,7 +28,11 @@ use crate::client::{ClientBuilder, Response};
 use crate::error::{EngineErrorKind, Error, Result};
 use crate::profile::{Profile, RequestKind};
 use crate::robots::RobotsCache;
+use crate::session::snapshot::decode;
+use crate::session::SnapshotKey;
 use crate::session::{Session, SessionStats};
+use crate::store::persist::{PersistSettings, Persister};
+use crate::store::{Lease, SessionStore};
 
 /// One request as the engine carries it: everything needed to send it again.
 #[derive(Clone, Debug)]
@@ -145,6 +149,10 @@ fn map_err(e: ActorError<Error>) -> Error {
 pub struct EngineBuilder {
     config: SystemConfig<Session>,
     robots: Option<String>,
+    store: Option<Arc<dyn SessionStore>>,
+    snapshot_key: Option<SnapshotKey>,
+    save_interval: Duration,
+    lease_ttl: Duration,
 }
 
 impl EngineBuilder {
@@ -259,17 +267,93 @@ impl EngineBuilder {
         self
     }
 
-    /// Starts the engine's threads.
+    /// Keeps sessions in `store` ([`crate::store::FileStore`],
+    /// [`crate::store::RedisStore`], or [`crate::store::open_store`] from a URL): each
+    /// session is leased to this engine while it lives, saved on the save interval, on
+    /// close, eviction, idle reaping and shutdown, and can be restored
+    /// ([`Engine::restore_sessions`]) or checked out by id ([`Engine::checkout_session`])
+    /// by another engine once its lease is free.
+    pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Encrypts what the store keeps with `key` (ChaCha20-Poly1305, as snapshot files).
+    pub fn snapshot_key(mut self, key: SnapshotKey) -> Self {
+        self.snapshot_key = Some(key);
+        self
+    }
+
+    /// How often sessions that sent requests since their last save are saved (default
+    /// 30 s).
+    pub fn save_interval(mut self, every: Duration) -> Self {
+        self.save_interval = every;
+        self
+    }
+
+    /// How long a session's lease lasts without renewal (default 30 s; renewed every
+    /// third of it). After a crash, another worker can take the session this long after
+    /// the last renewal (a file store's lease ends with the process at once).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// Starts the engine's threads (and, with a store, its background saver, on the
+    /// current tokio runtime).
     ///
     /// # Errors
     ///
-    /// The OS refusing a thread.
-    pub fn start(self) -> Result<Engine> {
-        let system = ActorSystem::start(self.config)
-            .map_err(|e| Error::io("starting the engine threads", e))?;
+    /// The OS refusing a thread; with a store, being called outside a tokio runtime.
+    pub fn start(mut self) -> Result<Engine> {
+        let persister = match self.store.take() {
+            None => None,
+            Some(store) => {
+                let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                    Error::invalid_input(
+                        "an engine with a store must be started inside a tokio runtime",
+                    )
+                })?;
+                let persister = Arc::new(Persister::new(
+                    store,
+                    self.snapshot_key.take(),
+                    PersistSettings {
+                        save_interval: self.save_interval,
+                        lease_ttl: self.lease_ttl,
+                        close_deadline: self.config.supervisor.close_deadline,
+                    },
+                ));
+                let hook = persister.clone();
+                self.config.on_close = Some(Arc::new(move |session: &Session, reason| {
+                    hook.closing(&session.id().to_string(), reason);
+                }));
+                Some((persister, runtime))
+            }
+        };
+        let system = Arc::new(
+            ActorSystem::start(self.config)
+                .map_err(|e| Error::io("starting the engine threads", e))?,
+        );
+        let persister = persister.map(|(persister, runtime)| {
+            let weak = Arc::downgrade(&system);
+            let spawner = runtime.clone();
+            persister.attach(
+                system.event_sender(),
+                Box::new(move |id| {
+                    if let Some(system) = weak.upgrade() {
+                        spawner.spawn(async move {
+                            system.close(&id, CloseReason::LeaseLost).await;
+                        });
+                    }
+                }),
+            );
+            runtime.spawn(persister.clone().run());
+            persister
+        });
         Ok(Engine {
-            system: Arc::new(system),
+            system,
             robots: self.robots.map(|agent| Arc::new(RobotsCache::new(&agent))),
+            persister,
         })
     }
 }
@@ -325,6 +409,7 @@ pub type SessionInfo = SessionStats;
 pub struct Engine {
     system: Arc<ActorSystem<Session>>,
     robots: Option<Arc<RobotsCache>>,
+    persister: Option<Arc<Persister>>,
 }
 
 impl Engine {
@@ -334,6 +419,10 @@ impl Engine {
         EngineBuilder {
             config: SystemConfig::default(),
             robots: None,
+            store: None,
+            snapshot_key: None,
+            save_interval: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 
@@ -351,26 +440,142 @@ impl Engine {
             builder = builder.identifier(id);
         }
         let session = builder.build()?;
-        let id = session.id().to_string();
-        self.system
-            .create(id.clone(), session)
-            .await
-            .map_err(map_err)?;
-        Ok(id)
+        self.register(session, None).await
     }
 
-    /// Registers a session built elsewhere (restored from a snapshot, say).
+    /// Registers a session built elsewhere (restored from a snapshot file, say). With a
+    /// store, the engine takes its lease first.
     ///
     /// # Errors
     ///
-    /// As [`Engine::create_session`].
+    /// As [`Engine::create_session`]; with a store, [`Error::is_lease_held`] when
+    /// another worker owns it.
     pub async fn adopt_session(&self, session: Session) -> Result<String> {
+        self.register(session, None).await
+    }
+
+    /// Makes `session` live under its id; with a store, under a lease (taken here
+    /// unless `leased` brings one, with the version it was loaded as).
+    async fn register(&self, session: Session, leased: Option<(Lease, u64)>) -> Result<String> {
         let id = session.id().to_string();
-        self.system
-            .create(id.clone(), session)
-            .await
-            .map_err(map_err)?;
+        if let Some(p) = &self.persister {
+            let (lease, version) = match leased {
+                Some((lease, version)) => (Some(lease), version),
+                None => match p.store().acquire(&id, p.lease_ttl()).await {
+                    Ok(lease) => match p.store().load(&id).await {
+                        Ok(stored) => (Some(lease), stored.map_or(0, |s| s.version)),
+                        Err(e) => {
+                            let _ = p.store().release(&lease).await;
+                            return Err(e);
+                        }
+                    },
+                    // Keep working in memory; the lease is taken when the store is back.
+                    Err(e) if e.is_store_unavailable() => {
+                        p.note_unavailable(&e);
+                        (None, 0)
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            p.adopt(id.clone(), session.clone(), version, lease);
+        }
+        if let Err(e) = self.system.create(id.clone(), session).await {
+            if let Some(p) = &self.persister {
+                p.abandon(&id).await;
+            }
+            return Err(map_err(e));
+        }
         Ok(id)
+    }
+
+    fn persister(&self) -> Result<&Arc<Persister>> {
+        self.persister.as_ref().ok_or_else(|| {
+            Error::invalid_input("this engine has no store: set one with EngineBuilder::store")
+        })
+    }
+
+    /// Takes the session `id` out of the store (another worker created it, or this one
+    /// before a restart) and makes it live here, under this engine's lease;
+    /// `transport` sets what snapshots do not carry (proxy, CA file, resolve overrides).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_lease_held`] while another worker owns it,
+    /// [`Error::is_session_not_found`] when the store has no such session,
+    /// [`Error::is_snapshot`] for a corrupt or foreign record (named by its key),
+    /// [`Error::is_store_unavailable`], [`Error::is_session_limit`].
+    pub async fn checkout_session(
+        &self,
+        id: &str,
+        transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> Result<String> {
+        let p = self.persister()?;
+        let store = p.store();
+        let lease = store.acquire(id, p.lease_ttl()).await?;
+        let restored = async {
+            let stored = store.load(id).await?.ok_or_else(|| {
+                Error::session_not_found(&format!("{id} (not in {})", store.describe()))
+            })?;
+            let place = format!("{} session {id}", store.describe());
+            let snapshot =
+                decode(&stored.bytes, p.key()).map_err(|why| Error::snapshot(&place, why))?;
+            if snapshot.id.to_string() != id {
+                return Err(Error::snapshot(
+                    &place,
+                    format!("the record holds session {}, not {id}", snapshot.id),
+                ));
+            }
+            let session = Session::from_snapshot(snapshot, transport)
+                .map_err(|e| Error::snapshot(&place, format!("cannot restore: {e}")))?;
+            Ok((session, stored.version))
+        }
+        .await;
+        match restored {
+            Ok((session, version)) => self.register(session, Some((lease, version))).await,
+            Err(e) => {
+                let _ = store.release(&lease).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks out every session in the store that no worker holds, up to the session
+    /// limit; returns their ids. A corrupt or foreign record is reported (with its key)
+    /// and skipped; so is a session another worker holds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_store_unavailable`] when the store cannot be listed (the engine
+    /// works without it meanwhile).
+    pub async fn restore_sessions(
+        &self,
+        transport: impl Fn(ClientBuilder) -> ClientBuilder,
+    ) -> Result<Vec<String>> {
+        let p = self.persister()?;
+        let mut restored = Vec::new();
+        for id in p.store().list().await? {
+            match self.checkout_session(&id, &transport).await {
+                Ok(id) => restored.push(id),
+                Err(e) if e.is_lease_held() => {
+                    tracing::debug!(session = %id, "held by another worker; not restored");
+                }
+                Err(e) if e.is_session_limit() => break,
+                Err(e) if e.is_store_unavailable() => return Err(e),
+                Err(e) => tracing::warn!(session = %id, error = %e, "skipping a stored session"),
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Saves the live session `id` to the store now; returns the version written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_store_unavailable`] (the state is kept and written when the store is
+    /// back; this call did not save it), [`Error::is_store_conflict`] (another worker
+    /// saved a newer version: this session is closed), [`Error::is_session_not_found`].
+    pub async fn save_session(&self, id: &str) -> Result<u64> {
+        self.persister()?.save_now(id).await
     }
 
     /// A handle to the live session `id`.
@@ -437,8 +642,15 @@ impl Engine {
 
     /// Closes every session gracefully and stops the engine's threads. Calling it again
     /// does nothing.
+    ///
+    /// With a store, every session is saved and its lease released before this returns;
+    /// a store that stays unavailable for 10 s is given up on, with an error in the log
+    /// naming the sessions that were not saved.
     pub async fn shutdown(&self) {
         self.system.shutdown().await;
+        if let Some(p) = &self.persister {
+            p.finish(Duration::from_secs(10)).await;
+        }
     }
 }
 

@@ -22,5 +22,6 @@ pub use client::{Client, ClientBuilder, HttpVersionPref, RequestBuilder, Respons
 pub use decode::decode_body;
 pub use engine::{Engine, EngineBuilder, EngineSession, RequestSite, SessionConfig};
 pub use error::{Error, Result};
+pub use mummer_actors::{CloseReason, EngineEvent};
 pub use profile::{Profile, RequestKind};
 pub use session::{Session, SessionBuilder, SessionSnapshot, SessionStats, SnapshotKey};

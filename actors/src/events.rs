@@ -22,6 +22,9 @@ pub enum CloseReason {
     Quarantined,
     /// The engine shut down.
     Shutdown,
+    /// Its store lease was lost (expired and taken by another worker): this worker
+    /// must not use or save it any more.
+    LeaseLost,
 }
 
 impl CloseReason {
@@ -33,6 +36,7 @@ impl CloseReason {
             CloseReason::Evicted => "evicted",
             CloseReason::Quarantined => "quarantined",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::LeaseLost => "lease_lost",
         }
     }
 }
@@ -95,5 +99,25 @@ pub enum EngineEvent {
         id: String,
         /// What happened.
         reason: String,
+    },
+    /// A session's snapshot was written to the store.
+    SessionSaved {
+        /// Session id.
+        id: String,
+        /// The version written.
+        version: u64,
+    },
+    /// The session store failed; the state waits in memory and is written when the
+    /// store is back.
+    StoreUnavailable {
+        /// The store.
+        store: String,
+        /// What failed.
+        error: String,
+    },
+    /// The store is reachable again; what waited has been written.
+    StoreRecovered {
+        /// The store.
+        store: String,
     },
 }

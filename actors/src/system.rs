@@ -357,6 +357,12 @@ impl<C: SessionCore> ActorSystem<C> {
         self.events.subscribe()
     }
 
+    /// The sender of the event stream, for layers above the actors that publish their
+    /// own events (session stores).
+    pub fn event_sender(&self) -> broadcast::Sender<EngineEvent> {
+        self.events.clone()
+    }
+
     /// Closes every session gracefully (running requests get the close deadline), stops
     /// the actors and joins the threads. Calling it again does nothing.
     pub async fn shutdown(&self) {

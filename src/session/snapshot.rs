@@ -222,6 +222,25 @@ impl Session {
 pub fn encode(snapshot: &SessionSnapshot, key: Option<&SnapshotKey>) -> Result<Vec<u8>> {
     let json = serde_json::to_vec_pretty(snapshot)
         .map_err(|e| Error::snapshot("(in memory)", format!("cannot serialize: {e}")))?;
+    seal(json, key)
+}
+
+/// As [`encode`], without the indentation (what stores keep: about a third smaller).
+///
+/// # Errors
+///
+/// As [`encode`].
+pub(crate) fn encode_compact(
+    snapshot: &SessionSnapshot,
+    key: Option<&SnapshotKey>,
+) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(snapshot)
+        .map_err(|e| Error::snapshot("(in memory)", format!("cannot serialize: {e}")))?;
+    seal(json, key)
+}
+
+/// Encrypts `json` into the envelope when there is a key.
+fn seal(json: Vec<u8>, key: Option<&SnapshotKey>) -> Result<Vec<u8>> {
     let Some(key) = key else {
         return Ok(json);
     };

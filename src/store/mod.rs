@@ -13,6 +13,7 @@
 //! - [`url`]: `file:DIR` and `redis://HOST:PORT/DB` store URLs for the CLI and examples.
 
 pub mod file;
+pub(crate) mod persist;
 pub mod redis;
 pub mod url;
 

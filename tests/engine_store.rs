@@ -1,0 +1,244 @@
+//! The engine with a session store, end to end against a local HTTPS server: sessions
+//! survive a restart with their cookies and TLS tickets (the next handshake resumes),
+//! a leased session cannot be used by two engines at once, and a Redis that goes away
+//! mid-run loses nothing.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mummer::net::ConnectTo;
+use mummer::store::{FileStore, RedisStore, SessionStore};
+use mummer::{ClientBuilder, Engine, EngineEvent, SessionConfig, SnapshotKey};
+use support::https::{HttpsServer, Reply};
+use support::redis::RedisServer;
+
+struct Site {
+    server: HttpsServer,
+    ca: tempfile::NamedTempFile,
+}
+
+async fn site() -> Site {
+    let server = HttpsServer::start(|req| match req.path() {
+        "/login" => Reply::ok("in").header("set-cookie", "sid=s3cret; Path=/; Max-Age=3600"),
+        _ => Reply::ok("ok"),
+    })
+    .await;
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &server.cert_pem).unwrap();
+    Site { server, ca }
+}
+
+impl Site {
+    fn transport(&self) -> impl Fn(ClientBuilder) -> ClientBuilder + Send + Sync + Clone + 'static {
+        let route: ConnectTo = format!(":443:127.0.0.1:{}", self.server.addr.port())
+            .parse()
+            .unwrap();
+        let ca = self.ca.path().to_path_buf();
+        move |b: ClientBuilder| b.ca_file(ca.clone()).connect_to(route.clone())
+    }
+
+    fn session(&self) -> SessionConfig {
+        SessionConfig::profile("chrome-latest").transport(self.transport())
+    }
+
+    /// The Cookie header of the last request to `path`.
+    fn last_cookie(&self, path: &str) -> Option<String> {
+        self.server
+            .requests()
+            .iter()
+            .rev()
+            .find(|r| r.path() == path)
+            .and_then(|r| r.cookie())
+    }
+}
+
+fn engine(store: Arc<dyn SessionStore>) -> Engine {
+    Engine::builder()
+        .store(store)
+        .snapshot_key(SnapshotKey::from_bytes([7; 32]))
+        .save_interval(Duration::from_millis(200))
+        .lease_ttl(Duration::from_secs(3))
+        .start()
+        .unwrap()
+}
+
+async fn survives_a_restart(store: Arc<dyn SessionStore>) {
+    let site = site().await;
+    let first = engine(store.clone());
+    let id = first.create_session(site.session()).await.unwrap();
+    let s = first.session(&id).await.unwrap();
+    assert_eq!(
+        s.get("https://shop.test/login")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    first.shutdown().await;
+    // The store holds it, encrypted, with its lease released.
+    let stored = store.load(&id).await.unwrap().expect("saved at shutdown");
+    assert!(
+        !String::from_utf8_lossy(&stored.bytes).contains("s3cret"),
+        "encrypted"
+    );
+    let lease = store
+        .acquire(&id, Duration::from_secs(1))
+        .await
+        .expect("released");
+    store.release(&lease).await.unwrap();
+
+    let second = engine(store.clone());
+    let restored = second.restore_sessions(site.transport()).await.unwrap();
+    assert_eq!(restored, vec![id.clone()]);
+    let s = second.session(&id).await.unwrap();
+    let page = s.get("https://shop.test/account").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(site.last_cookie("/account").as_deref(), Some("sid=s3cret"));
+    assert_eq!(
+        s.session().stats().transport.tls_resumed,
+        1,
+        "the handshake resumed from the stored ticket"
+    );
+    assert_eq!(s.session().stats().request_count, 2, "counters survive too");
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_in_a_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    survives_a_restart(Arc::new(FileStore::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_in_redis() {
+    let redis = RedisServer::start();
+    survives_a_restart(Arc::new(RedisStore::open(&redis.url(), "restart").unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_engine_at_a_time_owns_a_session() {
+    let site = site().await;
+    let redis = RedisServer::start();
+    let store: Arc<dyn SessionStore> = Arc::new(RedisStore::open(&redis.url(), "lease").unwrap());
+    let a = engine(store.clone());
+    let b = engine(store.clone());
+    let id = a.create_session(site.session()).await.unwrap();
+    let s = a.session(&id).await.unwrap();
+    s.get("https://shop.test/login").send().await.unwrap();
+    a.save_session(&id).await.unwrap();
+    let err = b.checkout_session(&id, site.transport()).await.unwrap_err();
+    assert!(err.is_lease_held(), "{err}");
+    assert!(b
+        .restore_sessions(site.transport())
+        .await
+        .unwrap()
+        .is_empty());
+    let err = b
+        .checkout_session("no-such-session", site.transport())
+        .await
+        .unwrap_err();
+    assert!(err.is_session_not_found(), "{err}");
+    // Closing saves and frees it; then the other engine takes it, cookies and all.
+    let mut events = a.events();
+    a.close_session(&id).await.unwrap();
+    wait_for(
+        &mut events,
+        |e| matches!(e, EngineEvent::SessionSaved { id: i, .. } if *i == id),
+    )
+    .await;
+    b.checkout_session(&id, site.transport()).await.unwrap();
+    let s = b.session(&id).await.unwrap();
+    s.get("https://shop.test/orders").send().await.unwrap();
+    assert_eq!(site.last_cookie("/orders").as_deref(), Some("sid=s3cret"));
+    // Without a store, the store calls say so.
+    let plain = Engine::builder().start().unwrap();
+    assert!(plain
+        .save_session(&id)
+        .await
+        .unwrap_err()
+        .is_invalid_input());
+    plain.shutdown().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+async fn wait_for(
+    events: &mut tokio::sync::broadcast::Receiver<EngineEvent>,
+    want: impl Fn(&EngineEvent) -> bool,
+) -> EngineEvent {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await {
+                Ok(e) if want(&e) => return e,
+                Ok(_) => {}
+                Err(e) => panic!("event stream: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the event within 20 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_mid_run_loses_nothing() {
+    let site = site().await;
+    let mut redis = RedisServer::start();
+    let store: Arc<dyn SessionStore> = Arc::new(RedisStore::open(&redis.url(), "outage").unwrap());
+    let a = engine(store.clone());
+    let mut events = a.events();
+    let id = a.create_session(site.session()).await.unwrap();
+    let s = a.session(&id).await.unwrap();
+    redis.down();
+    // Requests keep working; a save says it did not happen.
+    assert_eq!(
+        s.get("https://shop.test/login")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let err = a.save_session(&id).await.unwrap_err();
+    assert!(err.is_store_unavailable(), "{err}");
+    wait_for(&mut events, |e| {
+        matches!(e, EngineEvent::StoreUnavailable { .. })
+    })
+    .await;
+    // A session created while Redis is down works too.
+    let late = a.create_session(site.session()).await.unwrap();
+    a.session(&late)
+        .await
+        .unwrap()
+        .get("https://shop.test/login")
+        .send()
+        .await
+        .unwrap();
+    redis.up();
+    wait_for(&mut events, |e| {
+        matches!(e, EngineEvent::StoreRecovered { .. })
+    })
+    .await;
+    for wanted in [&id, &late] {
+        let stored = store.load(wanted).await.unwrap();
+        assert!(stored.is_some(), "{wanted} written once Redis was back");
+    }
+    a.shutdown().await;
+    let b = engine(store.clone());
+    let mut restored = b.restore_sessions(site.transport()).await.unwrap();
+    restored.sort();
+    let mut want = vec![id.clone(), late.clone()];
+    want.sort();
+    assert_eq!(restored, want);
+    b.session(&id)
+        .await
+        .unwrap()
+        .get("https://shop.test/after")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(site.last_cookie("/after").as_deref(), Some("sid=s3cret"));
+    b.shutdown().await;
+}
