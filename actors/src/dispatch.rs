@@ -51,7 +51,8 @@ pub struct DeadLetter {
 }
 
 struct State {
-    policy: RetryPolicy,
+    /// Shared, not cloned per request.
+    policy: Arc<RetryPolicy>,
     breaker: BreakerConfig,
     by_session: HashMap<String, Breaker>,
     by_host: HashMap<String, Breaker>,
@@ -125,7 +126,7 @@ impl SharedState {
         events: broadcast::Sender<EngineEvent>,
     ) -> SharedState {
         SharedState(Arc::new(Mutex::new(State {
-            policy,
+            policy: Arc::new(policy),
             breaker,
             by_session: HashMap::new(),
             by_host: HashMap::new(),

@@ -73,7 +73,8 @@ impl Limiters {
 
     /// The limiters a request to `host` from `session` must pass, in order.
     pub fn for_request(&mut self, host: &str, session: &str) -> Vec<Arc<DefaultDirectRateLimiter>> {
-        let mut out = Vec::with_capacity(2);
+        // Empty (no allocation) when no limit is set, the common case.
+        let mut out = Vec::new();
         let host_rate = self
             .host_overrides
             .get(host)
