@@ -15,7 +15,7 @@ use http::{HeaderName, HeaderValue, Method};
 use mummer_actors::breaker::BreakerConfig;
 use mummer_actors::dispatch::DeadLetter;
 use mummer_actors::policy::{Attempt, RetryPolicy};
-use mummer_actors::rate::Rate;
+use mummer_actors::rate::{Rate, SharedRateLimit};
 use mummer_actors::supervisor::LimitPolicy;
 pub use mummer_actors::RequestSite;
 use mummer_actors::{
@@ -264,6 +264,14 @@ impl EngineBuilder {
     /// Circuit breaker settings.
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
         self.config.breaker = config;
+        self
+    }
+
+    /// A per-host rate limit shared with other processes (a
+    /// [`crate::store::RedisRateLimit`]: N workers crawling one host stay under one
+    /// budget), on top of the local limits.
+    pub fn shared_rate_limit(mut self, limit: Arc<dyn SharedRateLimit>) -> Self {
+        self.config.shared_rate = Some(limit);
         self
     }
 

@@ -22,6 +22,8 @@ pub use client::{Client, ClientBuilder, HttpVersionPref, RequestBuilder, Respons
 pub use decode::decode_body;
 pub use engine::{Engine, EngineBuilder, EngineSession, RequestSite, SessionConfig};
 pub use error::{Error, Result};
+/// Rate limits (per host, per session, shared): [`rate::Rate`], [`rate::SharedRateLimit`].
+pub use mummer_actors::rate;
 pub use mummer_actors::{CloseReason, EngineEvent};
 pub use profile::{Profile, RequestKind};
 pub use session::{Session, SessionBuilder, SessionSnapshot, SessionStats, SnapshotKey};

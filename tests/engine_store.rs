@@ -129,6 +129,19 @@ async fn one_engine_at_a_time_owns_a_session() {
     let s = a.session(&id).await.unwrap();
     s.get("https://shop.test/login").send().await.unwrap();
     a.save_session(&id).await.unwrap();
+    // Saves of one session at once (interval, close, callers) never race each other
+    // into a conflict: each gets its own version.
+    let saves = (0..8).map(|_| {
+        let (a, id) = (a.clone(), id.clone());
+        tokio::spawn(async move { a.save_session(&id).await })
+    });
+    let mut versions: Vec<u64> = Vec::new();
+    for s in saves {
+        versions.push(s.await.unwrap().unwrap());
+    }
+    versions.sort();
+    versions.dedup();
+    assert_eq!(versions.len(), 8, "{versions:?}");
     let err = b.checkout_session(&id, site.transport()).await.unwrap_err();
     assert!(err.is_lease_held(), "{err}");
     assert!(b
@@ -241,4 +254,79 @@ async fn redis_going_away_mid_run_loses_nothing() {
         .unwrap();
     assert_eq!(site.last_cookie("/after").as_deref(), Some("sid=s3cret"));
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_share_one_per_host_budget_through_redis() {
+    use mummer::rate::Rate;
+    use mummer::store::RedisRateLimit;
+    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    let server = HttpsServer::start(move |_req| {
+        seen.lock().unwrap().push(std::time::Instant::now());
+        Reply::ok("ok")
+    })
+    .await;
+    let site = Site {
+        ca: {
+            let ca = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(ca.path(), &server.cert_pem).unwrap();
+            ca
+        },
+        server,
+    };
+    let redis = RedisServer::start();
+    let store = RedisStore::open(&redis.url(), "budget").unwrap();
+    // 20 requests per second for the host, whichever engine sends them.
+    let rate = Rate::per_second(20.0);
+    let mut engines = Vec::new();
+    for _ in 0..3 {
+        engines.push(
+            Engine::builder()
+                .shared_rate_limit(Arc::new(RedisRateLimit::new(&store, rate).unwrap()))
+                .start()
+                .unwrap(),
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for engine in &engines {
+        let id = engine.create_session(site.session()).await.unwrap();
+        let s = engine.session(&id).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let r = s
+                    .get(&format!("https://shop.test/p/{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = started.elapsed();
+    // 30 requests at 20/s: at least 29 intervals of 50 ms.
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+    let mut times = arrivals.lock().unwrap().clone();
+    times.sort();
+    assert_eq!(times.len(), 30);
+    // Any 11 consecutive arrivals span at least ~10 intervals (loopback jitter allowed).
+    for w in times.windows(11) {
+        let span = w[10] - w[0];
+        assert!(
+            span >= Duration::from_millis(400),
+            "11 requests within {span:?}"
+        );
+    }
+    assert_eq!(
+        redis.cli(&["EXISTS", "budget:rate:shop.test"]),
+        "1",
+        "one budget key per host"
+    );
+    for e in engines {
+        e.shutdown().await;
+    }
 }

@@ -26,7 +26,7 @@ use crate::core::SessionCore;
 use crate::error::ActorError;
 use crate::events::EngineEvent;
 use crate::policy::{is_idempotent, Attempt, Decision, RetryPolicy};
-use crate::rate::{Limiters, Rate, RateLimits};
+use crate::rate::{Limiters, Rate, RateLimits, SharedRateLimit};
 use crate::session_actor::{Aborted, Execute, SessionActor};
 use crate::supervisor::{MarkQuarantined, Supervisor};
 
@@ -60,6 +60,7 @@ struct State {
     dead: VecDeque<DeadLetter>,
     events: broadcast::Sender<EngineEvent>,
     limits: Limiters,
+    shared_rate: Option<Arc<dyn SharedRateLimit>>,
 }
 
 impl State {
@@ -134,7 +135,14 @@ impl SharedState {
             dead: VecDeque::new(),
             events,
             limits: Limiters::new(limits),
+            shared_rate: None,
         })))
+    }
+
+    /// Adds a rate limit shared with other processes (per target host).
+    pub fn with_shared_rate(self, limit: Option<Arc<dyn SharedRateLimit>>) -> Self {
+        self.lock().shared_rate = limit;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -325,13 +333,22 @@ where
             }
         }
         // Rate limits: wait for a slot, within the deadline.
-        let limiters = state.lock().limits.for_request(&target, &id);
+        let (limiters, shared) = {
+            let mut st = state.lock();
+            (st.limits.for_request(&target, &id), st.shared_rate.clone())
+        };
         for limiter in limiters {
             let left = policy.deadline.saturating_sub(started.elapsed());
             if tokio::time::timeout(left, limiter.until_ready())
                 .await
                 .is_err()
             {
+                return Err(ActorError::Deadline(policy.deadline));
+            }
+        }
+        if let Some(shared) = shared {
+            let left = policy.deadline.saturating_sub(started.elapsed());
+            if !shared.acquire(&target, left).await {
                 return Err(ActorError::Deadline(policy.deadline));
             }
         }

@@ -1,7 +1,8 @@
 //! Rate limits: per target host (shared by every session of the engine) and per
 //! session, with `governor`'s GCRA. A host can get its own rate (robots.txt
 //! `Crawl-delay`). Waiting for a slot is asynchronous and bounded by the request's
-//! deadline.
+//! deadline. A [`SharedRateLimit`] (a GCRA in Redis, say) extends the per-host budget
+//! to every process that uses the same backend.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -36,6 +37,23 @@ impl Rate {
         let period = Duration::from_secs_f64(1.0 / self.per_second);
         Some(Quota::with_period(period)?.allow_burst(NonZeroU32::new(self.burst.max(1))?))
     }
+}
+
+impl Rate {
+    /// Time between two requests at this rate (`None` when it does not limit).
+    pub fn interval(self) -> Option<Duration> {
+        (self.per_second.is_finite() && self.per_second > 0.0)
+            .then(|| Duration::from_secs_f64(1.0 / self.per_second))
+    }
+}
+
+/// A per-host rate limit kept outside the process, shared by every worker that uses
+/// the same backend. Asked once per attempt, after the local limiters.
+pub trait SharedRateLimit: Send + Sync + 'static {
+    /// Waits for a slot for `host`: `true` once there is one, `false` when none came
+    /// within `within`. A backend that cannot be reached lets the request go (the
+    /// local limiters still apply) and says so in its own log.
+    fn acquire(&self, host: &str, within: Duration) -> crate::core::BoxFuture<bool>;
 }
 
 /// The limits in force.

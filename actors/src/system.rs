@@ -4,7 +4,7 @@
 //! every method is a message to an actor (`Addr::send` is `Send + Sync`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use actix::{Actor, Addr, AsyncContext};
@@ -19,7 +19,7 @@ use crate::dispatch::{
 use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
 use crate::policy::RetryPolicy;
-use crate::rate::{Rate, RateLimits};
+use crate::rate::{Rate, RateLimits, SharedRateLimit};
 use crate::session_actor::{Aborted, Running, SessionActor};
 use crate::supervisor::{
     Close, CloseHook, Count, Create, CreateError, Get, List, Placement, ReapNow, Shutdown,
@@ -59,6 +59,8 @@ pub struct SystemConfig<C: SessionCore> {
     pub breaker: BreakerConfig,
     /// Rate limits per host and per session.
     pub rates: RateLimits,
+    /// A per-host rate limit shared with other processes.
+    pub shared_rate: Option<Arc<dyn SharedRateLimit>>,
     /// Re-authentication on 401/403, once per request.
     pub reauth: Option<ReauthHook<C>>,
     /// Called before a session closes.
@@ -77,6 +79,7 @@ impl<C: SessionCore> Default for SystemConfig<C> {
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             rates: RateLimits::default(),
+            shared_rate: None,
             reauth: None,
             on_close: None,
             paused_time: false,
@@ -158,12 +161,14 @@ impl<C: SessionCore> ActorSystem<C> {
                     retry,
                     breaker,
                     rates,
+                    shared_rate,
                     reauth,
                     on_close,
                     ..
                 } = config;
                 system.block_on(async move {
-                    let shared = SharedState::new(retry, breaker, rates, ev.clone());
+                    let shared = SharedState::new(retry, breaker, rates, ev.clone())
+                        .with_shared_rate(shared_rate);
                     let (state, hook) = (shared.clone(), reauth.clone());
                     // One dispatcher per arbiter, next to the sessions it serves.
                     let supervisor = Supervisor::create(move |ctx| {

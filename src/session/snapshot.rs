@@ -180,6 +180,17 @@ impl Session {
         Ok(session)
     }
 
+    /// The snapshot as a session store keeps it: compact JSON, encrypted when `key` is
+    /// given (the same envelope as snapshot files). Cost: [`Session::snapshot`] plus
+    /// serialization; no I/O.
+    ///
+    /// # Errors
+    ///
+    /// Serialization or encryption failure (neither happens in practice).
+    pub fn snapshot_bytes(&self, key: Option<&SnapshotKey>) -> Result<Vec<u8>> {
+        encode_compact(&self.snapshot(), key)
+    }
+
     /// Writes the snapshot to `path` atomically (mode 0600), encrypted when `key` is
     /// given.
     ///

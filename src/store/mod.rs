@@ -10,11 +10,13 @@
 //!
 //! - [`file`]: one directory, atomic writes, an OS file lock per leased session;
 //! - [`redis`]: keys under a namespace, versioned saves and leases in Lua scripts;
+//! - [`redis_rate`]: a per-host rate limit in Redis (GCRA), shared by all workers;
 //! - [`url`]: `file:DIR` and `redis://HOST:PORT/DB` store URLs for the CLI and examples.
 
 pub mod file;
 pub(crate) mod persist;
 pub mod redis;
+pub mod redis_rate;
 pub mod url;
 
 use std::time::Duration;
@@ -25,6 +27,7 @@ use crate::error::Result;
 
 pub use self::file::FileStore;
 pub use self::redis::RedisStore;
+pub use self::redis_rate::RedisRateLimit;
 pub use self::url::open_store;
 
 /// Snapshot bytes as stored, with their version.

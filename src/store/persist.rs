@@ -23,7 +23,6 @@ use tokio::time::Instant;
 
 use super::{Lease, SessionStore};
 use crate::error::{Error, Result};
-use crate::session::snapshot::encode_compact;
 use crate::session::{Session, SnapshotKey};
 
 /// When the engine saves and how long its leases last.
@@ -68,6 +67,9 @@ pub(crate) struct Persister {
     key: Option<SnapshotKey>,
     settings: PersistSettings,
     state: Mutex<State>,
+    /// Held while a snapshot is written: two writes of one session at once (an
+    /// interval save and `save_session`) would both claim the next version.
+    writing: tokio::sync::Mutex<()>,
     wake: Notify,
     events: OnceLock<broadcast::Sender<EngineEvent>>,
     on_lost: OnceLock<LostHook>,
@@ -91,6 +93,7 @@ impl Persister {
             key,
             settings,
             state: Mutex::default(),
+            writing: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             events: OnceLock::new(),
             on_lost: OnceLock::new(),
@@ -196,23 +199,25 @@ impl Persister {
 
     /// Writes one session's current state as its next version.
     async fn write(&self, id: &str) -> Result<Written> {
-        let (session, version, closing) = {
-            let st = self.lock();
-            match (st.owned.get(id), st.closing.get(id)) {
-                (Some(o), _) => (o.session.clone(), o.version, false),
-                (None, Some(o)) => (o.session.clone(), o.version, true),
-                (None, None) => return Ok(Written::Skipped),
-            }
-        };
-        if closing {
-            // Let the last requests land their cookies first.
+        // A closing session: let its last requests land their cookies first (before
+        // taking the writer lock, so other sessions' saves do not wait for it).
+        let closing = self.lock().closing.get(id).map(|o| o.session.clone());
+        if let Some(session) = closing {
             let started = Instant::now();
             while session.in_flight() > 0 && started.elapsed() < self.settings.close_deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+        let _one_writer = self.writing.lock().await;
+        let (session, version) = {
+            let st = self.lock();
+            match (st.owned.get(id), st.closing.get(id)) {
+                (Some(o), _) | (None, Some(o)) => (o.session.clone(), o.version),
+                (None, None) => return Ok(Written::Skipped),
+            }
+        };
         let requests = session.stats().request_count;
-        let bytes = encode_compact(&session.snapshot(), self.key.as_ref())?;
+        let bytes = session.snapshot_bytes(self.key.as_ref())?;
         let next = version + 1;
         match self.store.save(id, next, &bytes).await {
             Ok(()) => {}

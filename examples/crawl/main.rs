@@ -6,8 +6,14 @@
 //! cargo run --example crawl -- --start https://shop.test:PORT/ --resolve shop.test:PORT:127.0.0.1 \
 //!     --cacert ca.pem --sessions 4 --max-pages 50 --same-site --out pages.jsonl --summary summary.json
 //! ```
+//!
+//! With `--store redis://HOST:PORT/DB`, several workers (processes, machines) split one
+//! crawl: the frontier lives in Redis (`frontier.rs`), sessions are saved there under
+//! leases and restored by the next run, and `--shared-rps` keeps all workers under one
+//! per-host budget. With `--store file:DIR` the sessions persist on the local disk.
 
-use std::collections::{HashSet, VecDeque};
+mod frontier;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,10 +22,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use mummer::cookies::site_of;
 use mummer::net::ResolveOverride;
+use mummer::store::{open_store, RedisRateLimit, RedisStore};
 use mummer::{Engine, SessionConfig};
 use mummer_actors::policy::RetryPolicy;
 use mummer_actors::rate::Rate;
 use url::Url;
+
+use crate::frontier::{Frontier, Next};
 
 #[derive(Parser)]
 #[command(about = "Breadth-first crawl with mummer sessions")]
@@ -60,13 +69,31 @@ struct Args {
     /// The engine's final stats as JSON.
     #[arg(long)]
     summary: Option<PathBuf>,
-}
-
-struct Frontier {
-    queue: VecDeque<Url>,
-    seen: HashSet<String>,
-    taken: usize,
-    in_progress: usize,
+    /// Keep sessions (and, with Redis, the frontier) in a store: file:DIR or
+    /// redis://HOST:PORT/DB.
+    #[arg(long)]
+    store: Option<String>,
+    /// Namespace of the store's keys (Redis).
+    #[arg(long, default_value = "mummer")]
+    namespace: String,
+    /// This worker's name (default: crawl-PID); a restarted worker with the same name
+    /// takes back what it was fetching.
+    #[arg(long)]
+    worker: Option<String>,
+    /// Session lease time to live in seconds (how soon a dead worker's sessions free up).
+    #[arg(long = "lease-ttl", default_value_t = 30.0)]
+    lease_ttl: f64,
+    /// Save sessions that were used this often, in seconds.
+    #[arg(long = "save-interval", default_value_t = 30.0)]
+    save_interval: f64,
+    /// A per-host budget, in requests per second, shared by every worker on the Redis
+    /// store.
+    #[arg(long = "shared-rps")]
+    shared_rps: Option<f64>,
+    /// Send `x-mummer-worker: NAME` with every request (for test sites that check which
+    /// worker uses which session; a real browser sends no such header).
+    #[arg(long = "tag-requests")]
+    tag_requests: bool,
 }
 
 /// `href="..."` targets of `<a>` tags, resolved against `base`, fragments dropped.
@@ -98,6 +125,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|r| r.parse::<ResolveOverride>())
         .collect::<Result<Vec<_>, _>>()?;
 
+    let worker = args
+        .worker
+        .clone()
+        .unwrap_or_else(|| format!("crawl-{}", std::process::id()));
+    let store = match &args.store {
+        Some(url) => Some(open_store(url, &args.namespace)?),
+        None => None,
+    };
+    let redis = match &args.store {
+        Some(url) if url.starts_with("redis") => Some(RedisStore::open(url, &args.namespace)?),
+        _ => None,
+    };
     let mut builder = Engine::builder()
         .max_sessions(args.sessions.max(1))
         .retry(RetryPolicy {
@@ -110,28 +149,65 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(r) = args.rps_per_host {
         builder = builder.rate_limit_per_host(Rate::per_second(r));
     }
+    if let (Some(r), Some(redis)) = (args.shared_rps, &redis) {
+        builder =
+            builder.shared_rate_limit(Arc::new(RedisRateLimit::new(redis, Rate::per_second(r))?));
+    }
+    if let Some(store) = &store {
+        builder = builder
+            .store(store.clone())
+            .lease_ttl(Duration::from_secs_f64(args.lease_ttl))
+            .save_interval(Duration::from_secs_f64(args.save_interval));
+    }
     let engine = builder.start()?;
-    let mut ids = Vec::new();
-    for _ in 0..args.sessions.max(1) {
+    let transport = {
         let (resolve, ca, insecure) = (resolve.clone(), args.cacert.clone(), args.insecure);
-        let config = SessionConfig::profile(&args.profile).transport(move |mut b| {
-            for r in resolve {
+        move |mut b: mummer::ClientBuilder| {
+            for r in resolve.iter().cloned() {
                 b = b.resolve(r);
             }
-            if let Some(ca) = ca {
-                b = b.ca_file(ca);
+            if let Some(ca) = &ca {
+                b = b.ca_file(ca.clone());
             }
             b.insecure(insecure).timeout(Duration::from_secs(20))
-        });
-        ids.push(engine.create_session(config).await?);
+        }
+    };
+    // Sessions saved by earlier runs (and not held by another worker) first.
+    let mut ids = match &store {
+        Some(_) => engine.restore_sessions(&transport).await?,
+        None => Vec::new(),
+    };
+    let restored = ids.len();
+    while ids.len() < args.sessions.max(1) {
+        let t = transport.clone();
+        let config = SessionConfig::profile(&args.profile).transport(t);
+        let id = engine.create_session(config).await?;
+        if store.is_some() {
+            // Saved at once, so that a crash before the first interval loses nothing.
+            if let Err(e) = engine.save_session(&id).await {
+                eprintln!("session {id} not saved yet: {e}");
+            }
+        }
+        ids.push(id);
     }
 
-    let frontier = Arc::new(Mutex::new(Frontier {
-        queue: VecDeque::from([start.clone()]),
-        seen: HashSet::from([start.to_string()]),
-        taken: 0,
-        in_progress: 0,
-    }));
+    let frontier = Arc::new(match &redis {
+        Some(redis) => {
+            Frontier::shared(
+                redis.connection(),
+                redis.namespace(),
+                &worker,
+                &start,
+                args.max_pages,
+            )
+            .await?
+        }
+        None => Frontier::local(start.clone(), args.max_pages),
+    });
+    let heartbeat = {
+        let frontier = frontier.clone();
+        tokio::spawn(async move { frontier.keep_alive().await })
+    };
     let out: Arc<Mutex<Option<std::fs::File>>> = Arc::new(Mutex::new(match &args.out {
         Some(p) => Some(std::fs::File::create(p)?),
         None => None,
@@ -149,37 +225,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for id in ids.clone() {
         let (engine, frontier, out, bar) =
             (engine.clone(), frontier.clone(), out.clone(), bar.clone());
-        let (max_pages, same_site, start_site) =
-            (args.max_pages, args.same_site, start_site.clone());
+        let (same_site, start_site) = (args.same_site, start_site.clone());
+        let (tag, worker_name) = (args.tag_requests, worker.clone());
         workers.push(tokio::spawn(async move {
             let Ok(session) = engine.session(&id).await else {
                 return;
             };
             loop {
-                let next = {
-                    let mut f = frontier.lock().unwrap_or_else(|p| p.into_inner());
-                    if f.taken >= max_pages {
-                        None
-                    } else if let Some(u) = f.queue.pop_front() {
-                        f.taken += 1;
-                        f.in_progress += 1;
-                        Some(Some(u))
-                    } else if f.in_progress == 0 {
-                        None
-                    } else {
-                        Some(None)
-                    }
-                };
-                let url = match next {
-                    None => break,
-                    Some(None) => {
+                let url = match frontier.next().await {
+                    Next::Done => break,
+                    Next::Wait => {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     }
-                    Some(Some(u)) => u,
+                    Next::Url(u) => u,
                 };
                 let t = Instant::now();
-                let result = session.get(url.as_str()).send().await;
+                let mut request = session.get(url.as_str());
+                if tag {
+                    request = request.header("x-mummer-worker", &worker_name);
+                }
+                let result = request.send().await;
                 let elapsed_ms = t.elapsed().as_millis();
                 let line = match &result {
                     Ok(r) => serde_json::json!({
@@ -203,19 +269,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         found = links(&final_url, &r.text());
                     }
                 }
-                {
-                    let mut f = frontier.lock().unwrap_or_else(|p| p.into_inner());
-                    f.in_progress -= 1;
-                    for l in found {
-                        let host = l.host_str().unwrap_or_default().to_string();
-                        if same_site && site_of(&host) != start_site {
-                            continue;
-                        }
-                        if f.seen.insert(l.to_string()) {
-                            f.queue.push_back(l);
-                        }
-                    }
-                }
+                found.retain(|l| {
+                    !same_site || site_of(l.host_str().unwrap_or_default()) == start_site
+                });
+                frontier.finish(&url, found).await;
                 match &bar {
                     Some(b) => {
                         b.inc(1);
@@ -237,8 +294,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let sessions = engine.list_sessions().await?;
     let dead = engine.dead_letters(false).await;
-    let pages = frontier.lock().unwrap_or_else(|p| p.into_inner()).taken;
+    heartbeat.abort();
+    let pages = frontier.taken().await;
     let summary = serde_json::json!({
+        "worker": worker,
+        "restored_sessions": restored,
         "pages": pages,
         "elapsed_ms": started.elapsed().as_millis(),
         "requests": sessions.iter().map(|s| s.request_count).sum::<u64>(),

@@ -1,0 +1,312 @@
+//! The crawl frontier: the URLs to visit and the URLs seen. In memory for one worker;
+//! in Redis (`--store redis://...`) for N workers that split one crawl.
+//!
+//! Redis keys, under the store's namespace `NS`:
+//!
+//! ```text
+//! NS:crawl:queue               list of URLs to visit
+//! NS:crawl:seen                set of URLs ever queued (a URL is queued once)
+//! NS:crawl:taken               pages handed out (stops at --max-pages)
+//! NS:crawl:processing:<worker> URLs a worker is fetching now
+//! NS:crawl:alive:<worker>      the worker's heartbeat (expires 3 s after it stops)
+//! NS:crawl:workers             set of worker names
+//! ```
+//!
+//! A URL moves from the queue to its worker's processing list atomically (Lua); when the
+//! page is done its links are queued and then the URL leaves the list. A worker that
+//! dies leaves its list behind: once its heartbeat expires, another worker moves those
+//! URLs back to the queue. So each URL is fetched once, and at most once more if it was
+//! in flight in a worker that died.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use url::Url;
+
+/// What the frontier has for a worker.
+pub enum Next {
+    /// Fetch this.
+    Url(Url),
+    /// Nothing now; others are still fetching (their pages may add links).
+    Wait,
+    /// The crawl is over.
+    Done,
+}
+
+/// One crawl's frontier.
+pub enum Frontier {
+    /// This process only.
+    Local(Mutex<Local>),
+    /// Shared by every worker on one Redis.
+    Redis(Shared),
+}
+
+pub struct Local {
+    queue: VecDeque<Url>,
+    seen: HashSet<String>,
+    taken: usize,
+    in_progress: usize,
+    max_pages: usize,
+}
+
+pub struct Shared {
+    conn: ConnectionManager,
+    ns: String,
+    worker: String,
+    max_pages: usize,
+    take: Script,
+    push: Script,
+}
+
+/// Moves one URL from the queue to the worker's processing list, unless the page budget
+/// is spent. Returns {'done'}, {'empty'} or {'url', URL}.
+const TAKE: &str = r"
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[1]) then return {'done'} end
+local u = redis.call('RPOPLPUSH', KEYS[1], KEYS[2])
+if not u then return {'empty'} end
+redis.call('INCR', KEYS[3])
+return {'url', u}
+";
+
+/// Queues every ARGV not seen before.
+const PUSH: &str = r"
+local n = 0
+for i, u in ipairs(ARGV) do
+  if redis.call('SADD', KEYS[2], u) == 1 then
+    redis.call('LPUSH', KEYS[1], u)
+    n = n + 1
+  end
+end
+return n
+";
+
+impl Frontier {
+    /// An in-memory frontier starting at `start`.
+    pub fn local(start: Url, max_pages: usize) -> Frontier {
+        Frontier::Local(Mutex::new(Local {
+            seen: HashSet::from([start.to_string()]),
+            queue: VecDeque::from([start]),
+            taken: 0,
+            in_progress: 0,
+            max_pages,
+        }))
+    }
+
+    /// The shared frontier in namespace `ns`, seeded with `start` (once for all
+    /// workers); URLs this `worker` was fetching when it last died go back to the queue.
+    pub async fn shared(
+        conn: ConnectionManager,
+        ns: &str,
+        worker: &str,
+        start: &Url,
+        max_pages: usize,
+    ) -> redis::RedisResult<Frontier> {
+        let shared = Shared {
+            conn,
+            ns: ns.to_string(),
+            worker: worker.to_string(),
+            max_pages,
+            take: Script::new(TAKE),
+            push: Script::new(PUSH),
+        };
+        shared.heartbeat().await?;
+        let mut conn = shared.conn.clone();
+        let _: i64 = redis::cmd("SADD")
+            .arg(shared.key("workers"))
+            .arg(worker)
+            .query_async(&mut conn)
+            .await?;
+        shared.requeue(worker).await?;
+        shared.push(&[start.to_string()]).await?;
+        Ok(Frontier::Redis(shared))
+    }
+
+    /// The next URL for this worker.
+    pub async fn next(&self) -> Next {
+        match self {
+            Frontier::Local(m) => {
+                let mut f = m.lock().unwrap_or_else(|p| p.into_inner());
+                if f.taken >= f.max_pages {
+                    Next::Done
+                } else if let Some(u) = f.queue.pop_front() {
+                    f.taken += 1;
+                    f.in_progress += 1;
+                    Next::Url(u)
+                } else if f.in_progress == 0 {
+                    Next::Done
+                } else {
+                    Next::Wait
+                }
+            }
+            Frontier::Redis(s) => match s.next().await {
+                Ok(next) => next,
+                Err(e) => {
+                    eprintln!("frontier: {e}; retrying");
+                    Next::Wait
+                }
+            },
+        }
+    }
+
+    /// `url` is done; queue the links it had.
+    pub async fn finish(&self, url: &Url, found: Vec<Url>) {
+        match self {
+            Frontier::Local(m) => {
+                let mut f = m.lock().unwrap_or_else(|p| p.into_inner());
+                f.in_progress -= 1;
+                for l in found {
+                    if f.seen.insert(l.to_string()) {
+                        f.queue.push_back(l);
+                    }
+                }
+            }
+            Frontier::Redis(s) => {
+                let links: Vec<String> = found.iter().map(Url::to_string).collect();
+                // Links first, then the URL leaves the processing list: a crash in
+                // between fetches it once more, never loses its links.
+                while let Err(e) = s.push(&links).await {
+                    eprintln!("frontier: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let mut conn = s.conn.clone();
+                let removed: redis::RedisResult<i64> = redis::cmd("LREM")
+                    .arg(s.key(&format!("processing:{}", s.worker)))
+                    .arg(1)
+                    .arg(url.as_str())
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = removed {
+                    eprintln!("frontier: {e}");
+                }
+            }
+        }
+    }
+
+    /// Pages handed out so far (by every worker).
+    pub async fn taken(&self) -> usize {
+        match self {
+            Frontier::Local(m) => m.lock().unwrap_or_else(|p| p.into_inner()).taken,
+            Frontier::Redis(s) => {
+                let mut conn = s.conn.clone();
+                redis::cmd("GET")
+                    .arg(s.key("taken"))
+                    .query_async::<Option<usize>>(&mut conn)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    /// Keeps this worker's heartbeat alive (Redis only); run it in its own task.
+    pub async fn keep_alive(&self) {
+        if let Frontier::Redis(s) = self {
+            loop {
+                if let Err(e) = s.heartbeat().await {
+                    eprintln!("frontier heartbeat: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn key(&self, rest: &str) -> String {
+        format!("{}:crawl:{rest}", self.ns)
+    }
+
+    async fn heartbeat(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.key(&format!("alive:{}", self.worker)))
+            .arg(std::process::id())
+            .arg("PX")
+            .arg(3000)
+            .query_async(&mut conn)
+            .await
+    }
+
+    async fn push(&self, urls: &[String]) -> redis::RedisResult<i64> {
+        if urls.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn.clone();
+        let mut call = self.push.key(self.key("queue"));
+        call.key(self.key("seen"));
+        for u in urls {
+            call.arg(u);
+        }
+        call.invoke_async(&mut conn).await
+    }
+
+    /// Moves `worker`'s processing list back to the queue.
+    async fn requeue(&self, worker: &str) -> redis::RedisResult<usize> {
+        let mut conn = self.conn.clone();
+        let mut moved = 0;
+        loop {
+            let u: Option<String> = redis::cmd("RPOPLPUSH")
+                .arg(self.key(&format!("processing:{worker}")))
+                .arg(self.key("queue"))
+                .query_async(&mut conn)
+                .await?;
+            if u.is_none() {
+                return Ok(moved);
+            }
+            moved += 1;
+        }
+    }
+
+    async fn next(&self) -> redis::RedisResult<Next> {
+        let mut conn = self.conn.clone();
+        let got: Vec<String> = self
+            .take
+            .key(self.key("queue"))
+            .key(self.key(&format!("processing:{}", self.worker)))
+            .key(self.key("taken"))
+            .arg(self.max_pages)
+            .invoke_async(&mut conn)
+            .await?;
+        match got.first().map(String::as_str) {
+            Some("url") => match got.get(1).and_then(|u| Url::parse(u).ok()) {
+                Some(u) => Ok(Next::Url(u)),
+                None => Ok(Next::Wait),
+            },
+            Some("done") => Ok(Next::Done),
+            _ => {
+                // Empty queue: over when nobody is fetching; a dead worker's URLs go
+                // back to the queue.
+                let workers: Vec<String> = redis::cmd("SMEMBERS")
+                    .arg(self.key("workers"))
+                    .query_async(&mut conn)
+                    .await?;
+                let mut busy = false;
+                for w in workers {
+                    let pending: usize = redis::cmd("LLEN")
+                        .arg(self.key(&format!("processing:{w}")))
+                        .query_async(&mut conn)
+                        .await?;
+                    if pending == 0 {
+                        continue;
+                    }
+                    let alive: bool = redis::cmd("EXISTS")
+                        .arg(self.key(&format!("alive:{w}")))
+                        .query_async(&mut conn)
+                        .await?;
+                    if alive {
+                        busy = true;
+                    } else {
+                        let moved = self.requeue(&w).await?;
+                        eprintln!("frontier: worker {w} is gone; {moved} URL(s) it was fetching are queued again");
+                        busy = true;
+                    }
+                }
+                Ok(if busy { Next::Wait } else { Next::Done })
+            }
+        }
+    }
+}

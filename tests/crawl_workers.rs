@@ -1,0 +1,227 @@
+//! Three `examples/crawl` worker processes split one crawl through a real `redis-server`:
+//! the server checks that no session is used by two workers, that the per-host budget
+//! holds across workers, and that after one worker is SIGKILLed halfway (and restarted
+//! under the same name) every page is fetched, once, or twice at most for the requests
+//! that were in flight in the killed worker; the restarted worker gets its sessions back
+//! with their cookies and TLS tickets.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::https::{HttpsServer, Reply};
+use support::redis::RedisServer;
+
+const PAGES: usize = 300;
+const SESSIONS_PER_WORKER: usize = 34;
+const SHARED_RPS: f64 = 100.0;
+
+/// One request as the site saw it.
+#[derive(Clone, Debug)]
+struct Hit {
+    page: usize,
+    sid: Option<String>,
+    worker: String,
+    at: Instant,
+}
+
+fn crawl_binary() -> PathBuf {
+    // Make sure the example is built (a no-op under `cargo test --all-targets`).
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", "crawl", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .status()
+        .expect("cargo build --example crawl");
+    assert!(status.success());
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    profile_dir.join("examples").join("crawl")
+}
+
+/// Worker processes, killed (by PID) if the test ends early.
+struct Workers(Vec<(String, Child)>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn three_workers_share_sessions_a_budget_and_survive_a_kill() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+    let next_sid = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = hits.clone();
+    let server = rt.block_on(HttpsServer::start(move |req| {
+        let page: usize = req
+            .path()
+            .strip_prefix("/p/")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
+        let sid = req.cookie().and_then(|c| {
+            c.split("; ")
+                .find_map(|kv| kv.strip_prefix("sid=").map(str::to_string))
+        });
+        seen.lock().unwrap().push(Hit {
+            page,
+            sid: sid.clone(),
+            worker: req.header("x-mummer-worker").unwrap_or("?").to_string(),
+            at: Instant::now(),
+        });
+        let links: String = [2 * page + 1, 2 * page + 2]
+            .iter()
+            .filter(|&&n| n < PAGES)
+            .map(|n| format!("<a href=\"/p/{n}\">{n}</a> "))
+            .collect();
+        let mut reply = Reply::ok(format!("<html><body>{links}</body></html>"))
+            .header("content-type", "text/html");
+        if sid.is_none() {
+            let n = next_sid.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            reply = reply.header("set-cookie", &format!("sid=s{n}; Path=/; Max-Age=3600"));
+        }
+        reply
+    }));
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &server.cert_pem).unwrap();
+    let redis = RedisServer::start();
+    let port = server.addr.port();
+    let out = tempfile::tempdir().unwrap();
+    let crawl = crawl_binary();
+    let spawn = |name: &str| -> Child {
+        Command::new(&crawl)
+            .args(["--start", &format!("https://shop.test:{port}/p/0")])
+            .args(["--resolve", &format!("shop.test:{port}:127.0.0.1")])
+            .arg("--cacert")
+            .arg(ca.path())
+            .args(["--sessions", &SESSIONS_PER_WORKER.to_string()])
+            .args(["--max-pages", "1000", "--no-robots", "--tag-requests"])
+            .args(["--store", &redis.url(), "--namespace", "crawltest"])
+            .args([
+                "--worker",
+                name,
+                "--lease-ttl",
+                "2",
+                "--save-interval",
+                "0.3",
+            ])
+            .args(["--shared-rps", &SHARED_RPS.to_string()])
+            .arg("--summary")
+            .arg(out.path().join(format!("{name}.json")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("crawl worker")
+    };
+    let mut workers = Workers(
+        ["w1", "w2", "w3"]
+            .iter()
+            .map(|n| (n.to_string(), spawn(n)))
+            .collect(),
+    );
+    // Halfway (about a third of the pages at the shared rate): kill w2.
+    let started = Instant::now();
+    while hits.lock().unwrap().len() < PAGES / 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the crawl does not progress"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, w2) = &mut workers.0[1];
+    w2.kill().expect("SIGKILL w2");
+    w2.wait().unwrap();
+    let killed_at = Instant::now();
+    let sids_before: HashSet<String> = hits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.worker == "w2")
+        .filter_map(|h| h.sid.clone())
+        .collect();
+    // Its leases (2 s) run out; then it comes back under the same name.
+    std::thread::sleep(Duration::from_millis(2500));
+    workers.0[1].1 = spawn("w2");
+    for (name, child) in &mut workers.0 {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "{name} exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let hits = hits.lock().unwrap().clone();
+
+    // Every page, once; twice at most for what w2 had in flight when it died.
+    let mut fetches: HashMap<usize, usize> = HashMap::new();
+    for h in &hits {
+        *fetches.entry(h.page).or_default() += 1;
+    }
+    let missing: Vec<usize> = (0..PAGES).filter(|p| !fetches.contains_key(p)).collect();
+    assert!(missing.is_empty(), "never fetched: {missing:?}");
+    let twice = fetches.values().filter(|&&n| n == 2).count();
+    assert!(fetches.values().all(|&n| n <= 2), "{fetches:?}");
+    assert!(
+        twice <= SESSIONS_PER_WORKER,
+        "{twice} pages fetched twice; at most the killed worker's {SESSIONS_PER_WORKER} in flight may be"
+    );
+
+    // No session is used by two workers.
+    let mut owners: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for h in &hits {
+        if let Some(sid) = &h.sid {
+            owners.entry(sid).or_default().insert(&h.worker);
+        }
+    }
+    for (sid, workers) in &owners {
+        assert_eq!(workers.len(), 1, "session {sid} used by {workers:?}");
+    }
+
+    // One budget for the host across the workers: any 21 consecutive requests span at
+    // least ~20 intervals (with some loopback jitter).
+    let mut times: Vec<Instant> = hits.iter().map(|h| h.at).collect();
+    times.sort();
+    let interval = Duration::from_secs_f64(1.0 / SHARED_RPS);
+    for w in times.windows(21) {
+        assert!(
+            w[20] - w[0] >= interval * 14,
+            "21 requests within {:?}",
+            w[20] - w[0]
+        );
+    }
+
+    // The restarted w2 got its sessions back: cookies (sids issued before the kill) and
+    // TLS tickets (resumed handshakes).
+    let after_restart: HashSet<String> = hits
+        .iter()
+        .filter(|h| h.worker == "w2" && h.at > killed_at)
+        .filter_map(|h| h.sid.clone())
+        .collect();
+    assert!(
+        after_restart.intersection(&sids_before).next().is_some(),
+        "the restarted worker carries cookies issued before the kill"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("w2.json")).unwrap()).unwrap();
+    assert!(
+        summary["restored_sessions"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert!(summary["tls_resumed"].as_u64().unwrap() > 0, "{summary}");
+    // Everything is saved and released at the end.
+    let leases = redis.cli(&["--scan", "--pattern", "crawltest:lease:*"]);
+    assert!(leases.is_empty(), "leases left: {leases}");
+}
