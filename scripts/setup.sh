@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages mummer needs: the BoringSSL build tools and Chromium for
-# the fingerprint conformance test. Idempotent; skips apt when everything is present.
+# Installs the system packages mummer needs: the BoringSSL build tools, Chromium for
+# the fingerprint conformance test and redis-server for the session-store tests. Idempotent; skips apt when everything is present.
 set -euo pipefail
 need=()
 for pkg in cmake libclang-dev git build-essential chromium iproute2 util-linux redis-server; do
