@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mummer-target}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The multi-process crawl test runs the crawl example's binary; `cargo test` builds
+# examples only as test harnesses.
+cargo build --workspace --examples
 cargo test --workspace --all-targets

@@ -29,20 +29,23 @@ struct Hit {
     at: Instant,
 }
 
+/// The crawl example binary. `scripts/test.sh` builds it (`cargo build --workspace
+/// --examples`) before the tests: `cargo test` itself builds examples as test harnesses,
+/// and building it from here would rebuild every dependency with other features.
 fn crawl_binary() -> PathBuf {
-    // Make sure the example is built (a no-op under `cargo test --all-targets`).
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", "crawl", "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .status()
-        .expect("cargo build --example crawl");
-    assert!(status.success());
     let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
+    let path = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    profile_dir.join("examples").join("crawl")
+        .expect("target/<profile>")
+        .join("examples")
+        .join("crawl");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --examples` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
 }
 
 /// Worker processes, killed (by PID) if the test ends early.
