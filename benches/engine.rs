@@ -11,10 +11,14 @@
 //! The HTTPS server runs in a child process; CPU time is this process's (the engine's
 //! threads included). Run by `cargo test` it does a short smoke run.
 
+#[path = "support/bench_args.rs"]
+mod bench_args;
 #[path = "../tests/support/https.rs"]
 mod https;
 #[path = "support/server_process.rs"]
 mod server_process;
+
+use bench_args::BenchArgs;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -125,14 +129,9 @@ fn main() {
     if server_process::serve_if_child() {
         return;
     }
-    let args: Vec<String> = std::env::args().collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<usize>().ok())
-    };
+    let args = BenchArgs::from_env();
+    let full = args.full();
+    let value = |name: &str| args.number(name);
     let requests = value("--requests").unwrap_or(if full { 20_000 } else { 400 });
     let rounds = value("--rounds").unwrap_or(if full { 3 } else { 1 });
     let many = if full { 1000 } else { 20 };

@@ -11,8 +11,12 @@
 //! stores it). Saves and loads run 32 at a time, as an engine saving on its interval
 //! does. Run by `cargo test` it does a short smoke run.
 
+#[path = "support/bench_args.rs"]
+mod bench_args;
 #[path = "../tests/support/redis.rs"]
 mod redis_server;
+
+use bench_args::BenchArgs;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,14 +70,9 @@ async fn rate(
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<usize>().ok())
-    };
+    let args = BenchArgs::from_env();
+    let full = args.full();
+    let value = |name: &str| args.number(name);
     let count = value("--sessions").unwrap_or(if full { 2000 } else { 20 });
     let cookies = value("--cookies").unwrap_or(50);
     let rt = tokio::runtime::Runtime::new().expect("runtime");

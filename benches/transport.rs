@@ -16,10 +16,14 @@
 //! Run by `cargo test` (without `--bench`), it does a short smoke run so the benchmark
 //! cannot rot.
 
+#[path = "support/bench_args.rs"]
+mod bench_args;
 #[path = "../tests/support/https.rs"]
 mod https;
 #[path = "support/server_process.rs"]
 mod server_process;
+
+use bench_args::BenchArgs;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -38,28 +42,18 @@ struct Options {
 }
 
 fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<usize>().ok())
-    };
+    let args = BenchArgs::from_env();
+    let full = args.full();
     let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|name| {
-            PEERS
-                .into_iter()
-                .find(|p| p.name().starts_with(name.as_str()))
-        });
+        .text("--only")
+        .and_then(|name| PEERS.into_iter().find(|p| p.name().starts_with(name)));
     Options {
         peers: only.map_or(PEERS.to_vec(), |p| vec![p]),
-        requests: value("--requests").unwrap_or(if full { 20_000 } else { 300 }),
-        rounds: value("--rounds").unwrap_or(if full { 5 } else { 1 }),
-        body: value("--body").unwrap_or(1024),
+        requests: args
+            .number("--requests")
+            .unwrap_or(if full { 20_000 } else { 300 }),
+        rounds: args.number("--rounds").unwrap_or(if full { 5 } else { 1 }),
+        body: args.number("--body").unwrap_or(1024),
         full,
     }
 }

@@ -20,17 +20,23 @@ struct Site {
 }
 
 async fn site() -> Site {
-    let server = HttpsServer::start(|req| match req.path() {
-        "/login" => Reply::ok("in").header("set-cookie", "sid=s3cret; Path=/; Max-Age=3600"),
-        _ => Reply::ok("ok"),
-    })
-    .await;
-    let ca = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca.path(), &server.cert_pem).unwrap();
-    Site { server, ca }
+    Site::serving(
+        HttpsServer::start(|req| match req.path() {
+            "/login" => Reply::ok("in").header("set-cookie", "sid=s3cret; Path=/; Max-Age=3600"),
+            _ => Reply::ok("ok"),
+        })
+        .await,
+    )
 }
 
 impl Site {
+    /// `server`, with its certificate in a CA file for the sessions.
+    fn serving(server: HttpsServer) -> Site {
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(ca.path(), &server.cert_pem).unwrap();
+        Site { server, ca }
+    }
+
     fn transport(&self) -> impl Fn(ClientBuilder) -> ClientBuilder + Send + Sync + Clone + 'static {
         let route: ConnectTo = format!(":443:127.0.0.1:{}", self.server.addr.port())
             .parse()
@@ -267,14 +273,7 @@ async fn engines_share_one_per_host_budget_through_redis() {
         Reply::ok("ok")
     })
     .await;
-    let site = Site {
-        ca: {
-            let ca = tempfile::NamedTempFile::new().unwrap();
-            std::fs::write(ca.path(), &server.cert_pem).unwrap();
-            ca
-        },
-        server,
-    };
+    let site = Site::serving(server);
     let redis = RedisServer::start();
     let store = RedisStore::open(&redis.url(), "budget").unwrap();
     // 20 requests per second for the host, whichever engine sends them.
