@@ -1,5 +1,7 @@
 //! The crawl frontier: the URLs to visit and the URLs seen. In memory for one worker;
-//! in Redis (`--store redis://...`) for N workers that split one crawl.
+//! in Redis (`--store redis://...`) for N workers that split one crawl; in a file
+//! (`--store file:DIR`, `DIR/crawl-frontier.json` under an OS file lock) for N worker
+//! processes on one machine, with the same rules as Redis.
 //!
 //! Redis keys, under the store's namespace `NS`:
 //!
@@ -42,6 +44,8 @@ pub enum Frontier {
     Local(Mutex<Local>),
     /// Shared by every worker on one Redis.
     Redis(Shared),
+    /// Shared by the worker processes of one machine.
+    File(FileFrontier),
 }
 
 pub struct Local {
@@ -148,6 +152,7 @@ impl Frontier {
                     Next::Wait
                 }
             },
+            Frontier::File(f) => f.next().await,
         }
     }
 
@@ -182,6 +187,7 @@ impl Frontier {
                     eprintln!("frontier: {e}");
                 }
             }
+            Frontier::File(f) => f.finish(url, found).await,
         }
     }
 
@@ -199,18 +205,27 @@ impl Frontier {
                     .flatten()
                     .unwrap_or(0)
             }
+            Frontier::File(f) => f.update(|st, _| st.taken).await.unwrap_or(0),
         }
     }
 
     /// Keeps this worker's heartbeat alive (Redis only); run it in its own task.
     pub async fn keep_alive(&self) {
-        if let Frontier::Redis(s) = self {
-            loop {
-                if let Err(e) = s.heartbeat().await {
-                    eprintln!("frontier heartbeat: {e}");
+        loop {
+            match self {
+                Frontier::Local(_) => return,
+                Frontier::Redis(s) => {
+                    if let Err(e) = s.heartbeat().await {
+                        eprintln!("frontier heartbeat: {e}");
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(1000)).await;
+                Frontier::File(f) => {
+                    if let Err(e) = f.update(|_, _| ()).await {
+                        eprintln!("frontier heartbeat: {e}");
+                    }
+                }
             }
+            tokio::time::sleep(Duration::from_millis(1000)).await;
         }
     }
 }
@@ -306,6 +321,176 @@ impl Shared {
                     }
                 }
                 Ok(if busy { Next::Wait } else { Next::Done })
+            }
+        }
+    }
+}
+
+/// How long a worker's heartbeat lasts in the file frontier.
+const FILE_HEARTBEAT_MS: u64 = 3000;
+
+/// The file frontier's state, the whole of `crawl-frontier.json`.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+pub struct FileState {
+    queue: VecDeque<String>,
+    seen: HashSet<String>,
+    taken: usize,
+    /// URLs each worker is fetching.
+    processing: std::collections::HashMap<String, Vec<String>>,
+    /// Each worker's last heartbeat, Unix milliseconds.
+    alive: std::collections::HashMap<String, u64>,
+}
+
+/// The frontier in one JSON file, read and rewritten under an exclusive lock for each
+/// step: fine for one machine and crawls of thousands of pages (each step costs the
+/// file's size), not for millions.
+pub struct FileFrontier {
+    path: std::path::PathBuf,
+    lock: std::path::PathBuf,
+    worker: String,
+    max_pages: usize,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Frontier {
+    /// The frontier in `dir`, seeded with `start` once; what this `worker` was fetching
+    /// when it last died goes back to the queue.
+    pub async fn file(
+        dir: &std::path::Path,
+        worker: &str,
+        start: &Url,
+        max_pages: usize,
+    ) -> std::io::Result<Frontier> {
+        let f = FileFrontier {
+            path: dir.join("crawl-frontier.json"),
+            lock: dir.join("crawl-frontier.lock"),
+            worker: worker.to_string(),
+            max_pages,
+        };
+        let start = start.to_string();
+        f.update(move |st, me| {
+            let mine = st.processing.remove(me).unwrap_or_default();
+            st.queue.extend(mine);
+            if st.seen.insert(start.clone()) {
+                st.queue.push_back(start);
+            }
+        })
+        .await?;
+        Ok(Frontier::File(f))
+    }
+}
+
+impl FileFrontier {
+    /// Runs `step` on the state under the lock, refreshing this worker's heartbeat, and
+    /// writes the state back atomically.
+    async fn update<T: Send + 'static>(
+        &self,
+        step: impl FnOnce(&mut FileState, &str) -> T + Send + 'static,
+    ) -> std::io::Result<T> {
+        let (path, lock, worker) = (self.path.clone(), self.lock.clone(), self.worker.clone());
+        tokio::task::spawn_blocking(move || {
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)?;
+            lock.lock()?;
+            let mut st: FileState = match std::fs::read(&path) {
+                Ok(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileState::default(),
+                Err(e) => return Err(e),
+            };
+            st.alive.insert(worker.clone(), unix_ms());
+            let out = step(&mut st, &worker);
+            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec(&st).map_err(std::io::Error::other)?,
+            )?;
+            std::fs::rename(&tmp, &path)?;
+            drop(lock);
+            Ok(out)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    async fn next(&self) -> Next {
+        let max_pages = self.max_pages;
+        let result = self
+            .update(move |st, me| {
+                if st.taken >= max_pages {
+                    return Next::Done;
+                }
+                if let Some(u) = st.queue.pop_front() {
+                    st.taken += 1;
+                    st.processing.entry(me.to_string()).or_default().push(u.clone());
+                    return Url::parse(&u).map_or(Next::Wait, Next::Url);
+                }
+                // Empty queue: a dead worker's URLs go back; over when nobody fetches.
+                let now = unix_ms();
+                let mut busy = false;
+                let workers: Vec<String> = st.processing.keys().cloned().collect();
+                for w in workers {
+                    let alive = st
+                        .alive
+                        .get(&w)
+                        .is_some_and(|t| now.saturating_sub(*t) < FILE_HEARTBEAT_MS);
+                    let pending = st.processing.get(&w).map_or(0, Vec::len);
+                    if pending == 0 {
+                        continue;
+                    }
+                    busy = true;
+                    if !alive {
+                        let back = st.processing.remove(&w).unwrap_or_default();
+                        eprintln!("frontier: worker {w} is gone; {} URL(s) it was fetching are queued again", back.len());
+                        st.queue.extend(back);
+                    }
+                }
+                if busy {
+                    Next::Wait
+                } else {
+                    Next::Done
+                }
+            })
+            .await;
+        result.unwrap_or_else(|e| {
+            eprintln!("frontier: {e}; retrying");
+            Next::Wait
+        })
+    }
+
+    async fn finish(&self, url: &Url, found: Vec<Url>) {
+        let (url, found): (String, Vec<String>) =
+            (url.to_string(), found.iter().map(Url::to_string).collect());
+        loop {
+            let (url, found) = (url.clone(), found.clone());
+            let done = self
+                .update(move |st, me| {
+                    for l in found {
+                        if st.seen.insert(l.clone()) {
+                            st.queue.push_back(l);
+                        }
+                    }
+                    if let Some(list) = st.processing.get_mut(me) {
+                        if let Some(i) = list.iter().position(|u| *u == url) {
+                            list.remove(i);
+                        }
+                    }
+                })
+                .await;
+            match done {
+                Ok(()) => return,
+                Err(e) => {
+                    eprintln!("frontier: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         }
     }

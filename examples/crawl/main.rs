@@ -10,7 +10,8 @@
 //! With `--store redis://HOST:PORT/DB`, several workers (processes, machines) split one
 //! crawl: the frontier lives in Redis (`frontier.rs`), sessions are saved there under
 //! leases and restored by the next run, and `--shared-rps` keeps all workers under one
-//! per-host budget. With `--store file:DIR` the sessions persist on the local disk.
+//! per-host budget. With `--store file:DIR` the sessions and the frontier persist on the
+//! local disk, shared by the worker processes of one machine.
 
 mod frontier;
 
@@ -191,8 +192,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ids.push(id);
     }
 
-    let frontier = Arc::new(match &redis {
-        Some(redis) => {
+    let file_dir = args
+        .store
+        .as_deref()
+        .and_then(|url| url.strip_prefix("file:"))
+        .map(|d| PathBuf::from(d.strip_prefix("//").unwrap_or(d)));
+    let frontier = Arc::new(match (&redis, &file_dir) {
+        (Some(redis), _) => {
             Frontier::shared(
                 redis.connection(),
                 redis.namespace(),
@@ -202,7 +208,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .await?
         }
-        None => Frontier::local(start.clone(), args.max_pages),
+        (None, Some(dir)) => Frontier::file(dir, &worker, &start, args.max_pages).await?,
+        (None, None) => Frontier::local(start.clone(), args.max_pages),
     });
     let heartbeat = {
         let frontier = frontier.clone();
