@@ -275,6 +275,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Hands every dead letter to `sink` as well (a [`crate::store::RedisDeadLetters`]
+    /// stream that every worker reads), besides the in-memory queue.
+    pub fn dead_letter_sink(mut self, sink: mummer_actors::dispatch::DeadLetterSink) -> Self {
+        self.config.dead_letter_sink = Some(sink);
+        self
+    }
+
     /// Keeps sessions in `store` ([`crate::store::FileStore`],
     /// [`crate::store::RedisStore`], or [`crate::store::open_store`] from a URL): each
     /// session is leased to this engine while it lives, saved on the save interval, on

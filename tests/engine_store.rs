@@ -241,8 +241,14 @@ async fn redis_going_away_mid_run_loses_nothing() {
     })
     .await;
     for wanted in [&id, &late] {
-        let stored = store.load(wanted).await.unwrap();
-        assert!(stored.is_some(), "{wanted} written once Redis was back");
+        let started = std::time::Instant::now();
+        while store.load(wanted).await.unwrap().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{wanted} not written once Redis was back"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     a.shutdown().await;
     let b = engine(store.clone());
@@ -328,4 +334,124 @@ async fn engines_share_one_per_host_budget_through_redis() {
     for e in engines {
         e.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_go_to_a_redis_stream_that_hands_each_one_out_once() {
+    use mummer::store::RedisDeadLetters;
+    let site = site().await;
+    let mut redis = RedisServer::start();
+    let store = RedisStore::open(&redis.url(), "dlq").unwrap();
+    let stream = RedisDeadLetters::new(&store);
+    let engine = Engine::builder()
+        .dead_letter_sink(stream.sink())
+        .start()
+        .unwrap();
+    let id = engine.create_session(site.session()).await.unwrap();
+    let s = engine.session(&id).await.unwrap();
+    // A second site (same name, another server) answers 404 everywhere.
+    let gone = HttpsServer::start(|_| Reply::new(404)).await;
+    let route: ConnectTo = format!(":443:127.0.0.1:{}", gone.addr.port())
+        .parse()
+        .unwrap();
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &gone.cert_pem).unwrap();
+    let ca_path = ca.path().to_path_buf();
+    let id404 = engine
+        .create_session(
+            SessionConfig::profile("chrome-latest")
+                .transport(move |b| b.ca_file(ca_path).connect_to(route)),
+        )
+        .await
+        .unwrap();
+    let lost = engine.session(&id404).await.unwrap();
+    for i in 0..3 {
+        let r = lost
+            .get(&format!("https://shop.test/{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    assert_eq!(
+        s.get("https://shop.test/").send().await.unwrap().status(),
+        200
+    );
+    let started = std::time::Instant::now();
+    while stream.len().await.unwrap() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "letters not written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Consumer a takes two and dies without acknowledging them.
+    let a = stream
+        .claim("ops", "a", 2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 2);
+    assert!(a
+        .iter()
+        .all(|c| c.letter.session == id404 && c.letter.status == Some(404)));
+    // Consumer b gets the third at once, and a's two once they have been idle.
+    let b = stream
+        .claim("ops", "b", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(stream.ack("ops", &[b[0].entry.clone()]).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b2 = stream
+        .claim("ops", "b", 10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let mut reclaimed: Vec<&str> = b2.iter().map(|c| c.entry.as_str()).collect();
+    reclaimed.sort();
+    let mut taken: Vec<&str> = a.iter().map(|c| c.entry.as_str()).collect();
+    taken.sort();
+    assert_eq!(reclaimed, taken, "a's unacknowledged letters went to b");
+    let entries: Vec<String> = b2.iter().map(|c| c.entry.clone()).collect();
+    assert_eq!(stream.ack("ops", &entries).await.unwrap(), 2);
+    assert_eq!(
+        stream.ack("ops", &entries).await.unwrap(),
+        0,
+        "acknowledged once"
+    );
+    // Acknowledged letters never come back, to anyone.
+    for consumer in ["a", "b", "c"] {
+        assert!(stream
+            .claim("ops", consumer, 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    // Redis away: letters wait in memory and are written when it is back.
+    redis.down();
+    let r = lost.get("https://shop.test/late").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(stream.len().await.unwrap_err().is_store_unavailable());
+    redis.up();
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(4) = stream.len().await {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the waiting letter was not written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = stream
+        .claim("ops", "c", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    assert!(
+        late[0].letter.target.starts_with("shop.test"),
+        "{:?}",
+        late[0]
+    );
+    engine.shutdown().await;
 }

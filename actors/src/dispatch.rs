@@ -34,7 +34,7 @@ use crate::supervisor::{MarkQuarantined, Supervisor};
 pub const DEAD_LETTER_CAPACITY: usize = 10_000;
 
 /// A request that failed for good.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DeadLetter {
     /// Session id.
     pub session: String,
@@ -61,7 +61,13 @@ struct State {
     events: broadcast::Sender<EngineEvent>,
     limits: Limiters,
     shared_rate: Option<Arc<dyn SharedRateLimit>>,
+    dead_letter_sink: Option<DeadLetterSink>,
 }
+
+/// Receives every dead letter as it is made (a durable queue, say). Called under the
+/// dispatchers' shared lock: it must only hand the letter over (push it on a channel),
+/// never block.
+pub type DeadLetterSink = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 
 impl State {
     fn breaker(&mut self, key: &str) -> &mut Breaker {
@@ -106,6 +112,9 @@ impl State {
             target: letter.target.clone(),
             reason: letter.reason.clone(),
         });
+        if let Some(sink) = &self.dead_letter_sink {
+            sink(&letter);
+        }
         if self.dead.len() == DEAD_LETTER_CAPACITY {
             self.dead.pop_front();
         }
@@ -136,7 +145,14 @@ impl SharedState {
             events,
             limits: Limiters::new(limits),
             shared_rate: None,
+            dead_letter_sink: None,
         })))
+    }
+
+    /// Hands every new dead letter to `sink` as well.
+    pub fn with_dead_letter_sink(self, sink: Option<DeadLetterSink>) -> Self {
+        self.lock().dead_letter_sink = sink;
+        self
     }
 
     /// Adds a rate limit shared with other processes (per target host).

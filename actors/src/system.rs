@@ -13,8 +13,8 @@ use tokio::sync::broadcast;
 use crate::breaker::{BreakerConfig, BreakerState};
 use crate::core::SessionCore;
 use crate::dispatch::{
-    dispatch, DeadLetter, DeadLetters, Dispatch, DispatchContext, Dispatched, Dispatcher, Forget,
-    OpenBreakers, ReauthHook, SharedState,
+    dispatch, DeadLetter, DeadLetterSink, DeadLetters, Dispatch, DispatchContext, Dispatched,
+    Dispatcher, Forget, OpenBreakers, ReauthHook, SharedState,
 };
 use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
@@ -65,6 +65,8 @@ pub struct SystemConfig<C: SessionCore> {
     pub reauth: Option<ReauthHook<C>>,
     /// Called before a session closes.
     pub on_close: Option<CloseHook<C>>,
+    /// Receives every dead letter as it is made (a durable queue).
+    pub dead_letter_sink: Option<DeadLetterSink>,
     /// Run the system thread's clock paused (tests: sleeps advance instantly when idle).
     /// Puts session actors on the system thread; needs the `paused-time` feature.
     pub paused_time: bool,
@@ -82,6 +84,7 @@ impl<C: SessionCore> Default for SystemConfig<C> {
             shared_rate: None,
             reauth: None,
             on_close: None,
+            dead_letter_sink: None,
             paused_time: false,
         }
     }
@@ -164,11 +167,13 @@ impl<C: SessionCore> ActorSystem<C> {
                     shared_rate,
                     reauth,
                     on_close,
+                    dead_letter_sink,
                     ..
                 } = config;
                 system.block_on(async move {
                     let shared = SharedState::new(retry, breaker, rates, ev.clone())
-                        .with_shared_rate(shared_rate);
+                        .with_shared_rate(shared_rate)
+                        .with_dead_letter_sink(dead_letter_sink);
                     let (state, hook) = (shared.clone(), reauth.clone());
                     // One dispatcher per arbiter, next to the sessions it serves.
                     let supervisor = Supervisor::create(move |ctx| {

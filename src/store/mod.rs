@@ -10,9 +10,11 @@
 //!
 //! - [`file`]: one directory, atomic writes, an OS file lock per leased session;
 //! - [`redis`]: keys under a namespace, versioned saves and leases in Lua scripts;
+//! - [`dead_letters`]: the dead-letter queue as a Redis stream with consumer groups;
 //! - [`redis_rate`]: a per-host rate limit in Redis (GCRA), shared by all workers;
 //! - [`url`]: `file:DIR` and `redis://HOST:PORT/DB` store URLs for the CLI and examples.
 
+pub mod dead_letters;
 pub mod file;
 pub(crate) mod persist;
 pub mod redis;
@@ -25,6 +27,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 
+pub use self::dead_letters::{ClaimedLetter, RedisDeadLetters};
 pub use self::file::FileStore;
 pub use self::redis::RedisStore;
 pub use self::redis_rate::RedisRateLimit;

@@ -134,7 +134,12 @@ impl Persister {
     /// new one).
     pub(crate) fn adopt(&self, id: String, session: Session, version: u64, lease: Option<Lease>) {
         let saved_requests = session.stats().request_count;
-        self.lock().owned.insert(
+        let mut st = self.lock();
+        if lease.is_none() {
+            // Made while the store was away: written as soon as it is back.
+            st.dirty.insert(id.clone());
+        }
+        st.owned.insert(
             id,
             Owned {
                 session,
@@ -209,10 +214,11 @@ impl Persister {
             }
         }
         let _one_writer = self.writing.lock().await;
-        let (session, version) = {
+        let (session, version, final_write) = {
             let st = self.lock();
             match (st.owned.get(id), st.closing.get(id)) {
-                (Some(o), _) | (None, Some(o)) => (o.session.clone(), o.version),
+                (Some(o), _) => (o.session.clone(), o.version, false),
+                (None, Some(o)) => (o.session.clone(), o.version, true),
                 (None, None) => return Ok(Written::Skipped),
             }
         };
@@ -238,12 +244,19 @@ impl Persister {
         }
         let release = {
             let mut st = self.lock();
-            if let Some(o) = st.owned.get_mut(id) {
+            if final_write {
+                st.closing.remove(id).and_then(|o| o.lease)
+            } else if let Some(o) = st.owned.get_mut(id) {
                 o.version = next;
                 o.saved_requests = requests;
                 None
             } else {
-                st.closing.remove(id).and_then(|o| o.lease)
+                // It closed while this (live) snapshot was written: its final write,
+                // with what its last requests brought, is still to come.
+                if let Some(o) = st.closing.get_mut(id) {
+                    o.version = next;
+                }
+                None
             }
         };
         if let Some(lease) = release {
