@@ -167,3 +167,56 @@ async fn session_file_persists_cookies_and_tickets_across_runs() {
     assert!(text(&out).contains("line 1"), "{}", text(&out));
     assert_eq!(std::fs::read(&other).unwrap(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_keeps_a_session_in_a_store_across_runs() {
+    let server = HttpsServer::start(|req| match req.path() {
+        "/login" => Reply::ok("hello").header("set-cookie", "sid=stored; Secure; Max-Age=600"),
+        _ => Reply::ok("again"),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.cert_pem).unwrap();
+    let store = format!("file:{}", dir.path().join("store").display());
+    let key = "22".repeat(32);
+    let common = |url: &str, session: &str| {
+        vec![
+            "fetch".to_string(),
+            url.to_string(),
+            "--store".into(),
+            store.clone(),
+            "--session".into(),
+            session.to_string(),
+            "--session-key".into(),
+            key.clone(),
+            "--cacert".into(),
+            ca.display().to_string(),
+            "--connect-to".into(),
+            format!("shop.test:443:127.0.0.1:{}", server.addr.port()),
+        ]
+    };
+    let first = mummer(common("https://shop.test/login", "new")).await;
+    assert!(first.status.success(), "{}", text(&first));
+    let err = String::from_utf8_lossy(&first.stderr).to_string();
+    let id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "session")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no id in {err}"))
+        .to_string();
+    let mut args = common("https://shop.test/next", &id);
+    args.push("-v".into());
+    let second = mummer(args).await;
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(text(&second).contains("version"), "{}", text(&second));
+    let seen = server.requests();
+    assert_eq!(seen[1].cookie().as_deref(), Some("sid=stored"));
+    assert!(seen[1].resumed, "TLS resumed from the stored ticket");
+    // Encrypted at rest; an unknown id is a clear error.
+    let stored = std::fs::read(dir.path().join("store").join(format!("{id}.session"))).unwrap();
+    assert!(!String::from_utf8_lossy(&stored).contains("sid"));
+    let missing = mummer(common("https://shop.test/", "no-such-session")).await;
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("not found"), "{}", text(&missing));
+}

@@ -5,14 +5,20 @@ use std::io::Write;
 use std::time::Duration;
 
 use mummer::net::{ConnectTo, Proxy, ResolveOverride};
-use mummer::{Client, ClientBuilder, HttpVersionPref, Profile, RequestKind, Response, Session};
+use mummer::{
+    Client, ClientBuilder, Engine, HttpVersionPref, Profile, RequestKind, Response, Session,
+    SessionConfig,
+};
+use mummer_actors::policy::RetryPolicy;
 
 use crate::session_cmd::{session_key, SessionFile};
 use crate::{CliResult, FetchArgs};
 
 /// The transport options of `args`, parsed up front (so a typo fails before anything is
 /// sent) and applied to a client builder later.
-pub fn transport(args: &FetchArgs) -> CliResult<impl FnOnce(ClientBuilder) -> ClientBuilder> {
+pub fn transport(
+    args: &FetchArgs,
+) -> CliResult<impl FnOnce(ClientBuilder) -> ClientBuilder + Send + 'static> {
     let connect_to = args
         .connect_to
         .iter()
@@ -94,6 +100,9 @@ pub async fn fetch(args: FetchArgs) -> CliResult {
             }
             request.send().await?
         }
+        Some(id) if args.store.is_some() => {
+            through_store(&args, &id.to_string_lossy(), method, kind, transport).await?
+        }
         Some(path) => {
             let file = SessionFile::new(path.clone(), session_key(args.session_key.as_deref())?);
             let session = file.open_or_create(&args.profile, transport)?;
@@ -123,6 +132,58 @@ pub async fn fetch(args: FetchArgs) -> CliResult {
         }
     };
     print_response(&args, &response)
+}
+
+/// `--store URL --session ID|new`: the session is checked out of the store (leased),
+/// used for the request without retries, saved, and released.
+async fn through_store(
+    args: &FetchArgs,
+    wanted: &str,
+    method: http::Method,
+    kind: RequestKind,
+    transport: impl FnOnce(ClientBuilder) -> ClientBuilder + Send + 'static,
+) -> CliResult<Response> {
+    let url = args.store.as_deref().unwrap_or_default();
+    let store = mummer::store::open_store(url, &args.namespace)?;
+    let described = store.describe();
+    let mut builder = Engine::builder().store(store).retry(RetryPolicy {
+        max_retries: 0,
+        ..RetryPolicy::default()
+    });
+    if let Some(key) = session_key(args.session_key.as_deref())? {
+        builder = builder.snapshot_key(key);
+    }
+    let engine = builder.start()?;
+    let id = if wanted == "new" {
+        let config = SessionConfig::profile(&args.profile).transport(transport);
+        let id = engine.create_session(config).await?;
+        eprintln!("* new session {id} in {described}");
+        id
+    } else {
+        engine.checkout_session(wanted, transport).await?
+    };
+    let session = engine.session(&id).await?;
+    let mut request = session.request(method, &args.url).kind(kind);
+    for h in &args.headers {
+        let (n, v) = header_pair(h)?;
+        request = request.header(n, v);
+    }
+    if let Some(d) = &args.data {
+        request = request.body(d.clone().into_bytes());
+    }
+    let result = request.send().await;
+    // Saved whatever happened: cookies from hops before a failure are kept.
+    let saved = engine.save_session(&id).await;
+    engine.shutdown().await;
+    let version = saved?;
+    if args.verbose {
+        let st = session.session().stats();
+        eprintln!(
+            "* session {} ({}): {} cookies, {} requests, saved to {described} as version {version}",
+            st.id, st.profile, st.cookie_count, st.request_count
+        );
+    }
+    Ok(result?)
 }
 
 fn print_response(args: &FetchArgs, response: &Response) -> CliResult {

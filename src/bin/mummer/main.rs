@@ -169,9 +169,18 @@ struct FetchArgs {
     #[arg(long)]
     json: bool,
     /// Load the session from FILE when it exists, and save it there after the request
-    /// (cookies, TLS tickets, cache validators persist across runs).
+    /// (cookies, TLS tickets, cache validators persist across runs). With --store: the
+    /// session's id in the store, or `new` to create one (its id is printed).
     #[arg(long)]
     session: Option<PathBuf>,
+    /// Keep the session in a store instead of a file: file:DIR or redis://HOST:PORT/DB.
+    /// It is leased while the request runs and saved (encrypted with the session key,
+    /// when there is one) before the lease is released.
+    #[arg(long, requires = "session")]
+    store: Option<String>,
+    /// Namespace of the store's keys (Redis).
+    #[arg(long, default_value = "mummer")]
+    namespace: String,
     /// Key of an encrypted session file, 64 hex digits (or MUMMER_SESSION_KEY); the file
     /// is written encrypted when a key is given.
     #[arg(long = "session-key")]
