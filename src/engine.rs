@@ -33,6 +33,7 @@ use crate::session::SnapshotKey;
 use crate::session::{Session, SessionStats};
 use crate::store::persist::{PersistSettings, Persister};
 use crate::store::{Lease, SessionStore};
+use crate::tls::TicketBackend;
 
 /// One request as the engine carries it: everything needed to send it again.
 #[derive(Clone, Debug)]
@@ -149,6 +150,7 @@ fn map_err(e: ActorError<Error>) -> Error {
 pub struct EngineBuilder {
     config: SystemConfig<Session>,
     robots: Option<String>,
+    tickets: Option<Arc<dyn TicketBackend>>,
     store: Option<Arc<dyn SessionStore>>,
     snapshot_key: Option<SnapshotKey>,
     save_interval: Duration,
@@ -275,6 +277,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Keeps every session's TLS tickets in `backend` too (a
+    /// [`crate::store::RedisTickets`]): a session with the same identifier and profile
+    /// resumes on any worker. Keys carry the identifier, so identifiers stay isolated.
+    pub fn ticket_backend(mut self, backend: Arc<dyn TicketBackend>) -> Self {
+        self.tickets = Some(backend);
+        self
+    }
+
     /// Hands every dead letter to `sink` as well (a [`crate::store::RedisDeadLetters`]
     /// stream that every worker reads), besides the in-memory queue.
     pub fn dead_letter_sink(mut self, sink: mummer_actors::dispatch::DeadLetterSink) -> Self {
@@ -369,6 +379,7 @@ impl EngineBuilder {
             system,
             robots: self.robots.map(|agent| Arc::new(RobotsCache::new(&agent))),
             persister,
+            tickets: self.tickets,
         })
     }
 }
@@ -425,6 +436,7 @@ pub struct Engine {
     system: Arc<ActorSystem<Session>>,
     robots: Option<Arc<RobotsCache>>,
     persister: Option<Arc<Persister>>,
+    tickets: Option<Arc<dyn TicketBackend>>,
 }
 
 impl Engine {
@@ -434,6 +446,7 @@ impl Engine {
         EngineBuilder {
             config: SystemConfig::default(),
             robots: None,
+            tickets: None,
             store: None,
             snapshot_key: None,
             save_interval: Duration::from_secs(30),
@@ -473,6 +486,12 @@ impl Engine {
     /// unless `leased` brings one, with the version it was loaded as).
     async fn register(&self, session: Session, leased: Option<(Lease, u64)>) -> Result<String> {
         let id = session.id().to_string();
+        if let Some(backend) = &self.tickets {
+            session
+                .client()
+                .tickets()
+                .set_backend(Some(backend.clone()));
+        }
         if let Some(p) = &self.persister {
             let (lease, version) = match leased {
                 Some((lease, version)) => (Some(lease), version),

@@ -91,6 +91,21 @@ pub struct TlsInfo {
 pub struct TicketCache {
     inner: Arc<Mutex<HashMap<String, SslSession>>>,
     partition: Arc<Mutex<String>>,
+    backend: Arc<Mutex<Option<Arc<dyn TicketBackend>>>>,
+}
+
+/// Where tickets are also kept outside the process (Redis, say), so that a session with
+/// the same identifier and profile resumes on another worker. Keys are the cache's
+/// (`PARTITION|HOST:PORT`, the partition naming identifier, profile and protocol).
+pub trait TicketBackend: Send + Sync + 'static {
+    /// Keeps `der` under `key` (called from the handshake: must not block; hand the
+    /// write to a task).
+    fn put(&self, key: &str, der: Vec<u8>);
+    /// The ticket under `key`, if there is one (and the backend answers).
+    fn get(
+        &self,
+        key: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>;
 }
 
 /// One ticket as data, for snapshots: its cache key and the session in DER, base64.
@@ -187,7 +202,44 @@ impl TicketCache {
     }
 
     fn store(&self, key: String, session: SslSession) {
+        if let Some(backend) = self.backend() {
+            if let Ok(der) = session.to_der() {
+                backend.put(&key, der);
+            }
+        }
         self.lock().insert(key, session);
+    }
+
+    /// Also keeps (and looks up) tickets in `backend`.
+    pub fn set_backend(&self, backend: Option<Arc<dyn TicketBackend>>) {
+        *self.backend.lock().unwrap_or_else(|p| p.into_inner()) = backend;
+    }
+
+    fn backend(&self) -> Option<Arc<dyn TicketBackend>> {
+        self.backend
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Fills the local cache from the backend for `key` when it has nothing there.
+    async fn fetch_missing(&self, key: &str) {
+        if self.lock().contains_key(key) {
+            return;
+        }
+        let Some(backend) = self.backend() else {
+            return;
+        };
+        if let Some(der) = backend.get(key).await {
+            match SslSession::from_der(&der) {
+                Ok(session) => {
+                    self.lock().insert(key.to_string(), session);
+                }
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "ignoring a stored ticket that does not parse")
+                }
+            }
+        }
     }
 }
 
@@ -416,6 +468,8 @@ impl TlsConnector {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
+        // A ticket another worker filed under this key, before anything is built.
+        tickets.fetch_missing(&tickets.key_for(host, port)).await;
         let mut config = self
             .connector
             .configure()

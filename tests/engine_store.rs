@@ -455,3 +455,72 @@ async fn dead_letters_go_to_a_redis_stream_that_hands_each_one_out_once() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_tickets_in_redis_resume_across_engines_within_one_identifier() {
+    use mummer::store::RedisTickets;
+    let site = site().await;
+    let redis = RedisServer::start();
+    let store = RedisStore::open(&redis.url(), "tix").unwrap();
+    let engine = || {
+        Engine::builder()
+            .ticket_backend(Arc::new(RedisTickets::new(&store)))
+            .start()
+            .unwrap()
+    };
+    let (a, b) = (engine(), engine());
+    let first = a
+        .create_session(site.session().identifier("alice"))
+        .await
+        .unwrap();
+    a.session(&first)
+        .await
+        .unwrap()
+        .get("https://shop.test/a")
+        .send()
+        .await
+        .unwrap();
+    // The ticket reaches Redis under alice's partition.
+    let started = std::time::Instant::now();
+    loop {
+        let keys = redis.cli(&["--scan", "--pattern", "tix:ticket:*"]);
+        if !keys.is_empty() {
+            assert!(keys.contains("alice|"), "{keys}");
+            assert!(!keys.contains("bob"), "{keys}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no ticket in Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another engine, a fresh session with the same identifier: resumed. Another
+    // identifier: a full handshake.
+    let same = b
+        .create_session(site.session().identifier("alice"))
+        .await
+        .unwrap();
+    let other = b
+        .create_session(site.session().identifier("bob"))
+        .await
+        .unwrap();
+    let s = b.session(&same).await.unwrap();
+    s.get("https://shop.test/b").send().await.unwrap();
+    assert_eq!(
+        s.session().stats().transport.tls_resumed,
+        1,
+        "alice resumed on engine b"
+    );
+    let o = b.session(&other).await.unwrap();
+    o.get("https://shop.test/c").send().await.unwrap();
+    assert_eq!(
+        o.session().stats().transport.tls_resumed,
+        0,
+        "bob cannot use alice's ticket"
+    );
+    let resumed: Vec<bool> = site.server.requests().iter().map(|r| r.resumed).collect();
+    assert_eq!(resumed, [false, true, false]);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use mummer::cookies::site_of;
 use mummer::net::ResolveOverride;
-use mummer::store::{open_store, RedisRateLimit, RedisStore};
+use mummer::store::{open_store, RedisRateLimit, RedisStore, RedisTickets};
 use mummer::{Engine, SessionConfig};
 use mummer_actors::policy::RetryPolicy;
 use mummer_actors::rate::Rate;
@@ -149,6 +149,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .respect_robots(if args.no_robots { None } else { Some("mummer") });
     if let Some(r) = args.rps_per_host {
         builder = builder.rate_limit_per_host(Rate::per_second(r));
+    }
+    if let Some(redis) = &redis {
+        // Tickets shared through Redis: a session checked out elsewhere resumes TLS.
+        builder = builder.ticket_backend(Arc::new(RedisTickets::new(redis)));
     }
     if let (Some(r), Some(redis)) = (args.shared_rps, &redis) {
         builder =

@@ -12,6 +12,7 @@
 //! - [`redis`]: keys under a namespace, versioned saves and leases in Lua scripts;
 //! - [`dead_letters`]: the dead-letter queue as a Redis stream with consumer groups;
 //! - [`redis_rate`]: a per-host rate limit in Redis (GCRA), shared by all workers;
+//! - [`redis_tickets`]: TLS session tickets in Redis, shared by every worker;
 //! - [`url`]: `file:DIR` and `redis://HOST:PORT/DB` store URLs for the CLI and examples.
 
 pub mod dead_letters;
@@ -19,6 +20,7 @@ pub mod file;
 pub(crate) mod persist;
 pub mod redis;
 pub mod redis_rate;
+pub mod redis_tickets;
 pub mod url;
 
 use std::time::Duration;
@@ -31,6 +33,7 @@ pub use self::dead_letters::{ClaimedLetter, RedisDeadLetters};
 pub use self::file::FileStore;
 pub use self::redis::RedisStore;
 pub use self::redis_rate::RedisRateLimit;
+pub use self::redis_tickets::RedisTickets;
 pub use self::url::open_store;
 
 /// Snapshot bytes as stored, with their version.
