@@ -9,11 +9,16 @@
 //!     --cacert /tmp/ca.pem --session-file /tmp/alice.session      # logs in
 //! cargo run --example login_persist -- ... (same again)            # restored: no login
 //! ```
+//!
+//! With `--store file:DIR` (or `redis://HOST:PORT/DB`) instead of `--session-file`, the
+//! session lives in a store: the first run prints its id, and `--session-id ID` checks
+//! it out (leased while in use) on the next run, on this machine or another.
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use mummer::net::ResolveOverride;
+use mummer::store::open_store;
 use mummer::{ClientBuilder, Engine, Profile, Session, SnapshotKey};
 
 #[derive(Parser)]
@@ -23,8 +28,14 @@ struct Args {
     #[arg(long)]
     base: String,
     /// Where the session lives between runs.
-    #[arg(long = "session-file")]
-    session_file: PathBuf,
+    #[arg(long = "session-file", required_unless_present = "store")]
+    session_file: Option<PathBuf>,
+    /// Or a store: file:DIR or redis://HOST:PORT/DB.
+    #[arg(long, conflicts_with = "session_file")]
+    store: Option<String>,
+    /// The session's id in the store (from the first run).
+    #[arg(long = "session-id", requires = "store")]
+    session_id: Option<String>,
     /// HOST:PORT:ADDR override (repeatable).
     #[arg(long)]
     resolve: Vec<String>,
@@ -55,20 +66,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         b
     };
-    let (session, restored) = if args.session_file.exists() {
-        (
-            Session::load(&args.session_file, key.as_ref(), transport)?,
-            true,
-        )
-    } else {
-        let s = Session::builder(Profile::named("chrome-latest")?)
-            .transport(transport)
-            .build()?;
-        (s, false)
+    let mut builder = Engine::builder();
+    if let Some(url) = &args.store {
+        builder = builder.store(open_store(url, "mummer")?);
+        if let Some(key) = &key {
+            builder = builder.snapshot_key(key.clone());
+        }
+    }
+    let engine = builder.start()?;
+    let (id, restored) = match (&args.session_file, &args.session_id) {
+        (Some(file), _) if file.exists() => {
+            let session = Session::load(file, key.as_ref(), transport)?;
+            (engine.adopt_session(session).await?, true)
+        }
+        (None, Some(id)) => (engine.checkout_session(id, transport).await?, true),
+        _ => {
+            let s = Session::builder(Profile::named("chrome-latest")?)
+                .transport(transport)
+                .build()?;
+            (engine.adopt_session(s).await?, false)
+        }
     };
-    let engine = Engine::builder().start()?;
-    let id = engine.adopt_session(session.clone()).await?;
     let handle = engine.session(&id).await?;
+    let session = handle.session().clone();
     if restored {
         println!(
             "restored session {} ({} cookies)",
@@ -91,8 +111,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "not logged in"
         }
     );
-    session.save(&args.session_file, key.as_ref())?;
-    println!("saved to {}", args.session_file.display());
+    match &args.session_file {
+        Some(file) => {
+            session.save(file, key.as_ref())?;
+            println!("saved to {}", file.display());
+        }
+        None => println!("saved in the store; next run: --session-id {id}"),
+    }
+    // With a store, shutdown saves the session and releases its lease.
     engine.shutdown().await;
     Ok(())
 }

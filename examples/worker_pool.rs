@@ -6,13 +6,18 @@
 //! cargo run --example worker_pool -- --url https://shop.test:$(cat /tmp/port)/products/1 \
 //!     --resolve shop.test:$(cat /tmp/port):127.0.0.1 --cacert /tmp/ca.pem --workers 4 --requests 10
 //! ```
+//!
+//! With `--store file:DIR` or `--store redis://HOST:PORT/DB`, the workers take the
+//! stored sessions no other process holds before making new ones, and everything is
+//! saved at the end: the next run continues with the same identities.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
 use mummer::net::ResolveOverride;
-use mummer::{Engine, SessionConfig};
+use mummer::store::open_store;
+use mummer::{ClientBuilder, Engine, SessionConfig};
 
 #[derive(Parser)]
 #[command(about = "N workers, one session each, through one engine")]
@@ -38,6 +43,12 @@ struct Args {
     /// Skip certificate verification.
     #[arg(short = 'k', long)]
     insecure: bool,
+    /// Keep the sessions in a store: file:DIR or redis://HOST:PORT/DB.
+    #[arg(long)]
+    store: Option<String>,
+    /// Namespace of the store's keys (Redis).
+    #[arg(long, default_value = "mummer")]
+    namespace: String,
 }
 
 #[tokio::main]
@@ -48,22 +59,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|r| r.parse::<ResolveOverride>())
         .collect::<Result<Vec<_>, _>>()?;
-    let engine = Engine::builder()
-        .max_sessions(args.workers.max(1))
-        .start()?;
-    let mut workers = Vec::new();
-    for w in 0..args.workers.max(1) {
+    let mut builder = Engine::builder().max_sessions(args.workers.max(1));
+    if let Some(url) = &args.store {
+        builder = builder.store(open_store(url, &args.namespace)?);
+    }
+    let engine = builder.start()?;
+    let transport = {
         let (resolve, ca, insecure) = (resolve.clone(), args.cacert.clone(), args.insecure);
-        let config = SessionConfig::profile(&args.profile).transport(move |mut b| {
-            for r in resolve {
+        move |mut b: ClientBuilder| {
+            for r in resolve.iter().cloned() {
                 b = b.resolve(r);
             }
-            if let Some(ca) = ca {
-                b = b.ca_file(ca);
+            if let Some(ca) = &ca {
+                b = b.ca_file(ca.clone());
             }
             b.insecure(insecure)
-        });
-        let id = engine.create_session(config).await?;
+        }
+    };
+    // Identities from earlier runs first (leased to this process), then new ones.
+    let mut ids = match &args.store {
+        Some(_) => engine.restore_sessions(&transport).await?,
+        None => Vec::new(),
+    };
+    println!("{} session(s) restored", ids.len());
+    while ids.len() < args.workers.max(1) {
+        let config = SessionConfig::profile(&args.profile).transport(transport.clone());
+        ids.push(engine.create_session(config).await?);
+    }
+    let mut workers = Vec::new();
+    for (w, id) in ids.into_iter().enumerate() {
         let (engine, url, n) = (engine.clone(), args.url.clone(), args.requests);
         workers.push(tokio::spawn(async move {
             let started = Instant::now();
