@@ -284,6 +284,15 @@ impl<C: SessionCore> Clone for DispatchContext<C> {
 }
 
 impl<C: SessionCore> DispatchContext<C> {
+    /// Forgets a closed session: its breaker, quarantine mark and limiter. Synchronous,
+    /// so that a request on a stale handle sees the close, not the old quarantine.
+    pub fn forget(&self, id: &str) {
+        let mut st = self.state.lock();
+        st.quarantined.remove(id);
+        st.by_session.remove(&format!("session:{id}"));
+        st.limits.forget_session(id);
+    }
+
     /// Gives `host` its own rate (robots.txt `Crawl-delay`), in effect for the next
     /// request that waits for a slot (synchronous: no request can slip past it).
     pub fn set_host_rate(&self, host: &str, rate: Rate) {
@@ -511,22 +520,6 @@ impl<C: SessionCore> Handler<DeadLetters> for Dispatcher<C> {
         } else {
             st.dead.iter().cloned().collect()
         }
-    }
-}
-
-/// Forget a session (closed): its breaker and quarantine mark.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Forget(pub String);
-
-impl<C: SessionCore> Handler<Forget> for Dispatcher<C> {
-    type Result = ();
-
-    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
-        let mut st = self.state.lock();
-        st.quarantined.remove(&msg.0);
-        st.by_session.remove(&format!("session:{}", msg.0));
-        st.limits.forget_session(&msg.0);
     }
 }
 

@@ -14,7 +14,7 @@ use crate::breaker::{BreakerConfig, BreakerState};
 use crate::core::SessionCore;
 use crate::dispatch::{
     dispatch, DeadLetter, DeadLetterSink, DeadLetters, Dispatch, DispatchContext, Dispatched,
-    Dispatcher, Forget, OpenBreakers, ReauthHook, SharedState,
+    Dispatcher, OpenBreakers, ReauthHook, SharedState,
 };
 use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
@@ -314,7 +314,7 @@ impl<C: SessionCore> ActorSystem<C> {
             })
             .await
             .unwrap_or(false);
-        self.dispatcher.do_send(Forget(id.to_string()));
+        self.context.forget(id);
         closed
     }
 
