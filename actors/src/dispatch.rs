@@ -149,6 +149,14 @@ impl SharedState {
         })))
     }
 
+    /// Forgets a closed session: its breaker, quarantine mark and limiter.
+    pub fn forget(&self, id: &str) {
+        let mut st = self.lock();
+        st.quarantined.remove(id);
+        st.by_session.remove(&format!("session:{id}"));
+        st.limits.forget_session(id);
+    }
+
     /// Hands every new dead letter to `sink` as well.
     pub fn with_dead_letter_sink(self, sink: Option<DeadLetterSink>) -> Self {
         self.lock().dead_letter_sink = sink;
@@ -284,15 +292,6 @@ impl<C: SessionCore> Clone for DispatchContext<C> {
 }
 
 impl<C: SessionCore> DispatchContext<C> {
-    /// Forgets a closed session: its breaker, quarantine mark and limiter. Synchronous,
-    /// so that a request on a stale handle sees the close, not the old quarantine.
-    pub fn forget(&self, id: &str) {
-        let mut st = self.state.lock();
-        st.quarantined.remove(id);
-        st.by_session.remove(&format!("session:{id}"));
-        st.limits.forget_session(id);
-    }
-
     /// Gives `host` its own rate (robots.txt `Crawl-delay`), in effect for the next
     /// request that waits for a slot (synchronous: no request can slip past it).
     pub fn set_host_rate(&self, host: &str, rate: Rate) {

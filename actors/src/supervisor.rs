@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::core::SessionCore;
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, SharedState};
 use crate::events::{CloseReason, EngineEvent};
 use crate::session_actor::{Retire, Running, SessionActor};
 
@@ -85,6 +85,8 @@ pub struct Supervisor<C: SessionCore> {
     events: broadcast::Sender<EngineEvent>,
     on_close: Option<CloseHook<C>>,
     shutting_down: bool,
+    /// The dispatchers' state, which forgets a closed session's breaker and quarantine.
+    dispatch_state: Option<SharedState>,
 }
 
 impl<C: SessionCore> Supervisor<C> {
@@ -104,7 +106,16 @@ impl<C: SessionCore> Supervisor<C> {
             events,
             on_close,
             shutting_down: false,
+            dispatch_state: None,
         }
+    }
+
+    /// Forgets every closed session (explicit, idle, evicted) in `state` as part of the
+    /// close, before the close is answered: a stale handle then sees the close, and
+    /// reaping millions of sessions leaves no breaker or quarantine entry behind.
+    pub fn forgetting_in(mut self, state: SharedState) -> Self {
+        self.dispatch_state = Some(state);
+        self
     }
 
     /// Removes `id` and closes it gracefully in the background: new requests are
@@ -117,6 +128,9 @@ impl<C: SessionCore> Supervisor<C> {
             hook(&entry.core, reason);
         }
         entry.core.close();
+        if let Some(state) = &self.dispatch_state {
+            state.forget(id);
+        }
         metrics::counter!("session_destruction_total", "reason" => reason.as_str()).increment(1);
         metrics::gauge!("sessions").set(self.sessions.len() as f64);
         let _ = self.events.send(EngineEvent::SessionClosed {

@@ -175,6 +175,7 @@ impl<C: SessionCore> ActorSystem<C> {
                         .with_shared_rate(shared_rate)
                         .with_dead_letter_sink(dead_letter_sink);
                     let (state, hook) = (shared.clone(), reauth.clone());
+                    let forgetting = shared.clone();
                     // One dispatcher per arbiter, next to the sessions it serves.
                     let supervisor = Supervisor::create(move |ctx| {
                         let me = ctx.address();
@@ -193,6 +194,7 @@ impl<C: SessionCore> ActorSystem<C> {
                                 .collect()
                         };
                         Supervisor::new(supervisor_config, placements, ev, on_close)
+                            .forgetting_in(forgetting)
                     });
                     // A dispatcher on the system thread for engine-wide calls (dead
                     // letters, breakers, host rates) and for stopping the system.
@@ -314,7 +316,6 @@ impl<C: SessionCore> ActorSystem<C> {
             })
             .await
             .unwrap_or(false);
-        self.context.forget(id);
         closed
     }
 

@@ -649,3 +649,33 @@ async fn reauth_hook_runs_once_and_decides_between_retry_and_quarantine() {
     assert_eq!(refreshed.load(Ordering::SeqCst), 2);
     sys.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reaped_session_leaves_no_quarantine_behind_for_its_id() {
+    // Real time: reaping needs the session idle by the actor thread's clock.
+    let mut cfg = config::<Fake>();
+    cfg.paused_time = false;
+    cfg.workers = 1;
+    cfg.supervisor.idle_timeout = Duration::from_millis(100);
+    let sys = ActorSystem::start(cfg).unwrap();
+    sys.create("q".into(), Fake::new(vec![Step::Status(403, None)]))
+        .await
+        .unwrap();
+    let s = sys.session("q").await.unwrap();
+    assert_eq!(sys.execute(&s, get()).await.unwrap().response, 403);
+    assert!(matches!(
+        sys.execute(&s, get()).await,
+        Err(ActorError::Quarantined(_))
+    ));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    sys.reap_now().await;
+    assert!(matches!(
+        sys.session("q").await,
+        Err(ActorError::SessionNotFound(_))
+    ));
+    // The same id again (a session checked back out of a store): a clean slate.
+    sys.create("q".into(), Fake::new(vec![])).await.unwrap();
+    let again = sys.session("q").await.unwrap();
+    assert_eq!(sys.execute(&again, get()).await.unwrap().response, 200);
+    sys.shutdown().await;
+}
