@@ -33,6 +33,9 @@ struct Args {
     /// Or a store: file:DIR or redis://HOST:PORT/DB.
     #[arg(long, conflicts_with = "session_file")]
     store: Option<String>,
+    /// Namespace of the store's keys (Redis).
+    #[arg(long, default_value = "mummer")]
+    namespace: String,
     /// The session's id in the store (from the first run).
     #[arg(long = "session-id", requires = "store")]
     session_id: Option<String>,
@@ -68,7 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut builder = Engine::builder();
     if let Some(url) = &args.store {
-        builder = builder.store(open_store(url, "mummer")?);
+        builder = builder.store(open_store(url, &args.namespace)?);
         if let Some(key) = &key {
             builder = builder.snapshot_key(key.clone());
         }

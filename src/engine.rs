@@ -426,6 +426,16 @@ impl SessionConfig {
     }
 }
 
+/// Where a session comes from when it goes live, which decides what the store needs.
+enum Origin {
+    /// Made by this engine (a fresh id).
+    Created,
+    /// Built elsewhere (it may have a stored version).
+    Adopted,
+    /// Checked out of the store: its lease and the version it was loaded as.
+    CheckedOut(Lease, u64),
+}
+
 /// A summary of one live session, from [`Engine::list_sessions`].
 pub type SessionInfo = SessionStats;
 
@@ -468,7 +478,7 @@ impl Engine {
             builder = builder.identifier(id);
         }
         let session = builder.build()?;
-        self.register(session, None).await
+        self.register(session, Origin::Created).await
     }
 
     /// Registers a session built elsewhere (restored from a snapshot file, say). With a
@@ -479,12 +489,12 @@ impl Engine {
     /// As [`Engine::create_session`]; with a store, [`Error::is_lease_held`] when
     /// another worker owns it.
     pub async fn adopt_session(&self, session: Session) -> Result<String> {
-        self.register(session, None).await
+        self.register(session, Origin::Adopted).await
     }
 
     /// Makes `session` live under its id; with a store, under a lease (taken here
-    /// unless `leased` brings one, with the version it was loaded as).
-    async fn register(&self, session: Session, leased: Option<(Lease, u64)>) -> Result<String> {
+    /// unless `origin` brings one, with the version it was loaded as).
+    async fn register(&self, session: Session, origin: Origin) -> Result<String> {
         let id = session.id().to_string();
         if let Some(backend) = &self.tickets {
             session
@@ -493,23 +503,27 @@ impl Engine {
                 .set_backend(Some(backend.clone()));
         }
         if let Some(p) = &self.persister {
-            let (lease, version) = match leased {
-                Some((lease, version)) => (Some(lease), version),
-                None => match p.store().acquire(&id, p.lease_ttl()).await {
-                    Ok(lease) => match p.store().load(&id).await {
-                        Ok(stored) => (Some(lease), stored.map_or(0, |s| s.version)),
-                        Err(e) => {
-                            let _ = p.store().release(&lease).await;
-                            return Err(e);
+            let (lease, version) = match origin {
+                Origin::CheckedOut(lease, version) => (Some(lease), version),
+                Origin::Created | Origin::Adopted => {
+                    match p.store().acquire(&id, p.lease_ttl()).await {
+                        // A session made here has a fresh id: nothing stored to version against.
+                        Ok(lease) if matches!(origin, Origin::Created) => (Some(lease), 0),
+                        Ok(lease) => match p.store().load(&id).await {
+                            Ok(stored) => (Some(lease), stored.map_or(0, |s| s.version)),
+                            Err(e) => {
+                                let _ = p.store().release(&lease).await;
+                                return Err(e);
+                            }
+                        },
+                        // Keep working in memory; the lease is taken when the store is back.
+                        Err(e) if e.is_store_unavailable() => {
+                            p.note_unavailable(&e);
+                            (None, 0)
                         }
-                    },
-                    // Keep working in memory; the lease is taken when the store is back.
-                    Err(e) if e.is_store_unavailable() => {
-                        p.note_unavailable(&e);
-                        (None, 0)
+                        Err(e) => return Err(e),
                     }
-                    Err(e) => return Err(e),
-                },
+                }
             };
             p.adopt(id.clone(), session.clone(), version, lease);
         }
@@ -565,7 +579,10 @@ impl Engine {
         }
         .await;
         match restored {
-            Ok((session, version)) => self.register(session, Some((lease, version))).await,
+            Ok((session, version)) => {
+                self.register(session, Origin::CheckedOut(lease, version))
+                    .await
+            }
             Err(e) => {
                 let _ = store.release(&lease).await;
                 Err(e)
