@@ -629,6 +629,16 @@ impl Engine {
         self.persister()?.save_now(id).await
     }
 
+    /// Ids of every session in the store: live here, leased by another worker, or free
+    /// to check out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`] without a store, [`Error::is_store_unavailable`].
+    pub async fn stored_sessions(&self) -> Result<Vec<String>> {
+        self.persister()?.store().list().await
+    }
+
     /// A handle to the live session `id`.
     ///
     /// # Errors

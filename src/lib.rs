@@ -3,6 +3,7 @@
 //! See `README.md` for the tour and `docs/architecture.md` for where each concern lives.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod client;
 pub mod cookies;
 mod decode;

@@ -85,7 +85,10 @@ impl SelfSignedCert {
 }
 
 /// Picks the first of `ours` that appears in the client's ALPN wire list.
-fn select_alpn<'a>(ours: &[&[u8]], client: &'a [u8]) -> std::result::Result<&'a [u8], AlpnError> {
+pub(crate) fn select_alpn<'a>(
+    ours: &[&[u8]],
+    client: &'a [u8],
+) -> std::result::Result<&'a [u8], AlpnError> {
     for want in ours {
         let mut rest = client;
         while let Some((&n, tail)) = rest.split_first() {

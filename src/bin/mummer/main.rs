@@ -11,6 +11,7 @@ use mummer::Profile;
 
 mod fetch;
 mod inspect;
+mod serve;
 mod session_cmd;
 
 /// What every subcommand returns: a one-line error for `main` to print.
@@ -50,6 +51,19 @@ enum Command {
         #[command(subcommand)]
         command: CookiesCommand,
     },
+    /// Run an engine behind the HTTP/JSON message API (and optionally a forward proxy).
+    Serve(Box<serve::ServeArgs>),
+    /// The forward proxy's local certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Write the CA certificate (creating the CA on first use) for clients to trust.
+    Export(serve::CaExportArgs),
 }
 
 #[derive(Subcommand)]
@@ -242,6 +256,10 @@ fn main() -> ExitCode {
             Command::Inspect(args) => inspect::inspect(args).await,
             Command::Session { command } => session_cmd::session(command),
             Command::Cookies { command } => session_cmd::cookies(command),
+            Command::Serve(args) => serve::serve(*args).await,
+            Command::Ca {
+                command: CaCommand::Export(args),
+            } => serve::ca_export(args),
         }
     });
     match result {

@@ -1,0 +1,170 @@
+//! The supervisor's message API (`mummer serve`): an HTTP/JSON server over an
+//! [`Engine`](crate::Engine), and a local forward proxy that sends ordinary HTTP
+//! clients' requests out through its sessions, so programs in any language drive
+//! browser-true sessions without linking Rust.
+//!
+//! - [`ApiServer`] serves the routes of `docs/openapi.json` (the table is in `routes`);
+//!   errors are RFC 9457 problem details (`problem`).
+//! - [`proxy::ForwardProxy`] takes plain proxy traffic and, with a [`ca::LocalCa`],
+//!   terminates CONNECT tunnels so the request leaves with the session's fingerprint.
+//! - Secrets (cookie, set-cookie, authorization, proxy-authorization values) never
+//!   appear in API output or logs (`wire::shown_value`).
+//!
+//! ```no_run
+//! # async fn run() -> mummer::Result<()> {
+//! use mummer::api::{ApiConfig, ApiServer};
+//! let engine = mummer::Engine::builder().start()?;
+//! let server = ApiServer::start(engine.clone(), ApiConfig::default(), None).await?;
+//! println!("API on http://{}", server.local_addr());
+//! server.stopped().await; // after POST /v1/shutdown
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod ca;
+mod problem;
+pub mod proxy;
+mod routes;
+pub mod transport;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+pub use self::problem::Problem;
+pub use self::routes::OPENAPI;
+pub use self::transport::TransportOptions;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::session::SnapshotKey;
+
+/// How the API server listens and what it gives new sessions.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// Where to listen (default `127.0.0.1:7878`).
+    pub listen: SocketAddr,
+    /// Bearer token; required when `listen` is not a loopback address.
+    pub token: Option<String>,
+    /// Transport defaults for every session created or restored through the API.
+    pub defaults: TransportOptions,
+    /// Key for snapshot export and import (plain JSON without one).
+    pub snapshot_key: Option<SnapshotKey>,
+    /// Renders `/metrics`; without it `/metrics` answers 404.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            token: None,
+            defaults: TransportOptions::default(),
+            snapshot_key: None,
+            metrics: None,
+        }
+    }
+}
+
+/// Refuses a listener that other machines can reach unless it has a token.
+///
+/// # Errors
+///
+/// [`Error::is_invalid_input`] saying what to add.
+pub fn check_exposure(what: &str, listen: SocketAddr, token: Option<&str>) -> Result<()> {
+    match token {
+        Some(t) if t.len() < 16 => Err(Error::invalid_input(format!(
+            "the {what} token is too short: use at least 16 characters"
+        ))),
+        None if !listen.ip().is_loopback() => Err(Error::invalid_input(format!(
+            "refusing to serve the {what} on {listen} without --token: anyone who can reach it could drive the sessions; bind to 127.0.0.1 or pass --token"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A running API server.
+pub struct ApiServer {
+    addr: SocketAddr,
+    stopping: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApiServer {
+    /// Binds `config.listen` and serves the API over `engine` (with `proxy`'s stats when
+    /// a forward proxy runs beside it).
+    ///
+    /// # Errors
+    ///
+    /// [`check_exposure`] refusing the address, or the bind failing (address in use).
+    pub async fn start(
+        engine: Engine,
+        config: ApiConfig,
+        proxy: Option<Arc<proxy::ProxyStats>>,
+    ) -> Result<ApiServer> {
+        check_exposure("API", config.listen, config.token.as_deref())?;
+        config
+            .defaults
+            .parse_over(&TransportOptions::default())
+            .map_err(|e| Error::invalid_input(format!("server transport defaults: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| {
+                Error::invalid_input(format!("cannot listen on {}: {e}", config.listen))
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::invalid_input(format!("listener address: {e}")))?;
+        let (stopping, _) = watch::channel(false);
+        let state = routes::ApiState {
+            engine,
+            defaults: Arc::new(config.defaults),
+            snapshot_key: config.snapshot_key,
+            metrics: config.metrics,
+            proxy,
+            token: config.token.map(Arc::from),
+            stopping: stopping.clone(),
+        };
+        let app = routes::router(state);
+        let mut stop = stopping.subscribe();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(target: "mummer::api", error = %e, "the API server failed");
+            }
+        });
+        Ok(ApiServer {
+            addr,
+            stopping,
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A receiver that turns true when a shutdown is asked for (`POST /v1/shutdown` or
+    /// [`ApiServer::stop`]).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// Starts a graceful stop: no new connections, running calls finish, event streams
+    /// end.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Waits until a stop was asked for and every connection has finished.
+    pub async fn stopped(self) {
+        let _ = self.stopping.subscribe().wait_for(|s| *s).await;
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,237 @@
+//! Errors of the message API as RFC 9457 problem details (`application/problem+json`):
+//! where a [`crate::Error`] becomes an HTTP status, a title and a detail.
+//!
+//! The status follows what the caller can do about it: 400 fix the request, 404 the
+//! session is gone, 409 the session cannot take it now, 429 the session limit, 502/504
+//! the target failed, 503 the engine or the store cannot serve now.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// One problem: serialized as the response body.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// A URI reference naming the problem type (`/problems/session-not-found`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short, the same for every occurrence of the type.
+    pub title: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened here and what to do.
+    pub detail: String,
+    /// The JSON path of the offending field, for invalid request bodies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Seconds until a retry can succeed (breaker open).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    /// A problem of type `slug` with `status`.
+    pub fn new(
+        status: StatusCode,
+        slug: &str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            kind: format!("/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400: a body or parameter that cannot be used; `field` names it when known.
+    pub fn invalid(field: Option<String>, detail: impl Into<String>) -> Problem {
+        let mut p = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "Invalid request",
+            detail,
+        );
+        p.field = field;
+        p
+    }
+
+    /// 404 for a path the API does not have.
+    pub fn no_route(path: &str) -> Problem {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-such-endpoint",
+            "No such endpoint",
+            format!("{path} is not an endpoint of this API; see /openapi.json"),
+        )
+    }
+
+    /// 401 for a missing or wrong bearer token.
+    pub fn unauthorized() -> Problem {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Missing or wrong token",
+            "send `Authorization: Bearer <token>` with the token `mummer serve --token` was started with",
+        )
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Problem {
+        let detail = e.to_string();
+        let (status, slug, title) = if e.is_session_not_found() {
+            (
+                StatusCode::NOT_FOUND,
+                "session-not-found",
+                "Session not found",
+            )
+        } else if e.is_session_limit() {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "session-limit",
+                "Session limit reached",
+            )
+        } else if e.is_unknown_profile() || e.is_invalid_profile() {
+            (
+                StatusCode::BAD_REQUEST,
+                "invalid-profile",
+                "Unknown or invalid profile",
+            )
+        } else if e.is_invalid_url() {
+            (StatusCode::BAD_REQUEST, "invalid-url", "Invalid URL")
+        } else if e.is_invalid_input() {
+            (
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid request",
+            )
+        } else if e.is_snapshot() {
+            (
+                StatusCode::BAD_REQUEST,
+                "invalid-snapshot",
+                "Unusable snapshot",
+            )
+        } else if e.is_quarantined() {
+            (
+                StatusCode::CONFLICT,
+                "session-quarantined",
+                "Session quarantined",
+            )
+        } else if e.is_lease_held() {
+            (
+                StatusCode::CONFLICT,
+                "lease-held",
+                "Session leased elsewhere",
+            )
+        } else if e.is_store_conflict() {
+            (
+                StatusCode::CONFLICT,
+                "store-conflict",
+                "Newer version in the store",
+            )
+        } else if e.is_store_unavailable() {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "Store unavailable",
+            )
+        } else if e.is_breaker_open() {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "breaker-open",
+                "Circuit breaker open",
+            )
+        } else if e.is_robots_disallowed() {
+            (
+                StatusCode::FORBIDDEN,
+                "robots-disallowed",
+                "Disallowed by robots.txt",
+            )
+        } else if e.is_closed() {
+            (StatusCode::CONFLICT, "session-closed", "Session closed")
+        } else if e.is_timeout() {
+            (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream-timeout",
+                "Target timed out",
+            )
+        } else if e.is_dns()
+            || e.is_connect()
+            || e.is_proxy()
+            || e.is_tls()
+            || e.is_protocol()
+            || e.is_body_too_large()
+            || e.is_decode()
+            || e.is_redirect()
+        {
+            (
+                StatusCode::BAD_GATEWAY,
+                "upstream-failed",
+                "Request to the target failed",
+            )
+        } else {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            )
+        };
+        let mut p = Problem::new(status, slug, title, detail);
+        if e.is_breaker_open() {
+            p.retry_after = retry_after_secs(&p.detail);
+        }
+        p
+    }
+}
+
+/// The `next probe in 12.3s` of a breaker error, rounded up to whole seconds.
+fn retry_after_secs(detail: &str) -> Option<u64> {
+    let rest = detail.split("next probe in ").nth(1)?;
+    let secs: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let unit_ms = rest[secs.len()..].starts_with("ms");
+    let value: f64 = secs.parse().ok()?;
+    let secs = if unit_ms { value / 1000.0 } else { value };
+    Some(secs.ceil().max(1.0) as u64)
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry = self.retry_after;
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = retry {
+            headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_wait_becomes_whole_seconds() {
+        assert_eq!(
+            retry_after_secs("circuit breaker open for host:a; next probe in 12.3s"),
+            Some(13)
+        );
+        assert_eq!(retry_after_secs("... next probe in 250ms"), Some(1));
+        assert_eq!(retry_after_secs("no number here"), None);
+    }
+}

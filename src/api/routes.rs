@@ -1,0 +1,555 @@
+//! The message API's routes: one handler per supervisor or session message, each
+//! turning JSON into an engine call and the result (or a [`Problem`]) back into JSON.
+//!
+//! The table of routes is [`router`]; `docs/openapi.json` describes the same table and a
+//! test checks that they agree.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use futures_util::Stream;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tokio::sync::{broadcast, watch};
+
+use super::problem::Problem;
+use super::proxy::ProxyStats;
+use super::transport::TransportOptions;
+use super::wire::{CreateSession, RequestSpec, ResponseView, SetIdentifier};
+use crate::cookies::formats::{self, CookieFormat};
+use crate::engine::{Engine, SessionConfig};
+use crate::profile::RequestKind;
+use crate::session::SnapshotKey;
+
+/// The OpenAPI document, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub engine: Engine,
+    pub defaults: Arc<TransportOptions>,
+    pub snapshot_key: Option<SnapshotKey>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub proxy: Option<Arc<ProxyStats>>,
+    pub token: Option<Arc<str>>,
+    /// Set to true when the API is asked to shut down (or the server stops).
+    pub stopping: watch::Sender<bool>,
+}
+
+type ApiResult<T> = Result<T, Problem>;
+
+/// Every route of the API (the list `docs/openapi.json` documents).
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/sessions", get(list_sessions).post(create_session))
+        .route("/v1/sessions/import", post(import_snapshot))
+        .route("/v1/sessions/{id}", get(get_session).delete(close_session))
+        .route("/v1/sessions/{id}/touch", post(touch))
+        .route("/v1/sessions/{id}/cache", delete(clear_cache))
+        .route(
+            "/v1/sessions/{id}/cookies",
+            get(export_cookies)
+                .post(import_cookies)
+                .delete(clear_cookies),
+        )
+        .route("/v1/sessions/{id}/identifier", put(set_identifier))
+        .route("/v1/sessions/{id}/snapshot", get(export_snapshot))
+        .route("/v1/sessions/{id}/save", post(save_session))
+        .route("/v1/sessions/{id}/requests", post(perform))
+        .route("/v1/store/sessions", get(stored_sessions))
+        .route("/v1/store/sessions/{id}/checkout", post(checkout))
+        .route("/v1/dead-letters", get(dead_letters))
+        .route("/v1/events", get(events))
+        .route("/v1/proxy", get(proxy_stats))
+        .route("/v1/shutdown", post(shutdown))
+        .fallback(|uri: axum::http::Uri| async move { Problem::no_route(uri.path()) })
+        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                format!(
+                    "{} does not take this method; see /openapi.json",
+                    uri.path()
+                ),
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// A JSON body whose errors name the field (`headers[2]`, `timeout_ms`).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Problem::invalid(None, format!("cannot read the body: {e}")))?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(de)
+            .map(JsonBody)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." {
+                    Problem::invalid(None, format!("invalid JSON body: {inner}"))
+                } else {
+                    Problem::invalid(
+                        Some(path.clone()),
+                        format!("invalid field `{path}`: {inner}"),
+                    )
+                }
+            })
+    }
+}
+
+/// Checks the bearer token when the server has one (`/healthz` is open, for probes).
+async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        next.run(request).await
+    } else {
+        Problem::unauthorized().into_response()
+    }
+}
+
+/// One log line per API call, carrying the session id when the path names one; never
+/// a header value.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let session = path
+        .strip_prefix("/v1/sessions/")
+        .or_else(|| path.strip_prefix("/v1/store/sessions/"))
+        .map(|rest| rest.split('/').next().unwrap_or_default().to_owned())
+        .filter(|s| s != "import");
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match session {
+        Some(session) => {
+            tracing::info!(target: "mummer::api", %session, %method, %path, status, ms, "api call")
+        }
+        None => tracing::info!(target: "mummer::api", %method, %path, status, ms, "api call"),
+    }
+    response
+}
+
+async fn healthz(State(s): State<ApiState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": if *s.stopping.borrow() { "stopping" } else { "ok" },
+        "sessions": s.engine.session_count().await,
+    }))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn metrics_text(State(s): State<ApiState>) -> ApiResult<Response> {
+    let handle = s.metrics.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "metrics-disabled",
+            "Metrics not enabled",
+            "this server was started without a Prometheus recorder",
+        )
+    })?;
+    if let Some(proxy) = &s.proxy {
+        proxy.publish_gauges(s.engine.session_count().await);
+    }
+    metrics::gauge!("mummer_sessions_live").set(s.engine.session_count().await as f64);
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response())
+}
+
+async fn list_sessions(State(s): State<ApiState>) -> ApiResult<Response> {
+    Ok(Json(s.engine.list_sessions().await?).into_response())
+}
+
+async fn session_view(s: &ApiState, id: &str) -> ApiResult<serde_json::Value> {
+    let session = s.engine.session(id).await?;
+    let stats = session.session().stats();
+    Ok(serde_json::to_value(stats).unwrap_or_default())
+}
+
+async fn create_session(
+    State(s): State<ApiState>,
+    JsonBody(body): JsonBody<CreateSession>,
+) -> ApiResult<Response> {
+    let transport = body
+        .transport()
+        .parse_over(&s.defaults)
+        .map_err(|e| field_problem(e.to_string()))?;
+    let mut config = SessionConfig::profile(body.profile.as_deref().unwrap_or("chrome-latest"))
+        .transport(move |b| transport.apply(b));
+    if let Some(identifier) = body.identifier {
+        config = config.identifier(identifier);
+    }
+    let id = s.engine.create_session(config).await.map_err(|e| {
+        let mut p = Problem::from(e);
+        if p.title == "Unknown or invalid profile" {
+            p.field = Some("profile".into());
+        }
+        p
+    })?;
+    created(&s, &id).await
+}
+
+/// A transport option error (`resolve[1]: ...`) as a 400 naming the field.
+fn field_problem(detail: String) -> Problem {
+    let field = detail.split(':').next().map(str::to_owned);
+    Problem::invalid(field, detail)
+}
+
+async fn created(s: &ApiState, id: &str) -> ApiResult<Response> {
+    let view = session_view(s, id).await?;
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/sessions/{id}")) {
+        response.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(response)
+}
+
+async fn get_session(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(session_view(&s, &id).await?).into_response())
+}
+
+async fn close_session(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.engine.close_session(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn touch(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.engine.session(&id).await?.session().touch();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn clear_cache(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.engine.session(&id).await?.session().clear_cache();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn clear_cookies(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.engine.session(&id).await?.session().clear_cookies();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_identifier(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<SetIdentifier>,
+) -> ApiResult<StatusCode> {
+    if body.identifier.trim().is_empty() {
+        return Err(Problem::invalid(
+            Some("identifier".into()),
+            "identifier must not be empty",
+        ));
+    }
+    s.engine
+        .session(&id)
+        .await?
+        .session()
+        .set_identifier(&body.identifier);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?format=` of the cookie endpoints: `json` (default) or a cookie file format.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CookieQuery {
+    #[serde(default)]
+    format: Option<String>,
+    /// Only the cookies that would be sent to this URL (export).
+    #[serde(default)]
+    url: Option<String>,
+}
+
+fn cookie_format(q: &CookieQuery) -> ApiResult<Option<CookieFormat>> {
+    match q.format.as_deref() {
+        None | Some("json") => Ok(None),
+        Some(other) => other.parse().map(Some).map_err(|e: crate::Error| {
+            Problem::invalid(Some("format".into()), format!("{e}, or json"))
+        }),
+    }
+}
+
+async fn export_cookies(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<CookieQuery>,
+) -> ApiResult<Response> {
+    let format = cookie_format(&q)?;
+    let session = s.engine.session(&id).await?;
+    let cookies = match &q.url {
+        Some(url) => session.session().cookies_for(url)?,
+        None => session.session().cookies(),
+    };
+    Ok(match format {
+        None => Json(cookies).into_response(),
+        Some(f) => {
+            let content_type = if f == CookieFormat::Netscape {
+                "text/plain; charset=utf-8"
+            } else {
+                "application/json"
+            };
+            (
+                [(header::CONTENT_TYPE, content_type)],
+                formats::write(f, &cookies),
+            )
+                .into_response()
+        }
+    })
+}
+
+async fn import_cookies(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<CookieQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let format = cookie_format(&q)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| Problem::invalid(None, "the cookie body is not UTF-8"))?;
+    let records = match format {
+        None => serde_json::from_str(text).map_err(|e| {
+            Problem::invalid(None, format!("expected a JSON array of cookies: {e}"))
+        })?,
+        Some(f) => formats::parse(f, text)?,
+    };
+    let session = s.engine.session(&id).await?;
+    session.session().import_cookies(&records)?;
+    Ok(Json(serde_json::json!({ "imported": records.len() })).into_response())
+}
+
+async fn export_snapshot(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let session = s.engine.session(&id).await?;
+    let bytes = session.session().snapshot_bytes(s.snapshot_key.as_ref())?;
+    let content_type = if s.snapshot_key.is_some() {
+        "application/octet-stream"
+    } else {
+        "application/json"
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+async fn import_snapshot(State(s): State<ApiState>, body: Bytes) -> ApiResult<Response> {
+    let snapshot = crate::session::snapshot::decode(&body, s.snapshot_key.as_ref())
+        .map_err(|why| Problem::from(crate::Error::snapshot("in the request body", why)))?;
+    let id = snapshot.id.to_string();
+    if s.engine.session(&id).await.is_ok() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "session-exists",
+            "Session already live",
+            format!(
+                "session {id} is already live here; close it before importing its snapshot again"
+            ),
+        ));
+    }
+    let transport = s
+        .defaults
+        .parse_over(&TransportOptions::default())
+        .map_err(|e| field_problem(e.to_string()))?;
+    let session = crate::Session::from_snapshot(snapshot, move |b| transport.apply(b))
+        .map_err(|e| Problem::from(crate::Error::snapshot("in the request body", e)))?;
+    let id = s.engine.adopt_session(session).await?;
+    created(&s, &id).await
+}
+
+async fn save_session(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let version = s.engine.save_session(&id).await?;
+    Ok(Json(serde_json::json!({ "id": id, "version": version })).into_response())
+}
+
+async fn stored_sessions(State(s): State<ApiState>) -> ApiResult<Response> {
+    Ok(Json(s.engine.stored_sessions().await?).into_response())
+}
+
+async fn checkout(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<TransportOptions>,
+) -> ApiResult<Response> {
+    let transport = body
+        .parse_over(&s.defaults)
+        .map_err(|e| field_problem(e.to_string()))?;
+    let id = s
+        .engine
+        .checkout_session(&id, move |b| transport.apply(b))
+        .await?;
+    created(&s, &id).await
+}
+
+async fn perform(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(spec): JsonBody<RequestSpec>,
+) -> ApiResult<Response> {
+    let method = spec.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+    let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| {
+        Problem::invalid(
+            Some("method".into()),
+            format!("`{method}` is not an HTTP method"),
+        )
+    })?;
+    let kind = match spec.kind.as_deref() {
+        None => RequestKind::Navigation,
+        Some(k) => k
+            .parse()
+            .map_err(|e: crate::Error| Problem::invalid(Some("kind".into()), e.to_string()))?,
+    };
+    let body = match (spec.body, spec.body_base64) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::invalid(
+                Some("body_base64".into()),
+                "give `body` or `body_base64`, not both",
+            ))
+        }
+        (Some(text), None) => Some(Bytes::from(text)),
+        (None, Some(b64)) => Some(Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| {
+                    Problem::invalid(Some("body_base64".into()), format!("invalid base64: {e}"))
+                })?,
+        )),
+        (None, None) => None,
+    };
+    let headers = spec
+        .headers
+        .pairs()
+        .map_err(|e| Problem::invalid(Some("headers".into()), e))?;
+    let session = s.engine.session(&id).await?;
+    let mut request = session.request(method, &spec.url).kind(kind);
+    for (i, (name, value)) in headers.iter().enumerate() {
+        if http::HeaderName::from_bytes(name.trim().as_bytes()).is_err()
+            || http::HeaderValue::from_str(value.trim()).is_err()
+        {
+            return Err(Problem::invalid(
+                Some(format!("headers[{i}]")),
+                format!("header {i} (`{name}`) is not a valid HTTP header"),
+            ));
+        }
+        request = request.header(name, value);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    if spec.typed {
+        request = request.typed();
+    }
+    if !spec.follow_redirects {
+        request = request.no_redirects();
+    }
+    if !spec.use_cache {
+        request = request.no_cache();
+    }
+    let response = request.send().await.map_err(|e| {
+        let mut p = Problem::from(e);
+        if p.title == "Invalid URL" {
+            p.field = Some("url".into());
+        }
+        p
+    })?;
+    Ok(Json(ResponseView::new(&response, spec.response_body)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainQuery {
+    #[serde(default)]
+    drain: bool,
+}
+
+async fn dead_letters(State(s): State<ApiState>, Query(q): Query<DrainQuery>) -> Response {
+    Json(s.engine.dead_letters(q.drain).await).into_response()
+}
+
+/// Engine events as server-sent events; the stream ends when the server stops.
+async fn events(State(s): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = s.engine.events();
+    let stopping = s.stopping.subscribe();
+    let stream = futures_util::stream::unfold(
+        (receiver, stopping),
+        |(mut receiver, mut stopping)| async move {
+            if *stopping.borrow() {
+                return None;
+            }
+            let event = tokio::select! {
+                _ = stopping.changed() => return None,
+                next = receiver.recv() => match next {
+                    Ok(e) => {
+                        let json = serde_json::to_value(&e).unwrap_or_default();
+                        let name = json["event"].as_str().unwrap_or("event").to_owned();
+                        Event::default().event(name).data(json.to_string())
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => Event::default()
+                        .event("lagged")
+                        .data(serde_json::json!({ "event": "lagged", "missed": n }).to_string()),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            Some((Ok(event), (receiver, stopping)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn proxy_stats(State(s): State<ApiState>) -> Response {
+    let sessions = s.engine.session_count().await;
+    match &s.proxy {
+        Some(p) => Json(p.view(sessions)).into_response(),
+        None => Json(serde_json::json!({ "running": false, "registered_sessions": sessions }))
+            .into_response(),
+    }
+}
+
+async fn shutdown(State(s): State<ApiState>) -> (StatusCode, Json<serde_json::Value>) {
+    tracing::info!(target: "mummer::api", "shutdown requested through the API");
+    s.stopping.send_replace(true);
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "status": "stopping" })),
+    )
+}
