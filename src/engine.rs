@@ -331,6 +331,7 @@ impl EngineBuilder {
     ///
     /// The OS refusing a thread; with a store, being called outside a tokio runtime.
     pub fn start(mut self) -> Result<Engine> {
+        let close_deadline = self.config.supervisor.close_deadline;
         let persister = match self.store.take() {
             None => None,
             Some(store) => {
@@ -380,6 +381,7 @@ impl EngineBuilder {
             robots: self.robots.map(|agent| Arc::new(RobotsCache::new(&agent))),
             persister,
             tickets: self.tickets,
+            close_deadline,
         })
     }
 }
@@ -447,6 +449,8 @@ pub struct Engine {
     robots: Option<Arc<RobotsCache>>,
     persister: Option<Arc<Persister>>,
     tickets: Option<Arc<dyn TicketBackend>>,
+    /// How long a closing session's requests may run.
+    close_deadline: Duration,
 }
 
 impl Engine {
@@ -673,17 +677,27 @@ impl Engine {
         self.system.count().await
     }
 
-    /// Closes `id` gracefully (running requests get the close deadline).
+    /// Closes `id` gracefully (running requests get the close deadline). With a store,
+    /// it returns once the session's final save is written and its lease released (so
+    /// it can be checked out again at once), waiting at most the close deadline plus
+    /// 10 s, and not at all while the store is unavailable (the write stays queued).
     ///
     /// # Errors
     ///
     /// [`Error::is_session_not_found`] when it was not live.
     pub async fn close_session(&self, id: &str) -> Result<()> {
-        if self.system.close(id, CloseReason::Explicit).await {
-            Ok(())
-        } else {
-            Err(Error::session_not_found(id))
+        if !self.system.close(id, CloseReason::Explicit).await {
+            return Err(Error::session_not_found(id));
         }
+        if let Some(p) = &self.persister {
+            if !p
+                .settled(id, self.close_deadline + Duration::from_secs(10))
+                .await
+            {
+                tracing::debug!(session = %id, "closed; its final save is still queued");
+            }
+        }
+        Ok(())
     }
 
     /// The dead-letter queue: requests that failed for good (drained when `drain`).

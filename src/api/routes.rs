@@ -116,7 +116,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             .map_err(|e| {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
-                if path == "." {
+                if path == "." || inner.is_syntax() || inner.is_eof() {
                     Problem::invalid(None, format!("invalid JSON body: {inner}"))
                 } else {
                     Problem::invalid(
@@ -124,6 +124,30 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                         format!("invalid field `{path}`: {inner}"),
                     )
                 }
+            })
+    }
+}
+
+/// Query parameters whose errors are problems naming the parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Problem> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(q)| QueryParams(q))
+            .map_err(|e| {
+                let detail = e.body_text();
+                let field = detail
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .and_then(|d| d.split(':').next())
+                    .filter(|f| !f.contains(' '))
+                    .map(str::to_owned);
+                Problem::invalid(field, detail)
             })
     }
 }
@@ -221,18 +245,13 @@ async fn create_session(
         .transport()
         .parse_over(&s.defaults)
         .map_err(|e| field_problem(e.to_string()))?;
-    let mut config = SessionConfig::profile(body.profile.as_deref().unwrap_or("chrome-latest"))
-        .transport(move |b| transport.apply(b));
+    let profile = crate::Profile::resolve(body.profile.as_deref().unwrap_or("chrome-latest"))
+        .map_err(|e| Problem::invalid(Some("profile".into()), e.to_string()))?;
+    let mut config = SessionConfig::with_profile(profile).transport(move |b| transport.apply(b));
     if let Some(identifier) = body.identifier {
         config = config.identifier(identifier);
     }
-    let id = s.engine.create_session(config).await.map_err(|e| {
-        let mut p = Problem::from(e);
-        if p.title == "Unknown or invalid profile" {
-            p.field = Some("profile".into());
-        }
-        p
-    })?;
+    let id = s.engine.create_session(config).await?;
     created(&s, &id).await
 }
 
@@ -317,7 +336,7 @@ fn cookie_format(q: &CookieQuery) -> ApiResult<Option<CookieFormat>> {
 async fn export_cookies(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    Query(q): Query<CookieQuery>,
+    QueryParams(q): QueryParams<CookieQuery>,
 ) -> ApiResult<Response> {
     let format = cookie_format(&q)?;
     let session = s.engine.session(&id).await?;
@@ -345,7 +364,7 @@ async fn export_cookies(
 async fn import_cookies(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    Query(q): Query<CookieQuery>,
+    QueryParams(q): QueryParams<CookieQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let format = cookie_format(&q)?;
@@ -502,7 +521,10 @@ struct DrainQuery {
     drain: bool,
 }
 
-async fn dead_letters(State(s): State<ApiState>, Query(q): Query<DrainQuery>) -> Response {
+async fn dead_letters(
+    State(s): State<ApiState>,
+    QueryParams(q): QueryParams<DrainQuery>,
+) -> Response {
     Json(s.engine.dead_letters(q.drain).await).into_response()
 }
 

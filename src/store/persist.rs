@@ -173,6 +173,28 @@ impl Persister {
         self.wake.notify_one();
     }
 
+    /// Waits until a closed session's final write and lease release are done, up to
+    /// `within`; gives up at once while the store is unavailable (the write stays
+    /// queued). True when it was settled.
+    pub(crate) async fn settled(&self, id: &str, within: Duration) -> bool {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            {
+                let st = self.lock();
+                if !st.closing.contains_key(id) {
+                    return true;
+                }
+                if st.unavailable {
+                    return false;
+                }
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Writes `id` now.
     ///
     /// # Errors

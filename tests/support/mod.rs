@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod chromium;
 pub mod https;
 pub mod redis;

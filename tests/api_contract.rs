@@ -1,0 +1,707 @@
+//! Contract tests of the message API (`mummer serve`'s routes, served in-process over a
+//! real engine and a loopback HTTPS site): every endpoint, every error case, and every
+//! answer checked against `docs/openapi.json` by the client in `support/api.rs`.
+
+mod support;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine as _;
+use mummer::api::{ApiConfig, ApiServer, TransportOptions};
+use mummer::Engine;
+use mummer_actors::policy::RetryPolicy;
+use serde_json::{json, Value};
+use support::api::ApiClient;
+use support::https::{HttpsServer, Reply};
+
+fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("one recorder per test process")
+        })
+        .clone()
+}
+
+async fn site() -> HttpsServer {
+    HttpsServer::start(|req| match req.path() {
+        "/login" => Reply::new(302)
+            .header("location", "/account")
+            .header("set-cookie", "sid=s3cret-value; Path=/; Secure; HttpOnly"),
+        "/account"
+            if req
+                .cookie()
+                .unwrap_or_default()
+                .contains("sid=s3cret-value") =>
+        {
+            Reply::ok("welcome back")
+        }
+        "/account" => Reply::new(401).body("log in first"),
+        "/echo" => Reply::ok(req.body.clone()).header("x-method", req.method.as_str()),
+        "/binary" => Reply::ok(vec![0u8, 159, 146, 150, 255])
+            .header("content-type", "application/octet-stream"),
+        "/gone" => Reply::new(404).body("no such page"),
+        _ => Reply::ok("hello"),
+    })
+    .await
+}
+
+struct Fixture {
+    api: ApiClient,
+    server: ApiServer,
+    engine: Engine,
+    site: HttpsServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn url(&self, path: &str) -> String {
+        format!("https://shop.test:{}{path}", self.site.addr.port())
+    }
+}
+
+async fn start(max_sessions: usize, store: bool, token: Option<&str>) -> Fixture {
+    let site = site().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("site.pem");
+    std::fs::write(&ca, &site.cert_pem).expect("write ca");
+    let mut builder = Engine::builder()
+        .max_sessions(max_sessions)
+        .retry(RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        });
+    if store {
+        let stored = mummer::store::open_store(
+            &format!("file:{}", dir.path().join("store").display()),
+            "contract",
+        )
+        .expect("file store");
+        builder = builder.store(stored);
+    }
+    let engine = builder.start().expect("engine");
+    let server = ApiServer::start(
+        engine.clone(),
+        ApiConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            token: token.map(str::to_owned),
+            defaults: TransportOptions {
+                resolve: vec![format!("shop.test:{}:127.0.0.1", site.addr.port())],
+                cacert: Some(ca),
+                ..Default::default()
+            },
+            snapshot_key: None,
+            metrics: Some(metrics()),
+        },
+        None,
+    )
+    .await
+    .expect("api");
+    let mut api = ApiClient::new(format!("http://{}", server.local_addr()));
+    api.token = token.map(str::to_owned);
+    Fixture {
+        api,
+        server,
+        engine,
+        site,
+        _dir: dir,
+    }
+}
+
+async fn create(api: &ApiClient) -> String {
+    let a = api.post("/v1/sessions", json!({})).await;
+    assert_eq!(a.status, 201, "{:?}", a.json);
+    a.json["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn sessions_are_created_listed_read_touched_and_closed() {
+    let f = start(3, false, None).await;
+    let api = &f.api;
+    assert_eq!(api.get("/healthz").await.json["status"], "ok");
+    let doc = api.get("/openapi.json").await;
+    assert_eq!(
+        doc.json,
+        support::api::openapi(),
+        "the served document is docs/openapi.json"
+    );
+
+    let created = api
+        .post(
+            "/v1/sessions",
+            json!({"profile": "firefox-latest", "identifier": "alice"}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let id = created.json["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        created.headers["location"].to_str().expect("location"),
+        format!("/v1/sessions/{id}")
+    );
+    assert_eq!(created.json["identifier"], "alice");
+    assert!(created.json["profile"]
+        .as_str()
+        .expect("profile")
+        .starts_with("firefox"));
+
+    let listed = api.get("/v1/sessions").await;
+    assert_eq!(listed.json.as_array().expect("list").len(), 1);
+    assert_eq!(
+        api.get(&format!("/v1/sessions/{id}")).await.json["id"],
+        id.as_str()
+    );
+    assert_eq!(
+        api.post(&format!("/v1/sessions/{id}/touch"), json!({}))
+            .await
+            .status,
+        204
+    );
+    let put = api
+        .call(
+            "PUT",
+            &format!("/v1/sessions/{id}/identifier"),
+            Some(br#"{"identifier":"bob"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(put.status, 204);
+    assert_eq!(
+        api.get(&format!("/v1/sessions/{id}")).await.json["identifier"],
+        "bob"
+    );
+    let empty = api
+        .call(
+            "PUT",
+            &format!("/v1/sessions/{id}/identifier"),
+            Some(br#"{"identifier":" "}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(
+        (empty.status, empty.problem_field()),
+        (400, Some("identifier"))
+    );
+
+    assert_eq!(api.delete(&format!("/v1/sessions/{id}")).await.status, 204);
+    let gone = api.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.json["type"], "/problems/session-not-found");
+    assert_eq!(api.delete(&format!("/v1/sessions/{id}")).await.status, 404);
+    assert_eq!(
+        api.post(&format!("/v1/sessions/{id}/touch"), json!({}))
+            .await
+            .status,
+        404
+    );
+    f.engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_name_the_field_and_the_limit_is_in_the_detail() {
+    let f = start(2, false, None).await;
+    let api = &f.api;
+    let malformed = api.post_raw("/v1/sessions", b"{not json").await;
+    assert_eq!(malformed.status, 400);
+    assert!(
+        malformed.detail().contains("invalid JSON"),
+        "{}",
+        malformed.detail()
+    );
+    let wrong_type = api
+        .post("/v1/sessions", json!({"timeout_ms": "soon"}))
+        .await;
+    assert_eq!(
+        (wrong_type.status, wrong_type.problem_field()),
+        (400, Some("timeout_ms"))
+    );
+    let unknown = api
+        .post("/v1/sessions", json!({"profil": "chrome-latest"}))
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.detail().contains("profil"), "{}", unknown.detail());
+    let profile = api
+        .post("/v1/sessions", json!({"profile": "netscape-4"}))
+        .await;
+    assert_eq!(
+        (profile.status, profile.problem_field()),
+        (400, Some("profile"))
+    );
+    let resolve = api
+        .post("/v1/sessions", json!({"resolve": ["nonsense"]}))
+        .await;
+    assert_eq!(
+        (resolve.status, resolve.problem_field()),
+        (400, Some("resolve[0]"))
+    );
+    let version = api
+        .post("/v1/sessions", json!({"http_version": "h9"}))
+        .await;
+    assert_eq!(
+        (version.status, version.problem_field()),
+        (400, Some("http_version"))
+    );
+    assert_eq!(
+        f.engine.session_count().await,
+        0,
+        "no failed create left a session"
+    );
+
+    create(api).await;
+    create(api).await;
+    let limit = api.post("/v1/sessions", json!({})).await;
+    assert_eq!(limit.status, 429);
+    assert!(
+        limit
+            .detail()
+            .contains("maximum sessions limit reached (2)"),
+        "{}",
+        limit.detail()
+    );
+    let nowhere = api.get("/v2/nothing").await;
+    assert_eq!(nowhere.status, 404);
+    let wrong_method = api.call("PATCH", "/v1/sessions", None).await;
+    assert_eq!(wrong_method.status, 405);
+    f.engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_go_through_the_session_and_secrets_stay_redacted() {
+    let f = start(4, false, None).await;
+    let api = &f.api;
+    let id = create(api).await;
+    let path = format!("/v1/sessions/{id}/requests");
+    let login = api
+        .post(&path, json!({"url": f.url("/login"), "typed": true}))
+        .await;
+    assert_eq!(login.status, 200, "{:?}", login.json);
+    assert_eq!(login.json["status"], 200);
+    assert_eq!(login.json["body"], "welcome back");
+    assert_eq!(login.json["redirects"][0]["status"], 302);
+    let text = login.json.to_string();
+    assert!(
+        !text.contains("s3cret-value"),
+        "a cookie value leaked: {text}"
+    );
+    let sent: Vec<(String, String)> =
+        serde_json::from_value(login.json["request_headers"].clone()).expect("pairs");
+    let cookie = sent
+        .iter()
+        .find(|(n, _)| n == "cookie")
+        .expect("cookie sent");
+    assert_eq!(cookie.1, "[redacted]");
+    assert!(sent
+        .iter()
+        .any(|(n, v)| n == "user-agent" && v.contains("Chrome/")));
+
+    // Header order as given, body and method passed through.
+    let echo = api
+        .post(
+            &path,
+            json!({"method": "put", "url": f.url("/echo"), "kind": "fetch",
+                   "headers": [["x-b", "2"], ["x-a", "1"]], "body": "payload"}),
+        )
+        .await;
+    assert_eq!(echo.json["body"], "payload");
+    let sent: Vec<(String, String)> =
+        serde_json::from_value(echo.json["request_headers"].clone()).expect("pairs");
+    let pos = |n: &str| sent.iter().position(|(h, _)| h == n).expect("header");
+    assert!(pos("x-b") < pos("x-a"), "caller order kept: {sent:?}");
+    let seen = f.site.requests();
+    let put = seen.iter().find(|r| r.path() == "/echo").expect("seen");
+    assert_eq!(put.method, http::Method::PUT);
+
+    let binary = api.post(&path, json!({"url": f.url("/binary")})).await;
+    let b64 = binary.json["body_base64"]
+        .as_str()
+        .expect("binary as base64");
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("b64"),
+        vec![0u8, 159, 146, 150, 255]
+    );
+    let b64_body = api
+        .post(&path, json!({"method": "POST", "url": f.url("/echo"), "body_base64": "AAEC", "response_body": "base64"}))
+        .await;
+    assert_eq!(b64_body.json["body_base64"], "AAEC");
+
+    for (body, field) in [
+        (
+            json!({"url": f.url("/"), "body": "a", "body_base64": "AA=="}),
+            "body_base64",
+        ),
+        (
+            json!({"url": f.url("/"), "body_base64": "***"}),
+            "body_base64",
+        ),
+        (
+            json!({"url": f.url("/"), "headers": [["bad name", "x"]]}),
+            "headers[0]",
+        ),
+        (json!({"url": f.url("/"), "method": "GE T"}), "method"),
+        (json!({"url": f.url("/"), "kind": "telepathy"}), "kind"),
+        (json!({"url": "not a url"}), "url"),
+        (json!({"url": f.url("/"), "headers": {"x": 1}}), "headers"),
+    ] {
+        let bad = api.post(&path, body.clone()).await;
+        assert_eq!(
+            (bad.status, bad.problem_field()),
+            (400, Some(field)),
+            "{body}: {:?}",
+            bad.json
+        );
+    }
+    assert_eq!(api.post(&path, json!({"nourl": 1})).await.status, 400);
+
+    // The target failing is a 502 naming it; a target's 404 is a 200 carrying it.
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let down = api
+        .post(
+            &path,
+            json!({"url": format!("https://127.0.0.1:{closed_port}/")}),
+        )
+        .await;
+    assert_eq!(down.status, 502, "{:?}", down.json);
+    assert!(down.detail().contains("127.0.0.1"), "{}", down.detail());
+    let missing = api.post(&path, json!({"url": f.url("/gone")})).await;
+    assert_eq!(
+        (missing.status, missing.json["status"].as_u64()),
+        (200, Some(404))
+    );
+    let dead = api.get("/v1/dead-letters?drain=true").await;
+    assert!(
+        dead.json
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|d| d["status"] == 404),
+        "{:?}",
+        dead.json
+    );
+    assert_eq!(api.get("/v1/dead-letters").await.json, json!([]), "drained");
+    assert_eq!(api.get("/v1/dead-letters?drain=maybe").await.status, 400);
+    assert_eq!(
+        api.post("/v1/sessions/none/requests", json!({"url": f.url("/")}))
+            .await
+            .status,
+        404
+    );
+
+    let metrics = api.get("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.bytes);
+    assert!(text.contains("mummer_sessions_live"), "{text}");
+    assert!(text.contains("requests_total"), "{text}");
+    f.engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn cookies_cache_and_snapshots_round_trip() {
+    let f = start(4, false, None).await;
+    let api = &f.api;
+    let id = create(api).await;
+    let base = format!("/v1/sessions/{id}");
+    api.post(&format!("{base}/requests"), json!({"url": f.url("/login")}))
+        .await;
+    let cookies = api.get(&format!("{base}/cookies")).await;
+    assert_eq!(cookies.json[0]["name"], "sid");
+    assert_eq!(
+        cookies.json[0]["value"], "s3cret-value",
+        "the cookie endpoint hands values out"
+    );
+    let netscape = api.get(&format!("{base}/cookies?format=netscape")).await;
+    let netscape_text = String::from_utf8_lossy(&netscape.bytes).into_owned();
+    assert!(netscape_text.contains("s3cret-value"));
+    assert_eq!(
+        api.get(&format!("{base}/cookies?format=yaml")).await.status,
+        400
+    );
+    assert_eq!(
+        api.get(&format!("{base}/cookies?url={}", f.url("/")))
+            .await
+            .json
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    let snapshot = api.get(&format!("{base}/snapshot")).await;
+    assert_eq!(snapshot.status, 200);
+    assert_eq!(
+        api.post_raw("/v1/sessions/import", &snapshot.bytes)
+            .await
+            .status,
+        409
+    );
+
+    assert_eq!(api.delete(&format!("{base}/cookies")).await.status, 204);
+    assert_eq!(api.get(&format!("{base}/cookies")).await.json, json!([]));
+    let refused = api
+        .post_raw(
+            &format!("{base}/cookies?format=netscape"),
+            b"only one field\n",
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        api.get(&format!("{base}/cookies")).await.json,
+        json!([]),
+        "nothing half-imported"
+    );
+    let imported = api
+        .post_raw(
+            &format!("{base}/cookies?format=netscape"),
+            netscape_text.as_bytes(),
+        )
+        .await;
+    assert_eq!(imported.json["imported"], 1);
+    let account = api
+        .post(
+            &format!("{base}/requests"),
+            json!({"url": f.url("/account")}),
+        )
+        .await;
+    assert_eq!(account.json["body"], "welcome back");
+    assert_eq!(api.delete(&format!("{base}/cache")).await.status, 204);
+
+    // Close, import the snapshot: the same session is back with its cookie.
+    assert_eq!(api.delete(&base).await.status, 204);
+    let garbage = api
+        .post_raw("/v1/sessions/import", b"{\"version\": 99}")
+        .await;
+    assert_eq!(garbage.status, 400);
+    assert_eq!(garbage.json["type"], "/problems/invalid-snapshot");
+    let back = api.post_raw("/v1/sessions/import", &snapshot.bytes).await;
+    assert_eq!(back.status, 201, "{:?}", back.json);
+    assert_eq!(back.json["id"], id.as_str());
+    let account = api
+        .post(
+            &format!("{base}/requests"),
+            json!({"url": f.url("/account")}),
+        )
+        .await;
+    assert_eq!(account.json["body"], "welcome back");
+    f.engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn stored_sessions_are_saved_listed_and_checked_out() {
+    let f = start(4, true, None).await;
+    let api = &f.api;
+    let id = create(api).await;
+    let base = format!("/v1/sessions/{id}");
+    api.post(&format!("{base}/requests"), json!({"url": f.url("/login")}))
+        .await;
+    let saved = api.post(&format!("{base}/save"), json!({})).await;
+    assert_eq!(saved.status, 200, "{:?}", saved.json);
+    assert!(saved.json["version"].as_u64().expect("version") >= 1);
+    assert_eq!(api.get("/v1/store/sessions").await.json, json!([id]));
+    let held = api
+        .post(&format!("/v1/store/sessions/{id}/checkout"), json!({}))
+        .await;
+    assert_eq!(held.status, 409, "live here, so leased: {:?}", held.json);
+    assert_eq!(api.delete(&base).await.status, 204);
+    let back = api
+        .post(&format!("/v1/store/sessions/{id}/checkout"), json!({}))
+        .await;
+    assert_eq!(back.status, 201, "{:?}", back.json);
+    let account = api
+        .post(
+            &format!("{base}/requests"),
+            json!({"url": f.url("/account")}),
+        )
+        .await;
+    assert_eq!(account.json["body"], "welcome back");
+    let unknown = api
+        .post(
+            "/v1/store/sessions/00000000-0000-4000-8000-000000000000/checkout",
+            json!({}),
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{:?}", unknown.json);
+    let bad = api
+        .post(
+            &format!("/v1/store/sessions/{id}/checkout"),
+            json!({"resolve": ["x"]}),
+        )
+        .await;
+    assert_eq!((bad.status, bad.problem_field()), (400, Some("resolve[0]")));
+    f.engine.shutdown().await;
+
+    let g = start(2, false, None).await;
+    assert_eq!(
+        g.api.get("/v1/store/sessions").await.status,
+        400,
+        "no store configured"
+    );
+    let id = create(&g.api).await;
+    assert_eq!(
+        g.api
+            .post(&format!("/v1/sessions/{id}/save"), json!({}))
+            .await
+            .status,
+        400
+    );
+    g.engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_stream_and_shutdown_ends_them() {
+    let f = start(4, false, None).await;
+    let mut stream = f
+        .api
+        .client
+        .get(format!("{}/v1/events", f.api.base))
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let id = create(&f.api).await;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains(&id) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("an event within 10 s")
+            .expect("stream")
+            .expect("not ended");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: session_created"), "{seen}");
+    let data = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("data line");
+    let event: Value = serde_json::from_str(data).expect("json data");
+    assert_eq!(event["event"], "session_created");
+
+    let stop = f.api.post("/v1/shutdown", json!({})).await;
+    assert_eq!(stop.status, 202);
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream ends on shutdown");
+    tokio::time::timeout(Duration::from_secs(10), f.server.stopped())
+        .await
+        .expect("server stopped");
+    f.engine.shutdown().await;
+    f.engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_guards_every_route_but_health() {
+    let token = "0123456789abcdef-token";
+    let f = start(2, false, Some(token)).await;
+    let mut anonymous = ApiClient::new(f.api.base.clone());
+    anonymous.token = None;
+    assert_eq!(anonymous.get("/healthz").await.status, 200);
+    let refused = anonymous.get("/v1/sessions").await;
+    assert_eq!(refused.status, 401);
+    anonymous.token = Some("0123456789abcdef-wrong".into());
+    assert_eq!(anonymous.post("/v1/sessions", json!({})).await.status, 401);
+    assert_eq!(f.engine.session_count().await, 0);
+    assert_eq!(f.api.get("/v1/sessions").await.status, 200);
+
+    let exposed = mummer::api::check_exposure("API", "192.0.2.1:7878".parse().expect("addr"), None)
+        .expect_err("refused");
+    assert!(exposed.to_string().contains("--token"), "{exposed}");
+    assert!(mummer::api::check_exposure(
+        "API",
+        "192.0.2.1:7878".parse().expect("addr"),
+        Some("short")
+    )
+    .is_err());
+    assert!(mummer::api::check_exposure(
+        "API",
+        "192.0.2.1:7878".parse().expect("addr"),
+        Some(token)
+    )
+    .is_ok());
+    f.engine.shutdown().await;
+}
+
+#[test]
+fn the_openapi_document_is_valid_and_covers_every_route() {
+    let doc = support::api::openapi();
+    let parsed: Result<openapiv3::OpenAPI, _> = serde_json::from_value(doc.clone());
+    let parsed = parsed.expect("docs/openapi.json is an OpenAPI 3.0 document");
+    assert!(parsed.openapi.starts_with("3.0"));
+
+    // Every $ref resolves.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "$ref" {
+                        out.push(x.as_str().unwrap_or_default().to_string());
+                    }
+                    refs(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in &all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .expect("local schema ref");
+        assert!(
+            !doc["components"]["schemas"][name].is_null(),
+            "dangling {r}"
+        );
+    }
+
+    // The router's table (src/api/routes.rs) and the document list the same paths and
+    // methods.
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/routes.rs"))
+        .expect("routes.rs");
+    let mut routed = std::collections::BTreeSet::new();
+    let mut rest = source.as_str();
+    while let Some(i) = rest.find(".route(") {
+        rest = &rest[i + 7..];
+        let start = rest.find('"').expect("path literal") + 1;
+        let end = start + rest[start..].find('"').expect("end");
+        let path = rest[start..end].to_string();
+        let close = rest
+            .find("\n        .route(")
+            .or_else(|| rest.find(".fallback("))
+            .unwrap_or(rest.len());
+        let handlers = &rest[end..close];
+        for (m, name) in [
+            ("get", "get("),
+            ("post", "post("),
+            ("put", "put("),
+            ("delete", "delete("),
+        ] {
+            let called = handlers.match_indices(name).any(|(i, _)| {
+                i == 0
+                    || !handlers.as_bytes()[i - 1].is_ascii_alphanumeric()
+                        && handlers.as_bytes()[i - 1] != b'_'
+            });
+            if called {
+                routed.insert(format!("{m} {path}"));
+            }
+        }
+    }
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for m in ["get", "post", "put", "delete", "patch"] {
+            if !item[m].is_null() {
+                documented.insert(format!("{m} {path}"));
+                assert!(
+                    item[m]["operationId"].is_string(),
+                    "{m} {path} has no operationId"
+                );
+            }
+        }
+    }
+    assert_eq!(routed, documented, "router and OpenAPI document differ");
+    assert!(routed.len() >= 20, "{routed:?}");
+}
