@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages mummer needs: the BoringSSL build tools, Chromium for
-# the fingerprint conformance test and redis-server for the session-store tests. Idempotent; skips apt when everything is present.
+# the fingerprint conformance test, redis-server for the session-store tests, curl and
+# python3 for the message API tests (the proxy test and the Python example). Idempotent; skips apt when everything is present.
 set -euo pipefail
 need=()
-for pkg in cmake libclang-dev git build-essential chromium iproute2 util-linux redis-server; do
+for pkg in cmake libclang-dev git build-essential chromium iproute2 util-linux redis-server curl python3; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
