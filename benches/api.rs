@@ -106,7 +106,16 @@ async fn one(
     Ok(())
 }
 
-async fn run(way: Way, clients: usize, seconds: f64, url: &str, plain_url: &str) -> Outcome {
+/// Drives `clients` clients for `seconds`; with `rate`, all of them together send about
+/// that many requests per second (each on its own schedule), else as fast as they can.
+async fn run(
+    way: Way,
+    clients: usize,
+    seconds: f64,
+    rate: Option<f64>,
+    url: &str,
+    plain_url: &str,
+) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let counter = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(Mutex::new((0usize, None::<String>)));
@@ -125,9 +134,23 @@ async fn run(way: Way, clients: usize, seconds: f64, url: &str, plain_url: &str)
             _ => builder.no_proxy(),
         };
         let client = builder.build().expect("client");
+        let period = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
+            let mut ticks = period.map(|p| {
+                // Spread the clients' schedules over one period.
+                let offset = p.mul_f64(rand::random::<f64>());
+                let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, p);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             while !stop.load(Ordering::Relaxed) {
+                if let Some(t) = ticks.as_mut() {
+                    t.tick().await;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
                 match one(&way, &client, n, &url, &plain_url).await {
@@ -256,12 +279,18 @@ fn main() {
             ("HTTP/JSON API", Way::Api { base: base.clone(), ids: ids.clone() }),
             ("forward proxy (X-Mummer-Scheme)", Way::Proxy { proxy: format!("http://{}", proxy.local_addr()), ids: ids.clone() }),
         ];
-        let mut floor = None;
+        let paced = args.number("--rate").unwrap_or(if full { 2000 } else { 200 }) as f64;
         let mut failed = 0;
-        for (label, way) in ways {
+        for rate in [None, Some(paced)] {
+        match rate {
+            None => println!("  as fast as the clients go:"),
+            Some(r) => println!("  paced at {r} requests/s in total (below every way's capacity, so p99 shows per-request cost, not queueing):"),
+        }
+        let mut floor = None;
+        for (label, way) in ways.clone() {
             // A short warm-up opens the connections.
-            let _ = run(way.clone(), clients, if full { 2.0 } else { 0.3 }, &url, &plain_url).await;
-            let out = run(way, clients, seconds, &url, &plain_url).await;
+            let _ = run(way.clone(), clients, if full { 2.0 } else { 0.3 }, None, &url, &plain_url).await;
+            let out = run(way, clients, if rate.is_some() { seconds / 2.0 } else { seconds }, rate, &url, &plain_url).await;
             let p99 = pct(&out.latencies, 99);
             let added = floor.map_or("-".to_string(), |f: Duration| ms(p99.saturating_sub(f)));
             floor.get_or_insert(p99);
@@ -279,6 +308,7 @@ fn main() {
                 println!("    first error: {e}");
             }
             failed += out.errors;
+        }
         }
         proxy.stop().await;
         api.stop();

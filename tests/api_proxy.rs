@@ -317,6 +317,56 @@ async fn plain_proxy_forwards_through_sessions_and_refuses_clearly() {
         view.total_requests >= 7 && view.failed_requests >= 4,
         "{view:?}"
     );
+
+    // The same counters through the API and /metrics.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("recorder");
+    let api = mummer::api::ApiServer::start(
+        engine.clone(),
+        mummer::api::ApiConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            metrics: Some(metrics),
+            ..Default::default()
+        },
+        Some(proxy.stats()),
+    )
+    .await
+    .expect("api");
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let stats: serde_json::Value = serde_json::from_slice(
+        &plain
+            .get(format!("http://{}/v1/proxy", api.local_addr()))
+            .send()
+            .await
+            .expect("stats")
+            .bytes()
+            .await
+            .expect("body"),
+    )
+    .expect("json");
+    assert_eq!(stats["running"], true);
+    assert_eq!(stats["port"], proxy.local_addr().port());
+    assert_eq!(stats["registered_sessions"], 1);
+    assert_eq!(stats["total_requests"], view.total_requests);
+    let text = plain
+        .get(format!("http://{}/metrics", api.local_addr()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains(&format!("mummer_proxy_requests {}", view.total_requests)),
+        "{text}"
+    );
+    assert!(text.contains("mummer_proxy_active_connections"), "{text}");
+    api.stop();
+    api.stopped().await;
     proxy.stop().await;
 
     let guarded = self::proxy(&engine, None, Some("0123456789abcdef")).await;

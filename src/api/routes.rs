@@ -116,8 +116,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             .map_err(|e| {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
-                if path == "." || inner.is_syntax() || inner.is_eof() {
+                if inner.is_syntax() || inner.is_eof() {
                     Problem::invalid(None, format!("invalid JSON body: {inner}"))
+                } else if path == "." {
+                    // `missing field `url`` and `unknown field `x`` name the field in the text.
+                    let message = inner.to_string();
+                    let field = ["missing field `", "unknown field `"]
+                        .iter()
+                        .find_map(|p| message.strip_prefix(p))
+                        .and_then(|rest| rest.split('`').next())
+                        .map(str::to_owned);
+                    Problem::invalid(field, format!("invalid JSON body: {message}"))
                 } else {
                     Problem::invalid(
                         Some(path.clone()),
