@@ -19,7 +19,7 @@ use boring::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
     SubjectKeyIdentifier,
 };
-use boring::x509::{X509Name, X509};
+use boring::x509::{X509Builder, X509Name, X509NameRef, X509};
 use lru::LruCache;
 
 use crate::error::{Error, Result};
@@ -120,16 +120,8 @@ impl LocalCa {
                 &format!("mummer local proxy CA {:08x}", rand::random::<u32>()),
             )?;
             let name = name.build();
-            let mut b = X509::builder()?;
-            b.set_version(2)?;
-            let sn = serial()?;
-            b.set_serial_number(&sn)?;
-            b.set_subject_name(&name)?;
-            b.set_issuer_name(&name)?;
-            b.set_pubkey(&key)?;
             let (from, until) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(3650)?);
-            b.set_not_before(&from)?;
-            b.set_not_after(&until)?;
+            let mut b = certificate(&name, &name, &key, &from, &until)?;
             let basic = BasicConstraints::new().critical().ca().build()?;
             b.append_extension(&basic)?;
             let usage = KeyUsage::new()
@@ -194,18 +186,10 @@ impl LocalCa {
         let mut name = X509Name::builder()?;
         name.append_entry_by_nid(Nid::COMMONNAME, host)?;
         let name = name.build();
-        let mut b = X509::builder()?;
-        b.set_version(2)?;
-        let sn = serial()?;
-        b.set_serial_number(&sn)?;
-        b.set_subject_name(&name)?;
-        b.set_issuer_name(self.cert.subject_name())?;
-        b.set_pubkey(&key)?;
         // A day of slack for clocks that are behind.
         let from = Asn1Time::from_unix(unix_now() - 86_400)?;
         let until = Asn1Time::days_from_now(397)?;
-        b.set_not_before(&from)?;
-        b.set_not_after(&until)?;
+        let mut b = certificate(&name, self.cert.subject_name(), &key, &from, &until)?;
         let basic = BasicConstraints::new().build()?;
         b.append_extension(&basic)?;
         let usage = KeyUsage::new()
@@ -251,10 +235,27 @@ fn new_key() -> std::result::Result<PKey<Private>, boring::error::ErrorStack> {
     PKey::from_ec_key(EcKey::generate(&group)?)
 }
 
-fn serial() -> std::result::Result<boring::asn1::Asn1Integer, boring::error::ErrorStack> {
-    let mut bn = boring::bn::BigNum::new()?;
-    bn.rand(120, boring::bn::MsbOption::MAYBE_ZERO, false)?;
-    bn.to_asn1_integer()
+/// An X.509 v3 builder with a random 120-bit serial, the names, `key`'s public half and
+/// the validity set; extensions and the signature are the caller's.
+fn certificate(
+    subject: &X509NameRef,
+    issuer: &X509NameRef,
+    key: &PKey<Private>,
+    from: &Asn1Time,
+    until: &Asn1Time,
+) -> std::result::Result<X509Builder, boring::error::ErrorStack> {
+    let mut serial = boring::bn::BigNum::new()?;
+    serial.rand(120, boring::bn::MsbOption::MAYBE_ZERO, false)?;
+    let serial = serial.to_asn1_integer()?;
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(subject)?;
+    b.set_issuer_name(issuer)?;
+    b.set_pubkey(key)?;
+    b.set_not_before(from)?;
+    b.set_not_after(until)?;
+    Ok(b)
 }
 
 fn unix_now() -> i64 {

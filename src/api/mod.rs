@@ -84,6 +84,17 @@ pub fn check_exposure(what: &str, listen: SocketAddr, token: Option<&str>) -> Re
     }
 }
 
+/// Binds a listener for the API or the proxy; the error names the address.
+pub(crate) async fn bind(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::invalid_input(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::invalid_input(format!("listener address: {e}")))?;
+    Ok((listener, addr))
+}
+
 /// A running API server.
 pub struct ApiServer {
     addr: SocketAddr,
@@ -108,14 +119,7 @@ impl ApiServer {
             .defaults
             .parse_over(&TransportOptions::default())
             .map_err(|e| Error::invalid_input(format!("server transport defaults: {e}")))?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| {
-                Error::invalid_input(format!("cannot listen on {}: {e}", config.listen))
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::invalid_input(format!("listener address: {e}")))?;
+        let (listener, addr) = bind(config.listen).await?;
         let (stopping, _) = watch::channel(false);
         let state = routes::ApiState {
             engine,

@@ -149,14 +149,7 @@ impl ForwardProxy {
     /// A non-loopback address without a token, or the bind failing.
     pub async fn start(engine: Engine, config: ProxyConfig) -> Result<ForwardProxy> {
         super::check_exposure("proxy", config.listen, config.token.as_deref())?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| {
-                Error::invalid_input(format!("cannot listen on {}: {e}", config.listen))
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::invalid_input(format!("listener address: {e}")))?;
+        let (listener, addr) = super::bind(config.listen).await?;
         let stats = Arc::new(ProxyStats {
             running: AtomicBool::new(true),
             port: addr.port(),
