@@ -38,7 +38,7 @@ use tokio::sync::watch;
 
 use super::ca::LocalCa;
 use super::problem::Problem;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineSession};
 use crate::error::{Error, Result};
 use crate::profile::RequestKind;
 
@@ -51,6 +51,9 @@ pub const KIND_HEADER: &str = "x-mummer-kind";
 
 /// Largest request body the proxy buffers (sessions replay bodies on retries and 307s).
 const MAX_BODY: usize = 32 << 20;
+
+/// Longest wait for a client's request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the proxy listens and which sessions it serves.
 #[derive(Clone, Debug)]
@@ -218,6 +221,15 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// The HTTP/1 server settings for client connections: a client that takes longer than
+/// [`HEADER_TIMEOUT`] to send a request head is dropped (slow-loris).
+fn client_side() -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    b
+}
+
 async fn serve_connection(ctx: Arc<ProxyContext>, stream: tokio::net::TcpStream) {
     ctx.stats.active.fetch_add(1, Ordering::Relaxed);
     let _guard = ActiveGuard(ctx.stats.clone());
@@ -226,7 +238,7 @@ async fn serve_connection(ctx: Arc<ProxyContext>, stream: tokio::net::TcpStream)
         let ctx = service_ctx.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(ctx, req).await) }
     });
-    if let Err(e) = http1::Builder::new()
+    if let Err(e) = client_side()
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await
@@ -255,7 +267,7 @@ async fn route(
     authorize(&ctx.config, req.headers())?;
     let session = pick_session(ctx, req.headers(), None).await?;
     if req.method() == Method::CONNECT {
-        return connect(ctx.clone(), session, req);
+        return connect(ctx.clone(), session.id().to_owned(), req);
     }
     let uri = req.uri();
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
@@ -282,7 +294,7 @@ async fn route(
     };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{out_scheme}://{authority}{path}");
-    forward(ctx, &session, url, req).await
+    forward(&session, url, req).await
 }
 
 /// Checks `Proxy-Authorization` when the proxy has a token.
@@ -330,7 +342,7 @@ async fn pick_session(
     ctx: &ProxyContext,
     headers: &HeaderMap,
     tunnel: Option<&str>,
-) -> std::result::Result<String, Problem> {
+) -> std::result::Result<EngineSession, Problem> {
     let id = header_str(headers, SESSION_HEADER)
         .map(str::to_owned)
         .or_else(|| tunnel.map(str::to_owned))
@@ -341,8 +353,7 @@ async fn pick_session(
                 "no X-Mummer-Session header: name the session to send this through (create one with POST /v1/sessions), or start the proxy with --default-session",
             )
         })?;
-    ctx.engine.session(&id).await?;
-    Ok(id)
+    Ok(ctx.engine.session(&id).await?)
 }
 
 /// CONNECT: refused without a CA; with one, answered 200 and the tunnel's TLS is
@@ -399,7 +410,7 @@ fn connect(
                     let session = pick_session(&ctx, req.headers(), Some(&session)).await?;
                     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
                     let url = format!("{origin}{path}");
-                    forward(&ctx, &session, url, req).await
+                    forward(&session, url, req).await
                 }
                 .await;
                 let response = result.unwrap_or_else(IntoResponse::into_response);
@@ -412,7 +423,7 @@ fn connect(
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        if let Err(e) = http1::Builder::new()
+        if let Err(e) = client_side()
             .serve_connection(TokioIo::new(tls), service)
             .await
         {
@@ -470,8 +481,7 @@ fn dropped_response_header(name: &HeaderName, decoded: bool) -> bool {
 /// Sends one client request through `session` and turns the answer into the client's
 /// response.
 async fn forward(
-    ctx: &ProxyContext,
-    session: &str,
+    live: &EngineSession,
     url: String,
     req: Request<Incoming>,
 ) -> std::result::Result<Response<Body>, Problem> {
@@ -501,7 +511,6 @@ async fn forward(
             )
         })?
         .to_bytes();
-    let live = ctx.engine.session(session).await?;
     let mut request = live
         .request(parts.method.clone(), &url)
         .kind(kind)
@@ -521,7 +530,7 @@ async fn forward(
     let result = request.send().await;
     let status = result.as_ref().map_or(0, |r| r.status().as_u16());
     let path = url.split('?').next().unwrap_or_default();
-    tracing::info!(target: "mummer::proxy", %session, method = %parts.method, url = %path, status, ms = started.elapsed().as_secs_f64() * 1000.0, "proxied");
+    tracing::info!(target: "mummer::proxy", session = %live.id(), method = %parts.method, url = %path, status, ms = started.elapsed().as_secs_f64() * 1000.0, "proxied");
     let response = result?;
     let decoded = response.raw_body_len() != response.body().len() as u64
         || response
