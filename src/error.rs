@@ -54,6 +54,7 @@ enum Kind {
     StoreUnavailable,
     StoreConflict,
     LeaseHeld,
+    NoHealthyProxy,
 }
 
 impl Error {
@@ -210,8 +211,20 @@ impl Error {
         )
     }
 
+    pub(crate) fn no_healthy_proxy(pool: &str, size: usize, back_in_secs: u64) -> Self {
+        Error::new(
+            Kind::NoHealthyProxy,
+            format!("proxy pool `{pool}` has no healthy proxy: all {size} are benched after failures (the first is back in {back_in_secs} s); check the proxies, add some, or route elsewhere"),
+        )
+    }
+
     pub(crate) fn snapshot(path: impl fmt::Display, why: impl fmt::Display) -> Self {
         Error::new(Kind::Snapshot, format!("session snapshot {path}: {why}"))
+    }
+
+    /// Every proxy of the pool a session was routed to is benched.
+    pub fn is_no_healthy_proxy(&self) -> bool {
+        self.kind == Kind::NoHealthyProxy
     }
 
     /// No built-in profile or alias has the requested name.

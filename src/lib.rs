@@ -14,6 +14,7 @@ mod h2;
 pub mod inspect;
 pub mod net;
 pub mod profile;
+pub mod proxies;
 pub mod robots;
 pub mod session;
 pub mod store;

@@ -141,6 +141,12 @@ impl From<Error> for Problem {
                 "store-unavailable",
                 "Store unavailable",
             )
+        } else if e.is_no_healthy_proxy() {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-healthy-proxy",
+                "No healthy proxy",
+            )
         } else if e.is_breaker_open() {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
