@@ -7,7 +7,8 @@
 //! [`Session`] (what an attempt is, how its outcome is classified, what its target host
 //! is) and maps the actors' errors onto [`Error`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +28,7 @@ use tokio::sync::broadcast;
 use crate::client::{ClientBuilder, Response};
 use crate::error::{EngineErrorKind, Error, Result};
 use crate::profile::{Profile, RequestKind};
+use crate::proxies::{Assignment, ProxyRouter};
 use crate::robots::RobotsCache;
 use crate::session::snapshot::decode;
 use crate::session::SnapshotKey;
@@ -34,6 +36,9 @@ use crate::session::{Session, SessionStats};
 use crate::store::persist::{PersistSettings, Persister};
 use crate::store::{Lease, SessionStore};
 use crate::tls::TicketBackend;
+
+/// The tenant of sessions created without one.
+pub const DEFAULT_TENANT: &str = "default";
 
 /// One request as the engine carries it: everything needed to send it again.
 #[derive(Clone, Debug)]
@@ -155,6 +160,7 @@ pub struct EngineBuilder {
     snapshot_key: Option<SnapshotKey>,
     save_interval: Duration,
     lease_ttl: Duration,
+    proxies: Option<ProxyRouter>,
 }
 
 impl EngineBuilder {
@@ -292,6 +298,16 @@ impl EngineBuilder {
         self
     }
 
+    /// Proxy pools and routes: each new session takes its exit from the pool its target
+    /// domain and tenant route to, and keeps it for life ([`SessionConfig::target`],
+    /// [`SessionConfig::tenant`]). Requests that fail at the proxy count against it; a
+    /// pool with every proxy benched fails creation with
+    /// [`Error::is_no_healthy_proxy`].
+    pub fn proxies(mut self, router: ProxyRouter) -> Self {
+        self.proxies = Some(router);
+        self
+    }
+
     /// Keeps sessions in `store` ([`crate::store::FileStore`],
     /// [`crate::store::RedisStore`], or [`crate::store::open_store`] from a URL): each
     /// session is leased to this engine while it lives, saved on the save interval, on
@@ -349,13 +365,24 @@ impl EngineBuilder {
                         close_deadline: self.config.supervisor.close_deadline,
                     },
                 ));
-                let hook = persister.clone();
-                self.config.on_close = Some(Arc::new(move |session: &Session, reason| {
-                    hook.closing(&session.id().to_string(), reason);
-                }));
                 Some((persister, runtime))
             }
         };
+        let exits: Arc<Mutex<HashMap<String, Assignment>>> = Arc::default();
+        {
+            let persister = persister.as_ref().map(|(p, _)| p.clone());
+            let (router, exits) = (self.proxies.clone(), exits.clone());
+            self.config.on_close = Some(Arc::new(move |session: &Session, reason| {
+                let id = session.id().to_string();
+                if let Some(p) = &persister {
+                    p.closing(&id, reason);
+                }
+                let exit = exits.lock().ok().and_then(|mut e| e.remove(&id));
+                if let (Some(router), Some(exit)) = (&router, exit) {
+                    router.release(&exit);
+                }
+            }));
+        }
         let system = Arc::new(
             ActorSystem::start(self.config)
                 .map_err(|e| Error::io("starting the engine threads", e))?,
@@ -382,6 +409,8 @@ impl EngineBuilder {
             persister,
             tickets: self.tickets,
             close_deadline,
+            proxies: self.proxies,
+            exits,
         })
     }
 }
@@ -391,6 +420,9 @@ pub struct SessionConfig {
     profile: std::result::Result<Profile, String>,
     identifier: Option<String>,
     transport: Box<dyn FnOnce(ClientBuilder) -> ClientBuilder + Send>,
+    tenant: String,
+    target: Option<String>,
+    proxy_key: Option<String>,
 }
 
 impl SessionConfig {
@@ -400,6 +432,9 @@ impl SessionConfig {
             profile: Profile::resolve(name).map_err(|e| e.to_string()),
             identifier: None,
             transport: Box::new(|b| b),
+            tenant: DEFAULT_TENANT.to_owned(),
+            target: None,
+            proxy_key: None,
         }
     }
 
@@ -409,6 +444,9 @@ impl SessionConfig {
             profile: Ok(profile),
             identifier: None,
             transport: Box::new(|b| b),
+            tenant: DEFAULT_TENANT.to_owned(),
+            target: None,
+            proxy_key: None,
         }
     }
 
@@ -418,7 +456,29 @@ impl SessionConfig {
         self
     }
 
-    /// Transport options: proxy, CA file, resolve overrides, timeouts.
+    /// The tenant the session belongs to (default `default`): routing rules may send
+    /// tenants to their own pools.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = tenant.into();
+        self
+    }
+
+    /// The domain the session will mostly visit, for the routing table's domain rules.
+    pub fn target(mut self, domain: impl Into<String>) -> Self {
+        self.target = Some(domain.into());
+        self
+    }
+
+    /// What the `hash` strategy hashes to pick the proxy (default: the tenant), so the
+    /// same key gets the same exit across restarts.
+    pub fn proxy_key(mut self, key: impl Into<String>) -> Self {
+        self.proxy_key = Some(key.into());
+        self
+    }
+
+    /// Transport options: proxy, CA file, resolve overrides, timeouts. With proxy
+    /// pools ([`EngineBuilder::proxies`]) a routed session's pool proxy replaces the
+    /// proxy set here.
     pub fn transport(
         mut self,
         f: impl FnOnce(ClientBuilder) -> ClientBuilder + Send + 'static,
@@ -451,6 +511,10 @@ pub struct Engine {
     tickets: Option<Arc<dyn TicketBackend>>,
     /// How long a closing session's requests may run.
     close_deadline: Duration,
+    /// Proxy pools and routes, when configured.
+    proxies: Option<ProxyRouter>,
+    /// Each live session's exit (sessions routed to a pool).
+    exits: Arc<Mutex<HashMap<String, Assignment>>>,
 }
 
 impl Engine {
@@ -465,6 +529,7 @@ impl Engine {
             snapshot_key: None,
             save_interval: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(30),
+            proxies: None,
         }
     }
 
@@ -477,12 +542,84 @@ impl Engine {
     /// shutdown.
     pub async fn create_session(&self, config: SessionConfig) -> Result<String> {
         let profile = config.profile.map_err(Error::invalid_input)?;
-        let mut builder = Session::builder(profile).transport(config.transport);
+        let exit = match &self.proxies {
+            Some(router) => router.assign(
+                config.target.as_deref(),
+                &config.tenant,
+                config.proxy_key.as_deref(),
+                None,
+            )?,
+            None => None,
+        };
+        let transport = config.transport;
+        let proxy = exit.as_ref().map(|e| e.proxy.clone());
+        let mut builder = Session::builder(profile).transport(move |b| {
+            let b = transport(b);
+            match proxy {
+                Some(p) => b.proxy(p),
+                None => b,
+            }
+        });
         if let Some(id) = config.identifier {
             builder = builder.identifier(id);
         }
-        let session = builder.build()?;
-        self.register(session, Origin::Created).await
+        let built = builder.build();
+        let release = |exit: &Option<Assignment>| {
+            if let (Some(router), Some(exit)) = (&self.proxies, exit) {
+                router.release(exit);
+            }
+        };
+        let session = match built {
+            Ok(s) => s,
+            Err(e) => {
+                release(&exit);
+                return Err(e);
+            }
+        };
+        let id = session.id().to_string();
+        if let Some(exit) = &exit {
+            if let Ok(mut exits) = self.exits.lock() {
+                exits.insert(id.clone(), exit.clone());
+            }
+        }
+        match self.register(session, Origin::Created).await {
+            Ok(id) => Ok(id),
+            Err(e) => {
+                if let Ok(mut exits) = self.exits.lock() {
+                    exits.remove(&id);
+                }
+                release(&exit);
+                Err(e)
+            }
+        }
+    }
+
+    /// The exit (pool and proxy) of the live session `id`, when it was routed to a pool.
+    pub fn session_exit(&self, id: &str) -> Option<Assignment> {
+        self.exits.lock().ok().and_then(|e| e.get(id).cloned())
+    }
+
+    /// The proxy router, when the engine has pools.
+    pub fn proxy_router(&self) -> Option<&ProxyRouter> {
+        self.proxies.as_ref()
+    }
+
+    /// Counts a request's outcome against the session's proxy: a failure at the proxy
+    /// (connect, CONNECT, SOCKS, authentication) is one step toward benching it.
+    fn note_exit(&self, id: &str, outcome: &Result<Response>) {
+        let Some(router) = &self.proxies else {
+            return;
+        };
+        let Some(exit) = self.session_exit(id) else {
+            return;
+        };
+        match outcome {
+            Ok(_) => router.record_success(&exit),
+            Err(e) if e.is_proxy() => {
+                router.record_failure(&exit, &e.to_string());
+            }
+            Err(_) => {}
+        }
     }
 
     /// Registers a session built elsewhere (restored from a snapshot file, say). With a
@@ -902,13 +1039,14 @@ impl EngineRequestBuilder {
                 return Err(crate::robots::disallowed(&url));
             }
         }
-        let done = self
-            .session
-            .engine
+        let engine = self.session.engine.clone();
+        let outcome = engine
             .system
             .execute(&self.session.found, self.request)
             .await
-            .map_err(map_err)?;
-        Ok(done.response.with_attempts(done.attempts))
+            .map_err(map_err)
+            .map(|done| done.response.with_attempts(done.attempts));
+        engine.note_exit(&self.session.found.id, &outcome);
+        outcome
     }
 }

@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 #[derive(Clone, Debug)]
 pub struct SeenRequest {
     pub connection: usize,
+    /// The address the connection came from (a proxy's exit address, say).
+    pub peer: std::net::IpAddr,
     pub resumed: bool,
     pub version: http::Version,
     pub method: http::Method,
@@ -145,7 +147,7 @@ impl HttpsServer {
         let log = seen.clone();
         let task = tokio::spawn(async move {
             let mut n = 0;
-            while let Ok((tcp, _)) = listener.accept().await {
+            while let Ok((tcp, peer)) = listener.accept().await {
                 let _ = tcp.set_nodelay(true);
                 n += 1;
                 let (acceptor, handler, log) = (acceptor.clone(), handler.clone(), log.clone());
@@ -157,6 +159,7 @@ impl HttpsServer {
                     let h2 = tls.ssl().selected_alpn_protocol() == Some(b"h2");
                     let conn = Conn {
                         number: n,
+                        peer: peer.ip(),
                         resumed,
                         handler,
                         log: record.then_some(log),
@@ -190,6 +193,7 @@ impl HttpsServer {
 
 struct Conn {
     number: usize,
+    peer: std::net::IpAddr,
     resumed: bool,
     handler: Handler,
     log: Option<Arc<Mutex<Vec<SeenRequest>>>>,
@@ -226,6 +230,7 @@ impl Conn {
                 }
                 let seen = SeenRequest {
                     connection: this.number,
+                    peer: this.peer,
                     resumed: this.resumed,
                     version: http::Version::HTTP_2,
                     method: parts.method,
@@ -303,6 +308,7 @@ impl Conn {
             let body = buf.split_to(len).freeze();
             let seen = SeenRequest {
                 connection: self.number,
+                peer: self.peer,
                 resumed: self.resumed,
                 version: http::Version::HTTP_11,
                 method: method.parse().unwrap_or(http::Method::GET),

@@ -6,6 +6,7 @@ pub mod api;
 pub mod chromium;
 pub mod https;
 pub mod redis;
+pub mod tinyproxy;
 
 use std::net::SocketAddr;
 

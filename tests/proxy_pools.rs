@@ -1,0 +1,202 @@
+//! Proxy pools with real proxies: two `tinyproxy` processes, each sending from its own
+//! loopback address, so the site sees which exit each request came through. Sessions
+//! keep one exit for life, routing rules pick the pool, a killed proxy is benched after
+//! its failures and new sessions avoid it, and a pool with every proxy benched fails
+//! fast naming the pool.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use mummer::proxies::{ProxiesFile, ProxyRouter};
+use mummer::{Engine, SessionConfig};
+use mummer_actors::policy::RetryPolicy;
+use support::https::{HttpsServer, Reply};
+use support::tinyproxy::Tinyproxy;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_keep_their_exit_and_dead_proxies_are_benched() {
+    let site = HttpsServer::start(|_| Reply::ok("ok")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("site.pem");
+    std::fs::write(&ca, &site.cert_pem).expect("write");
+    let (a, mut b) = (Tinyproxy::start("127.0.0.2"), Tinyproxy::start("127.0.0.3"));
+    let file = ProxiesFile::parse(
+        &format!(
+            r#"
+default_pool = "loop"
+[pools.loop]
+proxies = ["{}", "{}"]
+strategy = "round_robin"
+ban_after = 2
+cooldown_secs = 60
+[pools.solo]
+proxies = ["{}"]
+ban_after = 1
+[[routes]]
+domain = ".solo.test"
+pool = "solo"
+"#,
+            a.url(),
+            b.url(),
+            b.url()
+        ),
+        false,
+    )
+    .expect("pools file");
+    let engine = Engine::builder()
+        .proxies(ProxyRouter::from_file(&file).expect("router"))
+        .retry(RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        })
+        .start()
+        .expect("engine");
+    // Through a proxy the target is named by address (the proxy resolves names itself).
+    let url = |tag: &str| format!("https://127.0.0.1:{}/{tag}", site.addr.port());
+    let config = |target: &str| {
+        let ca = ca.clone();
+        SessionConfig::profile("chrome-latest")
+            .target(target)
+            .transport(move |t| t.ca_file(ca))
+    };
+
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            engine
+                .create_session(config("shop.test"))
+                .await
+                .expect("session"),
+        );
+    }
+    for round in 0..3 {
+        for (i, id) in ids.iter().enumerate() {
+            let s = engine.session(id).await.expect("live");
+            s.session().client().close_connections(); // a new connection each round
+            s.get(&url(&format!("s{i}-r{round}")))
+                .send()
+                .await
+                .expect("through the proxy");
+        }
+    }
+    let mut exits: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+    for r in site.requests() {
+        let tag = r
+            .path()
+            .trim_start_matches('/')
+            .split('-')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        exits.entry(tag).or_default().insert(r.peer);
+    }
+    for (session, seen) in &exits {
+        assert_eq!(
+            seen.len(),
+            1,
+            "session {session} used one exit for life: {seen:?}"
+        );
+    }
+    let used: BTreeSet<IpAddr> = exits.values().flatten().copied().collect();
+    assert_eq!(
+        used,
+        BTreeSet::from([a.exit, b.exit]),
+        "round robin used both proxies"
+    );
+    let on_b: Vec<&String> = ids
+        .iter()
+        .filter(|id| {
+            engine
+                .session_exit(id)
+                .is_some_and(|e| e.proxy.to_string().contains(&b.port.to_string()))
+        })
+        .collect();
+    assert_eq!(on_b.len(), 2);
+
+    // The domain rule sends `solo.test` sessions to the one-proxy pool.
+    let solo = engine
+        .create_session(config("www.solo.test"))
+        .await
+        .expect("solo");
+    assert_eq!(
+        engine.session_exit(&solo).map(|e| e.pool),
+        Some("solo".into())
+    );
+
+    // Kill b: its sessions fail at the proxy; two failures bench it in `loop`.
+    b.kill();
+    for id in &on_b {
+        let s = engine.session(id).await.expect("live");
+        s.session().client().close_connections();
+        let e = s
+            .get(&url("after-kill"))
+            .send()
+            .await
+            .expect_err("proxy is gone");
+        assert!(e.is_proxy(), "{e}");
+    }
+    let router = engine.proxy_router().expect("router");
+    let health = router.health();
+    let benched: Vec<_> = health["loop"]
+        .iter()
+        .filter(|h| h.benched_for_secs.is_some())
+        .collect();
+    assert_eq!(benched.len(), 1, "{health:?}");
+    assert!(benched[0].last_error.is_some());
+    // New sessions now all get a.
+    for _ in 0..3 {
+        let id = engine
+            .create_session(config("shop.test"))
+            .await
+            .expect("session");
+        assert_eq!(
+            engine.session_exit(&id).map(|e| e.proxy.to_string()),
+            Some(
+                mummer::net::Proxy::parse(&a.url())
+                    .expect("url")
+                    .to_string()
+            )
+        );
+        engine
+            .session(&id)
+            .await
+            .expect("live")
+            .get(&url("fresh"))
+            .send()
+            .await
+            .expect("via a");
+    }
+    assert!(site
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/fresh")
+        .all(|r| r.peer == a.exit));
+
+    // `solo` has only b: one failure benches it, then creation fails fast with its name.
+    let s = engine.session(&solo).await.expect("live");
+    assert!(s
+        .get(&url("solo"))
+        .send()
+        .await
+        .expect_err("dead")
+        .is_proxy());
+    let e = engine
+        .create_session(config("solo.test"))
+        .await
+        .expect_err("no healthy proxy");
+    assert!(e.is_no_healthy_proxy(), "{e}");
+    assert!(e.to_string().contains("`solo`"), "{e}");
+    assert!(
+        !format!("{:?}", router.health()).contains("pass"),
+        "no credentials"
+    );
+    engine.shutdown().await;
+    // Every session released its slot.
+    assert!(
+        router.health().values().flatten().all(|h| h.sessions == 0),
+        "{:?}",
+        router.health()
+    );
+}
