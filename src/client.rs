@@ -352,6 +352,12 @@ impl Client {
         self.request(Method::GET, url)
     }
 
+    /// A builder with this client's settings (profile, TLS options, resolve rules,
+    /// proxy, timeouts, limits): a client built from it has its own pool and tickets.
+    pub fn settings(&self) -> ClientBuilder {
+        self.inner.config.clone()
+    }
+
     /// The transport counters and the pool's current size. Takes the pool lock briefly.
     pub fn transport_stats(&self) -> TransportStats {
         let c = &self.inner.counters;

@@ -368,7 +368,7 @@ impl EngineBuilder {
                 Some((persister, runtime))
             }
         };
-        let exits: Arc<Mutex<HashMap<String, Assignment>>> = Arc::default();
+        let exits: Arc<Mutex<HashMap<String, Routed>>> = Arc::default();
         {
             let persister = persister.as_ref().map(|(p, _)| p.clone());
             let (router, exits) = (self.proxies.clone(), exits.clone());
@@ -377,9 +377,9 @@ impl EngineBuilder {
                 if let Some(p) = &persister {
                     p.closing(&id, reason);
                 }
-                let exit = exits.lock().ok().and_then(|mut e| e.remove(&id));
-                if let (Some(router), Some(exit)) = (&router, exit) {
-                    router.release(&exit);
+                let routed = exits.lock().ok().and_then(|mut e| e.remove(&id));
+                if let (Some(router), Some(routed)) = (&router, routed) {
+                    router.release(&routed.exit);
                 }
             }));
         }
@@ -514,7 +514,15 @@ pub struct Engine {
     /// Proxy pools and routes, when configured.
     proxies: Option<ProxyRouter>,
     /// Each live session's exit (sessions routed to a pool).
-    exits: Arc<Mutex<HashMap<String, Assignment>>>,
+    exits: Arc<Mutex<HashMap<String, Routed>>>,
+}
+
+/// A live session's exit and what it was routed by (kept for rotation).
+#[derive(Clone, Debug)]
+struct Routed {
+    exit: Assignment,
+    /// What the hash strategy hashes (the proxy key, else the tenant).
+    key: String,
 }
 
 impl Engine {
@@ -579,7 +587,14 @@ impl Engine {
         let id = session.id().to_string();
         if let Some(exit) = &exit {
             if let Ok(mut exits) = self.exits.lock() {
-                exits.insert(id.clone(), exit.clone());
+                let key = config.proxy_key.unwrap_or(config.tenant);
+                exits.insert(
+                    id.clone(),
+                    Routed {
+                        exit: exit.clone(),
+                        key,
+                    },
+                );
             }
         }
         match self.register(session, Origin::Created).await {
@@ -596,7 +611,110 @@ impl Engine {
 
     /// The exit (pool and proxy) of the live session `id`, when it was routed to a pool.
     pub fn session_exit(&self, id: &str) -> Option<Assignment> {
-        self.exits.lock().ok().and_then(|e| e.get(id).cloned())
+        self.exits
+            .lock()
+            .ok()
+            .and_then(|e| e.get(id).map(|r| r.exit.clone()))
+    }
+
+    /// Replaces the live session `id` with a fresh one (new cookies, new TLS tickets;
+    /// the same profile and transport options) on another healthy proxy of the same
+    /// pool, and closes the old one gracefully (no new requests; running ones finish).
+    /// Returns the new id; the event stream reports both ids, both exits and `reason`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_session_not_found`], [`Error::is_no_healthy_proxy`] (nothing was
+    /// closed), [`Error::is_invalid_input`] for a session not routed to a pool.
+    pub async fn rotate_session(&self, id: &str, reason: &str) -> Result<String> {
+        let router = self.proxies.as_ref().ok_or_else(|| {
+            Error::invalid_input(
+                "this engine has no proxy pools: set them with EngineBuilder::proxies",
+            )
+        })?;
+        let old = self.session(id).await?;
+        let routed = self
+            .exits
+            .lock()
+            .ok()
+            .and_then(|e| e.get(id).cloned())
+            .ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "session {id} was not routed to a proxy pool; nothing to rotate"
+                ))
+            })?;
+        let exit = router.assign_in(&routed.exit.pool, &routed.key, Some(routed.exit.slot))?;
+        let settings = old.session().client().settings().proxy(exit.proxy.clone());
+        let profile = old.session().profile().clone();
+        drop(old);
+        // The old one first, as the caller asked: drained, then closed (and saved).
+        if let Err(e) = self.close_session(id).await {
+            router.release(&exit);
+            return Err(e);
+        }
+        let fresh = match Session::builder(profile)
+            .transport(move |_| settings)
+            .build()
+        {
+            Ok(s) => s,
+            Err(e) => {
+                router.release(&exit);
+                return Err(e);
+            }
+        };
+        let new_id = fresh.id().to_string();
+        if let Ok(mut exits) = self.exits.lock() {
+            exits.insert(
+                new_id.clone(),
+                Routed {
+                    exit: exit.clone(),
+                    key: routed.key.clone(),
+                },
+            );
+        }
+        if let Err(e) = self.register(fresh, Origin::Created).await {
+            if let Ok(mut exits) = self.exits.lock() {
+                exits.remove(&new_id);
+            }
+            router.release(&exit);
+            return Err(e);
+        }
+        tracing::info!(old = %id, new = %new_id, from = %routed.exit.proxy, to = %exit.proxy, reason, "session rotated");
+        self.system.emit(EngineEvent::SessionRotated {
+            old_id: id.to_owned(),
+            new_id: new_id.clone(),
+            old_proxy: routed.exit.proxy.to_string(),
+            new_proxy: exit.proxy.to_string(),
+            reason: reason.to_owned(),
+        });
+        Ok(new_id)
+    }
+
+    /// Rotates every live session on `exit` (its proxy was benched), in the background.
+    fn rotate_all_on(&self, exit: &Assignment, why: &str) {
+        let ids: Vec<String> = self
+            .exits
+            .lock()
+            .map(|e| {
+                e.iter()
+                    .filter(|(_, r)| r.exit.pool == exit.pool && r.exit.slot == exit.slot)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(proxy = %exit.proxy, "proxy benched outside a tokio runtime; its sessions were not rotated");
+            return;
+        };
+        let reason = format!("proxy {} benched: {why}", exit.proxy);
+        for id in ids {
+            let (engine, reason) = (self.clone(), reason.clone());
+            runtime.spawn(async move {
+                if let Err(e) = engine.rotate_session(&id, &reason).await {
+                    tracing::warn!(session = %id, error = %e, "could not rotate a session off a benched proxy");
+                }
+            });
+        }
     }
 
     /// The proxy router, when the engine has pools.
@@ -616,7 +734,10 @@ impl Engine {
         match outcome {
             Ok(_) => router.record_success(&exit),
             Err(e) if e.is_proxy() => {
-                router.record_failure(&exit, &e.to_string());
+                let why = e.to_string();
+                if router.record_failure(&exit, &why) == crate::proxies::FailureOutcome::Benched {
+                    self.rotate_all_on(&exit, &why);
+                }
             }
             Err(_) => {}
         }

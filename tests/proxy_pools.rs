@@ -125,7 +125,9 @@ pool = "solo"
         Some("solo".into())
     );
 
-    // Kill b: its sessions fail at the proxy; two failures bench it in `loop`.
+    // Kill b: its sessions fail at the proxy; two failures bench it in `loop`, and the
+    // sessions on it are rotated onto a with fresh identities.
+    let mut events = engine.events();
     b.kill();
     for id in &on_b {
         let s = engine.session(id).await.expect("live");
@@ -145,6 +147,43 @@ pool = "solo"
         .collect();
     assert_eq!(benched.len(), 1, "{health:?}");
     assert!(benched[0].last_error.is_some());
+    let mut rotated = BTreeMap::new();
+    while rotated.len() < 2 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+            .await
+            .expect("rotations within 10 s")
+            .expect("event stream");
+        if let mummer::EngineEvent::SessionRotated {
+            old_id,
+            new_id,
+            old_proxy,
+            new_proxy,
+            reason,
+        } = event
+        {
+            assert!(
+                old_proxy.contains(&b.port.to_string()) && new_proxy.contains(&a.port.to_string())
+            );
+            assert!(reason.contains("benched"), "{reason}");
+            rotated.insert(old_id, new_id);
+        }
+    }
+    for old in &on_b {
+        let new = &rotated[*old];
+        assert!(
+            engine.session(old).await.is_err(),
+            "the old session is closed"
+        );
+        let fresh = engine.session(new).await.expect("the new one is live");
+        assert_eq!(fresh.session().cookies().len(), 0, "a fresh identity");
+        fresh.get(&url("rotated")).send().await.expect("through a");
+    }
+    assert!(site
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/rotated")
+        .all(|r| r.peer == a.exit));
+
     // New sessions now all get a.
     for _ in 0..3 {
         let id = engine

@@ -120,4 +120,18 @@ pub enum EngineEvent {
         /// The store.
         store: String,
     },
+    /// A session was replaced by a fresh one on another exit (new cookies, new TLS
+    /// tickets); the old one was drained and closed.
+    SessionRotated {
+        /// The closed session.
+        old_id: String,
+        /// Its replacement.
+        new_id: String,
+        /// The old exit (credentials masked).
+        old_proxy: String,
+        /// The new exit.
+        new_proxy: String,
+        /// Why.
+        reason: String,
+    },
 }

@@ -228,6 +228,29 @@ impl ProxyRouter {
         }))
     }
 
+    /// An exit in `pool` for a session moving away from `avoid` (rotation): another
+    /// healthy proxy of the same pool when there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_no_healthy_proxy`], or an unknown pool.
+    pub fn assign_in(&self, pool: &str, key: &str, avoid: Option<ProxySlot>) -> Result<Assignment> {
+        let mut pools = self.pools.lock().map_err(poisoned)?;
+        let p = pools
+            .get_mut(pool)
+            .ok_or_else(|| Error::invalid_input(format!("pool `{pool}` is not defined")))?;
+        let slot = p.assign(Instant::now(), Some(key), avoid)?;
+        let proxy = p
+            .proxy(slot)
+            .cloned()
+            .ok_or_else(|| Error::invalid_input("a pool handed out a slot it does not have"))?;
+        Ok(Assignment {
+            pool: pool.to_owned(),
+            slot,
+            proxy,
+        })
+    }
+
     /// A session on `a` ended.
     pub fn release(&self, a: &Assignment) {
         if let Ok(mut pools) = self.pools.lock() {
