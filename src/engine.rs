@@ -25,6 +25,7 @@ use mummer_actors::{
 };
 use tokio::sync::broadcast;
 
+use crate::audit::{AuditConfig, AuditLog};
 use crate::client::{ClientBuilder, Response};
 use crate::error::{EngineErrorKind, Error, Result};
 use crate::profile::{Profile, RequestKind};
@@ -161,6 +162,7 @@ pub struct EngineBuilder {
     save_interval: Duration,
     lease_ttl: Duration,
     proxies: Option<ProxyRouter>,
+    audit: Option<AuditConfig>,
 }
 
 impl EngineBuilder {
@@ -308,6 +310,15 @@ impl EngineBuilder {
         self
     }
 
+    /// Writes the audit trail of session lifecycle events (created, proxy assigned,
+    /// rotated, quarantined, closed) to a JSON-lines file with retention
+    /// ([`crate::audit`]). Needs a tokio runtime at [`EngineBuilder::start`];
+    /// [`Engine::shutdown`] returns after the last close is written.
+    pub fn audit(mut self, config: AuditConfig) -> Self {
+        self.audit = Some(config);
+        self
+    }
+
     /// Keeps sessions in `store` ([`crate::store::FileStore`],
     /// [`crate::store::RedisStore`], or [`crate::store::open_store`] from a URL): each
     /// session is leased to this engine while it lives, saved on the save interval, on
@@ -387,6 +398,18 @@ impl EngineBuilder {
             ActorSystem::start(self.config)
                 .map_err(|e| Error::io("starting the engine threads", e))?,
         );
+        let audit = match self.audit.take() {
+            None => None,
+            Some(config) => {
+                let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                    Error::invalid_input(
+                        "an engine with an audit trail must be started inside a tokio runtime",
+                    )
+                })?;
+                let log = AuditLog::open(config)?;
+                Some(AuditTask::spawn(log, system.events(), &runtime))
+            }
+        };
         let persister = persister.map(|(persister, runtime)| {
             let weak = Arc::downgrade(&system);
             let spawner = runtime.clone();
@@ -411,6 +434,7 @@ impl EngineBuilder {
             close_deadline,
             proxies: self.proxies,
             exits,
+            audit: audit.map(Arc::new),
         })
     }
 }
@@ -515,12 +539,67 @@ pub struct Engine {
     proxies: Option<ProxyRouter>,
     /// Each live session's exit (sessions routed to a pool).
     exits: Arc<Mutex<HashMap<String, Routed>>>,
+    /// The audit trail's writer task, when configured.
+    audit: Option<Arc<AuditTask>>,
+}
+
+/// Writes engine events to the audit trail as they come; drained at shutdown.
+struct AuditTask {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl AuditTask {
+    fn spawn(
+        log: AuditLog,
+        mut events: broadcast::Receiver<EngineEvent>,
+        runtime: &tokio::runtime::Handle,
+    ) -> AuditTask {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let write = move |log: &AuditLog, e: &EngineEvent| {
+            if let Err(err) = log.record(e) {
+                tracing::error!(error = %err, "audit trail write failed");
+            }
+        };
+        let task = runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    next = events.recv() => match next {
+                        Ok(e) => write(&log, &e),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::error!(missed = n, "the audit trail fell behind and missed events");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    _ = stopped.changed() => {
+                        while let Ok(e) = events.try_recv() {
+                            write(&log, &e);
+                        }
+                        break;
+                    }
+                }
+            }
+        });
+        AuditTask {
+            stop,
+            task: tokio::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    /// Writes what is queued and stops.
+    async fn finish(&self) {
+        self.stop.send_replace(true);
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+    }
 }
 
 /// A live session's exit and what it was routed by (kept for rotation).
 #[derive(Clone, Debug)]
 struct Routed {
     exit: Assignment,
+    tenant: String,
     /// What the hash strategy hashes (the proxy key, else the tenant).
     key: String,
 }
@@ -538,6 +617,7 @@ impl Engine {
             save_interval: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(30),
             proxies: None,
+            audit: None,
         }
     }
 
@@ -560,6 +640,7 @@ impl Engine {
             None => None,
         };
         let transport = config.transport;
+        let tenant = config.tenant.clone();
         let proxy = exit.as_ref().map(|e| e.proxy.clone());
         let mut builder = Session::builder(profile).transport(move |b| {
             let b = transport(b);
@@ -587,18 +668,29 @@ impl Engine {
         let id = session.id().to_string();
         if let Some(exit) = &exit {
             if let Ok(mut exits) = self.exits.lock() {
-                let key = config.proxy_key.unwrap_or(config.tenant);
+                let key = config.proxy_key.unwrap_or_else(|| tenant.clone());
                 exits.insert(
                     id.clone(),
                     Routed {
                         exit: exit.clone(),
+                        tenant: tenant.clone(),
                         key,
                     },
                 );
             }
         }
         match self.register(session, Origin::Created).await {
-            Ok(id) => Ok(id),
+            Ok(id) => {
+                if let Some(exit) = &exit {
+                    self.system.emit(EngineEvent::ProxyAssigned {
+                        id: id.clone(),
+                        tenant: tenant.clone(),
+                        pool: exit.pool.clone(),
+                        proxy: exit.proxy.to_string(),
+                    });
+                }
+                Ok(id)
+            }
             Err(e) => {
                 if let Ok(mut exits) = self.exits.lock() {
                     exits.remove(&id);
@@ -668,6 +760,7 @@ impl Engine {
                 new_id.clone(),
                 Routed {
                     exit: exit.clone(),
+                    tenant: routed.tenant.clone(),
                     key: routed.key.clone(),
                 },
             );
@@ -679,6 +772,12 @@ impl Engine {
             router.release(&exit);
             return Err(e);
         }
+        self.system.emit(EngineEvent::ProxyAssigned {
+            id: new_id.clone(),
+            tenant: routed.tenant.clone(),
+            pool: exit.pool.clone(),
+            proxy: exit.proxy.to_string(),
+        });
         tracing::info!(old = %id, new = %new_id, from = %routed.exit.proxy, to = %exit.proxy, reason, "session rotated");
         self.system.emit(EngineEvent::SessionRotated {
             old_id: id.to_owned(),
@@ -983,6 +1082,9 @@ impl Engine {
         self.system.shutdown().await;
         if let Some(p) = &self.persister {
             p.finish(Duration::from_secs(10)).await;
+        }
+        if let Some(audit) = &self.audit {
+            audit.finish().await;
         }
     }
 }

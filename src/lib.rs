@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod client;
 pub mod cookies;
 mod decode;

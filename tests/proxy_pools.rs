@@ -38,15 +38,22 @@ ban_after = 1
 domain = ".solo.test"
 pool = "solo"
 "#,
-            a.url(),
+            a.url().replace("http://", "http://auditor:pw-secret@"),
             b.url(),
             b.url()
         ),
         false,
     )
     .expect("pools file");
+    let trail = dir.path().join("audit.jsonl");
     let engine = Engine::builder()
         .proxies(ProxyRouter::from_file(&file).expect("router"))
+        .audit(mummer::audit::AuditConfig {
+            path: trail.clone(),
+            max_age: Some(std::time::Duration::from_secs(86_400)),
+            max_bytes: Some(1 << 20),
+            hash_key: None,
+        })
         .retry(RetryPolicy {
             max_retries: 0,
             ..RetryPolicy::default()
@@ -193,7 +200,7 @@ pool = "solo"
         assert_eq!(
             engine.session_exit(&id).map(|e| e.proxy.to_string()),
             Some(
-                mummer::net::Proxy::parse(&a.url())
+                mummer::net::Proxy::parse(&a.url().replace("http://", "http://auditor:pw-secret@"))
                     .expect("url")
                     .to_string()
             )
@@ -238,4 +245,47 @@ pool = "solo"
         "{:?}",
         router.health()
     );
+
+    // The audit trail: every session created once, closed once, its exit recorded, the
+    // two rotations with their reasons, and no proxy password.
+    let text = std::fs::read_to_string(&trail).expect("audit trail");
+    assert!(
+        !text.contains("pw-secret"),
+        "a proxy password reached the audit trail"
+    );
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let count = |event: &str, session: &str| {
+        entries
+            .iter()
+            .filter(|e| e["event"] == event && e["session"] == session)
+            .count()
+    };
+    let created: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["event"] == "created")
+        .filter_map(|e| e["session"].as_str())
+        .collect();
+    assert_eq!(created.len(), 4 + 1 + 2 + 3, "{text}");
+    for id in &created {
+        assert_eq!(count("created", id), 1, "{id}");
+        assert_eq!(count("closed", id), 1, "{id} closed once");
+        assert_eq!(count("proxy_assigned", id), 1, "{id} got one exit");
+    }
+    let rotations: Vec<&serde_json::Value> =
+        entries.iter().filter(|e| e["event"] == "rotated").collect();
+    assert_eq!(rotations.len(), 2);
+    for r in rotations {
+        assert_eq!(count("closed", r["session"].as_str().expect("old")), 1);
+        assert!(r["reason"].as_str().expect("reason").contains("benched"));
+        assert!(
+            r["new_proxy"]
+                .as_str()
+                .expect("new")
+                .contains("auditor:***@"),
+            "{r}"
+        );
+    }
 }

@@ -120,6 +120,17 @@ pub enum EngineEvent {
         /// The store.
         store: String,
     },
+    /// A session was given its exit from a proxy pool (once, at creation).
+    ProxyAssigned {
+        /// Session id.
+        id: String,
+        /// The session's tenant.
+        tenant: String,
+        /// The pool.
+        pool: String,
+        /// The proxy (credentials masked).
+        proxy: String,
+    },
     /// A session was replaced by a fresh one on another exit (new cookies, new TLS
     /// tickets); the old one was drained and closed.
     SessionRotated {
