@@ -64,6 +64,15 @@ impl Fixture {
 }
 
 async fn start(max_sessions: usize, store: bool, token: Option<&str>) -> Fixture {
+    start_with(max_sessions, store, token, None).await
+}
+
+async fn start_with(
+    max_sessions: usize,
+    store: bool,
+    token: Option<&str>,
+    proxies: Option<mummer::proxies::ProxyRouter>,
+) -> Fixture {
     let site = site().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("site.pem");
@@ -81,6 +90,9 @@ async fn start(max_sessions: usize, store: bool, token: Option<&str>) -> Fixture
         )
         .expect("file store");
         builder = builder.store(stored);
+    }
+    if let Some(router) = proxies {
+        builder = builder.proxies(router);
     }
     let engine = builder.start().expect("engine");
     let server = ApiServer::start(
@@ -625,6 +637,108 @@ async fn a_token_guards_every_route_but_health() {
     )
     .is_ok());
     f.engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn proxy_pools_are_read_changed_and_sessions_rotated_through_the_api() {
+    let file = mummer::proxies::ProxiesFile::parse(
+        r#"
+default_pool = "dc"
+[pools.dc]
+proxies = ["http://user:pw-hidden@127.0.0.1:9", "http://127.0.0.1:10"]
+[pools.other]
+proxies = ["http://127.0.0.1:11"]
+"#,
+        false,
+    )
+    .expect("pools");
+    let router = mummer::proxies::ProxyRouter::from_file(&file).expect("router");
+    let f = start_with(8, false, None, Some(router)).await;
+    let api = &f.api;
+    let created = api
+        .post(
+            "/v1/sessions",
+            json!({"tenant": "acme", "target": "shop.test"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let id = created.json["id"].as_str().expect("id").to_string();
+    let health = api.get("/v1/proxies").await;
+    assert_eq!(health.status, 200);
+    assert!(!String::from_utf8_lossy(&health.bytes).contains("pw-hidden"));
+    let on = |h: &Value, pool: &str| -> u64 {
+        h[pool]
+            .as_array()
+            .expect("pool")
+            .iter()
+            .map(|p| p["sessions"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(on(&health.json, "dc"), 1);
+
+    let rotated = api
+        .post(
+            &format!("/v1/sessions/{id}/rotate"),
+            json!({"reason": "contract test"}),
+        )
+        .await;
+    assert_eq!(rotated.status, 201, "{:?}", rotated.json);
+    assert_ne!(rotated.json["id"], id.as_str());
+    assert_eq!(api.get(&format!("/v1/sessions/{id}")).await.status, 404);
+    assert_eq!(
+        api.post(&format!("/v1/sessions/{id}/rotate"), json!({}))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        on(&api.get("/v1/proxies").await.json, "dc"),
+        1,
+        "the old slot was released"
+    );
+
+    let routes = api
+        .call(
+            "PUT",
+            "/v1/proxies/routes",
+            Some(
+                json!({"routes": [{"tenant": "acme", "pool": "other"}]})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(routes.status, 204, "{:?}", routes.json);
+    api.post("/v1/sessions", json!({"tenant": "acme"})).await;
+    assert_eq!(on(&api.get("/v1/proxies").await.json, "other"), 1);
+    let direct = api.post("/v1/sessions", json!({"tenant": "globex"})).await;
+    let direct_id = direct.json["id"].as_str().expect("id").to_string();
+    let unrouted = api
+        .post(&format!("/v1/sessions/{direct_id}/rotate"), json!({}))
+        .await;
+    assert_eq!(
+        unrouted.status, 400,
+        "not routed to a pool: {:?}",
+        unrouted.json
+    );
+    let ghost = api
+        .call(
+            "PUT",
+            "/v1/proxies/routes",
+            Some(
+                json!({"routes": [{"domain": "a.test", "pool": "ghost"}]})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!((ghost.status, ghost.problem_field()), (400, Some("routes")));
+    assert!(ghost.detail().contains("ghost"));
+    f.engine.shutdown().await;
+
+    let plain = start(2, false, None).await;
+    assert_eq!(plain.api.get("/v1/proxies").await.status, 404);
+    plain.engine.shutdown().await;
 }
 
 #[test]

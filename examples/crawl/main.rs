@@ -95,6 +95,13 @@ struct Args {
     /// worker uses which session; a real browser sends no such header).
     #[arg(long = "tag-requests")]
     tag_requests: bool,
+    /// Proxy pools and routes (TOML or JSON, see docs/proxies.md): each session takes
+    /// its exit from the pool the start URL's host and the tenant route to.
+    #[arg(long)]
+    proxies: Option<PathBuf>,
+    /// The tenant the sessions belong to (routing rules may name it).
+    #[arg(long, default_value = "default")]
+    tenant: String,
 }
 
 /// `href="..."` targets of `<a>` tags, resolved against `base`, fragments dropped.
@@ -164,6 +171,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .lease_ttl(Duration::from_secs_f64(args.lease_ttl))
             .save_interval(Duration::from_secs_f64(args.save_interval));
     }
+    if let Some(path) = &args.proxies {
+        let file = mummer::proxies::ProxiesFile::load(path)?;
+        builder = builder.proxies(mummer::proxies::ProxyRouter::from_file(&file)?);
+    }
     let engine = builder.start()?;
     let transport = {
         let (resolve, ca, insecure) = (resolve.clone(), args.cacert.clone(), args.insecure);
@@ -185,7 +196,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let restored = ids.len();
     while ids.len() < args.sessions.max(1) {
         let t = transport.clone();
-        let config = SessionConfig::profile(&args.profile).transport(t);
+        let mut config = SessionConfig::profile(&args.profile)
+            .transport(t)
+            .tenant(args.tenant.clone());
+        if let Some(host) = start.host_str() {
+            config = config.target(host);
+        }
         let id = engine.create_session(config).await?;
         if store.is_some() {
             // Saved at once, so that a crash before the first interval loses nothing.

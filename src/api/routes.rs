@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, watch};
 use super::problem::Problem;
 use super::proxy::ProxyStats;
 use super::transport::TransportOptions;
-use super::wire::{CreateSession, RequestSpec, ResponseView, SetIdentifier};
+use super::wire::{CreateSession, RequestSpec, ResponseView, Rotate, SetIdentifier, SetRoutes};
 use crate::cookies::formats::{self, CookieFormat};
 use crate::engine::{Engine, SessionConfig};
 use crate::profile::RequestKind;
@@ -71,6 +71,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sessions/{id}/snapshot", get(export_snapshot))
         .route("/v1/sessions/{id}/save", post(save_session))
         .route("/v1/sessions/{id}/requests", post(perform))
+        .route("/v1/sessions/{id}/rotate", post(rotate))
+        .route("/v1/proxies", get(proxy_health))
+        .route("/v1/proxies/routes", put(set_routes))
         .route("/v1/store/sessions", get(stored_sessions))
         .route("/v1/store/sessions/{id}/checkout", post(checkout))
         .route("/v1/dead-letters", get(dead_letters))
@@ -259,6 +262,15 @@ async fn create_session(
     let mut config = SessionConfig::with_profile(profile).transport(move |b| transport.apply(b));
     if let Some(identifier) = body.identifier {
         config = config.identifier(identifier);
+    }
+    if let Some(tenant) = body.tenant {
+        config = config.tenant(tenant);
+    }
+    if let Some(target) = body.target {
+        config = config.target(target);
+    }
+    if let Some(key) = body.proxy_key {
+        config = config.proxy_key(key);
     }
     let id = s.engine.create_session(config).await?;
     created(&s, &id).await
@@ -521,6 +533,45 @@ async fn perform(
         p
     })?;
     Ok(Json(ResponseView::new(&response, spec.response_body)).into_response())
+}
+
+/// The router, or a 404 saying the server has no pools.
+fn pools(s: &ApiState) -> ApiResult<&crate::proxies::ProxyRouter> {
+    s.engine.proxy_router().ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-proxy-pools",
+            "No proxy pools",
+            "this server has no proxy pools: start it with --proxies FILE",
+        )
+    })
+}
+
+async fn proxy_health(State(s): State<ApiState>) -> ApiResult<Response> {
+    Ok(Json(pools(&s)?.health()).into_response())
+}
+
+async fn set_routes(
+    State(s): State<ApiState>,
+    JsonBody(body): JsonBody<SetRoutes>,
+) -> ApiResult<StatusCode> {
+    pools(&s)?
+        .set_routes(&body.routes, body.default_pool)
+        .map_err(|e| Problem::invalid(Some("routes".into()), e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Rotate>,
+) -> ApiResult<Response> {
+    pools(&s)?;
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "asked through the API".into());
+    let new_id = s.engine.rotate_session(&id, &reason).await?;
+    created(&s, &new_id).await
 }
 
 #[derive(Deserialize)]

@@ -45,6 +45,35 @@ pub struct CreateSession {
     /// Per-attempt timeout in milliseconds.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// The session's tenant (default `default`), for proxy routing.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The domain the session will mostly visit, for proxy routing.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// What the `hash` proxy strategy hashes (default: the tenant).
+    #[serde(default)]
+    pub proxy_key: Option<String>,
+}
+
+/// `PUT /v1/proxies/routes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRoutes {
+    /// Rules, first match wins.
+    pub routes: Vec<crate::proxies::RouteSpec>,
+    /// The pool for what no rule matches.
+    #[serde(default)]
+    pub default_pool: Option<String>,
+}
+
+/// `POST /v1/sessions/{id}/rotate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    /// Why (recorded in the event and the audit trail).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 impl CreateSession {

@@ -81,6 +81,10 @@ pub struct ServeArgs {
     /// Deadline of one request with its retries, seconds.
     #[arg(long = "request-deadline", default_value_t = 120.0)]
     request_deadline: f64,
+    /// Proxy pools and routes (TOML or JSON, see docs/proxies.md): sessions take their
+    /// exit from the pool their target and tenant route to.
+    #[arg(long)]
+    proxies: Option<PathBuf>,
     /// Fetch and obey robots.txt (user agent `mummer`).
     #[arg(long)]
     robots: bool,
@@ -181,6 +185,10 @@ pub async fn serve(args: ServeArgs) -> CliResult {
     }
     if let Some(k) = &key {
         builder = builder.snapshot_key(k.clone());
+    }
+    if let Some(path) = &args.proxies {
+        let file = mummer::proxies::ProxiesFile::load(path)?;
+        builder = builder.proxies(mummer::proxies::ProxyRouter::from_file(&file)?);
     }
     let engine = builder.start()?;
     if args.restore {
