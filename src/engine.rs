@@ -640,7 +640,7 @@ impl Engine {
             None => None,
         };
         let transport = config.transport;
-        let tenant = config.tenant.clone();
+        let tenant = config.tenant;
         let proxy = exit.as_ref().map(|e| e.proxy.clone());
         let mut builder = Session::builder(profile).transport(move |b| {
             let b = transport(b);
@@ -652,53 +652,54 @@ impl Engine {
         if let Some(id) = config.identifier {
             builder = builder.identifier(id);
         }
-        let built = builder.build();
-        let release = |exit: &Option<Assignment>| {
-            if let (Some(router), Some(exit)) = (&self.proxies, exit) {
-                router.release(exit);
+        let routed = exit.map(|exit| Routed {
+            exit,
+            key: config.proxy_key.unwrap_or_else(|| tenant.clone()),
+            tenant,
+        });
+        self.go_live_routed(builder.build(), routed).await
+    }
+
+    /// Makes a freshly built session live on its exit (when it has one): the exit is
+    /// recorded before the session can take requests, given back if it cannot go live,
+    /// and reported ([`EngineEvent::ProxyAssigned`]) once it is live.
+    async fn go_live_routed(
+        &self,
+        built: Result<Session>,
+        routed: Option<Routed>,
+    ) -> Result<String> {
+        let release = |routed: &Option<Routed>| {
+            if let (Some(router), Some(r)) = (&self.proxies, routed) {
+                router.release(&r.exit);
             }
         };
         let session = match built {
             Ok(s) => s,
             Err(e) => {
-                release(&exit);
+                release(&routed);
                 return Err(e);
             }
         };
         let id = session.id().to_string();
-        if let Some(exit) = &exit {
+        if let (Some(r), Ok(mut exits)) = (&routed, self.exits.lock()) {
+            exits.insert(id.clone(), r.clone());
+        }
+        if let Err(e) = self.register(session, Origin::Created).await {
             if let Ok(mut exits) = self.exits.lock() {
-                let key = config.proxy_key.unwrap_or_else(|| tenant.clone());
-                exits.insert(
-                    id.clone(),
-                    Routed {
-                        exit: exit.clone(),
-                        tenant: tenant.clone(),
-                        key,
-                    },
-                );
+                exits.remove(&id);
             }
+            release(&routed);
+            return Err(e);
         }
-        match self.register(session, Origin::Created).await {
-            Ok(id) => {
-                if let Some(exit) = &exit {
-                    self.system.emit(EngineEvent::ProxyAssigned {
-                        id: id.clone(),
-                        tenant: tenant.clone(),
-                        pool: exit.pool.clone(),
-                        proxy: exit.proxy.to_string(),
-                    });
-                }
-                Ok(id)
-            }
-            Err(e) => {
-                if let Ok(mut exits) = self.exits.lock() {
-                    exits.remove(&id);
-                }
-                release(&exit);
-                Err(e)
-            }
+        if let Some(r) = routed {
+            self.system.emit(EngineEvent::ProxyAssigned {
+                id: id.clone(),
+                tenant: r.tenant,
+                pool: r.exit.pool,
+                proxy: r.exit.proxy.to_string(),
+            });
         }
+        Ok(id)
     }
 
     /// The exit (pool and proxy) of the live session `id`, when it was routed to a pool.
@@ -744,40 +745,15 @@ impl Engine {
             router.release(&exit);
             return Err(e);
         }
-        let fresh = match Session::builder(profile)
+        let fresh = Session::builder(profile)
             .transport(move |_| settings)
-            .build()
-        {
-            Ok(s) => s,
-            Err(e) => {
-                router.release(&exit);
-                return Err(e);
-            }
-        };
-        let new_id = fresh.id().to_string();
-        if let Ok(mut exits) = self.exits.lock() {
-            exits.insert(
-                new_id.clone(),
-                Routed {
-                    exit: exit.clone(),
-                    tenant: routed.tenant.clone(),
-                    key: routed.key.clone(),
-                },
-            );
-        }
-        if let Err(e) = self.register(fresh, Origin::Created).await {
-            if let Ok(mut exits) = self.exits.lock() {
-                exits.remove(&new_id);
-            }
-            router.release(&exit);
-            return Err(e);
-        }
-        self.system.emit(EngineEvent::ProxyAssigned {
-            id: new_id.clone(),
+            .build();
+        let next = Routed {
+            exit: exit.clone(),
             tenant: routed.tenant.clone(),
-            pool: exit.pool.clone(),
-            proxy: exit.proxy.to_string(),
-        });
+            key: routed.key.clone(),
+        };
+        let new_id = self.go_live_routed(fresh, Some(next)).await?;
         tracing::info!(old = %id, new = %new_id, from = %routed.exit.proxy, to = %exit.proxy, reason, "session rotated");
         self.system.emit(EngineEvent::SessionRotated {
             old_id: id.to_owned(),
@@ -1193,6 +1169,12 @@ impl EngineRequestBuilder {
         self
     }
 
+    /// Adds a header already parsed (see [`EngineRequestBuilder::header`]).
+    pub fn header_value(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.request.headers.push((name, value));
+        self
+    }
+
     /// Sets the body.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.request.body = Some(body.into());
@@ -1262,7 +1244,7 @@ impl EngineRequestBuilder {
                 return Err(crate::robots::disallowed(&url));
             }
         }
-        let engine = self.session.engine.clone();
+        let engine = &self.session.engine;
         let outcome = engine
             .system
             .execute(&self.session.found, self.request)

@@ -117,6 +117,14 @@ impl ProxyStats {
         }
     }
 
+    /// Counts an answer to a client: 4xx and 5xx (the proxy's own or the target's) as
+    /// failed.
+    fn count_answer(&self, status: StatusCode) {
+        if status.is_client_error() || status.is_server_error() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Sets the `mummer_proxy_*` gauges from the counters (called before a scrape).
     pub fn publish_gauges(&self, registered_sessions: usize) {
         let v = self.view(registered_sessions);
@@ -254,9 +262,7 @@ async fn handle(ctx: Arc<ProxyContext>, req: Request<Incoming>) -> Response<Body
         Ok(r) => r,
         Err(p) => p.into_response(),
     };
-    if response.status().is_client_error() || response.status().is_server_error() {
-        ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
-    }
+    ctx.stats.count_answer(response.status());
     response
 }
 
@@ -414,12 +420,7 @@ fn connect(
                 }
                 .await;
                 let response = result.unwrap_or_else(IntoResponse::into_response);
-                if !response.status().is_success()
-                    && !response.status().is_redirection()
-                    && response.status() != StatusCode::NOT_MODIFIED
-                {
-                    ctx.stats.failed.fetch_add(1, Ordering::Relaxed);
-                }
+                ctx.stats.count_answer(response.status());
                 Ok::<_, std::convert::Infallible>(response)
             }
         });

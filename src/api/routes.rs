@@ -228,10 +228,11 @@ async fn metrics_text(State(s): State<ApiState>) -> ApiResult<Response> {
             "this server was started without a Prometheus recorder",
         )
     })?;
+    let live = s.engine.session_count().await;
     if let Some(proxy) = &s.proxy {
-        proxy.publish_gauges(s.engine.session_count().await);
+        proxy.publish_gauges(live);
     }
-    metrics::gauge!("mummer_sessions_live").set(s.engine.session_count().await as f64);
+    metrics::gauge!("mummer_sessions_live").set(live as f64);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),
@@ -243,10 +244,8 @@ async fn list_sessions(State(s): State<ApiState>) -> ApiResult<Response> {
     Ok(Json(s.engine.list_sessions().await?).into_response())
 }
 
-async fn session_view(s: &ApiState, id: &str) -> ApiResult<serde_json::Value> {
-    let session = s.engine.session(id).await?;
-    let stats = session.session().stats();
-    Ok(serde_json::to_value(stats).unwrap_or_default())
+async fn session_view(s: &ApiState, id: &str) -> ApiResult<crate::session::SessionStats> {
+    Ok(s.engine.session(id).await?.session().stats())
 }
 
 async fn create_session(
@@ -503,15 +502,16 @@ async fn perform(
     let session = s.engine.session(&id).await?;
     let mut request = session.request(method, &spec.url).kind(kind);
     for (i, (name, value)) in headers.iter().enumerate() {
-        if http::HeaderName::from_bytes(name.trim().as_bytes()).is_err()
-            || http::HeaderValue::from_str(value.trim()).is_err()
-        {
+        let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            http::HeaderValue::from_str(value.trim()),
+        ) else {
             return Err(Problem::invalid(
                 Some(format!("headers[{i}]")),
                 format!("header {i} (`{name}`) is not a valid HTTP header"),
             ));
-        }
-        request = request.header(name, value);
+        };
+        request = request.header_value(n, v);
     }
     if let Some(body) = body {
         request = request.body(body);

@@ -115,7 +115,7 @@ impl TransportOptions {
         if let Some(path) = &cacert {
             if !path.is_file() {
                 return Err(Error::invalid_input(format!(
-                    "cacert: {} is not a readable file on the server",
+                    "cacert: {} is not a readable file",
                     path.display()
                 )));
             }

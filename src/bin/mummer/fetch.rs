@@ -2,12 +2,10 @@
 //! a persistent session that is loaded before and saved after the request.
 
 use std::io::Write;
-use std::time::Duration;
 
-use mummer::net::{ConnectTo, Proxy, ResolveOverride};
+use mummer::api::TransportOptions;
 use mummer::{
-    Client, ClientBuilder, Engine, HttpVersionPref, Profile, RequestKind, Response, Session,
-    SessionConfig,
+    Client, ClientBuilder, Engine, Profile, RequestKind, Response, Session, SessionConfig,
 };
 use mummer_actors::policy::RetryPolicy;
 
@@ -15,55 +13,36 @@ use crate::session_cmd::{session_key, SessionFile};
 use crate::{CliResult, FetchArgs};
 
 /// The transport options of `args`, parsed up front (so a typo fails before anything is
-/// sent) and applied to a client builder later.
+/// sent) by the same [`TransportOptions`] the message API uses, and applied to a client
+/// builder later.
 pub fn transport(
     args: &FetchArgs,
 ) -> CliResult<impl FnOnce(ClientBuilder) -> ClientBuilder + Send + 'static> {
-    let connect_to = args
-        .connect_to
-        .iter()
-        .map(|r| r.parse::<ConnectTo>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let resolve = args
-        .resolve
-        .iter()
-        .map(|r| r.parse::<ResolveOverride>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let proxy = args.proxy.as_deref().map(Proxy::parse).transpose()?;
-    let timeout = match args.max_time {
+    let timeout_ms = match args.max_time {
         Some(secs) if !(secs.is_finite() && secs > 0.0) => {
             return Err("--max-time must be a positive number of seconds".into())
         }
-        Some(secs) => Some(Duration::from_secs_f64(secs)),
+        Some(secs) => Some(((secs * 1000.0).ceil() as u64).max(1)),
         None => None,
     };
     let version = if args.http1 {
-        HttpVersionPref::Http1Only
+        "http1"
     } else if args.http2 {
-        HttpVersionPref::Http2Only
+        "http2"
     } else {
-        HttpVersionPref::Auto
+        "auto"
     };
-    let (insecure, ca) = (args.insecure, args.cacert.clone());
-    Ok(move |mut b: ClientBuilder| {
-        b = b.insecure(insecure).http_version(version);
-        if let Some(ca) = ca {
-            b = b.ca_file(ca);
-        }
-        for rule in connect_to {
-            b = b.connect_to(rule);
-        }
-        for r in resolve {
-            b = b.resolve(r);
-        }
-        if let Some(p) = proxy {
-            b = b.proxy(p);
-        }
-        if let Some(t) = timeout {
-            b = b.timeout(t);
-        }
-        b
-    })
+    let parsed = TransportOptions {
+        proxy: args.proxy.clone(),
+        resolve: args.resolve.clone(),
+        connect_to: args.connect_to.clone(),
+        cacert: args.cacert.clone(),
+        insecure: Some(args.insecure),
+        http_version: Some(version.to_owned()),
+        timeout_ms,
+    }
+    .parse_over(&TransportOptions::default())?;
+    Ok(move |b: ClientBuilder| parsed.apply(b))
 }
 
 fn method(args: &FetchArgs) -> CliResult<http::Method> {
