@@ -240,6 +240,7 @@ fn main() {
                 mitm: None,
                 default_session: None,
                 token: None,
+                tenant_tokens: mummer::api::TenantTokens::new(),
             },
         )
         .await

@@ -38,8 +38,7 @@ use crate::store::persist::{PersistSettings, Persister};
 use crate::store::{Lease, SessionStore};
 use crate::tls::TicketBackend;
 
-/// The tenant of sessions created without one.
-pub const DEFAULT_TENANT: &str = "default";
+pub use crate::tenant::DEFAULT_TENANT;
 
 /// One request as the engine carries it: everything needed to send it again.
 #[derive(Clone, Debug)]
@@ -100,6 +99,10 @@ impl SessionCore for Session {
 
     fn touch(&self) {
         Session::touch(self);
+    }
+
+    fn tenant(&self) -> &str {
+        Session::tenant(self)
     }
 
     fn target(r: &EngineRequest) -> String {
@@ -386,7 +389,7 @@ impl EngineBuilder {
             self.config.on_close = Some(Arc::new(move |session: &Session, reason| {
                 let id = session.id().to_string();
                 if let Some(p) = &persister {
-                    p.closing(&id, reason);
+                    p.closing(&session.store_key(), reason);
                 }
                 let routed = exits.lock().ok().and_then(|mut e| e.remove(&id));
                 if let (Some(router), Some(routed)) = (&router, routed) {
@@ -434,6 +437,7 @@ impl EngineBuilder {
             close_deadline,
             proxies: self.proxies,
             exits,
+            rotations: Arc::default(),
             audit: audit.map(Arc::new),
         })
     }
@@ -480,8 +484,10 @@ impl SessionConfig {
         self
     }
 
-    /// The tenant the session belongs to (default `default`): routing rules may send
-    /// tenants to their own pools.
+    /// The tenant the session belongs to (default `default`; see [`crate::tenant`]):
+    /// its store key and TLS-ticket partition carry it, metrics are labelled with it,
+    /// routing rules may send it to its own pool, and an API token of another tenant
+    /// cannot see the session.
     pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
         self.tenant = tenant.into();
         self
@@ -539,6 +545,8 @@ pub struct Engine {
     proxies: Option<ProxyRouter>,
     /// Each live session's exit (sessions routed to a pool).
     exits: Arc<Mutex<HashMap<String, Routed>>>,
+    /// Rotations under way or done, by the old id (see [`Engine::rotate_session`]).
+    rotations: Arc<Mutex<Rotations>>,
     /// The audit trail's writer task, when configured.
     audit: Option<Arc<AuditTask>>,
 }
@@ -592,6 +600,44 @@ impl AuditTask {
         if let Some(task) = self.task.lock().await.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// Rotations by old session id: a second rotation of one session (a request that failed
+/// at the proxy while the proxy's benching rotates everything on it) waits for the first
+/// and gets the same successor; callers holding an old id can find the new one.
+#[derive(Default)]
+struct Rotations {
+    by_old: HashMap<String, (std::time::Instant, Arc<tokio::sync::OnceCell<String>>)>,
+}
+
+impl Rotations {
+    /// How long a finished rotation is remembered (to name the successor).
+    const KEEP: Duration = Duration::from_secs(600);
+
+    /// The rotation of `id`, started now unless one is under way or done.
+    fn of(&mut self, id: &str) -> Arc<tokio::sync::OnceCell<String>> {
+        if self.by_old.len() > 1024 {
+            self.by_old
+                .retain(|_, (at, cell)| !cell.initialized() || at.elapsed() < Self::KEEP);
+        }
+        self.by_old
+            .entry(id.to_owned())
+            .or_insert_with(|| (std::time::Instant::now(), Arc::default()))
+            .1
+            .clone()
+    }
+
+    /// The live successor of `id`, following rotations of rotations.
+    fn successor(&self, id: &str) -> Option<String> {
+        let mut next = self.by_old.get(id)?.1.get()?.clone();
+        for _ in 0..16 {
+            match self.by_old.get(&next).and_then(|(_, c)| c.get()) {
+                Some(further) => next = further.clone(),
+                None => break,
+            }
+        }
+        Some(next)
     }
 }
 
@@ -652,6 +698,7 @@ impl Engine {
         if let Some(id) = config.identifier {
             builder = builder.identifier(id);
         }
+        builder = builder.tenant(tenant.clone());
         let routed = exit.map(|exit| Routed {
             exit,
             key: config.proxy_key.unwrap_or_else(|| tenant.clone()),
@@ -719,7 +766,28 @@ impl Engine {
     ///
     /// [`Error::is_session_not_found`], [`Error::is_no_healthy_proxy`] (nothing was
     /// closed), [`Error::is_invalid_input`] for a session not routed to a pool.
+    ///
+    /// Rotating a session that is already being rotated waits for that rotation and
+    /// returns its new id (one successor per session, whoever asked).
     pub async fn rotate_session(&self, id: &str, reason: &str) -> Result<String> {
+        let rotation = self
+            .rotations
+            .lock()
+            .map_err(|_| Error::invalid_input("the rotation table was poisoned"))?
+            .of(id);
+        // A failed rotation leaves the cell empty: the next caller tries again.
+        rotation
+            .get_or_try_init(|| self.rotate_once(id, reason))
+            .await
+            .cloned()
+    }
+
+    /// The session that replaced `id` by rotation (following chains), if any.
+    pub fn successor(&self, id: &str) -> Option<String> {
+        self.rotations.lock().ok()?.successor(id)
+    }
+
+    async fn rotate_once(&self, id: &str, reason: &str) -> Result<String> {
         let router = self.proxies.as_ref().ok_or_else(|| {
             Error::invalid_input(
                 "this engine has no proxy pools: set them with EngineBuilder::proxies",
@@ -797,6 +865,117 @@ impl Engine {
         self.proxies.as_ref()
     }
 
+    /// What the pools make of a request's outcome: it counts against the session's
+    /// proxy, and the pool's [`RotationPolicy`](crate::proxies::RotationPolicy) may move
+    /// the session. A request that failed at the proxy is sent again on the session's
+    /// successor when it may be (idempotent method or `Idempotency-Key`), so a dying
+    /// proxy loses no request; that answer is returned instead.
+    async fn after_request(
+        &self,
+        found: &SessionRef<Session>,
+        outcome: Result<Response>,
+        replay: Option<EngineRequest>,
+    ) -> Result<Response> {
+        let Some(router) = &self.proxies else {
+            return outcome;
+        };
+        let proxy_failure = outcome.as_ref().err().filter(|e| e.is_proxy());
+        let exit = match self.session_exit(&found.id) {
+            Some(exit) => exit,
+            // Rotated away while this request ran (another request's failure, or the
+            // proxy's benching): a failure at the proxy goes to the successor.
+            None if proxy_failure.is_some() && self.rotation_known(&found.id) => {
+                // Waits for a rotation under way; the old session is closed, so this
+                // never starts one.
+                return match self.rotate_session(&found.id, "proxy failed").await {
+                    Ok(next) => self
+                        .replay(&found.id, &next, replay)
+                        .await
+                        .unwrap_or(outcome),
+                    Err(_) => outcome,
+                };
+            }
+            None => return outcome,
+        };
+        self.note_exit(&found.id, &outcome);
+        let policy = router.rotation(&exit.pool);
+        if let Some(e) = proxy_failure {
+            if !policy.on_proxy_failure {
+                return outcome;
+            }
+            let reason = format!("proxy {} failed: {e}", exit.proxy);
+            let next = match self.rotate_session(&found.id, &reason).await {
+                Ok(next) => next,
+                Err(why) => {
+                    tracing::warn!(session = %found.id, error = %why, "could not move the session off its failed proxy");
+                    return outcome;
+                }
+            };
+            return self
+                .replay(&found.id, &next, replay)
+                .await
+                .unwrap_or(outcome);
+        }
+        if policy.on_quarantine && self.system.is_quarantined(&found.id) {
+            self.rotate_in_background(&found.id, "quarantined: blocked responses".into());
+        } else if policy.has_limits() {
+            if let Some(why) = policy.due(found.core.request_count(), found.core.age()) {
+                self.rotate_in_background(&found.id, why);
+            }
+        }
+        outcome
+    }
+
+    /// Sends `request` (when there is one and it may be sent twice) on `next`, the
+    /// successor of `old`; `None` when it was not sent.
+    async fn replay(
+        &self,
+        old: &str,
+        next: &str,
+        request: Option<EngineRequest>,
+    ) -> Option<Result<Response>> {
+        let request = request.filter(|r| {
+            let (method, keyed) = <Session as SessionCore>::method(r);
+            mummer_actors::policy::is_idempotent(&method, keyed)
+        })?;
+        tracing::info!(old = %old, new = %next, url = %request.url, "sending a request that failed at the proxy again on the rotated session");
+        let successor = match self.session(next).await {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        let again = self
+            .system
+            .execute(&successor.found, request)
+            .await
+            .map_err(map_err)
+            .map(|done| done.response.with_attempts(done.attempts));
+        self.note_exit(next, &again);
+        Some(again)
+    }
+
+    /// Whether `id` has a rotation under way or done.
+    fn rotation_known(&self, id: &str) -> bool {
+        self.rotations
+            .lock()
+            .is_ok_and(|r| r.by_old.contains_key(id))
+    }
+
+    /// Rotates `id` in a task of its own (the request that made it due is answered
+    /// meanwhile).
+    fn rotate_in_background(&self, id: &str, reason: String) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (engine, id) = (self.clone(), id.to_owned());
+        runtime.spawn(async move {
+            if let Err(e) = engine.rotate_session(&id, &reason).await {
+                if !e.is_session_not_found() {
+                    tracing::warn!(session = %id, error = %e, reason, "could not rotate the session");
+                }
+            }
+        });
+    }
+
     /// Counts a request's outcome against the session's proxy: a failure at the proxy
     /// (connect, CONNECT, SOCKS, authentication) is one step toward benching it.
     fn note_exit(&self, id: &str, outcome: &Result<Response>) {
@@ -833,6 +1012,7 @@ impl Engine {
     /// unless `origin` brings one, with the version it was loaded as).
     async fn register(&self, session: Session, origin: Origin) -> Result<String> {
         let id = session.id().to_string();
+        let key = session.store_key();
         if let Some(backend) = &self.tickets {
             session
                 .client()
@@ -843,10 +1023,10 @@ impl Engine {
             let (lease, version) = match origin {
                 Origin::CheckedOut(lease, version) => (Some(lease), version),
                 Origin::Created | Origin::Adopted => {
-                    match p.store().acquire(&id, p.lease_ttl()).await {
+                    match p.store().acquire(&key, p.lease_ttl()).await {
                         // A session made here has a fresh id: nothing stored to version against.
                         Ok(lease) if matches!(origin, Origin::Created) => (Some(lease), 0),
-                        Ok(lease) => match p.store().load(&id).await {
+                        Ok(lease) => match p.store().load(&key).await {
                             Ok(stored) => (Some(lease), stored.map_or(0, |s| s.version)),
                             Err(e) => {
                                 let _ = p.store().release(&lease).await;
@@ -862,11 +1042,11 @@ impl Engine {
                     }
                 }
             };
-            p.adopt(id.clone(), session.clone(), version, lease);
+            p.adopt(key.clone(), session.clone(), version, lease);
         }
         if let Err(e) = self.system.create(id.clone(), session).await {
             if let Some(p) = &self.persister {
-                p.abandon(&id).await;
+                p.abandon(&key).await;
             }
             return Err(map_err(e));
         }
@@ -894,20 +1074,45 @@ impl Engine {
         id: &str,
         transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
     ) -> Result<String> {
+        self.checkout_session_of(DEFAULT_TENANT, id, transport)
+            .await
+    }
+
+    /// [`Engine::checkout_session`] for a session of `tenant`: only that tenant's keys
+    /// are looked at, so another tenant's session is "not found" here.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::checkout_session`]; [`Error::is_invalid_input`] for a malformed
+    /// tenant name.
+    pub async fn checkout_session_of(
+        &self,
+        tenant: &str,
+        id: &str,
+        transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> Result<String> {
+        crate::tenant::check_tenant(tenant)?;
         let p = self.persister()?;
         let store = p.store();
-        let lease = store.acquire(id, p.lease_ttl()).await?;
+        let key = crate::tenant::store_key(tenant, id);
+        let lease = store.acquire(&key, p.lease_ttl()).await?;
         let restored = async {
-            let stored = store.load(id).await?.ok_or_else(|| {
-                Error::session_not_found(&format!("{id} (not in {})", store.describe()))
+            let stored = store.load(&key).await?.ok_or_else(|| {
+                Error::session_not_found(&format!(
+                    "{id} (tenant {tenant}; not in {})",
+                    store.describe()
+                ))
             })?;
-            let place = format!("{} session {id}", store.describe());
+            let place = format!("{} session {key}", store.describe());
             let snapshot =
                 decode(&stored.bytes, p.key()).map_err(|why| Error::snapshot(&place, why))?;
-            if snapshot.id.to_string() != id {
+            if snapshot.id.to_string() != id || snapshot.tenant != tenant {
                 return Err(Error::snapshot(
                     &place,
-                    format!("the record holds session {}, not {id}", snapshot.id),
+                    format!(
+                        "the record holds session {} of tenant {}, not {id} of {tenant}",
+                        snapshot.id, snapshot.tenant
+                    ),
                 ));
             }
             let session = Session::from_snapshot(snapshot, transport)
@@ -927,9 +1132,9 @@ impl Engine {
         }
     }
 
-    /// Checks out every session in the store that no worker holds, up to the session
-    /// limit; returns their ids. A corrupt or foreign record is reported (with its key)
-    /// and skipped; so is a session another worker holds.
+    /// Checks out every session in the store that no worker holds (of every tenant), up
+    /// to the session limit; returns their ids. A corrupt or foreign record is reported
+    /// (with its key) and skipped; so is a session another worker holds.
     ///
     /// # Errors
     ///
@@ -941,8 +1146,9 @@ impl Engine {
     ) -> Result<Vec<String>> {
         let p = self.persister()?;
         let mut restored = Vec::new();
-        for id in p.store().list().await? {
-            match self.checkout_session(&id, &transport).await {
+        for key in p.store().list().await? {
+            let (tenant, id) = crate::tenant::split_store_key(&key);
+            match self.checkout_session_of(tenant, id, &transport).await {
                 Ok(id) => restored.push(id),
                 Err(e) if e.is_lease_held() => {
                     tracing::debug!(session = %id, "held by another worker; not restored");
@@ -963,17 +1169,31 @@ impl Engine {
     /// back; this call did not save it), [`Error::is_store_conflict`] (another worker
     /// saved a newer version: this session is closed), [`Error::is_session_not_found`].
     pub async fn save_session(&self, id: &str) -> Result<u64> {
-        self.persister()?.save_now(id).await
+        let p = self.persister()?;
+        let key = self.session(id).await?.session().store_key();
+        p.save_now(&key).await
     }
 
-    /// Ids of every session in the store: live here, leased by another worker, or free
-    /// to check out.
+    /// Ids of the default tenant's sessions in the store: live here, leased by another
+    /// worker, or free to check out.
     ///
     /// # Errors
     ///
     /// [`Error::is_invalid_input`] without a store, [`Error::is_store_unavailable`].
     pub async fn stored_sessions(&self) -> Result<Vec<String>> {
-        self.persister()?.store().list().await
+        self.stored_sessions_of(DEFAULT_TENANT).await
+    }
+
+    /// Ids of `tenant`'s sessions in the store (no other tenant's).
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::stored_sessions`]; [`Error::is_invalid_input`] for a malformed
+    /// tenant name.
+    pub async fn stored_sessions_of(&self, tenant: &str) -> Result<Vec<String>> {
+        crate::tenant::check_tenant(tenant)?;
+        let keys = self.persister()?.store().list().await?;
+        Ok(crate::tenant::ids_of(tenant, keys))
     }
 
     /// A handle to the live session `id`.
@@ -982,7 +1202,17 @@ impl Engine {
     ///
     /// [`Error::is_session_not_found`] for a missing, closed or reaped id.
     pub async fn session(&self, id: &str) -> Result<EngineSession> {
-        let found = self.system.session(id).await.map_err(map_err)?;
+        let found = match self.system.session(id).await {
+            Ok(found) => found,
+            Err(e) => {
+                return Err(match self.successor(id) {
+                    Some(next) => Error::session_not_found(&format!(
+                        "{id} (rotated: its successor is {next})"
+                    )),
+                    None => map_err(e),
+                })
+            }
+        };
         Ok(EngineSession {
             engine: self.clone(),
             found,
@@ -1019,12 +1249,16 @@ impl Engine {
     ///
     /// [`Error::is_session_not_found`] when it was not live.
     pub async fn close_session(&self, id: &str) -> Result<()> {
+        let key = match &self.persister {
+            Some(_) => Some(self.session(id).await?.session().store_key()),
+            None => None,
+        };
         if !self.system.close(id, CloseReason::Explicit).await {
             return Err(Error::session_not_found(id));
         }
-        if let Some(p) = &self.persister {
+        if let (Some(p), Some(key)) = (&self.persister, key) {
             if !p
-                .settled(id, self.close_deadline + Duration::from_secs(10))
+                .settled(&key, self.close_deadline + Duration::from_secs(10))
                 .await
             {
                 tracing::debug!(session = %id, "closed; its final save is still queued");
@@ -1245,13 +1479,16 @@ impl EngineRequestBuilder {
             }
         }
         let engine = &self.session.engine;
+        // With pools, a request that fails at the proxy may be sent again elsewhere.
+        let replay = engine.proxies.is_some().then(|| self.request.clone());
         let outcome = engine
             .system
             .execute(&self.session.found, self.request)
             .await
             .map_err(map_err)
             .map(|done| done.response.with_attempts(done.attempts));
-        engine.note_exit(&self.session.found.id, &outcome);
-        outcome
+        engine
+            .after_request(&self.session.found, outcome, replay)
+            .await
     }
 }

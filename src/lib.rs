@@ -19,6 +19,7 @@ pub mod proxies;
 pub mod robots;
 pub mod session;
 pub mod store;
+pub mod tenant;
 pub mod tls;
 
 pub use client::{Client, ClientBuilder, HttpVersionPref, RequestBuilder, Response, Timings};

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine as _;
-use mummer::api::{ApiConfig, ApiServer, TransportOptions};
+use mummer::api::{ApiConfig, ApiServer, TenantTokens, TransportOptions};
 use mummer::Engine;
 use mummer_actors::policy::RetryPolicy;
 use serde_json::{json, Value};
@@ -64,7 +64,7 @@ impl Fixture {
 }
 
 async fn start(max_sessions: usize, store: bool, token: Option<&str>) -> Fixture {
-    start_with(max_sessions, store, token, None).await
+    start_with(max_sessions, store, token, None, TenantTokens::new()).await
 }
 
 async fn start_with(
@@ -72,6 +72,7 @@ async fn start_with(
     store: bool,
     token: Option<&str>,
     proxies: Option<mummer::proxies::ProxyRouter>,
+    tenant_tokens: TenantTokens,
 ) -> Fixture {
     let site = site().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -100,6 +101,7 @@ async fn start_with(
         ApiConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             token: token.map(str::to_owned),
+            tenant_tokens,
             defaults: TransportOptions {
                 resolve: vec![format!("shop.test:{}:127.0.0.1", site.addr.port())],
                 cacert: Some(ca),
@@ -621,19 +623,30 @@ async fn a_token_guards_every_route_but_health() {
     assert_eq!(f.engine.session_count().await, 0);
     assert_eq!(f.api.get("/v1/sessions").await.status, 200);
 
-    let exposed = mummer::api::check_exposure("API", "192.0.2.1:7878".parse().expect("addr"), None)
-        .expect_err("refused");
+    let exposed =
+        mummer::api::check_exposure("API", "192.0.2.1:7878".parse().expect("addr"), None, false)
+            .expect_err("refused");
     assert!(exposed.to_string().contains("--token"), "{exposed}");
     assert!(mummer::api::check_exposure(
         "API",
         "192.0.2.1:7878".parse().expect("addr"),
-        Some("short")
+        Some("short"),
+        false
     )
     .is_err());
     assert!(mummer::api::check_exposure(
         "API",
         "192.0.2.1:7878".parse().expect("addr"),
-        Some(token)
+        Some(token),
+        false
+    )
+    .is_ok());
+    // Tenants' tokens guard a reachable address too.
+    assert!(mummer::api::check_exposure(
+        "API",
+        "192.0.2.1:7878".parse().expect("addr"),
+        None,
+        true
     )
     .is_ok());
     f.engine.shutdown().await;
@@ -653,7 +666,7 @@ proxies = ["http://127.0.0.1:11"]
     )
     .expect("pools");
     let router = mummer::proxies::ProxyRouter::from_file(&file).expect("router");
-    let f = start_with(8, false, None, Some(router)).await;
+    let f = start_with(8, false, None, Some(router), TenantTokens::new()).await;
     let api = &f.api;
     let created = api
         .post(
@@ -821,4 +834,187 @@ fn the_openapi_document_is_valid_and_covers_every_route() {
     }
     assert_eq!(routed, documented, "router and OpenAPI document differ");
     assert!(routed.len() >= 20, "{routed:?}");
+}
+
+/// A tenant's token sees, creates, closes, saves and checks out only its tenant's
+/// sessions; another tenant's session is a plain 404; routes that span tenants are 403;
+/// the operator's token sees everything.
+#[tokio::test]
+async fn tenant_tokens_confine_each_tenant_to_its_own_sessions() {
+    let operator = "operator-token-0123456789";
+    let mut tenants = TenantTokens::new();
+    tenants
+        .insert("acme", "acme-token-0123456789")
+        .expect("acme");
+    tenants
+        .insert("bolt", "bolt-token-0123456789")
+        .expect("bolt");
+    let f = start_with(8, true, Some(operator), None, tenants).await;
+    let as_token = |t: &str| {
+        let mut c = ApiClient::new(f.api.base.clone());
+        c.token = Some(t.to_owned());
+        c
+    };
+    let (acme, bolt) = (
+        as_token("acme-token-0123456789"),
+        as_token("bolt-token-0123456789"),
+    );
+
+    // Each creates in its own tenant, whatever the body says; naming another is 403.
+    let a = acme.post("/v1/sessions", json!({})).await;
+    assert_eq!(a.status, 201, "{:?}", a.json);
+    assert_eq!(a.json["tenant"], "acme");
+    let a_id = a.json["id"].as_str().expect("id").to_owned();
+    let b = bolt.post("/v1/sessions", json!({ "tenant": "bolt" })).await;
+    assert_eq!(b.json["tenant"], "bolt");
+    let b_id = b.json["id"].as_str().expect("id").to_owned();
+    let sneaky = bolt.post("/v1/sessions", json!({ "tenant": "acme" })).await;
+    assert_eq!(sneaky.status, 403, "{:?}", sneaky.json);
+    assert!(sneaky.detail().contains("cannot act for tenant acme"));
+
+    // Logged in as acme: a cookie only acme's session holds.
+    let login = acme
+        .post(
+            &format!("/v1/sessions/{a_id}/requests"),
+            json!({ "url": f.url("/login") }),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{:?}", login.json);
+
+    // Listing: each sees its own; the operator sees both.
+    let ids = |answer: &support::api::Answer| -> Vec<String> {
+        answer
+            .json
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&acme.get("/v1/sessions").await), vec![a_id.clone()]);
+    assert_eq!(ids(&bolt.get("/v1/sessions").await), vec![b_id.clone()]);
+    let mut all = ids(&f.api.get("/v1/sessions").await);
+    all.sort();
+    let mut both = vec![a_id.clone(), b_id.clone()];
+    both.sort();
+    assert_eq!(all, both);
+
+    // Every route that names a session: bolt gets exactly what a missing id gets.
+    let missing = bolt.get("/v1/sessions/no-such-session").await;
+    assert_eq!(missing.status, 404);
+    for (method, path, body) in [
+        ("GET", format!("/v1/sessions/{a_id}"), None),
+        ("GET", format!("/v1/sessions/{a_id}/cookies"), None),
+        ("GET", format!("/v1/sessions/{a_id}/snapshot"), None),
+        (
+            "POST",
+            format!("/v1/sessions/{a_id}/requests"),
+            Some(json!({ "url": f.url("/") })),
+        ),
+        (
+            "POST",
+            format!("/v1/sessions/{a_id}/cookies"),
+            Some(json!([])),
+        ),
+        (
+            "POST",
+            format!("/v1/sessions/{a_id}/touch"),
+            Some(json!({})),
+        ),
+        ("POST", format!("/v1/sessions/{a_id}/save"), Some(json!({}))),
+        (
+            "PUT",
+            format!("/v1/sessions/{a_id}/identifier"),
+            Some(json!({ "identifier": "x" })),
+        ),
+        ("DELETE", format!("/v1/sessions/{a_id}/cookies"), None),
+        ("DELETE", format!("/v1/sessions/{a_id}/cache"), None),
+        ("DELETE", format!("/v1/sessions/{a_id}"), None),
+    ] {
+        let body = body.map(|b| serde_json::to_vec(&b).expect("json"));
+        let answer = bolt.call(method, &path, body).await;
+        assert_eq!(answer.status, 404, "{method} {path}: {:?}", answer.json);
+        assert_eq!(
+            answer.json["title"], missing.json["title"],
+            "{method} {path}"
+        );
+        assert!(
+            !answer.detail().contains("acme"),
+            "{method} {path} names the tenant"
+        );
+    }
+    // ... and nothing of acme's changed: still live, still logged in.
+    let cookies = acme.get(&format!("/v1/sessions/{a_id}/cookies")).await;
+    assert_eq!(cookies.status, 200);
+    assert!(
+        cookies.json.to_string().contains("sid"),
+        "{:?}",
+        cookies.json
+    );
+
+    // Routes that span tenants take the operator's token.
+    for (method, path) in [
+        ("GET", "/metrics"),
+        ("GET", "/v1/events"),
+        ("GET", "/v1/dead-letters"),
+        ("GET", "/v1/proxy"),
+        ("POST", "/v1/shutdown"),
+    ] {
+        let body = (method == "POST").then(|| b"{}".to_vec());
+        let answer = acme.call(method, path, body).await;
+        assert_eq!(answer.status, 403, "{method} {path}: {:?}", answer.json);
+    }
+    assert_eq!(f.api.get("/v1/dead-letters").await.status, 200);
+
+    // Stores: saved under acme's key; bolt can neither list nor check it out.
+    assert_eq!(
+        acme.post(&format!("/v1/sessions/{a_id}/save"), json!({}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        acme.delete(&format!("/v1/sessions/{a_id}")).await.status,
+        204
+    );
+    assert_eq!(acme.get("/v1/store/sessions").await.json, json!([a_id]));
+    assert_eq!(bolt.get("/v1/store/sessions").await.json, json!([]));
+    assert_eq!(
+        f.api.get("/v1/store/sessions").await.json,
+        json!([]),
+        "the default tenant has none"
+    );
+    assert_eq!(
+        f.api.get("/v1/store/sessions?tenant=acme").await.json,
+        json!([a_id])
+    );
+    assert_eq!(bolt.get("/v1/store/sessions?tenant=acme").await.status, 403);
+    let stolen = bolt
+        .post(&format!("/v1/store/sessions/{a_id}/checkout"), json!({}))
+        .await;
+    assert_eq!(stolen.status, 404, "{:?}", stolen.json);
+    let back = acme
+        .post(&format!("/v1/store/sessions/{a_id}/checkout"), json!({}))
+        .await;
+    assert_eq!(back.status, 201, "{:?}", back.json);
+    assert_eq!(back.json["tenant"], "acme");
+    let cookies = acme.get(&format!("/v1/sessions/{a_id}/cookies")).await;
+    assert!(
+        cookies.json.to_string().contains("sid"),
+        "restored with its login"
+    );
+
+    // A snapshot of acme's session cannot be imported by bolt as its own.
+    let snapshot = acme.get(&format!("/v1/sessions/{a_id}/snapshot")).await;
+    assert_eq!(snapshot.status, 200);
+    assert_eq!(
+        acme.delete(&format!("/v1/sessions/{a_id}")).await.status,
+        204
+    );
+    let raw = serde_json::to_vec(&snapshot.json).expect("bytes");
+    let imported = bolt.post_raw("/v1/sessions/import", &raw).await;
+    assert_eq!(imported.status, 403, "{:?}", imported.json);
+    let imported = acme.post_raw("/v1/sessions/import", &raw).await;
+    assert_eq!(imported.status, 201, "{:?}", imported.json);
+    f.engine.shutdown().await;
 }

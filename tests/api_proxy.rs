@@ -35,6 +35,7 @@ async fn proxy(engine: &Engine, mitm: Option<Arc<LocalCa>>, token: Option<&str>)
             mitm,
             default_session: None,
             token: token.map(str::to_owned),
+            tenant_tokens: mummer::api::TenantTokens::new(),
         },
     )
     .await

@@ -132,20 +132,38 @@ pool = "solo"
         Some("solo".into())
     );
 
-    // Kill b: its sessions fail at the proxy; two failures bench it in `loop`, and the
-    // sessions on it are rotated onto a with fresh identities.
+    // Kill b with three requests in flight on each of its sessions: every one fails at
+    // the proxy, the failures bench b in `loop`, each session is rotated onto a once
+    // (with a fresh identity) and every request is sent again there: none is lost,
+    // none is sent twice.
     let mut events = engine.events();
     b.kill();
-    for id in &on_b {
+    let mut in_flight = Vec::new();
+    for (i, id) in on_b.iter().enumerate() {
         let s = engine.session(id).await.expect("live");
         s.session().client().close_connections();
-        let e = s
-            .get(&url("after-kill"))
-            .send()
-            .await
-            .expect_err("proxy is gone");
-        assert!(e.is_proxy(), "{e}");
+        for k in 0..3 {
+            let s = s.clone();
+            let tag = url(&format!("after-kill-{i}-{k}"));
+            in_flight.push(tokio::spawn(async move { s.get(&tag).send().await }));
+        }
     }
+    for request in in_flight {
+        let answer = request.await.expect("task");
+        let answer = answer.expect("replayed on the rotated session");
+        assert_eq!(answer.status(), 200);
+    }
+    let replayed: Vec<_> = site
+        .requests()
+        .into_iter()
+        .filter(|r| r.path().starts_with("/after-kill"))
+        .collect();
+    let mut tags: Vec<&str> = replayed.iter().map(|r| r.path()).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    assert_eq!(tags.len(), 6, "every request arrived once: {tags:?}");
+    assert_eq!(replayed.len(), 6, "and none twice");
+    assert!(replayed.iter().all(|r| r.peer == a.exit), "all through a");
     let router = engine.proxy_router().expect("router");
     let health = router.health();
     let benched: Vec<_> = health["loop"]
@@ -171,16 +189,29 @@ pool = "solo"
             assert!(
                 old_proxy.contains(&b.port.to_string()) && new_proxy.contains(&a.port.to_string())
             );
-            assert!(reason.contains("benched"), "{reason}");
-            rotated.insert(old_id, new_id);
+            assert!(
+                reason.contains(&b.port.to_string())
+                    && (reason.contains("benched") || reason.contains("failed")),
+                "{reason}"
+            );
+            assert!(
+                rotated.insert(old_id, new_id).is_none(),
+                "one rotation per session"
+            );
         }
     }
     for old in &on_b {
         let new = &rotated[*old];
+        let gone = engine
+            .session(old)
+            .await
+            .expect_err("the old session is closed");
+        assert!(gone.is_session_not_found(), "{gone}");
         assert!(
-            engine.session(old).await.is_err(),
-            "the old session is closed"
+            gone.to_string().contains(new.as_str()),
+            "names its successor: {gone}"
         );
+        assert_eq!(engine.successor(old).as_ref(), Some(new));
         let fresh = engine.session(new).await.expect("the new one is live");
         assert_eq!(fresh.session().cookies().len(), 0, "a fresh identity");
         fresh.get(&url("rotated")).send().await.expect("through a");
@@ -279,7 +310,11 @@ pool = "solo"
     assert_eq!(rotations.len(), 2);
     for r in rotations {
         assert_eq!(count("closed", r["session"].as_str().expect("old")), 1);
-        assert!(r["reason"].as_str().expect("reason").contains("benched"));
+        let reason = r["reason"].as_str().expect("reason");
+        assert!(
+            reason.contains("benched") || reason.contains("failed"),
+            "{reason}"
+        );
         assert!(
             r["new_proxy"]
                 .as_str()
@@ -288,4 +323,109 @@ pool = "solo"
             "{r}"
         );
     }
+}
+
+/// A pool's rotation policy: after N requests, and on quarantine, the session moves to
+/// the other exit with a fresh identity; the event says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_policy_moves_sessions_after_n_requests_and_on_quarantine() {
+    let site = HttpsServer::start(|req| match req.path() {
+        "/blocked" => Reply::new(403).body("challenge"),
+        "/login" => Reply::ok("in").header("set-cookie", "sid=1; Path=/; Secure"),
+        _ => Reply::ok("ok"),
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("site.pem");
+    std::fs::write(&ca, &site.cert_pem).expect("write");
+    let (a, b) = (Tinyproxy::start("127.0.0.2"), Tinyproxy::start("127.0.0.3"));
+    let file = ProxiesFile::parse(
+        &format!(
+            r#"
+default_pool = "loop"
+[pools.loop]
+proxies = ["{}", "{}"]
+[pools.loop.rotate]
+on_quarantine = true
+after_requests = 3
+"#,
+            a.url(),
+            b.url()
+        ),
+        false,
+    )
+    .expect("pools file");
+    let engine = Engine::builder()
+        .proxies(ProxyRouter::from_file(&file).expect("router"))
+        .retry(RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        })
+        .start()
+        .expect("engine");
+    let url = |tag: &str| format!("https://127.0.0.1:{}/{tag}", site.addr.port());
+    let config = || {
+        let ca = ca.clone();
+        SessionConfig::profile("chrome-latest").transport(move |t| t.ca_file(ca))
+    };
+    let mut events = engine.events();
+    let next_rotation = |events: &mut tokio::sync::broadcast::Receiver<mummer::EngineEvent>| {
+        let mut events = events.resubscribe();
+        async move {
+            loop {
+                let e = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+                    .await
+                    .expect("a rotation within 10 s")
+                    .expect("events");
+                if let mummer::EngineEvent::SessionRotated {
+                    old_id,
+                    new_id,
+                    old_proxy,
+                    new_proxy,
+                    reason,
+                } = e
+                {
+                    return (old_id, new_id, old_proxy, new_proxy, reason);
+                }
+            }
+        }
+    };
+
+    // After 3 requests (the login and two pages) the session moves, cookies left behind.
+    let counted = engine.create_session(config()).await.expect("session");
+    let rotation = tokio::spawn(next_rotation(&mut events));
+    let s = engine.session(&counted).await.expect("live");
+    for tag in ["login", "one", "two"] {
+        s.get(&url(tag)).send().await.expect("page");
+    }
+    let (old, new, from, to, why) = rotation.await.expect("task");
+    assert_eq!(old, counted);
+    assert_ne!(from, to, "another exit");
+    assert!(why.contains("3 requests"), "{why}");
+    let fresh = engine.session(&new).await.expect("successor");
+    assert!(fresh.session().cookies().is_empty(), "a fresh identity");
+    assert_eq!(fresh.session().request_count(), 0);
+
+    // A 403 quarantines the session; the policy replaces it at once.
+    let blocked = engine.create_session(config()).await.expect("session");
+    let rotation = tokio::spawn(next_rotation(&mut events));
+    let s = engine.session(&blocked).await.expect("live");
+    let answer = s.get(&url("blocked")).send().await;
+    assert!(
+        answer.as_ref().map_or(true, |r| r.status() == 403),
+        "{answer:?}"
+    );
+    let (old, new, from, to, why) = rotation.await.expect("task");
+    assert_eq!(old, blocked);
+    assert_ne!(from, to);
+    assert!(why.contains("quarantined"), "{why}");
+    let fresh = engine.session(&new).await.expect("successor");
+    fresh
+        .get(&url("after"))
+        .send()
+        .await
+        .expect("the successor takes requests");
+    assert!(engine.session(&blocked).await.is_err());
+    engine.shutdown().await;
+    drop(events);
 }

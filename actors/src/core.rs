@@ -42,6 +42,12 @@ pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
     /// Refuses new requests and drops idle connections; running requests finish.
     fn close(&self);
 
+    /// The tenant the session belongs to: the `tenant` label of the session and
+    /// request metrics.
+    fn tenant(&self) -> &str {
+        "default"
+    }
+
     /// The host a request targets (for per-host breakers and rate limits).
     fn target(request: &Self::Request) -> String;
 

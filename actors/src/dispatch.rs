@@ -157,6 +157,11 @@ impl SharedState {
         st.limits.forget_session(id);
     }
 
+    /// Whether `id` is quarantined (its blocked responses stopped it taking requests).
+    pub fn is_quarantined(&self, id: &str) -> bool {
+        self.lock().quarantined.contains(id)
+    }
+
     /// Hands every new dead letter to `sink` as well.
     pub fn with_dead_letter_sink(self, sink: Option<DeadLetterSink>) -> Self {
         self.lock().dead_letter_sink = sink;
@@ -279,6 +284,13 @@ pub struct DispatchContext<C: SessionCore> {
     state: SharedState,
     supervisor: Addr<Supervisor<C>>,
     reauth: Option<ReauthHook<C>>,
+}
+
+impl<C: SessionCore> DispatchContext<C> {
+    /// Whether `id` is quarantined.
+    pub fn is_quarantined(&self, id: &str) -> bool {
+        self.state.is_quarantined(id)
+    }
 }
 
 impl<C: SessionCore> Clone for DispatchContext<C> {
@@ -411,7 +423,7 @@ where
         }
         let class = policy.classification.classify(&outcome);
         let target_failed = class == crate::policy::Class::Recoverable;
-        metrics::counter!("requests_total", "class" => class_label(&outcome)).increment(1);
+        metrics::counter!("requests_total", "class" => class_label(&outcome), "tenant" => core.tenant().to_owned()).increment(1);
         if attempt > 1 && !target_failed {
             metrics::counter!("retry_success_total").increment(1);
         }

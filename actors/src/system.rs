@@ -306,6 +306,11 @@ impl<C: SessionCore> ActorSystem<C> {
             .map_err(|_| ActorError::ShuttingDown)?
     }
 
+    /// Whether the live session `id` is quarantined (a cheap check, no message).
+    pub fn is_quarantined(&self, id: &str) -> bool {
+        self.context.is_quarantined(id)
+    }
+
     /// Closes `id` gracefully; false when it was not live.
     pub async fn close(&self, id: &str, reason: CloseReason) -> bool {
         let closed = self

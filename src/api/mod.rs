@@ -7,6 +7,8 @@
 //!   errors are RFC 9457 problem details (`problem`).
 //! - [`proxy::ForwardProxy`] takes plain proxy traffic and, with a [`ca::LocalCa`],
 //!   terminates CONNECT tunnels so the request leaves with the session's fingerprint.
+//! - [`access`]: the operator's token and the tenants' tokens; a tenant's token sees
+//!   only that tenant's sessions.
 //! - Secrets (cookie, set-cookie, authorization, proxy-authorization values) never
 //!   appear in API output or logs (`wire::shown_value`).
 //!
@@ -21,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod ca;
 mod problem;
 pub mod proxy;
@@ -33,6 +36,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub use self::access::{Caller, TenantTokens};
 pub use self::problem::Problem;
 pub use self::routes::OPENAPI;
 pub use self::transport::TransportOptions;
@@ -45,8 +49,11 @@ use crate::session::SnapshotKey;
 pub struct ApiConfig {
     /// Where to listen (default `127.0.0.1:7878`).
     pub listen: SocketAddr,
-    /// Bearer token; required when `listen` is not a loopback address.
+    /// The operator's bearer token (every tenant's sessions); a token (this or a
+    /// tenant's) is required when `listen` is not a loopback address.
     pub token: Option<String>,
+    /// Tenants' bearer tokens: each sees and creates only its own tenant's sessions.
+    pub tenant_tokens: TenantTokens,
     /// Transport defaults for every session created or restored through the API.
     pub defaults: TransportOptions,
     /// Key for snapshot export and import (plain JSON without one).
@@ -60,6 +67,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             token: None,
+            tenant_tokens: TenantTokens::new(),
             defaults: TransportOptions::default(),
             snapshot_key: None,
             metrics: None,
@@ -67,17 +75,24 @@ impl Default for ApiConfig {
     }
 }
 
-/// Refuses a listener that other machines can reach unless it has a token.
+/// Refuses a listener that other machines can reach unless it has a token (the
+/// operator's, or tenants' tokens when `tenants` is true).
 ///
 /// # Errors
 ///
 /// [`Error::is_invalid_input`] saying what to add.
-pub fn check_exposure(what: &str, listen: SocketAddr, token: Option<&str>) -> Result<()> {
+pub fn check_exposure(
+    what: &str,
+    listen: SocketAddr,
+    token: Option<&str>,
+    tenants: bool,
+) -> Result<()> {
     match token {
-        Some(t) if t.len() < 16 => Err(Error::invalid_input(format!(
-            "the {what} token is too short: use at least 16 characters"
+        Some(t) if t.len() < access::MIN_TOKEN_LEN => Err(Error::invalid_input(format!(
+            "the {what} token is too short: use at least {} characters",
+            access::MIN_TOKEN_LEN
         ))),
-        None if !listen.ip().is_loopback() => Err(Error::invalid_input(format!(
+        None if !tenants && !listen.ip().is_loopback() => Err(Error::invalid_input(format!(
             "refusing to serve the {what} on {listen} without --token: anyone who can reach it could drive the sessions; bind to 127.0.0.1 or pass --token"
         ))),
         _ => Ok(()),
@@ -114,7 +129,12 @@ impl ApiServer {
         config: ApiConfig,
         proxy: Option<Arc<proxy::ProxyStats>>,
     ) -> Result<ApiServer> {
-        check_exposure("API", config.listen, config.token.as_deref())?;
+        check_exposure(
+            "API",
+            config.listen,
+            config.token.as_deref(),
+            !config.tenant_tokens.is_empty(),
+        )?;
         config
             .defaults
             .parse_over(&TransportOptions::default())
@@ -127,7 +147,7 @@ impl ApiServer {
             snapshot_key: config.snapshot_key,
             metrics: config.metrics,
             proxy,
-            token: config.token.map(Arc::from),
+            access: access::Access::new(config.token.as_deref(), &config.tenant_tokens),
             stopping: stopping.clone(),
         };
         let app = routes::router(state);

@@ -77,8 +77,14 @@ impl Problem {
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Missing or wrong token",
-            "send `Authorization: Bearer <token>` with the token `mummer serve --token` was started with",
+            "send `Authorization: Bearer <token>` with the operator's token (`mummer serve --token`) or a tenant's (`--tenant-tokens`)",
         )
+    }
+
+    /// 403: a tenant's token on a route only the operator may use, or naming another
+    /// tenant.
+    pub fn forbidden(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", detail)
     }
 }
 

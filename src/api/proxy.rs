@@ -33,9 +33,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
+use super::access::{Access, Caller};
 use super::ca::LocalCa;
 use super::problem::Problem;
 use crate::engine::{Engine, EngineSession};
@@ -64,9 +64,13 @@ pub struct ProxyConfig {
     pub mitm: Option<Arc<LocalCa>>,
     /// The session for requests without `X-Mummer-Session`.
     pub default_session: Option<String>,
-    /// Required in `Proxy-Authorization` (Basic with the token as password, or Bearer);
-    /// mandatory when `listen` is not loopback.
+    /// The operator's token, required in `Proxy-Authorization` (Basic with the token
+    /// as password, or Bearer); a token (this or tenants') is mandatory when `listen`
+    /// is not loopback.
     pub token: Option<String>,
+    /// Tenants' tokens: a request authorized by one may only go through that tenant's
+    /// sessions (another tenant's is "unknown", 404).
+    pub tenant_tokens: super::TenantTokens,
 }
 
 /// Live counters of a running proxy.
@@ -141,6 +145,7 @@ impl ProxyStats {
 struct ProxyContext {
     engine: Engine,
     config: ProxyConfig,
+    access: Access,
     stats: Arc<ProxyStats>,
 }
 
@@ -159,7 +164,12 @@ impl ForwardProxy {
     ///
     /// A non-loopback address without a token, or the bind failing.
     pub async fn start(engine: Engine, config: ProxyConfig) -> Result<ForwardProxy> {
-        super::check_exposure("proxy", config.listen, config.token.as_deref())?;
+        super::check_exposure(
+            "proxy",
+            config.listen,
+            config.token.as_deref(),
+            !config.tenant_tokens.is_empty(),
+        )?;
         let (listener, addr) = super::bind(config.listen).await?;
         let stats = Arc::new(ProxyStats {
             running: AtomicBool::new(true),
@@ -172,6 +182,7 @@ impl ForwardProxy {
         });
         let ctx = Arc::new(ProxyContext {
             engine,
+            access: Access::new(config.token.as_deref(), &config.tenant_tokens),
             config,
             stats: stats.clone(),
         });
@@ -270,10 +281,10 @@ async fn route(
     ctx: &Arc<ProxyContext>,
     req: Request<Incoming>,
 ) -> std::result::Result<Response<Body>, Problem> {
-    authorize(&ctx.config, req.headers())?;
-    let session = pick_session(ctx, req.headers(), None).await?;
+    let caller = authorize(&ctx.access, req.headers())?;
+    let session = pick_session(ctx, &caller, req.headers(), None).await?;
     if req.method() == Method::CONNECT {
-        return connect(ctx.clone(), session.id().to_owned(), req);
+        return connect(ctx.clone(), caller, session.id().to_owned(), req);
     }
     let uri = req.uri();
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
@@ -303,11 +314,11 @@ async fn route(
     forward(&session, url, req).await
 }
 
-/// Checks `Proxy-Authorization` when the proxy has a token.
-fn authorize(config: &ProxyConfig, headers: &HeaderMap) -> std::result::Result<(), Problem> {
-    let Some(token) = &config.token else {
-        return Ok(());
-    };
+/// Finds who is calling from `Proxy-Authorization` (see [`super::access`]).
+fn authorize(access: &Access, headers: &HeaderMap) -> std::result::Result<Caller, Problem> {
+    if access.is_open() {
+        return Ok(Caller::Operator);
+    }
     let given = header_str(headers, "proxy-authorization").unwrap_or("");
     let secret = if let Some(b) = given.strip_prefix("Bearer ") {
         b.as_bytes().to_vec()
@@ -322,14 +333,14 @@ fn authorize(config: &ProxyConfig, headers: &HeaderMap) -> std::result::Result<(
     } else {
         Vec::new()
     };
-    if bool::from(secret.ct_eq(token.as_bytes())) {
-        Ok(())
+    if let Some(caller) = access.identify(Some(&secret)) {
+        Ok(caller)
     } else {
         let mut p = Problem::new(
             StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             "proxy-unauthorized",
             "Missing or wrong proxy token",
-            "send Proxy-Authorization: Basic with the token as the password (curl -U any:TOKEN), or Bearer TOKEN",
+            "send Proxy-Authorization: Basic with the operator's or a tenant's token as the password (curl -U any:TOKEN), or Bearer TOKEN",
         );
         p.field = None;
         Err(p)
@@ -346,6 +357,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The session named by the request (or inherited from its tunnel, or the default).
 async fn pick_session(
     ctx: &ProxyContext,
+    caller: &Caller,
     headers: &HeaderMap,
     tunnel: Option<&str>,
 ) -> std::result::Result<EngineSession, Problem> {
@@ -359,13 +371,14 @@ async fn pick_session(
                 "no X-Mummer-Session header: name the session to send this through (create one with POST /v1/sessions), or start the proxy with --default-session",
             )
         })?;
-    Ok(ctx.engine.session(&id).await?)
+    super::routes::visible_session(&ctx.engine, caller, &id).await
 }
 
 /// CONNECT: refused without a CA; with one, answered 200 and the tunnel's TLS is
 /// terminated on the upgraded connection.
 fn connect(
     ctx: Arc<ProxyContext>,
+    caller: Caller,
     session: String,
     req: Request<Incoming>,
 ) -> std::result::Result<Response<Body>, Problem> {
@@ -409,11 +422,12 @@ fn connect(
         let service = service_fn(move |req: Request<Incoming>| {
             let ctx = tunnel_ctx.clone();
             let origin = origin.clone();
-            let session = session.clone();
+            let (session, caller) = (session.clone(), caller.clone());
             async move {
                 ctx.stats.total.fetch_add(1, Ordering::Relaxed);
                 let result = async {
-                    let session = pick_session(&ctx, req.headers(), Some(&session)).await?;
+                    let session =
+                        pick_session(&ctx, &caller, req.headers(), Some(&session)).await?;
                     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
                     let url = format!("{origin}{path}");
                     forward(&session, url, req).await
@@ -582,24 +596,31 @@ mod tests {
 
     #[test]
     fn proxy_tokens_are_checked() {
-        let config = ProxyConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            mitm: None,
-            default_session: None,
-            token: Some("0123456789abcdef".into()),
-        };
+        let mut tenants = super::super::TenantTokens::new();
+        tenants
+            .insert("acme", "acme-token-0123456789")
+            .expect("tenant");
+        let access = Access::new(Some("0123456789abcdef"), &tenants);
         let mut h = HeaderMap::new();
-        assert!(authorize(&config, &h).is_err());
+        assert!(authorize(&access, &h).is_err());
         let basic = base64::engine::general_purpose::STANDARD.encode("any:0123456789abcdef");
         h.insert(
             "proxy-authorization",
             HeaderValue::from_str(&format!("Basic {basic}")).expect("v"),
         );
-        assert!(authorize(&config, &h).is_ok());
+        assert_eq!(authorize(&access, &h).ok(), Some(Caller::Operator));
+        h.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Bearer acme-token-0123456789"),
+        );
+        assert_eq!(
+            authorize(&access, &h).ok(),
+            Some(Caller::Tenant("acme".into()))
+        );
         h.insert(
             "proxy-authorization",
             HeaderValue::from_static("Bearer wrong"),
         );
-        assert!(authorize(&config, &h).is_err());
+        assert!(authorize(&access, &h).is_err());
     }
 }

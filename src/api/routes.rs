@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Extension, FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -20,15 +20,15 @@ use base64::Engine as _;
 use futures_util::Stream;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, watch};
 
+use super::access::{Access, Caller};
 use super::problem::Problem;
 use super::proxy::ProxyStats;
 use super::transport::TransportOptions;
 use super::wire::{CreateSession, RequestSpec, ResponseView, Rotate, SetIdentifier, SetRoutes};
 use crate::cookies::formats::{self, CookieFormat};
-use crate::engine::{Engine, SessionConfig};
+use crate::engine::{Engine, EngineSession, SessionConfig};
 use crate::profile::RequestKind;
 use crate::session::SnapshotKey;
 
@@ -43,7 +43,8 @@ pub struct ApiState {
     pub snapshot_key: Option<SnapshotKey>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub proxy: Option<Arc<ProxyStats>>,
-    pub token: Option<Arc<str>>,
+    /// Which tokens are accepted, and whom each stands for.
+    pub access: Access,
     /// Set to true when the API is asked to shut down (or the server stops).
     pub stopping: watch::Sender<bool>,
 }
@@ -164,24 +165,63 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
     }
 }
 
-/// Checks the bearer token when the server has one (`/healthz` is open, for probes).
-async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let Some(token) = &state.token else {
-        return next.run(request).await;
-    };
-    if request.uri().path() == "/healthz" {
-        return next.run(request).await;
-    }
+/// Finds who is calling from the bearer token (see [`super::access`]) and hands the
+/// [`Caller`] to the handlers; `/healthz` is open, for probes.
+async fn authorize(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-        next.run(request).await
+        .map(str::as_bytes);
+    let caller = match state.access.identify(given) {
+        Some(caller) => caller,
+        None if request.uri().path() == "/healthz" => Caller::Operator,
+        None => return Problem::unauthorized().into_response(),
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// Refuses a tenant's token on a route that shows or changes every tenant's state.
+fn operator_only(caller: &Caller, what: &str) -> ApiResult<()> {
+    match caller {
+        Caller::Operator => Ok(()),
+        Caller::Tenant(t) => Err(Problem::forbidden(format!(
+            "{what} spans every tenant: it takes the operator's token, not tenant {t}'s"
+        ))),
+    }
+}
+
+/// The live session `id`, when the caller may see it; another tenant's session is
+/// "not found", exactly like a missing one.
+pub(crate) async fn visible_session(
+    engine: &Engine,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<EngineSession> {
+    let session = engine.session(id).await?;
+    if caller.can_see(session.session().tenant()) {
+        Ok(session)
     } else {
-        Problem::unauthorized().into_response()
+        Err(crate::Error::session_not_found(id).into())
+    }
+}
+
+/// The tenant a call acts for: the caller's own, or (for the operator) `asked`, else
+/// the default one. A tenant naming another tenant is refused.
+fn acting_tenant(caller: &Caller, asked: Option<&str>) -> ApiResult<String> {
+    match (caller.tenant(), asked) {
+        (Some(own), Some(asked)) if own != asked => Err(Problem::forbidden(format!(
+            "tenant {own}'s token cannot act for tenant {asked}"
+        ))),
+        (Some(own), _) => Ok(own.to_owned()),
+        (None, Some(asked)) => {
+            crate::tenant::check_tenant(asked)
+                .map_err(|e| Problem::invalid(Some("tenant".into()), e.to_string()))?;
+            Ok(asked.to_owned())
+        }
+        (None, None) => Ok(crate::tenant::DEFAULT_TENANT.to_owned()),
     }
 }
 
@@ -219,7 +259,11 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-async fn metrics_text(State(s): State<ApiState>) -> ApiResult<Response> {
+async fn metrics_text(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Response> {
+    operator_only(&caller, "/metrics")?;
     let handle = s.metrics.as_ref().ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -240,18 +284,32 @@ async fn metrics_text(State(s): State<ApiState>) -> ApiResult<Response> {
         .into_response())
 }
 
-async fn list_sessions(State(s): State<ApiState>) -> ApiResult<Response> {
-    Ok(Json(s.engine.list_sessions().await?).into_response())
+async fn list_sessions(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Response> {
+    let mut all = s.engine.list_sessions().await?;
+    all.retain(|stats| caller.can_see(&stats.tenant));
+    Ok(Json(all).into_response())
 }
 
-async fn session_view(s: &ApiState, id: &str) -> ApiResult<crate::session::SessionStats> {
-    Ok(s.engine.session(id).await?.session().stats())
+async fn session_view(
+    s: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<crate::session::SessionStats> {
+    Ok(visible_session(&s.engine, caller, id)
+        .await?
+        .session()
+        .stats())
 }
 
 async fn create_session(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody<CreateSession>,
 ) -> ApiResult<Response> {
+    let tenant = acting_tenant(&caller, body.tenant.as_deref())?;
     let transport = body
         .transport()
         .parse_over(&s.defaults)
@@ -262,9 +320,7 @@ async fn create_session(
     if let Some(identifier) = body.identifier {
         config = config.identifier(identifier);
     }
-    if let Some(tenant) = body.tenant {
-        config = config.tenant(tenant);
-    }
+    config = config.tenant(tenant);
     if let Some(target) = body.target {
         config = config.target(target);
     }
@@ -272,7 +328,7 @@ async fn create_session(
         config = config.proxy_key(key);
     }
     let id = s.engine.create_session(config).await?;
-    created(&s, &id).await
+    created(&s, &caller, &id).await
 }
 
 /// A transport option error (`resolve[1]: ...`) as a 400 naming the field.
@@ -281,8 +337,8 @@ fn field_problem(detail: String) -> Problem {
     Problem::invalid(field, detail)
 }
 
-async fn created(s: &ApiState, id: &str) -> ApiResult<Response> {
-    let view = session_view(s, id).await?;
+async fn created(s: &ApiState, caller: &Caller, id: &str) -> ApiResult<Response> {
+    let view = session_view(s, caller, id).await?;
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/v1/sessions/{id}")) {
         response.headers_mut().insert(header::LOCATION, loc);
@@ -290,33 +346,61 @@ async fn created(s: &ApiState, id: &str) -> ApiResult<Response> {
     Ok(response)
 }
 
-async fn get_session(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(Json(session_view(&s, &id).await?).into_response())
+/// The path's session id and the caller, for the routes that address one session.
+type Addressed = (Extension<Caller>, Path<String>);
+
+async fn get_session(
+    State(s): State<ApiState>,
+    (Extension(caller), Path(id)): Addressed,
+) -> ApiResult<Response> {
+    Ok(Json(session_view(&s, &caller, &id).await?).into_response())
 }
 
-async fn close_session(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn close_session(
+    State(s): State<ApiState>,
+    (Extension(caller), Path(id)): Addressed,
+) -> ApiResult<StatusCode> {
+    visible_session(&s.engine, &caller, &id).await?;
     s.engine.close_session(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn touch(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    s.engine.session(&id).await?.session().touch();
+async fn touch(
+    State(s): State<ApiState>,
+    (Extension(caller), Path(id)): Addressed,
+) -> ApiResult<StatusCode> {
+    visible_session(&s.engine, &caller, &id)
+        .await?
+        .session()
+        .touch();
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn clear_cache(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    s.engine.session(&id).await?.session().clear_cache();
+async fn clear_cache(
+    State(s): State<ApiState>,
+    (Extension(caller), Path(id)): Addressed,
+) -> ApiResult<StatusCode> {
+    visible_session(&s.engine, &caller, &id)
+        .await?
+        .session()
+        .clear_cache();
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn clear_cookies(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    s.engine.session(&id).await?.session().clear_cookies();
+async fn clear_cookies(
+    State(s): State<ApiState>,
+    (Extension(caller), Path(id)): Addressed,
+) -> ApiResult<StatusCode> {
+    visible_session(&s.engine, &caller, &id)
+        .await?
+        .session()
+        .clear_cookies();
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_identifier(
     State(s): State<ApiState>,
-    Path(id): Path<String>,
+    (Extension(caller), Path(id)): Addressed,
     JsonBody(body): JsonBody<SetIdentifier>,
 ) -> ApiResult<StatusCode> {
     if body.identifier.trim().is_empty() {
@@ -325,8 +409,7 @@ async fn set_identifier(
             "identifier must not be empty",
         ));
     }
-    s.engine
-        .session(&id)
+    visible_session(&s.engine, &caller, &id)
         .await?
         .session()
         .set_identifier(&body.identifier);
@@ -355,11 +438,11 @@ fn cookie_format(q: &CookieQuery) -> ApiResult<Option<CookieFormat>> {
 
 async fn export_cookies(
     State(s): State<ApiState>,
-    Path(id): Path<String>,
+    (Extension(caller), Path(id)): Addressed,
     QueryParams(q): QueryParams<CookieQuery>,
 ) -> ApiResult<Response> {
     let format = cookie_format(&q)?;
-    let session = s.engine.session(&id).await?;
+    let session = visible_session(&s.engine, &caller, &id).await?;
     let cookies = match &q.url {
         Some(url) => session.session().cookies_for(url)?,
         None => session.session().cookies(),
@@ -383,7 +466,7 @@ async fn export_cookies(
 
 async fn import_cookies(
     State(s): State<ApiState>,
-    Path(id): Path<String>,
+    (Extension(caller), Path(id)): Addressed,
     QueryParams(q): QueryParams<CookieQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -396,13 +479,16 @@ async fn import_cookies(
         })?,
         Some(f) => formats::parse(f, text)?,
     };
-    let session = s.engine.session(&id).await?;
+    let session = visible_session(&s.engine, &caller, &id).await?;
     session.session().import_cookies(&records)?;
     Ok(Json(serde_json::json!({ "imported": records.len() })).into_response())
 }
 
-async fn export_snapshot(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let session = s.engine.session(&id).await?;
+async fn export_snapshot(
+    State(s): State<ApiState>,
+    (Extension(caller), Path(id)): Addressed,
+) -> ApiResult<Response> {
+    let session = visible_session(&s.engine, &caller, &id).await?;
     let bytes = session.session().snapshot_bytes(s.snapshot_key.as_ref())?;
     let content_type = if s.snapshot_key.is_some() {
         "application/octet-stream"
@@ -412,9 +498,14 @@ async fn export_snapshot(State(s): State<ApiState>, Path(id): Path<String>) -> A
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
 }
 
-async fn import_snapshot(State(s): State<ApiState>, body: Bytes) -> ApiResult<Response> {
+async fn import_snapshot(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let snapshot = crate::session::snapshot::decode(&body, s.snapshot_key.as_ref())
         .map_err(|why| Problem::from(crate::Error::snapshot("in the request body", why)))?;
+    acting_tenant(&caller, Some(&snapshot.tenant))?;
     let id = snapshot.id.to_string();
     if s.engine.session(&id).await.is_ok() {
         return Err(Problem::new(
@@ -433,36 +524,56 @@ async fn import_snapshot(State(s): State<ApiState>, body: Bytes) -> ApiResult<Re
     let session = crate::Session::from_snapshot(snapshot, move |b| transport.apply(b))
         .map_err(|e| Problem::from(crate::Error::snapshot("in the request body", e)))?;
     let id = s.engine.adopt_session(session).await?;
-    created(&s, &id).await
+    created(&s, &caller, &id).await
 }
 
-async fn save_session(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn save_session(
+    State(s): State<ApiState>,
+    (Extension(caller), Path(id)): Addressed,
+) -> ApiResult<Response> {
+    visible_session(&s.engine, &caller, &id).await?;
     let version = s.engine.save_session(&id).await?;
     Ok(Json(serde_json::json!({ "id": id, "version": version })).into_response())
 }
 
-async fn stored_sessions(State(s): State<ApiState>) -> ApiResult<Response> {
-    Ok(Json(s.engine.stored_sessions().await?).into_response())
+/// `?tenant=` of the store routes: whose stored sessions (the operator may name any;
+/// a tenant only itself).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantQuery {
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+async fn stored_sessions(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    QueryParams(q): QueryParams<TenantQuery>,
+) -> ApiResult<Response> {
+    let tenant = acting_tenant(&caller, q.tenant.as_deref())?;
+    Ok(Json(s.engine.stored_sessions_of(&tenant).await?).into_response())
 }
 
 async fn checkout(
     State(s): State<ApiState>,
-    Path(id): Path<String>,
+    (Extension(caller), Path(id)): Addressed,
+    QueryParams(q): QueryParams<TenantQuery>,
     JsonBody(body): JsonBody<TransportOptions>,
 ) -> ApiResult<Response> {
+    let tenant = acting_tenant(&caller, q.tenant.as_deref())?;
     let transport = body
         .parse_over(&s.defaults)
         .map_err(|e| field_problem(e.to_string()))?;
     let id = s
         .engine
-        .checkout_session(&id, move |b| transport.apply(b))
+        .checkout_session_of(&tenant, &id, move |b| transport.apply(b))
         .await?;
-    created(&s, &id).await
+    created(&s, &caller, &id).await
 }
 
 async fn perform(
     State(s): State<ApiState>,
-    Path(id): Path<String>,
+    (Extension(caller), Path(id)): Addressed,
     JsonBody(spec): JsonBody<RequestSpec>,
 ) -> ApiResult<Response> {
     let method = spec.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
@@ -499,7 +610,7 @@ async fn perform(
         .headers
         .pairs()
         .map_err(|e| Problem::invalid(Some("headers".into()), e))?;
-    let session = s.engine.session(&id).await?;
+    let session = visible_session(&s.engine, &caller, &id).await?;
     let mut request = session.request(method, &spec.url).kind(kind);
     for (i, (name, value)) in headers.iter().enumerate() {
         let (Ok(n), Ok(v)) = (
@@ -547,14 +658,20 @@ fn pools(s: &ApiState) -> ApiResult<&crate::proxies::ProxyRouter> {
     })
 }
 
-async fn proxy_health(State(s): State<ApiState>) -> ApiResult<Response> {
+async fn proxy_health(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Response> {
+    operator_only(&caller, "proxy pool health")?;
     Ok(Json(pools(&s)?.health()).into_response())
 }
 
 async fn set_routes(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody<SetRoutes>,
 ) -> ApiResult<StatusCode> {
+    operator_only(&caller, "the routing table")?;
     pools(&s)?
         .set_routes(&body.routes, body.default_pool)
         .map_err(|e| Problem::invalid(Some("routes".into()), e.to_string()))?;
@@ -563,15 +680,16 @@ async fn set_routes(
 
 async fn rotate(
     State(s): State<ApiState>,
-    Path(id): Path<String>,
+    (Extension(caller), Path(id)): Addressed,
     JsonBody(body): JsonBody<Rotate>,
 ) -> ApiResult<Response> {
     pools(&s)?;
+    visible_session(&s.engine, &caller, &id).await?;
     let reason = body
         .reason
         .unwrap_or_else(|| "asked through the API".into());
     let new_id = s.engine.rotate_session(&id, &reason).await?;
-    created(&s, &new_id).await
+    created(&s, &caller, &new_id).await
 }
 
 #[derive(Deserialize)]
@@ -583,13 +701,19 @@ struct DrainQuery {
 
 async fn dead_letters(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     QueryParams(q): QueryParams<DrainQuery>,
-) -> Response {
-    Json(s.engine.dead_letters(q.drain).await).into_response()
+) -> ApiResult<Response> {
+    operator_only(&caller, "the dead-letter queue")?;
+    Ok(Json(s.engine.dead_letters(q.drain).await).into_response())
 }
 
 /// Engine events as server-sent events; the stream ends when the server stops.
-async fn events(State(s): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    operator_only(&caller, "the event stream")?;
     let receiver = s.engine.events();
     let stopping = s.stopping.subscribe();
     let stream = futures_util::stream::unfold(
@@ -615,23 +739,31 @@ async fn events(State(s): State<ApiState>) -> Sse<impl Stream<Item = Result<Even
             Some((Ok(event), (receiver, stopping)))
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-async fn proxy_stats(State(s): State<ApiState>) -> Response {
+async fn proxy_stats(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Response> {
+    operator_only(&caller, "the forward proxy's counters")?;
     let sessions = s.engine.session_count().await;
-    match &s.proxy {
+    Ok(match &s.proxy {
         Some(p) => Json(p.view(sessions)).into_response(),
         None => Json(serde_json::json!({ "running": false, "registered_sessions": sessions }))
             .into_response(),
-    }
+    })
 }
 
-async fn shutdown(State(s): State<ApiState>) -> (StatusCode, Json<serde_json::Value>) {
+async fn shutdown(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    operator_only(&caller, "shutting the server down")?;
     tracing::info!(target: "mummer::api", "shutdown requested through the API");
     s.stopping.send_replace(true);
-    (
+    Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "status": "stopping" })),
-    )
+    ))
 }

@@ -3,6 +3,7 @@
 //! - [`pool`]: one named pool, each proxy's health (benched after N failures for a
 //!   cooldown) and the assignment strategies.
 //! - [`routing`]: rules from target domain and tenant to a pool, first match wins.
+//! - [`rotation`]: when a pool's sessions move to another exit by themselves.
 //! - [`ProxyRouter`] (here): the pools and the table together, loaded from a TOML or
 //!   JSON pools-and-routes file and changeable at runtime; it hands a new session its
 //!   [`Assignment`] and hears back how requests through it went.
@@ -15,6 +16,10 @@
 //! strategy = "round_robin"      # least_used, random, hash
 //! ban_after = 3                 # consecutive failures that bench a proxy
 //! cooldown_secs = 60
+//!
+//! [pools.datacenter.rotate]
+//! on_quarantine = true
+//! after_requests = 500
 //!
 //! [pools.residential]
 //! proxies = ["socks5h://user:pass@127.0.0.4:1080"]
@@ -30,6 +35,7 @@
 //! ```
 
 pub mod pool;
+pub mod rotation;
 pub mod routing;
 
 use std::collections::BTreeMap;
@@ -40,6 +46,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use self::pool::{FailureOutcome, PoolSettings, ProxyHealth, ProxyPool, ProxySlot, Strategy};
+pub use self::rotation::RotationPolicy;
 pub use self::routing::{DomainPattern, RouteSpec, RoutingTable};
 use crate::error::{Error, Result};
 use crate::net::Proxy;
@@ -59,6 +66,9 @@ pub struct PoolSpec {
     /// Seconds a benched proxy sits out (default 60).
     #[serde(default = "default_cooldown")]
     pub cooldown_secs: u64,
+    /// When its sessions rotate by themselves (default: only off a failed proxy).
+    #[serde(default)]
+    pub rotate: RotationPolicy,
 }
 
 fn default_ban_after() -> u32 {
@@ -160,6 +170,7 @@ impl ProxyRouter {
                     strategy: spec.strategy,
                     ban_after: spec.ban_after,
                     cooldown: Duration::from_secs(spec.cooldown_secs),
+                    rotate: spec.rotate,
                 };
                 Ok((name.clone(), ProxyPool::new(name, &spec.proxies, settings)?))
             })
@@ -280,6 +291,15 @@ impl ProxyRouter {
                     .map(|p| p.record_failure(a.slot, Instant::now(), error))
             })
             .unwrap_or(FailureOutcome::Counted)
+    }
+
+    /// The rotation policy of `pool` (the default for an unknown one).
+    pub fn rotation(&self, pool: &str) -> RotationPolicy {
+        self.pools
+            .lock()
+            .ok()
+            .and_then(|pools| pools.get(pool).map(ProxyPool::rotation))
+            .unwrap_or_default()
     }
 
     /// Whether `a`'s proxy is usable now.

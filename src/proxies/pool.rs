@@ -39,6 +39,8 @@ pub struct PoolSettings {
     pub ban_after: u32,
     /// How long a benched proxy sits out (default 60 s).
     pub cooldown: Duration,
+    /// When its sessions rotate by themselves.
+    pub rotate: super::RotationPolicy,
 }
 
 impl Default for PoolSettings {
@@ -47,6 +49,7 @@ impl Default for PoolSettings {
             strategy: Strategy::RoundRobin,
             ban_after: 3,
             cooldown: Duration::from_secs(60),
+            rotate: super::RotationPolicy::default(),
         }
     }
 }
@@ -146,6 +149,11 @@ impl ProxyPool {
             settings,
             next: 0,
         })
+    }
+
+    /// When its sessions rotate by themselves.
+    pub fn rotation(&self) -> super::RotationPolicy {
+        self.settings.rotate
     }
 
     /// The pool's name.
@@ -306,6 +314,7 @@ mod tests {
                 strategy,
                 ban_after: 2,
                 cooldown: Duration::from_secs(30),
+                ..PoolSettings::default()
             },
         )
         .expect("pool")

@@ -41,6 +41,7 @@ use crate::profile::{Profile, RequestKind};
 pub struct SessionBuilder {
     transport: ClientBuilder,
     identifier: Option<String>,
+    tenant: String,
     cookie_limits: CookieLimits,
     tracking: TrackingFilter,
     cache: CacheConfig,
@@ -58,6 +59,13 @@ impl SessionBuilder {
     /// The identifier that partitions TLS tickets (default: the session id).
     pub fn identifier(mut self, id: impl Into<String>) -> Self {
         self.identifier = Some(id.into());
+        self
+    }
+
+    /// The tenant the session belongs to (default [`crate::tenant::DEFAULT_TENANT`]):
+    /// part of its store key and its TLS-ticket partition, fixed for its life.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = tenant.into();
         self
     }
 
@@ -90,17 +98,19 @@ impl SessionBuilder {
     /// # Errors
     ///
     /// Transport configuration errors (an unreadable CA file, a profile the TLS stack
-    /// refuses).
+    /// refuses), [`Error::is_invalid_input`] for a malformed tenant name.
     pub fn build(self) -> Result<Session> {
         self.build_with(Uuid::new_v4(), SystemTime::now())
     }
 
     fn build_with(self, id: Uuid, created_at: SystemTime) -> Result<Session> {
+        crate::tenant::check_tenant(&self.tenant)?;
         let client = self.transport.build()?;
         let identifier = self.identifier.unwrap_or_else(|| id.to_string());
         let session = Session {
             inner: Arc::new(Inner {
                 id,
+                tenant: self.tenant,
                 created_at,
                 client,
                 max_redirects: self.max_redirects,
@@ -130,6 +140,7 @@ pub struct Session {
 
 struct Inner {
     id: Uuid,
+    tenant: String,
     created_at: SystemTime,
     client: Client,
     max_redirects: usize,
@@ -164,6 +175,8 @@ impl std::fmt::Debug for Session {
 pub struct SessionStats {
     /// The session id (UUID v4).
     pub id: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
     /// Profile name.
     pub profile: String,
     /// TLS-ticket partition identifier.
@@ -207,6 +220,7 @@ impl Session {
         SessionBuilder {
             transport: Client::builder(profile),
             identifier: None,
+            tenant: crate::tenant::DEFAULT_TENANT.to_owned(),
             cookie_limits: CookieLimits::default(),
             tracking: TrackingFilter::Off,
             cache: CacheConfig::default(),
@@ -217,6 +231,30 @@ impl Session {
     /// The session id.
     pub fn id(&self) -> Uuid {
         self.inner.id
+    }
+
+    /// Requests sent so far (each redirect hop counts). Cost: one atomic load.
+    pub fn request_count(&self) -> u64 {
+        self.inner
+            .request_count
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Time since the session was created (zero if the clock went back).
+    pub fn age(&self) -> Duration {
+        SystemTime::now()
+            .duration_since(self.inner.created_at)
+            .unwrap_or_default()
+    }
+
+    /// The tenant the session belongs to.
+    pub fn tenant(&self) -> &str {
+        &self.inner.tenant
+    }
+
+    /// The key the session is saved under in a store (see [`crate::tenant::store_key`]).
+    pub fn store_key(&self) -> String {
+        crate::tenant::store_key(&self.inner.tenant, &self.inner.id.to_string())
     }
 
     /// The profile this session wears.
@@ -254,6 +292,7 @@ impl Session {
         };
         SessionStats {
             id: self.inner.id.to_string(),
+            tenant: self.inner.tenant.clone(),
             profile: self.profile().name.clone(),
             identifier,
             created_at: unix_ms(self.inner.created_at),
@@ -312,7 +351,8 @@ impl Session {
     /// Sets the identifier that is part of every TLS-ticket key: tickets filed under
     /// another identifier are never offered again. Cost: two short locks.
     pub fn set_identifier(&self, identifier: &str) {
-        let partition = format!("{identifier}|{}|tls", self.profile().name);
+        let partition =
+            crate::tenant::ticket_partition(&self.inner.tenant, identifier, &self.profile().name);
         self.inner.client.tickets().set_partition(&partition);
         self.state().identifier = identifier.to_string();
     }

@@ -39,6 +39,9 @@ pub struct SessionSnapshot {
     pub version: u32,
     /// The session id.
     pub id: Uuid,
+    /// The tenant it belongs to (snapshots from before tenants: the default one).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     /// The profile: by name when it is an unchanged built-in, inline otherwise.
     pub profile: SnapshotProfile,
     /// TLS-ticket partition identifier.
@@ -60,6 +63,10 @@ pub struct SessionSnapshot {
     pub cache: Vec<CacheRecord>,
     /// Origins that asked for client hints, and the hints.
     pub accept_ch: BTreeMap<String, Vec<String>>,
+}
+
+fn default_tenant() -> String {
+    crate::tenant::DEFAULT_TENANT.to_owned()
 }
 
 /// How a snapshot names its profile.
@@ -126,6 +133,7 @@ impl Session {
         SessionSnapshot {
             version: SNAPSHOT_VERSION,
             id: self.inner.id,
+            tenant: self.inner.tenant.clone(),
             profile,
             identifier: st.identifier.clone(),
             created_at: unix_ms(self.inner.created_at),
@@ -159,6 +167,7 @@ impl Session {
         let created_at = UNIX_EPOCH + Duration::from_millis(snapshot.created_at);
         let session = Session::builder(profile)
             .identifier(snapshot.identifier)
+            .tenant(snapshot.tenant)
             .cache(snapshot.cache_config)
             .transport(transport)
             .build_with(snapshot.id, created_at)?;

@@ -12,6 +12,10 @@
 //!   ([`EngineEvent::StoreRecovered`]) when the waiting state is written;
 //! - a lease that cannot be renewed because another worker took it closes the session
 //!   without saving it ([`CloseReason::LeaseLost`]): the other worker's copy wins.
+//!
+//! Sessions are tracked here by their store key ([`crate::tenant::store_key`]: the id,
+//! prefixed by the tenant outside the default one); events and the lost-lease hook get
+//! the session id back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -58,7 +62,7 @@ struct State {
     stopped: bool,
 }
 
-/// Called with the id of a session whose lease was lost.
+/// Called with the id (not the store key) of a session whose lease was lost.
 pub(crate) type LostHook = Box<dyn Fn(String) + Send + Sync>;
 
 /// An engine's link to its store.
@@ -287,7 +291,7 @@ impl Persister {
             }
         }
         self.emit(EngineEvent::SessionSaved {
-            id: id.to_string(),
+            id: crate::tenant::split_store_key(id).1.to_string(),
             version: next,
         });
         Ok(Written::Saved)
@@ -300,7 +304,7 @@ impl Persister {
         );
         self.lock().owned.remove(id);
         if let Some(hook) = self.on_lost.get() {
-            hook(id.to_string());
+            hook(crate::tenant::split_store_key(id).1.to_string());
         }
     }
 

@@ -26,6 +26,11 @@ pub struct ServeArgs {
     /// (or MUMMER_TOKEN).
     #[arg(long)]
     token: Option<String>,
+    /// Tenants' tokens (TOML `[tenants] NAME = "TOKEN"`, or the same as JSON): a
+    /// tenant's token sees and creates only that tenant's sessions, in the API and
+    /// through the proxy.
+    #[arg(long = "tenant-tokens")]
+    tenant_tokens: Option<PathBuf>,
     /// Also run a forward proxy here (e.g. 127.0.0.1:8080).
     #[arg(long = "proxy-listen")]
     proxy_listen: Option<SocketAddr>,
@@ -152,10 +157,15 @@ pub async fn serve(args: ServeArgs) -> CliResult {
         insecure: args.insecure.then_some(true),
         ..Default::default()
     };
+    let tenant_tokens = match &args.tenant_tokens {
+        Some(path) => mummer::api::TenantTokens::load(path)?,
+        None => mummer::api::TenantTokens::new(),
+    };
     // Everything that can be refused is checked before anything starts.
-    mummer::api::check_exposure("API", args.listen, token.as_deref())?;
+    let tenants = !tenant_tokens.is_empty();
+    mummer::api::check_exposure("API", args.listen, token.as_deref(), tenants)?;
     if let Some(p) = args.proxy_listen {
-        mummer::api::check_exposure("proxy", p, token.as_deref())?;
+        mummer::api::check_exposure("proxy", p, token.as_deref(), tenants)?;
     }
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -215,6 +225,7 @@ pub async fn serve(args: ServeArgs) -> CliResult {
                         mitm,
                         default_session: args.default_session.clone(),
                         token: token.clone(),
+                        tenant_tokens: tenant_tokens.clone(),
                     },
                 )
                 .await?,
@@ -227,6 +238,7 @@ pub async fn serve(args: ServeArgs) -> CliResult {
         ApiConfig {
             listen: args.listen,
             token,
+            tenant_tokens,
             defaults,
             snapshot_key: key,
             metrics: Some(metrics),
