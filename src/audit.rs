@@ -1,6 +1,8 @@
 //! The audit trail: session lifecycle events (created, proxy assigned, rotated,
 //! quarantined, closed, with reasons and timestamps) appended to a JSON-lines file, one
-//! entry per event, with retention by age and by size.
+//! entry per event, with retention by age and by size. [`AuditEntries`] turns events
+//! into entries; [`AuditLog`] is the file; the Redis stream for many workers is
+//! [`crate::store::redis_audit`], with the same entries.
 //!
 //! - Only lifecycle events are written; requests, cookies and headers never are. Proxy
 //!   URLs arrive with their password masked.
@@ -69,7 +71,22 @@ struct Writer {
 /// An open audit trail.
 pub struct AuditLog {
     config: AuditConfig,
+    entries: AuditEntries,
     writer: Mutex<Writer>,
+}
+
+/// Turns engine events into audit entries (JSON objects), hashing ids when keyed.
+#[derive(Clone)]
+pub struct AuditEntries {
+    hash_key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for AuditEntries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditEntries")
+            .field("hashed", &self.hash_key.is_some())
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -107,6 +124,7 @@ impl AuditLog {
         }
         let file = open_append(&config.path)?;
         let log = AuditLog {
+            entries: AuditEntries::new(config.hash_key.clone()),
             config,
             writer: Mutex::new(Writer {
                 file,
@@ -117,8 +135,54 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// Appends `event` if it is a lifecycle event; returns whether it was written.
+    ///
+    /// # Errors
+    ///
+    /// The write failing (disk full, file removed from under it).
+    pub fn record(&self, event: &EngineEvent) -> Result<bool> {
+        let Some(mut line) = self.entries.entry(event)? else {
+            return Ok(false);
+        };
+        line.push(b'\n');
+        let purge = {
+            let mut w = self
+                .writer
+                .lock()
+                .map_err(|_| Error::invalid_input("the audit log lock is poisoned"))?;
+            w.file.write_all(&line).map_err(|e| {
+                Error::io(
+                    format!("writing the audit log {}", self.config.path.display()),
+                    e,
+                )
+            })?;
+            w.since_purge += 1;
+            w.since_purge >= PURGE_EVERY
+        };
+        if purge {
+            self.purge()?;
+        }
+        Ok(true)
+    }
+
+    /// Applies retention now; returns how many entries were removed.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or rewritten (the old one is then left whole).
+    pub fn purge(&self) -> Result<usize> {
+        self.purge_now()
+    }
+}
+
+impl AuditEntries {
+    /// Entries with ids as they are (`None`) or as HMAC-SHA256 under `hash_key`.
+    pub fn new(hash_key: Option<Vec<u8>>) -> AuditEntries {
+        AuditEntries { hash_key }
+    }
+
     fn hide(&self, id: &str) -> String {
-        match &self.config.hash_key {
+        match &self.hash_key {
             None => id.to_owned(),
             Some(key) => {
                 let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
@@ -130,12 +194,13 @@ impl AuditLog {
         }
     }
 
-    /// Appends `event` if it is a lifecycle event; returns whether it was written.
+    /// The entry for `event` as one line of JSON (no newline), or `None` for an event
+    /// that is not part of a session's lifecycle.
     ///
     /// # Errors
     ///
-    /// The write failing (disk full, file removed from under it).
-    pub fn record(&self, event: &EngineEvent) -> Result<bool> {
+    /// Encoding failing (it does not in practice).
+    pub fn entry(&self, event: &EngineEvent) -> Result<Option<Vec<u8>>> {
         let mut entry = Entry {
             at: now_ms(),
             event: "",
@@ -190,37 +255,16 @@ impl AuditLog {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned));
             }
-            _ => return Ok(false),
+            _ => return Ok(None),
         }
-        let mut line = serde_json::to_vec(&entry)
-            .map_err(|e| Error::invalid_input(format!("encoding an audit entry: {e}")))?;
-        line.push(b'\n');
-        let purge = {
-            let mut w = self
-                .writer
-                .lock()
-                .map_err(|_| Error::invalid_input("the audit log lock is poisoned"))?;
-            w.file.write_all(&line).map_err(|e| {
-                Error::io(
-                    format!("writing the audit log {}", self.config.path.display()),
-                    e,
-                )
-            })?;
-            w.since_purge += 1;
-            w.since_purge >= PURGE_EVERY
-        };
-        if purge {
-            self.purge()?;
-        }
-        Ok(true)
+        serde_json::to_vec(&entry)
+            .map(Some)
+            .map_err(|e| Error::invalid_input(format!("encoding an audit entry: {e}")))
     }
+}
 
-    /// Applies retention now; returns how many entries were removed.
-    ///
-    /// # Errors
-    ///
-    /// The file cannot be read or rewritten (the old one is then left whole).
-    pub fn purge(&self) -> Result<usize> {
+impl AuditLog {
+    fn purge_now(&self) -> Result<usize> {
         let mut w = self
             .writer
             .lock()

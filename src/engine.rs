@@ -166,6 +166,7 @@ pub struct EngineBuilder {
     lease_ttl: Duration,
     proxies: Option<ProxyRouter>,
     audit: Option<AuditConfig>,
+    audit_redis: Option<(crate::store::RedisStore, crate::store::RedisAuditConfig)>,
 }
 
 impl EngineBuilder {
@@ -318,7 +319,21 @@ impl EngineBuilder {
     /// ([`crate::audit`]). Needs a tokio runtime at [`EngineBuilder::start`];
     /// [`Engine::shutdown`] returns after the last close is written.
     pub fn audit(mut self, config: AuditConfig) -> Self {
+        self.audit_redis = None;
         self.audit = Some(config);
+        self
+    }
+
+    /// Writes the audit trail to the Redis stream `NS:audit` of `store` instead of a
+    /// file (the same entries; [`crate::store::redis_audit`]), so every worker's
+    /// sessions land in one trail. Needs a tokio runtime at [`EngineBuilder::start`].
+    pub fn audit_redis(
+        mut self,
+        store: &crate::store::RedisStore,
+        config: crate::store::RedisAuditConfig,
+    ) -> Self {
+        self.audit = None;
+        self.audit_redis = Some((store.clone(), config));
         self
     }
 
@@ -401,16 +416,22 @@ impl EngineBuilder {
             ActorSystem::start(self.config)
                 .map_err(|e| Error::io("starting the engine threads", e))?,
         );
-        let audit = match self.audit.take() {
+        let sink = match (self.audit.take(), self.audit_redis.take()) {
+            (Some(config), _) => Some(AuditSink::File(AuditLog::open(config)?)),
+            (None, Some((store, config))) => Some(AuditSink::Redis(
+                crate::store::RedisAuditLog::new(&store, config),
+            )),
+            (None, None) => None,
+        };
+        let audit = match sink {
             None => None,
-            Some(config) => {
+            Some(sink) => {
                 let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
                     Error::invalid_input(
                         "an engine with an audit trail must be started inside a tokio runtime",
                     )
                 })?;
-                let log = AuditLog::open(config)?;
-                Some(AuditTask::spawn(log, system.events(), &runtime))
+                Some(AuditTask::spawn(sink, system.events(), &runtime))
             }
         };
         let persister = persister.map(|(persister, runtime)| {
@@ -551,6 +572,37 @@ pub struct Engine {
     audit: Option<Arc<AuditTask>>,
 }
 
+/// Where the audit trail goes.
+enum AuditSink {
+    File(AuditLog),
+    Redis(crate::store::RedisAuditLog),
+}
+
+impl AuditSink {
+    async fn write(&self, e: &EngineEvent) {
+        let written = match self {
+            AuditSink::File(log) => log.record(e),
+            AuditSink::Redis(log) => log.record(e).await,
+        };
+        if let Err(err) = written {
+            if err.is_store_unavailable() {
+                tracing::warn!(error = %err, "audit trail store unavailable; entries wait in memory");
+            } else {
+                tracing::error!(error = %err, "audit trail write failed");
+            }
+        }
+    }
+
+    /// Writes what waited for an unreachable store (the file trail has nothing waiting).
+    async fn flush(&self) {
+        if let AuditSink::Redis(log) = self {
+            if let Err(e) = log.flush_waiting().await {
+                tracing::error!(error = %e, "audit entries still waiting for Redis at shutdown were not written");
+            }
+        }
+    }
+}
+
 /// Writes engine events to the audit trail as they come; drained at shutdown.
 struct AuditTask {
     stop: tokio::sync::watch::Sender<bool>,
@@ -559,21 +611,22 @@ struct AuditTask {
 
 impl AuditTask {
     fn spawn(
-        log: AuditLog,
+        sink: AuditSink,
         mut events: broadcast::Receiver<EngineEvent>,
         runtime: &tokio::runtime::Handle,
     ) -> AuditTask {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let write = move |log: &AuditLog, e: &EngineEvent| {
-            if let Err(err) = log.record(e) {
-                tracing::error!(error = %err, "audit trail write failed");
-            }
-        };
         let task = runtime.spawn(async move {
+            if let AuditSink::Redis(log) = &sink {
+                // Retention once at start, as the file trail does when it opens.
+                if let Err(e) = log.purge().await {
+                    tracing::warn!(error = %e, "audit stream retention skipped: Redis unavailable");
+                }
+            }
             loop {
                 tokio::select! {
                     next = events.recv() => match next {
-                        Ok(e) => write(&log, &e),
+                        Ok(e) => sink.write(&e).await,
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             tracing::error!(missed = n, "the audit trail fell behind and missed events");
                         }
@@ -581,8 +634,9 @@ impl AuditTask {
                     },
                     _ = stopped.changed() => {
                         while let Ok(e) = events.try_recv() {
-                            write(&log, &e);
+                            sink.write(&e).await;
                         }
+                        sink.flush().await;
                         break;
                     }
                 }
@@ -664,6 +718,7 @@ impl Engine {
             lease_ttl: Duration::from_secs(30),
             proxies: None,
             audit: None,
+            audit_redis: None,
         }
     }
 

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use mummer::proxies::{ProxiesFile, ProxyRouter};
 use mummer::{Engine, SessionConfig};
 use mummer_actors::policy::RetryPolicy;
+use support::dante::Dante;
 use support::https::{HttpsServer, Reply};
 use support::tinyproxy::Tinyproxy;
 
@@ -428,4 +429,144 @@ after_requests = 3
     assert!(engine.session(&blocked).await.is_err());
     engine.shutdown().await;
     drop(events);
+}
+
+/// SOCKS5 exits (two `danted` processes sending from 127.0.0.4 and 127.0.0.5, one
+/// named `socks5://`, one `socks5h://`): sticky exits, a killed proxy's sessions
+/// rotated with no lost request, and a pool with every proxy dead failing fast with
+/// its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks5_exits_are_sticky_rotated_and_benched() {
+    let site = HttpsServer::start(|_| Reply::ok("ok")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("site.pem");
+    std::fs::write(&ca, &site.cert_pem).expect("write");
+    let (mut c, mut d) = (Dante::start("127.0.0.4"), Dante::start("127.0.0.5"));
+    let file = ProxiesFile::parse(
+        &format!(
+            r#"{{"default_pool": "socks",
+                "pools": {{"socks": {{"proxies": ["{}", "{}"], "ban_after": 1}}}}}}"#,
+            c.url("socks5"),
+            d.url("socks5h")
+        ),
+        true,
+    )
+    .expect("pools file (JSON)");
+    let engine = Engine::builder()
+        .proxies(ProxyRouter::from_file(&file).expect("router"))
+        .retry(RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        })
+        .start()
+        .expect("engine");
+    let url = |tag: &str| format!("https://127.0.0.1:{}/{tag}", site.addr.port());
+    let config = || {
+        let ca = ca.clone();
+        SessionConfig::profile("chrome-latest").transport(move |t| t.ca_file(ca))
+    };
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(engine.create_session(config()).await.expect("session"));
+    }
+    for round in 0..2 {
+        for (i, id) in ids.iter().enumerate() {
+            let s = engine.session(id).await.expect("live");
+            s.session().client().close_connections();
+            s.get(&url(&format!("s{i}-r{round}")))
+                .send()
+                .await
+                .expect("through SOCKS");
+        }
+    }
+    let mut exits: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+    for r in site.requests() {
+        let tag = r
+            .path()
+            .trim_start_matches('/')
+            .split('-')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        exits.entry(tag).or_default().insert(r.peer);
+    }
+    assert!(exits.values().all(|seen| seen.len() == 1), "{exits:?}");
+    let used: BTreeSet<IpAddr> = exits.values().flatten().copied().collect();
+    assert_eq!(used, BTreeSet::from([c.exit, d.exit]));
+
+    // Kill c: the requests on its sessions arrive through d, once each.
+    let on_c: Vec<String> = ids
+        .iter()
+        .filter(|id| {
+            engine
+                .session_exit(id)
+                .is_some_and(|e| e.proxy.to_string().contains(&c.port.to_string()))
+        })
+        .cloned()
+        .collect();
+    assert_eq!(on_c.len(), 2);
+    c.kill();
+    // The first one's request fails at c, is sent again through d, and c is benched
+    // (ban_after = 1), which rotates the other session on c in the background.
+    let s = engine.session(&on_c[0]).await.expect("live");
+    s.session().client().close_connections();
+    let answer = s
+        .get(&url("moved-0"))
+        .send()
+        .await
+        .expect("replayed through d");
+    assert_eq!(answer.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let second = loop {
+        if let Some(next) = engine.successor(&on_c[1]) {
+            break next;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the benched proxy's other session was not rotated"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    engine
+        .session(&second)
+        .await
+        .expect("successor")
+        .get(&url("moved-1"))
+        .send()
+        .await
+        .expect("through d");
+    for id in &on_c {
+        let next = engine.successor(id).expect("rotated");
+        assert!(engine
+            .session_exit(&next)
+            .is_some_and(|e| e.proxy.to_string().contains(&d.port.to_string())));
+    }
+    let moved: Vec<_> = site
+        .requests()
+        .into_iter()
+        .filter(|r| r.path().starts_with("/moved"))
+        .collect();
+    assert_eq!(moved.len(), 2, "each once");
+    assert!(moved.iter().all(|r| r.peer == d.exit));
+
+    // Kill d too: the pool has nobody left and says so by name.
+    d.kill();
+    let survivor = engine
+        .create_session(config())
+        .await
+        .expect("d is not benched yet");
+    let s = engine.session(&survivor).await.expect("live");
+    let e = s
+        .get(&url("dead"))
+        .send()
+        .await
+        .expect_err("every exit is dead");
+    assert!(e.is_proxy(), "{e}");
+    let e = engine
+        .create_session(config())
+        .await
+        .expect_err("no healthy proxy");
+    assert!(e.is_no_healthy_proxy(), "{e}");
+    assert!(e.to_string().contains("`socks`"), "{e}");
+    engine.shutdown().await;
 }

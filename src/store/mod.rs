@@ -13,12 +13,14 @@
 //! - [`dead_letters`]: the dead-letter queue as a Redis stream with consumer groups;
 //! - [`redis_rate`]: a per-host rate limit in Redis (GCRA), shared by all workers;
 //! - [`redis_tickets`]: TLS session tickets in Redis, shared by every worker;
+//! - [`redis_audit`]: the audit trail as a Redis stream, shared by every worker;
 //! - [`url`]: `file:DIR` and `redis://HOST:PORT/DB` store URLs for the CLI and examples.
 
 pub mod dead_letters;
 pub mod file;
 pub(crate) mod persist;
 pub mod redis;
+pub mod redis_audit;
 pub mod redis_rate;
 pub mod redis_tickets;
 pub mod url;
@@ -32,6 +34,7 @@ use crate::error::Result;
 pub use self::dead_letters::{ClaimedLetter, RedisDeadLetters};
 pub use self::file::FileStore;
 pub use self::redis::RedisStore;
+pub use self::redis_audit::{RedisAuditConfig, RedisAuditLog};
 pub use self::redis_rate::RedisRateLimit;
 pub use self::redis_tickets::RedisTickets;
 pub use self::url::open_store;

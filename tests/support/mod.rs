@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod chromium;
+pub mod dante;
 pub mod https;
 pub mod redis;
 pub mod tinyproxy;
