@@ -418,9 +418,9 @@ impl EngineBuilder {
         );
         let sink = match (self.audit.take(), self.audit_redis.take()) {
             (Some(config), _) => Some(AuditSink::File(AuditLog::open(config)?)),
-            (None, Some((store, config))) => Some(AuditSink::Redis(
+            (None, Some((store, config))) => Some(AuditSink::Redis(Box::new(
                 crate::store::RedisAuditLog::new(&store, config),
-            )),
+            ))),
             (None, None) => None,
         };
         let audit = match sink {
@@ -575,7 +575,7 @@ pub struct Engine {
 /// Where the audit trail goes.
 enum AuditSink {
     File(AuditLog),
-    Redis(crate::store::RedisAuditLog),
+    Redis(Box<crate::store::RedisAuditLog>),
 }
 
 impl AuditSink {

@@ -99,7 +99,7 @@ impl RedisAuditLog {
     }
 
     fn unavailable(&self, e: &redis::RedisError) -> Error {
-        Error::store_unavailable(&self.store.describe(), e.to_string())
+        Error::store_unavailable(self.store.describe(), e.to_string())
     }
 
     /// Appends `event` if it is a lifecycle event (with anything still waiting first);
