@@ -255,7 +255,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (same_site, start_site) = (args.same_site, start_site.clone());
         let (tag, worker_name) = (args.tag_requests, worker.clone());
         workers.push(tokio::spawn(async move {
-            let Ok(session) = engine.session(&id).await else {
+            let Ok(mut session) = engine.session(&id).await else {
                 return;
             };
             loop {
@@ -272,7 +272,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if tag {
                     request = request.header("x-mummer-worker", &worker_name);
                 }
-                let result = request.send().await;
+                let mut result = request.send().await;
+                // With proxy pools the session may have been rotated onto another exit:
+                // carry on with its successor (and this URL) instead of stopping.
+                if result.as_ref().is_err_and(|e| e.is_session_not_found()) {
+                    if let Some(next) = engine.successor(session.id()) {
+                        if let Ok(s) = engine.session(&next).await {
+                            session = s;
+                            result = session.get(url.as_str()).send().await;
+                        }
+                    }
+                }
                 let elapsed_ms = t.elapsed().as_millis();
                 let line = match &result {
                     Ok(r) => serde_json::json!({

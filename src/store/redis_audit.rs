@@ -5,7 +5,9 @@
 //! - Entries are appended in the order the engine emitted them. While Redis is
 //!   unreachable they wait in memory (up to 10 000, oldest dropped first, with an
 //!   error in the log) and are written, still in order, with the next event or at
-//!   shutdown.
+//!   shutdown. Each entry carries a random token and is appended by a script only if
+//!   its token is new (`NS:audit-sent:TOKEN`, kept 10 minutes), so a write whose reply
+//!   was lost (Redis went away mid-write) is sent again without being recorded twice.
 //! - Retention runs when the trail is opened and every [`PURGE_EVERY`] entries:
 //!   `XTRIM MINID` drops entries older than the age limit (stream ids are
 //!   millisecond timestamps), then `XTRIM MAXLEN` keeps at most `max_entries`.
@@ -24,6 +26,18 @@ use crate::error::{Error, Result};
 
 /// Most entries kept in memory while Redis is unreachable.
 const WAITING_CAPACITY: usize = 10_000;
+
+/// Appends `ARGV[1]` to the stream `KEYS[1]` unless the token key `KEYS[2]` was set
+/// already (for `ARGV[2]` milliseconds).
+const APPEND_ONCE: &str = r"
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
+  return redis.call('XADD', KEYS[1], '*', 'entry', ARGV[1])
+end
+return false
+";
+
+/// How long a written entry's token is remembered.
+const TOKEN_TTL_MS: u64 = 600_000;
 
 /// How long the stream trail keeps entries, and whether ids are hashed.
 #[derive(Clone, Debug, Default)]
@@ -49,8 +63,8 @@ pub struct RedisAuditLog {
 
 #[derive(Default)]
 struct Pending {
-    /// Encoded entries not written yet, oldest first.
-    waiting: VecDeque<Vec<u8>>,
+    /// Entries not written yet (token, encoded entry), oldest first.
+    waiting: VecDeque<(String, Vec<u8>)>,
     since_purge: u64,
 }
 
@@ -120,7 +134,7 @@ impl RedisAuditLog {
             *dropped += 1;
             tracing::error!(store = %self.store.describe(), dropped = *dropped, "Redis unreachable for too long: the oldest waiting audit entry was dropped");
         }
-        pending.waiting.push_back(entry);
+        pending.waiting.push_back((super::new_token(), entry));
         self.flush(&mut pending).await?;
         Ok(true)
     }
@@ -141,12 +155,14 @@ impl RedisAuditLog {
         }
         let mut conn = self.store.connection();
         let mut pipe = redis::pipe();
-        for entry in &pending.waiting {
-            pipe.cmd("XADD")
+        for (token, entry) in &pending.waiting {
+            pipe.cmd("EVAL")
+                .arg(APPEND_ONCE)
+                .arg(2)
                 .arg(&self.stream)
-                .arg("*")
-                .arg("entry")
+                .arg(self.store.key("audit-sent", token))
                 .arg(entry.as_slice())
+                .arg(TOKEN_TTL_MS)
                 .ignore();
         }
         let written: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
