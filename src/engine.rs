@@ -29,7 +29,7 @@ use crate::audit::{AuditConfig, AuditLog};
 use crate::client::{ClientBuilder, Response};
 use crate::error::{EngineErrorKind, Error, Result};
 use crate::profile::{Profile, RequestKind};
-use crate::proxies::{Assignment, ProxyRouter};
+use crate::proxies::{Assignment, ProxyRouter, RotationPolicy};
 use crate::robots::RobotsCache;
 use crate::session::snapshot::decode;
 use crate::session::SnapshotKey;
@@ -53,6 +53,14 @@ pub struct EngineRequest {
     typed: bool,
     no_cache: bool,
     no_redirects: bool,
+}
+
+impl EngineRequest {
+    /// Whether it may be sent twice: an idempotent method, or an `Idempotency-Key`.
+    fn replayable(&self) -> bool {
+        let (method, keyed) = <Session as SessionCore>::method(self);
+        mummer_actors::policy::is_idempotent(&method, keyed)
+    }
 }
 
 impl SessionCore for Session {
@@ -101,8 +109,8 @@ impl SessionCore for Session {
         Session::touch(self);
     }
 
-    fn tenant(&self) -> &str {
-        Session::tenant(self)
+    fn tenant_label(&self) -> metrics::SharedString {
+        metrics::SharedString::from(self.tenant_shared())
     }
 
     fn target(r: &EngineRequest) -> String {
@@ -699,6 +707,8 @@ impl Rotations {
 #[derive(Clone, Debug)]
 struct Routed {
     exit: Assignment,
+    /// The pool's rotation policy (fixed for a pool's life), read once at assignment.
+    policy: RotationPolicy,
     tenant: String,
     /// What the hash strategy hashes (the proxy key, else the tenant).
     key: String,
@@ -755,6 +765,11 @@ impl Engine {
         }
         builder = builder.tenant(tenant.clone());
         let routed = exit.map(|exit| Routed {
+            policy: self
+                .proxies
+                .as_ref()
+                .map(|r| r.rotation(&exit.pool))
+                .unwrap_or_default(),
             exit,
             key: config.proxy_key.unwrap_or_else(|| tenant.clone()),
             tenant,
@@ -873,6 +888,7 @@ impl Engine {
             .build();
         let next = Routed {
             exit: exit.clone(),
+            policy: routed.policy,
             tenant: routed.tenant.clone(),
             key: routed.key.clone(),
         };
@@ -935,8 +951,13 @@ impl Engine {
             return outcome;
         };
         let proxy_failure = outcome.as_ref().err().filter(|e| e.is_proxy());
-        let exit = match self.session_exit(&found.id) {
-            Some(exit) => exit,
+        let routed = self
+            .exits
+            .lock()
+            .ok()
+            .and_then(|e| e.get(&found.id).map(|r| (r.exit.clone(), r.policy)));
+        let (exit, policy) = match routed {
+            Some(routed) => routed,
             // Rotated away while this request ran (another request's failure, or the
             // proxy's benching): a failure at the proxy goes to the successor.
             None if proxy_failure.is_some() && self.rotation_known(&found.id) => {
@@ -952,8 +973,7 @@ impl Engine {
             }
             None => return outcome,
         };
-        self.note_exit(&found.id, &outcome);
-        let policy = router.rotation(&exit.pool);
+        self.note_exit(router, &exit, &outcome);
         if let Some(e) = proxy_failure {
             if !policy.on_proxy_failure {
                 return outcome;
@@ -981,18 +1001,16 @@ impl Engine {
         outcome
     }
 
-    /// Sends `request` (when there is one and it may be sent twice) on `next`, the
-    /// successor of `old`; `None` when it was not sent.
+    /// Sends `request` (kept only when it may be sent twice, see
+    /// [`EngineRequest::replayable`]) on `next`, the successor of `old`; `None` when
+    /// there was nothing to send.
     async fn replay(
         &self,
         old: &str,
         next: &str,
         request: Option<EngineRequest>,
     ) -> Option<Result<Response>> {
-        let request = request.filter(|r| {
-            let (method, keyed) = <Session as SessionCore>::method(r);
-            mummer_actors::policy::is_idempotent(&method, keyed)
-        })?;
+        let request = request?;
         tracing::info!(old = %old, new = %next, url = %request.url, "sending a request that failed at the proxy again on the rotated session");
         let successor = match self.session(next).await {
             Ok(s) => s,
@@ -1004,7 +1022,9 @@ impl Engine {
             .await
             .map_err(map_err)
             .map(|done| done.response.with_attempts(done.attempts));
-        self.note_exit(next, &again);
+        if let (Some(router), Some(exit)) = (&self.proxies, self.session_exit(next)) {
+            self.note_exit(router, &exit, &again);
+        }
         Some(again)
     }
 
@@ -1033,19 +1053,13 @@ impl Engine {
 
     /// Counts a request's outcome against the session's proxy: a failure at the proxy
     /// (connect, CONNECT, SOCKS, authentication) is one step toward benching it.
-    fn note_exit(&self, id: &str, outcome: &Result<Response>) {
-        let Some(router) = &self.proxies else {
-            return;
-        };
-        let Some(exit) = self.session_exit(id) else {
-            return;
-        };
+    fn note_exit(&self, router: &ProxyRouter, exit: &Assignment, outcome: &Result<Response>) {
         match outcome {
-            Ok(_) => router.record_success(&exit),
+            Ok(_) => router.record_success(exit),
             Err(e) if e.is_proxy() => {
                 let why = e.to_string();
-                if router.record_failure(&exit, &why) == crate::proxies::FailureOutcome::Benched {
-                    self.rotate_all_on(&exit, &why);
+                if router.record_failure(exit, &why) == crate::proxies::FailureOutcome::Benched {
+                    self.rotate_all_on(exit, &why);
                 }
             }
             Err(_) => {}
@@ -1535,7 +1549,8 @@ impl EngineRequestBuilder {
         }
         let engine = &self.session.engine;
         // With pools, a request that fails at the proxy may be sent again elsewhere.
-        let replay = engine.proxies.is_some().then(|| self.request.clone());
+        let replay =
+            (engine.proxies.is_some() && self.request.replayable()).then(|| self.request.clone());
         let outcome = engine
             .system
             .execute(&self.session.found, self.request)

@@ -19,9 +19,7 @@ use support::tinyproxy::Tinyproxy;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_keep_their_exit_and_dead_proxies_are_benched() {
     let site = HttpsServer::start(|_| Reply::ok("ok")).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = dir.path().join("site.pem");
-    std::fs::write(&ca, &site.cert_pem).expect("write");
+    let (dir, ca) = ca_file(&site);
     let (a, mut b) = (Tinyproxy::start("127.0.0.2"), Tinyproxy::start("127.0.0.3"));
     let file = ProxiesFile::parse(
         &format!(
@@ -63,12 +61,7 @@ pool = "solo"
         .expect("engine");
     // Through a proxy the target is named by address (the proxy resolves names itself).
     let url = |tag: &str| format!("https://127.0.0.1:{}/{tag}", site.addr.port());
-    let config = |target: &str| {
-        let ca = ca.clone();
-        SessionConfig::profile("chrome-latest")
-            .target(target)
-            .transport(move |t| t.ca_file(ca))
-    };
+    let config = |target: &str| trusting(&ca).target(target);
 
     let mut ids = Vec::new();
     for _ in 0..4 {
@@ -79,27 +72,8 @@ pool = "solo"
                 .expect("session"),
         );
     }
-    for round in 0..3 {
-        for (i, id) in ids.iter().enumerate() {
-            let s = engine.session(id).await.expect("live");
-            s.session().client().close_connections(); // a new connection each round
-            s.get(&url(&format!("s{i}-r{round}")))
-                .send()
-                .await
-                .expect("through the proxy");
-        }
-    }
-    let mut exits: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
-    for r in site.requests() {
-        let tag = r
-            .path()
-            .trim_start_matches('/')
-            .split('-')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        exits.entry(tag).or_default().insert(r.peer);
-    }
+    visit_in_rounds(&engine, &ids, 3, url).await;
+    let exits = exits_by_session(&site);
     for (session, seen) in &exits {
         assert_eq!(
             seen.len(),
@@ -326,6 +300,68 @@ pool = "solo"
     }
 }
 
+/// `site`'s certificate in a CA file (in the returned directory, kept while the test
+/// runs).
+fn ca_file(site: &HttpsServer) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("site.pem");
+    std::fs::write(&ca, &site.cert_pem).expect("write");
+    (dir, ca)
+}
+
+/// An engine on the pools of `file`, without retries (every failure shows at once).
+fn engine_on(file: &ProxiesFile) -> Engine {
+    Engine::builder()
+        .proxies(ProxyRouter::from_file(file).expect("router"))
+        .retry(RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        })
+        .start()
+        .expect("engine")
+}
+
+/// Each session fetches `/sI-rR` once per round, on a new connection each round.
+async fn visit_in_rounds(
+    engine: &Engine,
+    ids: &[String],
+    rounds: usize,
+    url: impl Fn(&str) -> String,
+) {
+    for round in 0..rounds {
+        for (i, id) in ids.iter().enumerate() {
+            let s = engine.session(id).await.expect("live");
+            s.session().client().close_connections();
+            s.get(&url(&format!("s{i}-r{round}")))
+                .send()
+                .await
+                .expect("through the proxy");
+        }
+    }
+}
+
+/// The exit addresses the site saw, by the `sI` tag of each path.
+fn exits_by_session(site: &HttpsServer) -> BTreeMap<String, BTreeSet<IpAddr>> {
+    let mut exits: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+    for r in site.requests() {
+        let tag = r
+            .path()
+            .trim_start_matches('/')
+            .split('-')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        exits.entry(tag).or_default().insert(r.peer);
+    }
+    exits
+}
+
+/// A session that trusts the site's certificate.
+fn trusting(ca: &std::path::Path) -> SessionConfig {
+    let ca = ca.to_path_buf();
+    SessionConfig::profile("chrome-latest").transport(move |t| t.ca_file(ca))
+}
+
 /// A pool's rotation policy: after N requests, and on quarantine, the session moves to
 /// the other exit with a fresh identity; the event says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,9 +372,7 @@ async fn rotation_policy_moves_sessions_after_n_requests_and_on_quarantine() {
         _ => Reply::ok("ok"),
     })
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = dir.path().join("site.pem");
-    std::fs::write(&ca, &site.cert_pem).expect("write");
+    let (_dir, ca) = ca_file(&site);
     let (a, b) = (Tinyproxy::start("127.0.0.2"), Tinyproxy::start("127.0.0.3"));
     let file = ProxiesFile::parse(
         &format!(
@@ -356,19 +390,9 @@ after_requests = 3
         false,
     )
     .expect("pools file");
-    let engine = Engine::builder()
-        .proxies(ProxyRouter::from_file(&file).expect("router"))
-        .retry(RetryPolicy {
-            max_retries: 0,
-            ..RetryPolicy::default()
-        })
-        .start()
-        .expect("engine");
+    let engine = engine_on(&file);
     let url = |tag: &str| format!("https://127.0.0.1:{}/{tag}", site.addr.port());
-    let config = || {
-        let ca = ca.clone();
-        SessionConfig::profile("chrome-latest").transport(move |t| t.ca_file(ca))
-    };
+    let config = || trusting(&ca);
     let mut events = engine.events();
     let next_rotation = |events: &mut tokio::sync::broadcast::Receiver<mummer::EngineEvent>| {
         let mut events = events.resubscribe();
@@ -438,9 +462,7 @@ after_requests = 3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socks5_exits_are_sticky_rotated_and_benched() {
     let site = HttpsServer::start(|_| Reply::ok("ok")).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = dir.path().join("site.pem");
-    std::fs::write(&ca, &site.cert_pem).expect("write");
+    let (_dir, ca) = ca_file(&site);
     let (mut c, mut d) = (Dante::start("127.0.0.4"), Dante::start("127.0.0.5"));
     let file = ProxiesFile::parse(
         &format!(
@@ -452,44 +474,15 @@ async fn socks5_exits_are_sticky_rotated_and_benched() {
         true,
     )
     .expect("pools file (JSON)");
-    let engine = Engine::builder()
-        .proxies(ProxyRouter::from_file(&file).expect("router"))
-        .retry(RetryPolicy {
-            max_retries: 0,
-            ..RetryPolicy::default()
-        })
-        .start()
-        .expect("engine");
+    let engine = engine_on(&file);
     let url = |tag: &str| format!("https://127.0.0.1:{}/{tag}", site.addr.port());
-    let config = || {
-        let ca = ca.clone();
-        SessionConfig::profile("chrome-latest").transport(move |t| t.ca_file(ca))
-    };
+    let config = || trusting(&ca);
     let mut ids = Vec::new();
     for _ in 0..4 {
         ids.push(engine.create_session(config()).await.expect("session"));
     }
-    for round in 0..2 {
-        for (i, id) in ids.iter().enumerate() {
-            let s = engine.session(id).await.expect("live");
-            s.session().client().close_connections();
-            s.get(&url(&format!("s{i}-r{round}")))
-                .send()
-                .await
-                .expect("through SOCKS");
-        }
-    }
-    let mut exits: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
-    for r in site.requests() {
-        let tag = r
-            .path()
-            .trim_start_matches('/')
-            .split('-')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        exits.entry(tag).or_default().insert(r.peer);
-    }
+    visit_in_rounds(&engine, &ids, 2, url).await;
+    let exits = exits_by_session(&site);
     assert!(exits.values().all(|seen| seen.len() == 1), "{exits:?}");
     let used: BTreeSet<IpAddr> = exits.values().flatten().copied().collect();
     assert_eq!(used, BTreeSet::from([c.exit, d.exit]));

@@ -42,10 +42,10 @@ pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
     /// Refuses new requests and drops idle connections; running requests finish.
     fn close(&self);
 
-    /// The tenant the session belongs to: the `tenant` label of the session and
-    /// request metrics.
-    fn tenant(&self) -> &str {
-        "default"
+    /// The tenant the session belongs to, as the `tenant` label of the session and
+    /// request metrics (a shared string: labelling a request allocates nothing).
+    fn tenant_label(&self) -> metrics::SharedString {
+        metrics::SharedString::const_str("default")
     }
 
     /// The host a request targets (for per-host breakers and rate limits).

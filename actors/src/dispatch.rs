@@ -423,7 +423,7 @@ where
         }
         let class = policy.classification.classify(&outcome);
         let target_failed = class == crate::policy::Class::Recoverable;
-        metrics::counter!("requests_total", "class" => class_label(&outcome), "tenant" => core.tenant().to_owned()).increment(1);
+        metrics::counter!("requests_total", "class" => class_label(&outcome), "tenant" => core.tenant_label()).increment(1);
         if attempt > 1 && !target_failed {
             metrics::counter!("retry_success_total").increment(1);
         }

@@ -131,7 +131,7 @@ impl<C: SessionCore> Supervisor<C> {
         if let Some(state) = &self.dispatch_state {
             state.forget(id);
         }
-        metrics::counter!("session_destruction_total", "reason" => reason.as_str(), "tenant" => entry.core.tenant().to_owned()).increment(1);
+        metrics::counter!("session_destruction_total", "reason" => reason.as_str(), "tenant" => entry.core.tenant_label()).increment(1);
         metrics::gauge!("sessions").set(self.sessions.len() as f64);
         let _ = self.events.send(EngineEvent::SessionClosed {
             id: id.to_string(),
@@ -248,7 +248,7 @@ impl<C: SessionCore> Handler<Create<C>> for Supervisor<C> {
             None => SessionActor::new(core, registry).start(),
         };
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
-        metrics::counter!("session_creation_total", "tenant" => msg.core.tenant().to_owned())
+        metrics::counter!("session_creation_total", "tenant" => msg.core.tenant_label())
             .increment(1);
         self.sessions.insert(
             msg.id.clone(),
@@ -401,7 +401,7 @@ impl<C: SessionCore> Handler<Shutdown> for Supervisor<C> {
                     hook(&entry.core, CloseReason::Shutdown);
                 }
                 entry.core.close();
-                metrics::counter!("session_destruction_total", "reason" => "shutdown", "tenant" => entry.core.tenant().to_owned()).increment(1);
+                metrics::counter!("session_destruction_total", "reason" => "shutdown", "tenant" => entry.core.tenant_label()).increment(1);
                 let _ = self.events.send(EngineEvent::SessionClosed {
                     id,
                     reason: CloseReason::Shutdown,

@@ -88,113 +88,128 @@ impl Problem {
     }
 }
 
+/// Where an [`Error`] gets its status, slug and title: the first row whose test
+/// holds; anything else is a 500.
+type Row = (fn(&Error) -> bool, StatusCode, &'static str, &'static str);
+const STATUSES: &[Row] = &[
+    (
+        Error::is_session_not_found,
+        StatusCode::NOT_FOUND,
+        "session-not-found",
+        "Session not found",
+    ),
+    (
+        Error::is_session_limit,
+        StatusCode::TOO_MANY_REQUESTS,
+        "session-limit",
+        "Session limit reached",
+    ),
+    (
+        |e| e.is_unknown_profile() || e.is_invalid_profile(),
+        StatusCode::BAD_REQUEST,
+        "invalid-profile",
+        "Unknown or invalid profile",
+    ),
+    (
+        Error::is_invalid_url,
+        StatusCode::BAD_REQUEST,
+        "invalid-url",
+        "Invalid URL",
+    ),
+    (
+        Error::is_invalid_input,
+        StatusCode::BAD_REQUEST,
+        "invalid-request",
+        "Invalid request",
+    ),
+    (
+        Error::is_snapshot,
+        StatusCode::BAD_REQUEST,
+        "invalid-snapshot",
+        "Unusable snapshot",
+    ),
+    (
+        Error::is_quarantined,
+        StatusCode::CONFLICT,
+        "session-quarantined",
+        "Session quarantined",
+    ),
+    (
+        Error::is_lease_held,
+        StatusCode::CONFLICT,
+        "lease-held",
+        "Session leased elsewhere",
+    ),
+    (
+        Error::is_store_conflict,
+        StatusCode::CONFLICT,
+        "store-conflict",
+        "Newer version in the store",
+    ),
+    (
+        Error::is_store_unavailable,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store-unavailable",
+        "Store unavailable",
+    ),
+    (
+        Error::is_no_healthy_proxy,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no-healthy-proxy",
+        "No healthy proxy",
+    ),
+    (
+        Error::is_breaker_open,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "breaker-open",
+        "Circuit breaker open",
+    ),
+    (
+        Error::is_robots_disallowed,
+        StatusCode::FORBIDDEN,
+        "robots-disallowed",
+        "Disallowed by robots.txt",
+    ),
+    (
+        Error::is_closed,
+        StatusCode::CONFLICT,
+        "session-closed",
+        "Session closed",
+    ),
+    (
+        Error::is_timeout,
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream-timeout",
+        "Target timed out",
+    ),
+    (
+        |e| {
+            e.is_dns()
+                || e.is_connect()
+                || e.is_proxy()
+                || e.is_tls()
+                || e.is_protocol()
+                || e.is_body_too_large()
+                || e.is_decode()
+                || e.is_redirect()
+        },
+        StatusCode::BAD_GATEWAY,
+        "upstream-failed",
+        "Request to the target failed",
+    ),
+];
+
 impl From<Error> for Problem {
     fn from(e: Error) -> Problem {
-        let detail = e.to_string();
-        let (status, slug, title) = if e.is_session_not_found() {
-            (
-                StatusCode::NOT_FOUND,
-                "session-not-found",
-                "Session not found",
-            )
-        } else if e.is_session_limit() {
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                "session-limit",
-                "Session limit reached",
-            )
-        } else if e.is_unknown_profile() || e.is_invalid_profile() {
-            (
-                StatusCode::BAD_REQUEST,
-                "invalid-profile",
-                "Unknown or invalid profile",
-            )
-        } else if e.is_invalid_url() {
-            (StatusCode::BAD_REQUEST, "invalid-url", "Invalid URL")
-        } else if e.is_invalid_input() {
-            (
-                StatusCode::BAD_REQUEST,
-                "invalid-request",
-                "Invalid request",
-            )
-        } else if e.is_snapshot() {
-            (
-                StatusCode::BAD_REQUEST,
-                "invalid-snapshot",
-                "Unusable snapshot",
-            )
-        } else if e.is_quarantined() {
-            (
-                StatusCode::CONFLICT,
-                "session-quarantined",
-                "Session quarantined",
-            )
-        } else if e.is_lease_held() {
-            (
-                StatusCode::CONFLICT,
-                "lease-held",
-                "Session leased elsewhere",
-            )
-        } else if e.is_store_conflict() {
-            (
-                StatusCode::CONFLICT,
-                "store-conflict",
-                "Newer version in the store",
-            )
-        } else if e.is_store_unavailable() {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store-unavailable",
-                "Store unavailable",
-            )
-        } else if e.is_no_healthy_proxy() {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no-healthy-proxy",
-                "No healthy proxy",
-            )
-        } else if e.is_breaker_open() {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "breaker-open",
-                "Circuit breaker open",
-            )
-        } else if e.is_robots_disallowed() {
-            (
-                StatusCode::FORBIDDEN,
-                "robots-disallowed",
-                "Disallowed by robots.txt",
-            )
-        } else if e.is_closed() {
-            (StatusCode::CONFLICT, "session-closed", "Session closed")
-        } else if e.is_timeout() {
-            (
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream-timeout",
-                "Target timed out",
-            )
-        } else if e.is_dns()
-            || e.is_connect()
-            || e.is_proxy()
-            || e.is_tls()
-            || e.is_protocol()
-            || e.is_body_too_large()
-            || e.is_decode()
-            || e.is_redirect()
-        {
-            (
-                StatusCode::BAD_GATEWAY,
-                "upstream-failed",
-                "Request to the target failed",
-            )
-        } else {
+        let (status, slug, title) = STATUSES.iter().find(|(test, ..)| test(&e)).map_or(
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "Internal error",
-            )
-        };
-        let mut p = Problem::new(status, slug, title, detail);
+            ),
+            |&(_, status, slug, title)| (status, slug, title),
+        );
+        let mut p = Problem::new(status, slug, title, e.to_string());
         if e.is_breaker_open() {
             p.retry_after = retry_after_secs(&p.detail);
         }

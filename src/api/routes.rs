@@ -365,42 +365,31 @@ async fn close_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn touch(
-    State(s): State<ApiState>,
+/// Runs `act` on the addressed session (when the caller may see it); 204.
+async fn on_session(
+    s: &ApiState,
     (Extension(caller), Path(id)): Addressed,
+    act: impl FnOnce(&crate::Session),
 ) -> ApiResult<StatusCode> {
-    visible_session(&s.engine, &caller, &id)
-        .await?
-        .session()
-        .touch();
+    act(visible_session(&s.engine, &caller, &id).await?.session());
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn clear_cache(
-    State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
-) -> ApiResult<StatusCode> {
-    visible_session(&s.engine, &caller, &id)
-        .await?
-        .session()
-        .clear_cache();
-    Ok(StatusCode::NO_CONTENT)
+async fn touch(State(s): State<ApiState>, addressed: Addressed) -> ApiResult<StatusCode> {
+    on_session(&s, addressed, crate::Session::touch).await
 }
 
-async fn clear_cookies(
-    State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
-) -> ApiResult<StatusCode> {
-    visible_session(&s.engine, &caller, &id)
-        .await?
-        .session()
-        .clear_cookies();
-    Ok(StatusCode::NO_CONTENT)
+async fn clear_cache(State(s): State<ApiState>, addressed: Addressed) -> ApiResult<StatusCode> {
+    on_session(&s, addressed, crate::Session::clear_cache).await
+}
+
+async fn clear_cookies(State(s): State<ApiState>, addressed: Addressed) -> ApiResult<StatusCode> {
+    on_session(&s, addressed, crate::Session::clear_cookies).await
 }
 
 async fn set_identifier(
     State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
+    addressed: Addressed,
     JsonBody(body): JsonBody<SetIdentifier>,
 ) -> ApiResult<StatusCode> {
     if body.identifier.trim().is_empty() {
@@ -409,11 +398,10 @@ async fn set_identifier(
             "identifier must not be empty",
         ));
     }
-    visible_session(&s.engine, &caller, &id)
-        .await?
-        .session()
-        .set_identifier(&body.identifier);
-    Ok(StatusCode::NO_CONTENT)
+    on_session(&s, addressed, |session| {
+        session.set_identifier(&body.identifier)
+    })
+    .await
 }
 
 /// `?format=` of the cookie endpoints: `json` (default) or a cookie file format.

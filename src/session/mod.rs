@@ -110,7 +110,7 @@ impl SessionBuilder {
         let session = Session {
             inner: Arc::new(Inner {
                 id,
-                tenant: self.tenant,
+                tenant: Arc::from(self.tenant),
                 created_at,
                 client,
                 max_redirects: self.max_redirects,
@@ -140,7 +140,8 @@ pub struct Session {
 
 struct Inner {
     id: Uuid,
-    tenant: String,
+    /// Shared: the metrics label of every request clones it.
+    tenant: Arc<str>,
     created_at: SystemTime,
     client: Client,
     max_redirects: usize,
@@ -252,6 +253,11 @@ impl Session {
         &self.inner.tenant
     }
 
+    /// The tenant as a shared string (a reference count, no copy).
+    pub fn tenant_shared(&self) -> Arc<str> {
+        self.inner.tenant.clone()
+    }
+
     /// The key the session is saved under in a store (see [`crate::tenant::store_key`]).
     pub fn store_key(&self) -> String {
         crate::tenant::store_key(&self.inner.tenant, &self.inner.id.to_string())
@@ -292,7 +298,7 @@ impl Session {
         };
         SessionStats {
             id: self.inner.id.to_string(),
-            tenant: self.inner.tenant.clone(),
+            tenant: self.inner.tenant.to_string(),
             profile: self.profile().name.clone(),
             identifier,
             created_at: unix_ms(self.inner.created_at),

@@ -133,7 +133,7 @@ impl Session {
         SessionSnapshot {
             version: SNAPSHOT_VERSION,
             id: self.inner.id,
-            tenant: self.inner.tenant.clone(),
+            tenant: self.inner.tenant.to_string(),
             profile,
             identifier: st.identifier.clone(),
             created_at: unix_ms(self.inner.created_at),

@@ -50,6 +50,15 @@ pub async fn raw_server(response: Vec<u8>) -> RawServer {
     RawServer { addr, task }
 }
 
+/// A free loopback port for a server process a test starts (bound, then released).
+/// (`redis.rs` keeps its own: the store benchmark includes it without this module.)
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// A loopback port that nothing listens on (bound, then released).
 pub async fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
