@@ -959,8 +959,14 @@ impl Engine {
         let (exit, policy) = match routed {
             Some(routed) => routed,
             // Rotated away while this request ran (another request's failure, or the
-            // proxy's benching): a failure at the proxy goes to the successor.
-            None if proxy_failure.is_some() && self.rotation_known(&found.id) => {
+            // proxy's benching): a failure at the proxy, or a refusal because the
+            // rotation closed the session first (say, between two retries), goes to the
+            // successor.
+            None if outcome
+                .as_ref()
+                .is_err_and(|e| e.is_proxy() || e.is_closed())
+                && self.rotation_known(&found.id) =>
+            {
                 // Waits for a rotation under way; the old session is closed, so this
                 // never starts one.
                 return match self.rotate_session(&found.id, "proxy failed").await {
