@@ -76,14 +76,95 @@ fn three_workers_on_a_file_store_share_sessions_and_survive_a_kill() {
     run(Backend::File(tempfile::tempdir().unwrap()));
 }
 
-/// The two crawls take both cores of a small machine; they run one after the other.
-static ONE_CRAWL_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn run(backend: Backend) {
+/// A worker whose leases are taken by someone else (here, the test overwrites them in
+/// Redis) loses those sessions mid-crawl: the engine closes them unsaved, the pages they
+/// were given go back to the frontier, and the crawl goes on with fresh sessions, so no
+/// page (nor the part of the site only it links to) is lost.
+#[test]
+fn a_worker_whose_leases_are_taken_goes_on_with_fresh_sessions() {
+    const SMALL: usize = 300;
     let _serial = ONE_CRAWL_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    let redis = RedisServer::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let (server, hits) = tree_site(&rt, SMALL);
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &server.cert_pem).unwrap();
+    let port = server.addr.port();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new(crawl_binary())
+        .args(["--store", &redis.url(), "--namespace", "stolen"])
+        .args(["--start", &format!("https://shop.test:{port}/p/0")])
+        .args(["--resolve", &format!("shop.test:{port}:127.0.0.1")])
+        .arg("--cacert")
+        .arg(ca.path())
+        .args(["--sessions", "4", "--max-pages", "1000", "--no-robots"])
+        .args([
+            "--rps-per-host",
+            "100",
+            "--lease-ttl",
+            "1",
+            "--save-interval",
+            "0.3",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("crawl worker");
+    let mut workers = Workers(vec![("w".into(), child)]);
+    let started = Instant::now();
+    while hits.lock().unwrap().len() < SMALL / 6 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let leases = redis.cli(&["--scan", "--pattern", "stolen:lease:*"]);
+    let stolen: Vec<&str> = leases.split_whitespace().collect();
+    assert_eq!(stolen.len(), 4, "{leases}");
+    for key in &stolen {
+        redis.cli(&["SET", key, "another-worker", "PX", "60000"]);
+    }
+    let (_, child) = &mut workers.0[0];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the worker did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(log.path()).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    let hits = hits.lock().unwrap().clone();
+    let mut fetches: HashMap<usize, usize> = HashMap::new();
+    for h in &hits {
+        *fetches.entry(h.page).or_default() += 1;
+    }
+    let missing: Vec<usize> = (0..SMALL).filter(|p| !fetches.contains_key(p)).collect();
+    assert!(missing.is_empty(), "never fetched: {missing:?}\n{stderr}");
+    assert!(
+        fetches.values().all(|&n| n == 1),
+        "each page once: {fetches:?}"
+    );
+    // The four sessions were replaced: more than four visitors got a cookie.
+    let sids: HashSet<&str> = hits.iter().filter_map(|h| h.sid.as_deref()).collect();
+    assert!(sids.len() > 4, "{sids:?}");
+    let replaced = stderr.matches("going on with").count();
+    assert!(
+        (4..=8).contains(&replaced),
+        "{replaced} replacements:\n{stderr}"
+    );
+    // The stolen leases stay the thief's; the replacements were saved and released.
+    for key in &stolen {
+        assert_eq!(redis.cli(&["GET", key]).trim(), "another-worker");
+    }
+    let left = redis.cli(&["--scan", "--pattern", "stolen:lease:*"]);
+    assert_eq!(left.split_whitespace().count(), 4, "{left}");
+}
+
+/// A site whose page `n` links to pages `2n+1` and `2n+2` (below `pages`), that hands
+/// each new visitor a `sid` cookie and records every request.
+fn tree_site(rt: &tokio::runtime::Runtime, pages: usize) -> (HttpsServer, Arc<Mutex<Vec<Hit>>>) {
     let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
     let next_sid = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = hits.clone();
@@ -105,7 +186,7 @@ fn run(backend: Backend) {
         });
         let links: String = [2 * page + 1, 2 * page + 2]
             .iter()
-            .filter(|&&n| n < PAGES)
+            .filter(|&&n| n < pages)
             .map(|n| format!("<a href=\"/p/{n}\">{n}</a> "))
             .collect();
         let mut reply = Reply::ok(format!("<html><body>{links}</body></html>"))
@@ -116,6 +197,18 @@ fn run(backend: Backend) {
         }
         reply
     }));
+    (server, hits)
+}
+
+/// The two crawls take both cores of a small machine; they run one after the other.
+static ONE_CRAWL_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn run(backend: Backend) {
+    let _serial = ONE_CRAWL_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (server, hits) = tree_site(&rt, PAGES);
     let ca = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(ca.path(), &server.cert_pem).unwrap();
     let port = server.addr.port();

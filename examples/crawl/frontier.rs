@@ -18,7 +18,9 @@
 //! page is done its links are queued and then the URL leaves the list. A worker that
 //! dies leaves its list behind: once its heartbeat expires, another worker moves those
 //! URLs back to the queue. So each URL is fetched once, and at most once more if it was
-//! in flight in a worker that died.
+//! in flight in a worker that died. A URL whose fetch failed for now is given back
+//! (`give_back`): out of the processing list, to the end of the queue, and no longer
+//! counted toward the page budget.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -63,6 +65,7 @@ pub struct Shared {
     max_pages: usize,
     take: Script,
     push: Script,
+    give_back: Script,
 }
 
 /// Moves one URL from the queue to the worker's processing list, unless the page budget
@@ -73,6 +76,15 @@ local u = redis.call('RPOPLPUSH', KEYS[1], KEYS[2])
 if not u then return {'empty'} end
 redis.call('INCR', KEYS[3])
 return {'url', u}
+";
+
+/// Gives `ARGV[1]` back: out of the worker's processing list, to the end of the queue,
+/// and out of the pages taken. Returns 1, or 0 when it was not being processed here.
+const GIVE_BACK: &str = r"
+if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('DECR', KEYS[3])
+return 1
 ";
 
 /// Queues every ARGV not seen before.
@@ -115,6 +127,7 @@ impl Frontier {
             max_pages,
             take: Script::new(TAKE),
             push: Script::new(PUSH),
+            give_back: Script::new(GIVE_BACK),
         };
         shared.heartbeat().await?;
         let mut conn = shared.conn.clone();
@@ -188,6 +201,43 @@ impl Frontier {
                 }
             }
             Frontier::File(f) => f.finish(url, found).await,
+        }
+    }
+
+    /// `url` was not fetched (its session was lost, or the site failed for now): it goes
+    /// back to the end of the queue, for this worker or another, and does not count
+    /// toward `--max-pages`.
+    pub async fn give_back(&self, url: &Url) {
+        match self {
+            Frontier::Local(m) => {
+                let mut f = m.lock().unwrap_or_else(|p| p.into_inner());
+                f.in_progress -= 1;
+                f.taken -= 1;
+                f.queue.push_back(url.clone());
+            }
+            Frontier::Redis(s) => {
+                let mut call = s.give_back.key(s.key("queue"));
+                call.key(s.key(&format!("processing:{}", s.worker)))
+                    .key(s.key("taken"))
+                    .arg(url.as_str());
+                let mut conn = s.conn.clone();
+                while let Err(e) = call.invoke_async::<i64>(&mut conn).await {
+                    eprintln!("frontier: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            Frontier::File(f) => {
+                let url = url.to_string();
+                f.retry(move |st, me| {
+                    let list = st.processing.entry(me.to_string()).or_default();
+                    if let Some(i) = list.iter().position(|u| *u == url) {
+                        list.remove(i);
+                        st.queue.push_back(url.clone());
+                        st.taken = st.taken.saturating_sub(1);
+                    }
+                })
+                .await;
+            }
         }
     }
 
@@ -469,29 +519,26 @@ impl FileFrontier {
     async fn finish(&self, url: &Url, found: Vec<Url>) {
         let (url, found): (String, Vec<String>) =
             (url.to_string(), found.iter().map(Url::to_string).collect());
-        loop {
-            let (url, found) = (url.clone(), found.clone());
-            let done = self
-                .update(move |st, me| {
-                    for l in found {
-                        if st.seen.insert(l.clone()) {
-                            st.queue.push_back(l);
-                        }
-                    }
-                    if let Some(list) = st.processing.get_mut(me) {
-                        if let Some(i) = list.iter().position(|u| *u == url) {
-                            list.remove(i);
-                        }
-                    }
-                })
-                .await;
-            match done {
-                Ok(()) => return,
-                Err(e) => {
-                    eprintln!("frontier: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+        self.retry(move |st, me| {
+            for l in &found {
+                if st.seen.insert(l.clone()) {
+                    st.queue.push_back(l.clone());
                 }
             }
+            if let Some(list) = st.processing.get_mut(me) {
+                if let Some(i) = list.iter().position(|u| *u == url) {
+                    list.remove(i);
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Runs `step` under the lock until the file can be read and written.
+    async fn retry(&self, step: impl Fn(&mut FileState, &str) + Clone + Send + 'static) {
+        while let Err(e) = self.update(step.clone()).await {
+            eprintln!("frontier: {e}; retrying");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }

@@ -14,6 +14,7 @@
 //! local disk, shared by the worker processes of one machine.
 
 mod frontier;
+mod outcome;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -30,6 +31,50 @@ use mummer_actors::rate::Rate;
 use url::Url;
 
 use crate::frontier::{Frontier, Next};
+use crate::outcome::{PageOutcome, Tries};
+
+/// How often one crawl task replaces a lost session before it stops.
+const MAX_REPLACEMENTS: usize = 8;
+
+/// How every session's transport is set up (resolve overrides, CA, timeout).
+type Transport = Arc<dyn Fn(mummer::ClientBuilder) -> mummer::ClientBuilder + Send + Sync>;
+
+/// Opens the crawl's sessions: at the start, and in place of one that was lost.
+#[derive(Clone)]
+struct SessionFactory {
+    engine: Engine,
+    profile: String,
+    tenant: String,
+    /// The start URL's host, which proxy routes may match.
+    target: Option<String>,
+    transport: Transport,
+    /// Save each new session at once (with a store), so a crash loses nothing.
+    save: bool,
+}
+
+impl SessionFactory {
+    async fn open(&self) -> mummer::Result<String> {
+        let transport = self.transport.clone();
+        let mut config = SessionConfig::profile(&self.profile)
+            .transport(move |b| transport(b))
+            .tenant(self.tenant.clone());
+        if let Some(host) = &self.target {
+            config = config.target(host);
+        }
+        let id = self.engine.create_session(config).await?;
+        if self.save {
+            if let Err(e) = self.engine.save_session(&id).await {
+                eprintln!("session {id} not saved yet: {e}");
+            }
+        }
+        Ok(id)
+    }
+
+    async fn open_handle(&self) -> mummer::Result<mummer::EngineSession> {
+        let id = self.open().await?;
+        self.engine.session(&id).await
+    }
+}
 
 #[derive(Parser)]
 #[command(about = "Breadth-first crawl with mummer sessions")]
@@ -176,9 +221,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.proxies(mummer::proxies::ProxyRouter::from_file(&file)?);
     }
     let engine = builder.start()?;
-    let transport = {
+    let transport: Transport = {
         let (resolve, ca, insecure) = (resolve.clone(), args.cacert.clone(), args.insecure);
-        move |mut b: mummer::ClientBuilder| {
+        Arc::new(move |mut b: mummer::ClientBuilder| {
             for r in resolve.iter().cloned() {
                 b = b.resolve(r);
             }
@@ -186,30 +231,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 b = b.ca_file(ca.clone());
             }
             b.insecure(insecure).timeout(Duration::from_secs(20))
-        }
+        })
+    };
+    let sessions = SessionFactory {
+        engine: engine.clone(),
+        profile: args.profile.clone(),
+        tenant: args.tenant.clone(),
+        target: start.host_str().map(str::to_string),
+        transport: transport.clone(),
+        save: store.is_some(),
     };
     // Sessions saved by earlier runs (and not held by another worker) first.
     let mut ids = match &store {
-        Some(_) => engine.restore_sessions(&transport).await?,
+        Some(_) => engine.restore_sessions(|b| transport(b)).await?,
         None => Vec::new(),
     };
     let restored = ids.len();
     while ids.len() < args.sessions.max(1) {
-        let t = transport.clone();
-        let mut config = SessionConfig::profile(&args.profile)
-            .transport(t)
-            .tenant(args.tenant.clone());
-        if let Some(host) = start.host_str() {
-            config = config.target(host);
-        }
-        let id = engine.create_session(config).await?;
-        if store.is_some() {
-            // Saved at once, so that a crash before the first interval loses nothing.
-            if let Err(e) = engine.save_session(&id).await {
-                eprintln!("session {id} not saved yet: {e}");
-            }
-        }
-        ids.push(id);
+        ids.push(sessions.open().await?);
     }
 
     let file_dir = args
@@ -249,15 +288,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let started = Instant::now();
     let mut workers = Vec::new();
+    let tries = Arc::new(Tries::default());
     for id in ids.clone() {
         let (engine, frontier, out, bar) =
             (engine.clone(), frontier.clone(), out.clone(), bar.clone());
+        let (sessions, tries) = (sessions.clone(), tries.clone());
         let (same_site, start_site) = (args.same_site, start_site.clone());
         let (tag, worker_name) = (args.tag_requests, worker.clone());
         workers.push(tokio::spawn(async move {
             let Ok(mut session) = engine.session(&id).await else {
                 return;
             };
+            let mut replaced = 0;
             loop {
                 let url = match frontier.next().await {
                     Next::Done => break,
@@ -284,13 +326,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
                 let elapsed_ms = t.elapsed().as_millis();
+                let verdict = match PageOutcome::of(&result) {
+                    PageOutcome::Fetched => PageOutcome::Fetched,
+                    again if tries.another(&url) => again,
+                    _ => PageOutcome::Fetched,
+                };
+                match verdict {
+                    PageOutcome::Fetched => {}
+                    PageOutcome::Later => {
+                        frontier.give_back(&url).await;
+                        continue;
+                    }
+                    PageOutcome::SessionLost => {
+                        // Lost (its lease went to another worker, say) or blocked: the
+                        // page goes back and this task goes on with a fresh session.
+                        frontier.give_back(&url).await;
+                        let why = result.as_ref().err().map(ToString::to_string);
+                        let old = session.id().to_string();
+                        let _ = engine.close_session(&old).await;
+                        replaced += 1;
+                        if replaced > MAX_REPLACEMENTS {
+                            eprintln!("session {old} lost ({why:?}); {MAX_REPLACEMENTS} replaced already, this task stops");
+                            break;
+                        }
+                        match sessions.open_handle().await {
+                            Ok(s) => {
+                                eprintln!("session {old} lost ({why:?}); going on with {}", s.id());
+                                session = s;
+                                continue;
+                            }
+                            Err(e) => {
+                                eprintln!("session {old} lost ({why:?}) and no replacement: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
                 let line = match &result {
                     Ok(r) => serde_json::json!({
-                        "url": url.as_str(), "status": r.status().as_u16(), "session": id,
+                        "url": url.as_str(), "status": r.status().as_u16(), "session": session.id(),
                         "attempts": r.attempts(), "bytes": r.body().len(), "elapsed_ms": elapsed_ms,
                     }),
                     Err(e) => serde_json::json!({
-                        "url": url.as_str(), "status": null, "session": id, "error": e.to_string(),
+                        "url": url.as_str(), "status": null, "session": session.id(), "error": e.to_string(),
                         "elapsed_ms": elapsed_ms,
                     }),
                 };
