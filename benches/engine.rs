@@ -6,7 +6,12 @@
 //! ```text
 //! cargo bench --bench engine
 //! cargo bench --bench engine -- --requests 20000 --rounds 3
+//! cargo bench --bench engine -- --only engine --case 2 --rounds 1   # one contender, one case
 //! ```
+//!
+//! `--only plain|engine|arbiter` and `--case 1|2|3` run one contender in one case, for
+//! counting instructions per request under `valgrind --tool=callgrind` (see
+//! `docs/benchmarks.md`).
 //!
 //! The HTTPS server runs in a child process; CPU time is this process's (the engine's
 //! threads included). Run by `cargo test` it does a short smoke run.
@@ -195,11 +200,35 @@ fn main() {
             unreachable!("two engines were built above")
         };
         let many_label = if full { "1000 sessions, 64 in flight" } else { "20 sessions, 64 in flight" };
-        for (label, concurrency, contenders) in [
+        const NAMES: [&str; 3] = ["plain", "engine", "arbiter"];
+        let only = args.text("--only");
+        let case = value("--case");
+        for (n, (label, concurrency, contenders)) in [
             ("1 session, 1 in flight", 1, [&one_plain, one_caller, one_arbiter]),
             ("1 session, 64 in flight", 64, [&one_plain, one_caller, one_arbiter]),
             (many_label, 64, [&many_plain, many_caller, many_arbiter]),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if case.is_some_and(|c| c != n + 1) {
+                continue;
+            }
+            if let Some(name) = only {
+                let Some(i) = NAMES.iter().position(|&k| k == name) else {
+                    panic!("--only takes one of {NAMES:?}");
+                };
+                let s = measure(contenders[i], &url, concurrency, requests).await;
+                println!(
+                    "  {:<60} {:>10.0} {:>12.1} {:>10.2?} {:>10.2?}",
+                    format!("{label}: {name} only"),
+                    s.rps,
+                    s.cpu_us,
+                    s.p50,
+                    s.p99
+                );
+                continue;
+            }
             let mut samples: [Vec<Sample>; 3] = Default::default();
             for round in 0..rounds {
                 // Rotate which goes first.

@@ -340,10 +340,21 @@ impl Client {
             client: self.clone(),
             method,
             url: url.to_string(),
+            parsed: None,
             headers: Vec::new(),
             body: None,
             kind: RequestKind::Navigation,
             error: None,
+        }
+    }
+
+    /// Starts a request to a URL the caller already parsed (the session does, for its
+    /// cookies and cache): it is not parsed again.
+    pub(crate) fn request_parsed(&self, method: Method, url: url::Url) -> RequestBuilder {
+        RequestBuilder {
+            url: url.as_str().to_owned(),
+            parsed: Some(url),
+            ..self.request(method, "")
         }
     }
 
@@ -398,6 +409,8 @@ pub struct RequestBuilder {
     client: Client,
     method: Method,
     url: String,
+    /// `url`, when the caller had it parsed already.
+    parsed: Option<url::Url>,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Bytes>,
     kind: RequestKind,
@@ -477,7 +490,10 @@ impl RequestBuilder {
             return Err(e);
         }
         let started = Instant::now();
-        let target = Target::parse(&self.url)?;
+        let target = match &self.parsed {
+            Some(url) => Target::from_url(url, &self.url)?,
+            None => Target::parse(&self.url)?,
+        };
         let client = self.client.inner.clone();
         let config = &client.config;
         let template = config.profile.template(self.kind);
@@ -814,6 +830,11 @@ struct Target {
 impl Target {
     fn parse(raw: &str) -> Result<Target> {
         let url = url::Url::parse(raw).map_err(|e| Error::invalid_url(raw, e))?;
+        Target::from_url(&url, raw)
+    }
+
+    /// The target of `url` (`raw` as the caller wrote it, for errors).
+    fn from_url(url: &url::Url, raw: &str) -> Result<Target> {
         let https = match url.scheme() {
             "https" => true,
             "http" => false,

@@ -45,8 +45,12 @@ pub use crate::tenant::DEFAULT_TENANT;
 pub struct EngineRequest {
     method: Method,
     url: String,
-    /// The target host (lower-case), parsed once for breakers and rate limits.
-    target: String,
+    /// `url` parsed, once: the session sends it as it is (`None` when it does not
+    /// parse; the session then reports why).
+    parsed: Option<url::Url>,
+    /// The target host (lower-case), for breakers and rate limits, shared with the
+    /// retry loop.
+    target: Arc<str>,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Bytes>,
     kind: RequestKind,
@@ -59,7 +63,7 @@ impl EngineRequest {
     /// Whether it may be sent twice: an idempotent method, or an `Idempotency-Key`.
     fn replayable(&self) -> bool {
         let (method, keyed) = <Session as SessionCore>::method(self);
-        mummer_actors::policy::is_idempotent(&method, keyed)
+        mummer_actors::policy::is_idempotent(method, keyed)
     }
 }
 
@@ -69,13 +73,17 @@ impl SessionCore for Session {
     type Error = Error;
     type Stats = SessionStats;
 
-    fn execute(&self, r: EngineRequest) -> BoxFuture<Result<Response>> {
-        let mut req = self.request(r.method, &r.url).kind(r.kind);
+    fn execute(&self, r: &EngineRequest) -> BoxFuture<Result<Response>> {
+        let req = match &r.parsed {
+            Some(url) => self.request_parsed(r.method.clone(), url.clone()),
+            None => self.request(r.method.clone(), &r.url),
+        };
+        let mut req = req.kind(r.kind);
         for (n, v) in &r.headers {
             req = req.header_value(n.clone(), v.clone());
         }
-        if let Some(b) = r.body {
-            req = req.body(b);
+        if let Some(b) = &r.body {
+            req = req.body(b.clone());
         }
         if r.typed {
             req = req.typed();
@@ -113,13 +121,13 @@ impl SessionCore for Session {
         metrics::SharedString::from(self.tenant_shared())
     }
 
-    fn target(r: &EngineRequest) -> String {
+    fn target(r: &EngineRequest) -> Arc<str> {
         r.target.clone()
     }
 
-    fn method(r: &EngineRequest) -> (String, bool) {
+    fn method(r: &EngineRequest) -> (&str, bool) {
         let keyed = r.headers.iter().any(|(n, _)| n == "idempotency-key");
-        (r.method.to_string(), keyed)
+        (r.method.as_str(), keyed)
     }
 
     fn describe(result: &Result<Response>) -> Attempt {
@@ -1024,7 +1032,7 @@ impl Engine {
         };
         let again = self
             .system
-            .execute(&successor.found, request)
+            .execute(&successor.0.found, request)
             .await
             .map_err(map_err)
             .map(|done| done.response.with_attempts(done.attempts));
@@ -1288,10 +1296,10 @@ impl Engine {
                 })
             }
         };
-        Ok(EngineSession {
+        Ok(EngineSession(Arc::new(Bound {
             engine: self.clone(),
             found,
-        })
+        })))
     }
 
     /// Stats of every live session.
@@ -1377,7 +1385,11 @@ impl Engine {
 /// A live session of an engine: cheap to clone; requests go through the engine's retry
 /// and breaker actor to the session's actor.
 #[derive(Clone)]
-pub struct EngineSession {
+pub struct EngineSession(Arc<Bound>);
+
+/// What an [`EngineSession`] handle shares: one reference count per clone, so building
+/// a request (which keeps a handle) costs no more than an `Arc` clone.
+struct Bound {
     engine: Engine,
     found: SessionRef<Session>,
 }
@@ -1385,7 +1397,7 @@ pub struct EngineSession {
 impl std::fmt::Debug for EngineSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineSession")
-            .field("id", &self.found.id)
+            .field("id", &self.0.found.id)
             .finish_non_exhaustive()
     }
 }
@@ -1399,26 +1411,29 @@ impl std::fmt::Debug for Engine {
 impl EngineSession {
     /// The session id.
     pub fn id(&self) -> &str {
-        &self.found.id
+        &self.0.found.id
     }
 
     /// The session itself (stats, cookies, snapshots).
     pub fn session(&self) -> &Session {
-        &self.found.core
+        &self.0.found.core
     }
 
     /// Starts a request (a navigation unless `kind` says otherwise).
     pub fn request(&self, method: Method, url: &str) -> EngineRequestBuilder {
+        // An unparsable URL gets no host here; the session reports it when sent.
+        let parsed = url::Url::parse(url).ok();
+        let target = parsed
+            .as_ref()
+            .and_then(|u| u.host_str())
+            .map_or_else(|| "".into(), |h| h.to_ascii_lowercase().into());
         EngineRequestBuilder {
             session: self.clone(),
             request: EngineRequest {
                 method,
                 url: url.to_string(),
-                // An unparsable URL gets no host here; the session reports it when sent.
-                target: url::Url::parse(url)
-                    .ok()
-                    .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-                    .unwrap_or_default(),
+                parsed,
+                target,
                 headers: Vec::new(),
                 body: None,
                 kind: RequestKind::Navigation,
@@ -1440,9 +1455,10 @@ impl EngineSession {
         let mut request = self.get(url).typed().no_cache().request;
         request.kind = RequestKind::Navigation;
         let done = self
+            .0
             .engine
             .system
-            .execute(&self.found, request)
+            .execute(&self.0.found, request)
             .await
             .map_err(map_err)?;
         Ok(done.response)
@@ -1525,10 +1541,13 @@ impl EngineRequestBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let engine = &self.session.engine;
+        let engine = &self.session.0.engine;
         if let Some(robots) = &engine.robots {
-            let url = url::Url::parse(&self.request.url)
-                .map_err(|e| Error::invalid_url(&self.request.url, e))?;
+            let url = match &self.request.parsed {
+                Some(url) => url.clone(),
+                None => url::Url::parse(&self.request.url)
+                    .map_err(|e| Error::invalid_url(&self.request.url, e))?,
+            };
             let session = self.session.clone();
             let (rules, fresh) = robots
                 .rules_for(&url, |robots_url| async move {
@@ -1547,24 +1566,24 @@ impl EngineRequestBuilder {
             }
             if !rules.allows(url.as_str()) {
                 engine.system.emit(EngineEvent::RobotsBlocked {
-                    id: self.session.found.id.clone(),
+                    id: self.session.0.found.id.clone(),
                     url: url.to_string(),
                 });
                 return Err(crate::robots::disallowed(&url));
             }
         }
-        let engine = &self.session.engine;
+        let engine = &self.session.0.engine;
         // With pools, a request that fails at the proxy may be sent again elsewhere.
         let replay =
             (engine.proxies.is_some() && self.request.replayable()).then(|| self.request.clone());
         let outcome = engine
             .system
-            .execute(&self.session.found, self.request)
+            .execute(&self.session.0.found, self.request)
             .await
             .map_err(map_err)
             .map(|done| done.response.with_attempts(done.attempts));
         engine
-            .after_request(&self.session.found, outcome, replay)
+            .after_request(&self.session.0.found, outcome, replay)
             .await
     }
 }

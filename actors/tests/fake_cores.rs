@@ -74,7 +74,7 @@ impl SessionCore for Fake {
     type Error = String;
     type Stats = usize;
 
-    fn execute(&self, _req: Req) -> BoxFuture<Result<u16, String>> {
+    fn execute(&self, _req: &Req) -> BoxFuture<Result<u16, String>> {
         let inner = self.0.clone();
         Box::pin(async move {
             if inner.closed.load(Ordering::SeqCst) {
@@ -131,11 +131,11 @@ impl SessionCore for Fake {
     fn touch(&self) {
         *self.0.last_start.lock().unwrap() = Some(Instant::now());
     }
-    fn target(r: &Req) -> String {
-        r.host.to_string()
+    fn target(r: &Req) -> Arc<str> {
+        r.host.into()
     }
-    fn method(r: &Req) -> (String, bool) {
-        (r.method.to_string(), r.idempotency_key)
+    fn method(r: &Req) -> (&str, bool) {
+        (r.method, r.idempotency_key)
     }
     fn describe(result: &Result<u16, String>) -> Attempt {
         match result {
@@ -157,7 +157,7 @@ impl SessionCore for WithRetryAfter {
     type Response = (u16, Option<&'static str>);
     type Error = String;
     type Stats = usize;
-    fn execute(&self, _req: Req) -> BoxFuture<Result<(u16, Option<&'static str>), String>> {
+    fn execute(&self, _req: &Req) -> BoxFuture<Result<(u16, Option<&'static str>), String>> {
         let inner = self.0 .0.clone();
         Box::pin(async move {
             inner.calls.fetch_add(1, Ordering::SeqCst);
@@ -178,11 +178,11 @@ impl SessionCore for WithRetryAfter {
     }
     fn close(&self) {}
     fn touch(&self) {}
-    fn target(r: &Req) -> String {
-        r.host.to_string()
+    fn target(r: &Req) -> Arc<str> {
+        r.host.into()
     }
-    fn method(r: &Req) -> (String, bool) {
-        (r.method.to_string(), r.idempotency_key)
+    fn method(r: &Req) -> (&str, bool) {
+        (r.method, r.idempotency_key)
     }
     fn describe(result: &Result<(u16, Option<&'static str>), String>) -> Attempt {
         match result {

@@ -429,6 +429,7 @@ impl Session {
             session: self.clone(),
             method,
             url: url.to_string(),
+            parsed: None,
             headers: Vec::new(),
             body: None,
             kind: RequestKind::Navigation,
@@ -436,6 +437,16 @@ impl Session {
             typed: false,
             follow_redirects: true,
             error: None,
+        }
+    }
+
+    /// Starts a request to a URL the caller already parsed (the engine parses each
+    /// request's URL once, for its breakers and rate limits): it is not parsed again.
+    pub(crate) fn request_parsed(&self, method: Method, url: Url) -> SessionRequest {
+        SessionRequest {
+            url: url.as_str().to_owned(),
+            parsed: Some(url),
+            ..self.request(method, "")
         }
     }
 
@@ -455,6 +466,8 @@ pub struct SessionRequest {
     session: Session,
     method: Method,
     url: String,
+    /// `url`, when the caller had it parsed already (the engine does).
+    parsed: Option<Url>,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Bytes>,
     kind: RequestKind,
@@ -544,7 +557,10 @@ impl SessionRequest {
         if !session.is_active() {
             return Err(Error::closed(format!("session {}", s.id)));
         }
-        let mut url = Url::parse(&self.url).map_err(|e| Error::invalid_url(&self.url, e))?;
+        let mut url = match self.parsed {
+            Some(url) => url,
+            None => Url::parse(&self.url).map_err(|e| Error::invalid_url(&self.url, e))?,
+        };
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::invalid_url(
                 &self.url,
@@ -610,11 +626,16 @@ impl SessionRequest {
             let (jar_cookie, hints, lookup) = {
                 let mut st = session.state();
                 let jar_cookie = st.jar.header_for(&url, ctx);
-                let hints = st
-                    .accept_ch
-                    .get(&url.origin().ascii_serialization())
-                    .cloned()
-                    .unwrap_or_default();
+                // The origin is serialized (an allocation) only when some origin asked
+                // for client hints.
+                let hints = if st.accept_ch.is_empty() {
+                    Default::default()
+                } else {
+                    st.accept_ch
+                        .get(&url.origin().ascii_serialization())
+                        .cloned()
+                        .unwrap_or_default()
+                };
                 let lookup = cache_req
                     .as_ref()
                     .map(|req| st.cache.lookup(url.as_str(), req, now));
@@ -683,7 +704,7 @@ impl SessionRequest {
             s.request_count.fetch_add(1, Ordering::Relaxed);
             let mut req = s
                 .client
-                .request(method.clone(), url.as_str())
+                .request_parsed(method.clone(), url.clone())
                 .kind(kind)
                 .headers(headers);
             if let Some(b) = &body {
