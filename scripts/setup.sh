@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages mummer needs: the BoringSSL build tools, Chromium for
 # the fingerprint conformance test, redis-server for the session-store tests, curl and
-# python3 for the message API tests (the proxy test and the Python example), tinyproxy dante-server
-# for the proxy-pool test. Idempotent; skips apt when everything is present.
+# python3 for the message API tests (the proxy test and the Python example), tinyproxy and
+# dante-server for the proxy-pool tests (HTTP CONNECT and SOCKS5 exits). Idempotent; skips apt when everything is present.
 set -euo pipefail
 need=()
 for pkg in cmake libclang-dev git build-essential chromium iproute2 util-linux redis-server curl python3 tinyproxy dante-server; do

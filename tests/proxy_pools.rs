@@ -149,31 +149,20 @@ pool = "solo"
     assert!(benched[0].last_error.is_some());
     let mut rotated = BTreeMap::new();
     while rotated.len() < 2 {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
-            .await
-            .expect("rotations within 10 s")
-            .expect("event stream");
-        if let mummer::EngineEvent::SessionRotated {
-            old_id,
-            new_id,
-            old_proxy,
-            new_proxy,
-            reason,
-        } = event
-        {
-            assert!(
-                old_proxy.contains(&b.port.to_string()) && new_proxy.contains(&a.port.to_string())
-            );
-            assert!(
-                reason.contains(&b.port.to_string())
-                    && (reason.contains("benched") || reason.contains("failed")),
-                "{reason}"
-            );
-            assert!(
-                rotated.insert(old_id, new_id).is_none(),
-                "one rotation per session"
-            );
-        }
+        let r = next_rotation(&mut events).await;
+        assert!(
+            r.old_proxy.contains(&b.port.to_string()) && r.new_proxy.contains(&a.port.to_string())
+        );
+        assert!(
+            r.reason.contains(&b.port.to_string())
+                && (r.reason.contains("benched") || r.reason.contains("failed")),
+            "{}",
+            r.reason
+        );
+        assert!(
+            rotated.insert(r.old_id, r.new_id).is_none(),
+            "one rotation per session"
+        );
     }
     for old in &on_b {
         let new = &rotated[*old];
@@ -302,6 +291,43 @@ pool = "solo"
 
 /// `site`'s certificate in a CA file (in the returned directory, kept while the test
 /// runs).
+/// A session's rotation as the event stream reports it.
+struct Rotation {
+    old_id: String,
+    new_id: String,
+    old_proxy: String,
+    new_proxy: String,
+    reason: String,
+}
+
+/// The next rotation on `events` (other events are skipped), within 10 s.
+async fn next_rotation(
+    events: &mut tokio::sync::broadcast::Receiver<mummer::EngineEvent>,
+) -> Rotation {
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+            .await
+            .expect("a rotation within 10 s")
+            .expect("event stream");
+        if let mummer::EngineEvent::SessionRotated {
+            old_id,
+            new_id,
+            old_proxy,
+            new_proxy,
+            reason,
+        } = event
+        {
+            return Rotation {
+                old_id,
+                new_id,
+                old_proxy,
+                new_proxy,
+                reason,
+            };
+        }
+    }
+}
+
 fn ca_file(site: &HttpsServer) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("site.pem");
@@ -393,37 +419,25 @@ after_requests = 3
     let engine = engine_on(&file);
     let url = |tag: &str| format!("https://127.0.0.1:{}/{tag}", site.addr.port());
     let config = || trusting(&ca);
-    let mut events = engine.events();
-    let next_rotation = |events: &mut tokio::sync::broadcast::Receiver<mummer::EngineEvent>| {
-        let mut events = events.resubscribe();
-        async move {
-            loop {
-                let e = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
-                    .await
-                    .expect("a rotation within 10 s")
-                    .expect("events");
-                if let mummer::EngineEvent::SessionRotated {
-                    old_id,
-                    new_id,
-                    old_proxy,
-                    new_proxy,
-                    reason,
-                } = e
-                {
-                    return (old_id, new_id, old_proxy, new_proxy, reason);
-                }
-            }
-        }
-    };
+    let events = engine.events();
 
     // After 3 requests (the login and two pages) the session moves, cookies left behind.
     let counted = engine.create_session(config()).await.expect("session");
-    let rotation = tokio::spawn(next_rotation(&mut events));
+    let rotation = tokio::spawn({
+        let mut events = events.resubscribe();
+        async move { next_rotation(&mut events).await }
+    });
     let s = engine.session(&counted).await.expect("live");
     for tag in ["login", "one", "two"] {
         s.get(&url(tag)).send().await.expect("page");
     }
-    let (old, new, from, to, why) = rotation.await.expect("task");
+    let Rotation {
+        old_id: old,
+        new_id: new,
+        old_proxy: from,
+        new_proxy: to,
+        reason: why,
+    } = rotation.await.expect("task");
     assert_eq!(old, counted);
     assert_ne!(from, to, "another exit");
     assert!(why.contains("3 requests"), "{why}");
@@ -433,14 +447,23 @@ after_requests = 3
 
     // A 403 quarantines the session; the policy replaces it at once.
     let blocked = engine.create_session(config()).await.expect("session");
-    let rotation = tokio::spawn(next_rotation(&mut events));
+    let rotation = tokio::spawn({
+        let mut events = events.resubscribe();
+        async move { next_rotation(&mut events).await }
+    });
     let s = engine.session(&blocked).await.expect("live");
     let answer = s.get(&url("blocked")).send().await;
     assert!(
         answer.as_ref().map_or(true, |r| r.status() == 403),
         "{answer:?}"
     );
-    let (old, new, from, to, why) = rotation.await.expect("task");
+    let Rotation {
+        old_id: old,
+        new_id: new,
+        old_proxy: from,
+        new_proxy: to,
+        reason: why,
+    } = rotation.await.expect("task");
     assert_eq!(old, blocked);
     assert_ne!(from, to);
     assert!(why.contains("quarantined"), "{why}");

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::{free_port, wait_listening};
 
 pub struct Dante {
     pub port: u16,
@@ -50,15 +50,12 @@ impl Dante {
             .stderr(Stdio::null())
             .spawn()
             .expect("dante-server is installed (scripts/setup.sh)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
+        wait_listening(port, || {
+            format!(
                 "danted did not listen within 10 s: {}",
                 std::fs::read_to_string(dir.path().join("danted.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            )
+        });
         Dante {
             port,
             exit: exit.parse().expect("exit address"),

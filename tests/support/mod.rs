@@ -59,6 +59,16 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Waits up to 10 s for a process this test started to listen on loopback `port`;
+/// `why_not` says what went wrong (its log, say) when it never does.
+pub fn wait_listening(port: u16, why_not: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{}", why_not());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A loopback port that nothing listens on (bound, then released).
 pub async fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -6,9 +6,8 @@
 
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::{free_port, wait_listening};
 
 pub struct Tinyproxy {
     pub port: u16,
@@ -39,14 +38,7 @@ impl Tinyproxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("tinyproxy is installed (scripts/setup.sh)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tinyproxy did not listen within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(port, || "tinyproxy did not listen within 10 s".into());
         Tinyproxy {
             port,
             exit: exit.parse().expect("exit address"),
