@@ -140,6 +140,13 @@ impl Breaker {
     pub fn failures(&self) -> u32 {
         self.failures
     }
+
+    /// Whether it is as a new breaker is: closed, no failures counted, no probe out.
+    /// A breaker at rest behaves exactly like a missing one, so the dispatcher keeps
+    /// only breakers that are not (see `dispatch::State::record`).
+    pub fn is_at_rest(&self) -> bool {
+        self.state == BreakerState::Closed && self.failures == 0 && !self.probe_in_flight
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +184,19 @@ mod tests {
         );
         assert_eq!(b.success(later), Some(BreakerState::Closed));
         assert_eq!(b.admit(later), Admission::Allowed);
+        assert!(b.is_at_rest(), "closed again with nothing counted");
+    }
+
+    #[test]
+    fn only_a_fresh_or_fully_reset_breaker_is_at_rest() {
+        let cfg = BreakerConfig::default();
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg);
+        assert!(b.is_at_rest());
+        b.failure(t0);
+        assert!(!b.is_at_rest(), "one failure counted");
+        b.success(t0);
+        assert!(b.is_at_rest());
     }
 
     #[test]

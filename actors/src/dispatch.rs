@@ -105,26 +105,47 @@ struct State {
 pub type DeadLetterSink = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 
 impl State {
-    fn breaker(&mut self, scope: Scope, name: &str) -> &mut Breaker {
-        let cfg = self.breaker;
-        let map = match scope {
+    fn breakers(&mut self, scope: Scope) -> &mut FastMap<String, Breaker> {
+        match scope {
             Scope::Host => &mut self.by_host,
             Scope::Session => &mut self.by_session,
-        };
-        // Allocate the key only on first use: this runs four times per attempt.
-        if !map.contains_key(name) {
-            map.insert(name.to_string(), Breaker::new(cfg));
         }
-        map.get_mut(name)
-            .expect("the breaker was inserted just above")
     }
 
+    /// Asks `name`'s breaker whether a request may go now. A name without a breaker
+    /// has never failed (or recovered since): it is admitted without touching the map.
+    fn admit(&mut self, scope: Scope, name: &str) -> Admission {
+        match self.breakers(scope).get_mut(name) {
+            Some(breaker) => breaker.admit(Instant::now().into_std()),
+            None => Admission::Allowed,
+        }
+    }
+
+    /// Counts an outcome against `name`'s breaker. Only names with failures keep a
+    /// breaker: a success on a name without one changes nothing, and a breaker that a
+    /// success brings back to rest is dropped. So the request path touches no map
+    /// entry while everything succeeds, and a thousand healthy sessions hold no
+    /// breakers at all.
     fn record(&mut self, scope: Scope, name: &str, ok: bool) {
-        let now = Instant::now().into_std();
+        let cfg = self.breaker;
+        let map = self.breakers(scope);
         let change = if ok {
-            self.breaker(scope, name).success(now)
+            let Some(breaker) = map.get_mut(name) else {
+                return;
+            };
+            let change = breaker.success(Instant::now().into_std());
+            if breaker.is_at_rest() {
+                map.remove(name);
+            }
+            change
         } else {
-            self.breaker(scope, name).failure(now)
+            // Allocate the key only when a breaker is first needed.
+            if !map.contains_key(name) {
+                map.insert(name.to_string(), Breaker::new(cfg));
+            }
+            map.get_mut(name)
+                .expect("the breaker was inserted just above")
+                .failure(Instant::now().into_std())
         };
         if let Some(state) = change {
             metrics::gauge!("breaker_state", "scope" => scope.label()).set(match state {
@@ -391,9 +412,8 @@ where
             if st.quarantined.contains(id) {
                 return Err(ActorError::Quarantined(id.to_string()));
             }
-            let now = Instant::now().into_std();
             for (scope, name) in [(Scope::Session, id), (Scope::Host, &*target)] {
-                if let Admission::Rejected { retry_in } = st.breaker(scope, name).admit(now) {
+                if let Admission::Rejected { retry_in } = st.admit(scope, name) {
                     return Err(ActorError::BreakerOpen {
                         key: scope.key(name),
                         retry_in,
@@ -586,5 +606,65 @@ impl<C: SessionCore> Handler<OpenBreakers> for Dispatcher<C> {
             .filter(|(_, _, s)| *s != BreakerState::Closed)
             .map(|(scope, k, s)| (scope.key(k), s))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(threshold: u32) -> (SharedState, broadcast::Receiver<EngineEvent>) {
+        let (events, rx) = broadcast::channel(16);
+        let breaker = BreakerConfig {
+            failure_threshold: threshold,
+            ..BreakerConfig::default()
+        };
+        let state = SharedState::new(
+            RetryPolicy::default(),
+            breaker,
+            RateLimits::default(),
+            events,
+        );
+        (state, rx)
+    }
+
+    #[test]
+    fn successes_keep_no_breaker_and_a_recovery_drops_it() {
+        let (state, mut events) = state(2);
+        let mut st = state.lock();
+        for _ in 0..3 {
+            st.record(Scope::Session, "s1", true);
+            st.record(Scope::Host, "a.test", true);
+        }
+        assert!(st.by_session.is_empty() && st.by_host.is_empty());
+
+        st.record(Scope::Host, "a.test", false);
+        assert_eq!(st.by_host.len(), 1, "a failure is remembered");
+        assert_eq!(st.admit(Scope::Host, "a.test"), Admission::Allowed);
+        st.record(Scope::Host, "a.test", false);
+        assert!(matches!(
+            st.admit(Scope::Host, "a.test"),
+            Admission::Rejected { .. }
+        ));
+        assert!(matches!(
+            events.try_recv(),
+            Ok(EngineEvent::Breaker { ref key, state: BreakerState::Open }) if key == "host:a.test"
+        ));
+        assert_eq!(
+            st.admit(Scope::Session, "s1"),
+            Admission::Allowed,
+            "scopes are apart"
+        );
+
+        st.record(Scope::Host, "a.test", true);
+        assert!(st.by_host.is_empty(), "back at rest, dropped");
+        assert!(matches!(
+            events.try_recv(),
+            Ok(EngineEvent::Breaker {
+                state: BreakerState::Closed,
+                ..
+            })
+        ));
+        assert_eq!(st.admit(Scope::Host, "a.test"), Admission::Allowed);
     }
 }
