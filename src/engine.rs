@@ -44,13 +44,10 @@ pub use crate::tenant::DEFAULT_TENANT;
 #[derive(Clone, Debug)]
 pub struct EngineRequest {
     method: Method,
-    url: String,
-    /// `url` parsed, once: the session sends it as it is (`None` when it does not
-    /// parse; the session then reports why).
-    parsed: Option<url::Url>,
-    /// The target host (lower-case), for breakers and rate limits, shared with the
-    /// retry loop.
-    target: Arc<str>,
+    /// The URL, parsed once: the session sends it as it is, and its host names the
+    /// target for breakers and rate limits. `Err` holds a text that did not parse and
+    /// why, which the session reports when the request is sent.
+    url: std::result::Result<url::Url, (String, url::ParseError)>,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Bytes>,
     kind: RequestKind,
@@ -60,6 +57,14 @@ pub struct EngineRequest {
 }
 
 impl EngineRequest {
+    /// The URL as the caller gave it (serialized, when it parsed).
+    fn url_text(&self) -> &str {
+        match &self.url {
+            Ok(url) => url.as_str(),
+            Err((text, _)) => text,
+        }
+    }
+
     /// Whether it may be sent twice: an idempotent method, or an `Idempotency-Key`.
     fn replayable(&self) -> bool {
         let (method, keyed) = <Session as SessionCore>::method(self);
@@ -74,9 +79,9 @@ impl SessionCore for Session {
     type Stats = SessionStats;
 
     fn execute(&self, r: &EngineRequest) -> BoxFuture<Result<Response>> {
-        let req = match &r.parsed {
-            Some(url) => self.request_parsed(r.method.clone(), url.clone()),
-            None => self.request(r.method.clone(), &r.url),
+        let req = match &r.url {
+            Ok(url) => self.request_parsed(r.method.clone(), url.clone()),
+            Err((text, _)) => self.request(r.method.clone(), text),
         };
         let mut req = req.kind(r.kind);
         for (n, v) in &r.headers {
@@ -121,8 +126,13 @@ impl SessionCore for Session {
         metrics::SharedString::from(self.tenant_shared())
     }
 
-    fn target(r: &EngineRequest) -> Arc<str> {
-        r.target.clone()
+    fn target(r: &EngineRequest) -> &str {
+        // `url` lower-cases the hosts of http and https URLs as it parses them.
+        r.url
+            .as_ref()
+            .ok()
+            .and_then(url::Url::host_str)
+            .unwrap_or("")
     }
 
     fn method(r: &EngineRequest) -> (&str, bool) {
@@ -1025,7 +1035,7 @@ impl Engine {
         request: Option<EngineRequest>,
     ) -> Option<Result<Response>> {
         let request = request?;
-        tracing::info!(old = %old, new = %next, url = %request.url, "sending a request that failed at the proxy again on the rotated session");
+        tracing::info!(old = %old, new = %next, url = %request.url_text(), "sending a request that failed at the proxy again on the rotated session");
         let successor = match self.session(next).await {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
@@ -1421,19 +1431,13 @@ impl EngineSession {
 
     /// Starts a request (a navigation unless `kind` says otherwise).
     pub fn request(&self, method: Method, url: &str) -> EngineRequestBuilder {
-        // An unparsable URL gets no host here; the session reports it when sent.
-        let parsed = url::Url::parse(url).ok();
-        let target = parsed
-            .as_ref()
-            .and_then(|u| u.host_str())
-            .map_or_else(|| "".into(), |h| h.to_ascii_lowercase().into());
+        // An unparsable URL is kept as text; the session reports it when sent.
+        let url = url::Url::parse(url).map_err(|why| (url.to_string(), why));
         EngineRequestBuilder {
             session: self.clone(),
             request: EngineRequest {
                 method,
-                url: url.to_string(),
-                parsed,
-                target,
+                url,
                 headers: Vec::new(),
                 body: None,
                 kind: RequestKind::Navigation,
@@ -1543,10 +1547,9 @@ impl EngineRequestBuilder {
         }
         let engine = &self.session.0.engine;
         if let Some(robots) = &engine.robots {
-            let url = match &self.request.parsed {
-                Some(url) => url.clone(),
-                None => url::Url::parse(&self.request.url)
-                    .map_err(|e| Error::invalid_url(&self.request.url, e))?,
+            let url = match &self.request.url {
+                Ok(url) => url.clone(),
+                Err((text, why)) => return Err(Error::invalid_url(text, why)),
             };
             let session = self.session.clone();
             let (rules, fresh) = robots

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::policy::Attempt;
@@ -55,9 +54,10 @@ pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
         metrics::SharedString::const_str("default")
     }
 
-    /// The host a request targets (for per-host breakers and rate limits), shared: the
-    /// retry loop holds it across attempts without copying it.
-    fn target(request: &Self::Request) -> Arc<str>;
+    /// The host a request targets (for per-host breakers and rate limits), borrowed
+    /// from the request: the retry loop asks again after a re-authentication replaced
+    /// the request, and copies it only into a dead letter or an event.
+    fn target(request: &Self::Request) -> &str;
 
     /// The request's method and whether it carries an `Idempotency-Key` (for the
     /// retry rule).

@@ -400,19 +400,21 @@ where
         reauth,
     } = cx;
     let mut reauthenticated = false;
-    let target = C::target(&request);
     let (method, has_key) = C::method(&request);
     let retryable = is_idempotent(method, has_key);
     let (policy, started) = (state.lock().policy.clone(), Instant::now());
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // Borrowed from the request, so taken again on each pass: a re-authentication
+        // replaces the request.
+        let target = C::target(&request);
         {
             let mut st = state.lock();
             if st.quarantined.contains(id) {
                 return Err(ActorError::Quarantined(id.to_string()));
             }
-            for (scope, name) in [(Scope::Session, id), (Scope::Host, &*target)] {
+            for (scope, name) in [(Scope::Session, id), (Scope::Host, target)] {
                 if let Admission::Rejected { retry_in } = st.admit(scope, name) {
                     return Err(ActorError::BreakerOpen {
                         key: scope.key(name),
@@ -424,7 +426,7 @@ where
         // Rate limits: wait for a slot, within the deadline.
         let (limiters, shared) = {
             let mut st = state.lock();
-            (st.limits.for_request(&target, id), st.shared_rate.clone())
+            (st.limits.for_request(target, id), st.shared_rate.clone())
         };
         for limiter in limiters {
             let left = policy.deadline.saturating_sub(started.elapsed());
@@ -437,7 +439,7 @@ where
         }
         if let Some(shared) = shared {
             let left = policy.deadline.saturating_sub(started.elapsed());
-            if !shared.acquire(&target, left).await {
+            if !shared.acquire(target, left).await {
                 return Err(ActorError::Deadline(policy.deadline));
             }
         }
@@ -476,7 +478,7 @@ where
         }
         let class = policy.classification.classify(&outcome);
         let target_failed = class == crate::policy::Class::Recoverable;
-        metrics::counter!("requests_total", "class" => class_label(&outcome), "tenant" => core.tenant_label()).increment(1);
+        count_request(&outcome, core.tenant_label());
         if attempt > 1 && !target_failed {
             metrics::counter!("retry_success_total").increment(1);
         }
@@ -492,7 +494,7 @@ where
         {
             let mut st = state.lock();
             st.record(Scope::Session, id, !target_failed);
-            st.record(Scope::Host, &target, !target_failed);
+            st.record(Scope::Host, target, !target_failed);
             match decision {
                 // Final failures: non-recoverable at once, or recoverable with
                 // the retries (or the deadline) used up.
@@ -553,16 +555,59 @@ where
     }
 }
 
-fn class_label(a: &Attempt) -> &'static str {
+/// The status classes of `requests_total`, in [`class_index`] order.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+fn class_index(a: &Attempt) -> usize {
     match a {
         Attempt::Response { status, .. } => match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
         },
-        Attempt::Failure { .. } => "error",
+        Attempt::Failure { .. } => 5,
+    }
+}
+
+/// Counts a finished request in `requests_total{class, tenant}`. The keys of the
+/// default tenant are built at compile time; `metrics::counter!` with a label that is
+/// not a literal builds its key (a vector of labels) on every call, one allocation per
+/// request on the hottest path. Other tenants' keys are still built per request.
+fn count_request(outcome: &Attempt, tenant: metrics::SharedString) {
+    use metrics::{Key, Label, Level, Metadata};
+    static METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+    const fn labels(class: usize) -> [Label; 2] {
+        [
+            Label::from_static_parts("class", CLASSES[class]),
+            Label::from_static_parts("tenant", "default"),
+        ]
+    }
+    static LABELS: [[Label; 2]; 6] = [
+        labels(0),
+        labels(1),
+        labels(2),
+        labels(3),
+        labels(4),
+        labels(5),
+    ];
+    static DEFAULT_TENANT: [Key; 6] = [
+        Key::from_static_parts("requests_total", &LABELS[0]),
+        Key::from_static_parts("requests_total", &LABELS[1]),
+        Key::from_static_parts("requests_total", &LABELS[2]),
+        Key::from_static_parts("requests_total", &LABELS[3]),
+        Key::from_static_parts("requests_total", &LABELS[4]),
+        Key::from_static_parts("requests_total", &LABELS[5]),
+    ];
+    let class = class_index(outcome);
+    if &*tenant == "default" {
+        metrics::with_recorder(|r| r.register_counter(&DEFAULT_TENANT[class], &METADATA))
+            .increment(1);
+    } else {
+        metrics::counter!("requests_total", "class" => CLASSES[class], "tenant" => tenant)
+            .increment(1);
     }
 }
 
@@ -666,5 +711,83 @@ mod tests {
             })
         ));
         assert_eq!(st.admit(Scope::Host, "a.test"), Admission::Allowed);
+    }
+
+    /// Remembers the key of every counter registered.
+    #[derive(Default)]
+    struct Keys(Mutex<Vec<String>>);
+
+    impl metrics::Recorder for Keys {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            self.0
+                .lock()
+                .expect("keys")
+                .push(format!("{}{{{}}}", key.name(), labels.join(",")));
+            metrics::Counter::noop()
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn requests_are_counted_by_class_and_tenant() {
+        let keys = Keys::default();
+        let response = |status| Attempt::Response {
+            status,
+            retry_after: None,
+        };
+        metrics::with_local_recorder(&keys, || {
+            count_request(&response(204), metrics::SharedString::const_str("default"));
+            count_request(&response(503), metrics::SharedString::const_str("default"));
+            count_request(
+                &response(404),
+                metrics::SharedString::from("north".to_string()),
+            );
+        });
+        assert_eq!(
+            *keys.0.lock().expect("keys"),
+            [
+                "requests_total{class=2xx,tenant=default}",
+                "requests_total{class=5xx,tenant=default}",
+                "requests_total{class=4xx,tenant=north}",
+            ]
+        );
     }
 }

@@ -131,8 +131,8 @@ impl SessionCore for Fake {
     fn touch(&self) {
         *self.0.last_start.lock().unwrap() = Some(Instant::now());
     }
-    fn target(r: &Req) -> Arc<str> {
-        r.host.into()
+    fn target(r: &Req) -> &str {
+        r.host
     }
     fn method(r: &Req) -> (&str, bool) {
         (r.method, r.idempotency_key)
@@ -178,8 +178,8 @@ impl SessionCore for WithRetryAfter {
     }
     fn close(&self) {}
     fn touch(&self) {}
-    fn target(r: &Req) -> Arc<str> {
-        r.host.into()
+    fn target(r: &Req) -> &str {
+        r.host
     }
     fn method(r: &Req) -> (&str, bool) {
         (r.method, r.idempotency_key)
