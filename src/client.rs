@@ -510,177 +510,63 @@ impl RequestBuilder {
             .unwrap_or(extra);
         let mut timings = Timings::default();
 
-        let (status, version, resp_headers, body, tls) = if target.https {
-            let alpn = match config.version {
-                HttpVersionPref::Auto => None,
-                HttpVersionPref::Http1Only => Some(vec!["http/1.1".to_string()]),
-                HttpVersionPref::Http2Only => Some(vec!["h2".to_string()]),
-            };
-            let key = target.key();
-            let (mut pooled_h2, mut pooled_h1) = take_pooled(&client, &key);
-            let mut dial_permit = None;
-            if pooled_h2.is_none() && pooled_h1.is_none() {
-                let gate = {
-                    let mut pool = Pool::lock(&client.pool);
-                    (!pool.h1_origins.contains(&key))
-                        .then(|| pool.dial_gates.entry(key.clone()).or_default().clone())
-                };
-                if let Some(gate) = gate {
-                    dial_permit = Some(gate.lock_owned().await);
-                    (pooled_h2, pooled_h1) = take_pooled(&client, &key);
-                }
-            }
-            if pooled_h2.is_some() || pooled_h1.is_some() {
+        // A pooled connection, or else a new one. Opening one is boxed: its futures
+        // (dial, TLS and HTTP/2 handshakes) are most of the request future's size but
+        // run once per connection, while every request of a long session reuses one;
+        // a smaller request future is cheaper to move and to allocate.
+        let key = target.key();
+        let (pooled, dial_permit) = take_pooled_or_gate(&client, &key, target.https).await;
+        let conn = match pooled {
+            Some(conn) => {
                 client
                     .counters
                     .connections_reused
                     .fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("connections_reused_total").increment(1);
+                conn
             }
-            match (pooled_h2, pooled_h1) {
-                (Some((conn, info)), _) => {
-                    let ex = self_h2(
-                        &conn,
-                        &target,
-                        &self.method,
-                        headers.clone(),
-                        self.body,
-                        config,
-                        &mut timings,
-                    )
-                    .await?;
-                    (ex.0, Version::HTTP_2, ex.1, ex.2, Some(info))
-                }
-                (None, Some((mut conn, info))) => {
-                    let ex = self_h1(
-                        &mut conn,
-                        &target,
-                        &self.method,
-                        &headers,
-                        self.body.as_ref(),
-                        config,
-                        &mut timings,
-                    )
-                    .await?;
-                    if ex.3 {
-                        give_back_h1(&client, key, conn, info.clone());
-                    }
-                    (ex.0, Version::HTTP_11, ex.1, ex.2, info)
-                }
-                (None, None) => {
-                    let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
-                    let io: BoxedIo = Box::pin(CountingIo::new(io, client.counters.bytes.clone()));
-                    client
-                        .counters
-                        .connections_opened
-                        .fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("connections_opened_total").increment(1);
-                    timings.dns = dial.dns;
-                    timings.connect = dial.connect;
-                    let tls_started = Instant::now();
-                    let handshake = client.tls.connect(
-                        &target.host,
-                        target.port,
-                        io,
-                        alpn.as_deref(),
-                        &client.tickets,
-                    );
-                    let (stream, info) = match config.tls_timeout {
-                        Some(limit) => {
-                            tokio::time::timeout(limit, handshake).await.map_err(|_| {
-                                Error::timeout(format!(
-                                    "after {limit:?} in the TLS handshake with `{}`",
-                                    target.host
-                                ))
-                            })??
-                        }
-                        None => handshake.await?,
-                    };
-                    timings.tls = tls_started.elapsed();
-                    if info.resumed {
-                        client.counters.tls_resumed.fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!("tls_resumed_total").increment(1);
-                    }
-                    if info.alpn.as_deref() == Some("h2") {
-                        let conn =
-                            h2::handshake(stream, &config.profile.http2, template.priority).await?;
-                        Pool::lock(&client.pool)
-                            .h2
-                            .entry(key)
-                            .or_default()
-                            .push((conn.clone(), info.clone()));
-                        drop(dial_permit);
-                        let ex = self_h2(
-                            &conn,
-                            &target,
-                            &self.method,
-                            headers.clone(),
-                            self.body,
-                            config,
-                            &mut timings,
-                        )
-                        .await?;
-                        (ex.0, Version::HTTP_2, ex.1, ex.2, Some(info))
-                    } else {
-                        Pool::lock(&client.pool).h1_origins.insert(key.clone());
-                        drop(dial_permit);
-                        let mut conn = H1Connection::new(MaybeTls::Tls(Box::new(stream)));
-                        let ex = self_h1(
-                            &mut conn,
-                            &target,
-                            &self.method,
-                            &headers,
-                            self.body.as_ref(),
-                            config,
-                            &mut timings,
-                        )
-                        .await?;
-                        if ex.3 {
-                            give_back_h1(&client, key, conn, Some(info.clone()));
-                        }
-                        (ex.0, Version::HTTP_11, ex.1, ex.2, Some(info))
-                    }
-                }
+            None => {
+                Box::pin(open_connection(
+                    &client,
+                    &target,
+                    &key,
+                    template.priority,
+                    dial_permit,
+                    &mut timings,
+                ))
+                .await?
             }
-        } else {
-            let key = target.key();
-            let pooled = Pool::lock(&client.pool).h1.get_mut(&key).and_then(Vec::pop);
-            let mut conn = match pooled {
-                Some((conn, _)) => {
-                    client
-                        .counters
-                        .connections_reused
-                        .fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("connections_reused_total").increment(1);
-                    conn
-                }
-                None => {
-                    let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
-                    let io: BoxedIo = Box::pin(CountingIo::new(io, client.counters.bytes.clone()));
-                    client
-                        .counters
-                        .connections_opened
-                        .fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("connections_opened_total").increment(1);
-                    timings.dns = dial.dns;
-                    timings.connect = dial.connect;
-                    H1Connection::new(MaybeTls::Plain(io))
-                }
-            };
-            let ex = self_h1(
-                &mut conn,
-                &target,
-                &self.method,
-                &headers,
-                self.body.as_ref(),
-                config,
-                &mut timings,
-            )
-            .await?;
-            if ex.3 {
-                give_back_h1(&client, key, conn, None);
+        };
+        let (status, version, resp_headers, body, tls) = match conn {
+            Conn::H2(conn, info) => {
+                let ex = self_h2(
+                    &conn,
+                    &target,
+                    &self.method,
+                    headers.clone(),
+                    self.body,
+                    config,
+                    &mut timings,
+                )
+                .await?;
+                (ex.0, Version::HTTP_2, ex.1, ex.2, Some(info))
             }
-            (ex.0, Version::HTTP_11, ex.1, ex.2, None)
+            Conn::H1(mut conn, info) => {
+                let ex = self_h1(
+                    &mut conn,
+                    &target,
+                    &self.method,
+                    &headers,
+                    self.body.as_ref(),
+                    config,
+                    &mut timings,
+                )
+                .await?;
+                if ex.3 {
+                    give_back_h1(&client, key, conn, info.clone());
+                }
+                (ex.0, Version::HTTP_11, ex.1, ex.2, info)
+            }
         };
 
         let raw_len = body.len() as u64;
@@ -720,18 +606,126 @@ impl RequestBuilder {
 
 type Exchange = (StatusCode, Vec<(HeaderName, HeaderValue)>, Bytes);
 
+/// A connection to send one request on.
+enum Conn {
+    /// HTTP/2 (over TLS), shared by concurrent requests.
+    H2(H2Connection, TlsInfo),
+    /// HTTP/1.1, this request's alone until it is given back.
+    H1(H1Connection<MaybeTls>, Option<TlsInfo>),
+}
+
 /// A pooled HTTP/2 connection with room for a stream, or else an idle HTTP/1.1 one.
-fn take_pooled(
-    client: &ClientInner,
-    key: &OriginKey,
-) -> (Option<(H2Connection, TlsInfo)>, Option<IdleH1>) {
+fn take_pooled(client: &ClientInner, key: &OriginKey) -> Option<Conn> {
     let mut pool = Pool::lock(&client.pool);
     let conns = pool.h2.entry(key.clone()).or_default();
     conns.retain(|(c, _)| !c.is_closed());
-    if let Some(found) = conns.iter().find(|(c, _)| c.has_capacity()).cloned() {
-        return (Some(found), None);
+    if let Some((conn, info)) = conns.iter().find(|(c, _)| c.has_capacity()).cloned() {
+        return Some(Conn::H2(conn, info));
     }
-    (None, pool.h1.get_mut(key).and_then(Vec::pop))
+    pool.h1
+        .get_mut(key)
+        .and_then(Vec::pop)
+        .map(|(conn, info)| Conn::H1(conn, info))
+}
+
+/// A pooled connection to `key`, or else the permit to open one. Over TLS, concurrent
+/// requests to an origin that may speak HTTP/2 wait for one dial among them (the
+/// permit), then share its connection; HTTP/1.1-only origins and plain HTTP dial
+/// at once.
+async fn take_pooled_or_gate(
+    client: &ClientInner,
+    key: &OriginKey,
+    https: bool,
+) -> (Option<Conn>, Option<tokio::sync::OwnedMutexGuard<()>>) {
+    if !https {
+        let idle = Pool::lock(&client.pool).h1.get_mut(key).and_then(Vec::pop);
+        return (idle.map(|(conn, _)| Conn::H1(conn, None)), None);
+    }
+    if let Some(conn) = take_pooled(client, key) {
+        return (Some(conn), None);
+    }
+    let gate = {
+        let mut pool = Pool::lock(&client.pool);
+        (!pool.h1_origins.contains(key))
+            .then(|| pool.dial_gates.entry(key.clone()).or_default().clone())
+    };
+    match gate {
+        Some(gate) => {
+            let permit = gate.lock_owned().await;
+            (take_pooled(client, key), Some(permit))
+        }
+        None => (None, None),
+    }
+}
+
+/// Dials `target` (through the proxy, if any), runs the TLS handshake for `https`
+/// and then the HTTP/2 one when ALPN picked `h2`, and pools a new HTTP/2 connection
+/// before the dial permit is released (so the requests waiting on it find it).
+async fn open_connection(
+    client: &ClientInner,
+    target: &Target,
+    key: &OriginKey,
+    priority: crate::profile::Http2Priority,
+    dial_permit: Option<tokio::sync::OwnedMutexGuard<()>>,
+    timings: &mut Timings,
+) -> Result<Conn> {
+    let config = &client.config;
+    let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
+    let io: BoxedIo = Box::pin(CountingIo::new(io, client.counters.bytes.clone()));
+    client
+        .counters
+        .connections_opened
+        .fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("connections_opened_total").increment(1);
+    timings.dns = dial.dns;
+    timings.connect = dial.connect;
+    if !target.https {
+        return Ok(Conn::H1(H1Connection::new(MaybeTls::Plain(io)), None));
+    }
+    let alpn = match config.version {
+        HttpVersionPref::Auto => None,
+        HttpVersionPref::Http1Only => Some(vec!["http/1.1".to_string()]),
+        HttpVersionPref::Http2Only => Some(vec!["h2".to_string()]),
+    };
+    let tls_started = Instant::now();
+    let handshake = client.tls.connect(
+        &target.host,
+        target.port,
+        io,
+        alpn.as_deref(),
+        &client.tickets,
+    );
+    let (stream, info) = match config.tls_timeout {
+        Some(limit) => tokio::time::timeout(limit, handshake).await.map_err(|_| {
+            Error::timeout(format!(
+                "after {limit:?} in the TLS handshake with `{}`",
+                target.host
+            ))
+        })??,
+        None => handshake.await?,
+    };
+    timings.tls = tls_started.elapsed();
+    if info.resumed {
+        client.counters.tls_resumed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("tls_resumed_total").increment(1);
+    }
+    if info.alpn.as_deref() == Some("h2") {
+        let conn = h2::handshake(stream, &config.profile.http2, priority).await?;
+        Pool::lock(&client.pool)
+            .h2
+            .entry(key.clone())
+            .or_default()
+            .push((conn.clone(), info.clone()));
+        drop(dial_permit);
+        Ok(Conn::H2(conn, info))
+    } else {
+        Pool::lock(&client.pool).h1_origins.insert(key.clone());
+        drop(dial_permit);
+        Ok(Conn::H1(
+            H1Connection::new(MaybeTls::Tls(Box::new(stream))),
+            Some(info),
+        ))
+    }
 }
 
 async fn self_h2(
