@@ -511,9 +511,9 @@ impl RequestBuilder {
         let mut timings = Timings::default();
 
         // A pooled connection, or else a new one. Opening one is boxed: its futures
-        // (dial, TLS and HTTP/2 handshakes) are most of the request future's size but
-        // run once per connection, while every request of a long session reuses one;
-        // a smaller request future is cheaper to move and to allocate.
+        // (dial, TLS and HTTP/2 handshakes) made up a quarter of the request future
+        // but run once per connection, while a long session's requests reuse one; a
+        // smaller request future is cheaper to move and to allocate.
         let key = target.key();
         let (pooled, dial_permit) = take_pooled_or_gate(&client, &key, target.https).await;
         let conn = match pooled {
