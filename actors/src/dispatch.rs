@@ -84,8 +84,6 @@ impl Scope {
 }
 
 struct State {
-    /// Shared, not cloned per request.
-    policy: Arc<RetryPolicy>,
     breaker: BreakerConfig,
     /// Breakers by session id.
     by_session: FastMap<String, Breaker>,
@@ -178,7 +176,11 @@ impl State {
 
 /// The state every dispatcher of a system shares.
 #[derive(Clone)]
-pub struct SharedState(Arc<Mutex<State>>);
+pub struct SharedState {
+    state: Arc<Mutex<State>>,
+    /// Fixed for the system's life, so read without the lock.
+    policy: Arc<RetryPolicy>,
+}
 
 impl SharedState {
     /// Fresh state with `policy`, `breaker` settings and rate `limits`, reporting on
@@ -189,8 +191,7 @@ impl SharedState {
         limits: RateLimits,
         events: broadcast::Sender<EngineEvent>,
     ) -> SharedState {
-        SharedState(Arc::new(Mutex::new(State {
-            policy: Arc::new(policy),
+        let state = Arc::new(Mutex::new(State {
             breaker,
             by_session: FastMap::default(),
             by_host: FastMap::default(),
@@ -200,7 +201,11 @@ impl SharedState {
             limits: Limiters::new(limits),
             shared_rate: None,
             dead_letter_sink: None,
-        })))
+        }));
+        SharedState {
+            state,
+            policy: Arc::new(policy),
+        }
     }
 
     /// Forgets a closed session: its breaker, quarantine mark and limiter.
@@ -231,7 +236,7 @@ impl SharedState {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section is a few map operations; a panic in one leaves maps
         // that are still maps.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -402,14 +407,15 @@ where
     let mut reauthenticated = false;
     let (method, has_key) = C::method(&request);
     let retryable = is_idempotent(method, has_key);
-    let (policy, started) = (state.lock().policy.clone(), Instant::now());
+    let (policy, started) = (&*state.policy, Instant::now());
     let mut attempt = 0;
     loop {
         attempt += 1;
         // Borrowed from the request, so taken again on each pass: a re-authentication
         // replaces the request.
         let target = C::target(&request);
-        {
+        // Quarantine, breakers and the rate limiters to wait for, under one lock.
+        let (limiters, shared) = {
             let mut st = state.lock();
             if st.quarantined.contains(id) {
                 return Err(ActorError::Quarantined(id.to_string()));
@@ -422,12 +428,9 @@ where
                     });
                 }
             }
-        }
-        // Rate limits: wait for a slot, within the deadline.
-        let (limiters, shared) = {
-            let mut st = state.lock();
             (st.limits.for_request(target, id), st.shared_rate.clone())
         };
+        // Rate limits: wait for a slot, within the deadline.
         for limiter in limiters {
             let left = policy.deadline.saturating_sub(started.elapsed());
             if tokio::time::timeout(left, limiter.until_ready())
