@@ -300,6 +300,14 @@ struct Rotation {
     reason: String,
 }
 
+/// Starts waiting for the next rotation now (before the requests that cause it).
+fn watch_rotation(
+    events: &tokio::sync::broadcast::Receiver<mummer::EngineEvent>,
+) -> tokio::task::JoinHandle<Rotation> {
+    let mut events = events.resubscribe();
+    tokio::spawn(async move { next_rotation(&mut events).await })
+}
+
 /// The next rotation on `events` (other events are skipped), within 10 s.
 async fn next_rotation(
     events: &mut tokio::sync::broadcast::Receiver<mummer::EngineEvent>,
@@ -423,51 +431,33 @@ after_requests = 3
 
     // After 3 requests (the login and two pages) the session moves, cookies left behind.
     let counted = engine.create_session(config()).await.expect("session");
-    let rotation = tokio::spawn({
-        let mut events = events.resubscribe();
-        async move { next_rotation(&mut events).await }
-    });
+    let rotation = watch_rotation(&events);
     let s = engine.session(&counted).await.expect("live");
     for tag in ["login", "one", "two"] {
         s.get(&url(tag)).send().await.expect("page");
     }
-    let Rotation {
-        old_id: old,
-        new_id: new,
-        old_proxy: from,
-        new_proxy: to,
-        reason: why,
-    } = rotation.await.expect("task");
-    assert_eq!(old, counted);
-    assert_ne!(from, to, "another exit");
-    assert!(why.contains("3 requests"), "{why}");
-    let fresh = engine.session(&new).await.expect("successor");
+    let moved = rotation.await.expect("task");
+    assert_eq!(moved.old_id, counted);
+    assert_ne!(moved.old_proxy, moved.new_proxy, "another exit");
+    assert!(moved.reason.contains("3 requests"), "{}", moved.reason);
+    let fresh = engine.session(&moved.new_id).await.expect("successor");
     assert!(fresh.session().cookies().is_empty(), "a fresh identity");
     assert_eq!(fresh.session().request_count(), 0);
 
     // A 403 quarantines the session; the policy replaces it at once.
     let blocked = engine.create_session(config()).await.expect("session");
-    let rotation = tokio::spawn({
-        let mut events = events.resubscribe();
-        async move { next_rotation(&mut events).await }
-    });
+    let rotation = watch_rotation(&events);
     let s = engine.session(&blocked).await.expect("live");
     let answer = s.get(&url("blocked")).send().await;
     assert!(
         answer.as_ref().map_or(true, |r| r.status() == 403),
         "{answer:?}"
     );
-    let Rotation {
-        old_id: old,
-        new_id: new,
-        old_proxy: from,
-        new_proxy: to,
-        reason: why,
-    } = rotation.await.expect("task");
-    assert_eq!(old, blocked);
-    assert_ne!(from, to);
-    assert!(why.contains("quarantined"), "{why}");
-    let fresh = engine.session(&new).await.expect("successor");
+    let moved = rotation.await.expect("task");
+    assert_eq!(moved.old_id, blocked);
+    assert_ne!(moved.old_proxy, moved.new_proxy);
+    assert!(moved.reason.contains("quarantined"), "{}", moved.reason);
+    let fresh = engine.session(&moved.new_id).await.expect("successor");
     fresh
         .get(&url("after"))
         .send()
