@@ -16,8 +16,9 @@
 
 use crate::error::{Error, Result};
 
-/// The tenant of sessions created without one.
-pub const DEFAULT_TENANT: &str = "default";
+/// The tenant of sessions created without one (the engine's default tenant label, so
+/// its request counters use the keys built at compile time).
+pub const DEFAULT_TENANT: &str = mummer_actors::core::DEFAULT_TENANT;
 
 /// Checks a tenant name: 1 to 64 characters from `[A-Za-z0-9_-]` (it becomes part of
 /// store keys, file names, Redis keys and metric labels).

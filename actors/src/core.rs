@@ -12,6 +12,10 @@ use crate::policy::Attempt;
 /// caller's task or on its session's arbiter (see [`crate::system::RequestSite`]).
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// The tenant label of a session that names none ([`SessionCore::tenant_label`]'s
+/// default; `requests_total` has compile-time keys for it).
+pub const DEFAULT_TENANT: &str = "default";
+
 /// A session the engine can run. Cheap to clone (clones share state), usable from any
 /// thread.
 pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
@@ -51,7 +55,7 @@ pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
     /// The tenant the session belongs to, as the `tenant` label of the session and
     /// request metrics (a shared string: labelling a request allocates nothing).
     fn tenant_label(&self) -> metrics::SharedString {
-        metrics::SharedString::const_str("default")
+        metrics::SharedString::const_str(DEFAULT_TENANT)
     }
 
     /// The host a request targets (for per-host breakers and rate limits), borrowed

@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::breaker::{Admission, Breaker, BreakerConfig, BreakerState};
-use crate::core::SessionCore;
+use crate::core::{SessionCore, DEFAULT_TENANT};
 use crate::error::ActorError;
 use crate::events::EngineEvent;
 use crate::policy::{is_idempotent, Attempt, Decision, RetryPolicy};
@@ -585,7 +585,7 @@ fn count_request(outcome: &Attempt, tenant: metrics::SharedString) {
     const fn labels(class: usize) -> [Label; 2] {
         [
             Label::from_static_parts("class", CLASSES[class]),
-            Label::from_static_parts("tenant", "default"),
+            Label::from_static_parts("tenant", DEFAULT_TENANT),
         ]
     }
     static LABELS: [[Label; 2]; 6] = [
@@ -596,7 +596,7 @@ fn count_request(outcome: &Attempt, tenant: metrics::SharedString) {
         labels(4),
         labels(5),
     ];
-    static DEFAULT_TENANT: [Key; 6] = [
+    static DEFAULT_TENANT_KEYS: [Key; 6] = [
         Key::from_static_parts("requests_total", &LABELS[0]),
         Key::from_static_parts("requests_total", &LABELS[1]),
         Key::from_static_parts("requests_total", &LABELS[2]),
@@ -605,8 +605,8 @@ fn count_request(outcome: &Attempt, tenant: metrics::SharedString) {
         Key::from_static_parts("requests_total", &LABELS[5]),
     ];
     let class = class_index(outcome);
-    if &*tenant == "default" {
-        metrics::with_recorder(|r| r.register_counter(&DEFAULT_TENANT[class], &METADATA))
+    if &*tenant == DEFAULT_TENANT {
+        metrics::with_recorder(|r| r.register_counter(&DEFAULT_TENANT_KEYS[class], &METADATA))
             .increment(1);
     } else {
         metrics::counter!("requests_total", "class" => CLASSES[class], "tenant" => tenant)
