@@ -339,8 +339,7 @@ impl Client {
         RequestBuilder {
             client: self.clone(),
             method,
-            url: url.to_string(),
-            parsed: None,
+            url: RequestUrl::Text(url.to_string()),
             headers: Vec::new(),
             body: None,
             kind: RequestKind::Navigation,
@@ -352,8 +351,7 @@ impl Client {
     /// cookies and cache): it is not parsed again.
     pub(crate) fn request_parsed(&self, method: Method, url: url::Url) -> RequestBuilder {
         RequestBuilder {
-            url: url.as_str().to_owned(),
-            parsed: Some(url),
+            url: RequestUrl::Parsed(url),
             ..self.request(method, "")
         }
     }
@@ -403,14 +401,41 @@ impl Client {
     }
 }
 
+/// A request's URL as the caller handed it over: the text, or already parsed (then it
+/// is not parsed again, and its text is the parsed URL's serialization, not a copy).
+#[derive(Clone, Debug)]
+pub(crate) enum RequestUrl {
+    /// Not parsed yet: parsed when the request is sent, and reported as written if it
+    /// does not parse.
+    Text(String),
+    /// Parsed by the caller.
+    Parsed(url::Url),
+}
+
+impl RequestUrl {
+    /// The URL's text.
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            RequestUrl::Text(text) => text,
+            RequestUrl::Parsed(url) => url.as_str(),
+        }
+    }
+
+    /// The URL's text, owned (a parsed URL gives up its serialization: no copy).
+    pub(crate) fn into_string(self) -> String {
+        match self {
+            RequestUrl::Text(text) => text,
+            RequestUrl::Parsed(url) => url.into(),
+        }
+    }
+}
+
 /// One request being put together; [`RequestBuilder::send`] performs it.
 #[derive(Debug)]
 pub struct RequestBuilder {
     client: Client,
     method: Method,
-    url: String,
-    /// `url`, when the caller had it parsed already.
-    parsed: Option<url::Url>,
+    url: RequestUrl,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Bytes>,
     kind: RequestKind,
@@ -473,7 +498,7 @@ impl RequestBuilder {
     ///
     /// Every transport failure, see [`Error`]'s `is_*` methods; the URL is attached.
     pub async fn send(self) -> Result<Response> {
-        let url = self.url.clone();
+        let url = self.url.as_str().to_owned();
         let timeout = self.client.inner.config.timeout;
         let fut = self.send_inner();
         let result = match timeout {
@@ -490,9 +515,9 @@ impl RequestBuilder {
             return Err(e);
         }
         let started = Instant::now();
-        let target = match &self.parsed {
-            Some(url) => Target::from_url(url, &self.url)?,
-            None => Target::parse(&self.url)?,
+        let target = match &self.url {
+            RequestUrl::Parsed(url) => Target::from_url(url, url.as_str())?,
+            RequestUrl::Text(text) => Target::parse(text)?,
         };
         let client = self.client.inner.clone();
         let config = &client.config;
@@ -587,7 +612,7 @@ impl RequestBuilder {
             map.append(n.clone(), v.clone());
         }
         Ok(Response {
-            url: self.url,
+            url: self.url.into_string(),
             status,
             version,
             headers: map,

@@ -32,7 +32,9 @@ use uuid::Uuid;
 use self::cache::Lookup;
 pub use self::cache::{CacheConfig, ConditionalCache};
 pub use self::snapshot::{SessionSnapshot, SnapshotKey, SNAPSHOT_VERSION};
-use crate::client::{CacheStatus, Client, ClientBuilder, Redirect, Response, TransportStats};
+use crate::client::{
+    CacheStatus, Client, ClientBuilder, Redirect, RequestUrl, Response, TransportStats,
+};
 use crate::cookies::{CookieContext, CookieJar, CookieLimits, CookieRecord, TrackingFilter};
 use crate::error::{Error, Result};
 use crate::profile::{Profile, RequestKind};
@@ -428,8 +430,7 @@ impl Session {
         SessionRequest {
             session: self.clone(),
             method,
-            url: url.to_string(),
-            parsed: None,
+            url: RequestUrl::Text(url.to_string()),
             headers: Vec::new(),
             body: None,
             kind: RequestKind::Navigation,
@@ -444,8 +445,7 @@ impl Session {
     /// request's URL once, for its breakers and rate limits): it is not parsed again.
     pub(crate) fn request_parsed(&self, method: Method, url: Url) -> SessionRequest {
         SessionRequest {
-            url: url.as_str().to_owned(),
-            parsed: Some(url),
+            url: RequestUrl::Parsed(url),
             ..self.request(method, "")
         }
     }
@@ -465,9 +465,8 @@ impl Session {
 pub struct SessionRequest {
     session: Session,
     method: Method,
-    url: String,
-    /// `url`, when the caller had it parsed already (the engine does).
-    parsed: Option<Url>,
+    /// Parsed already when the caller had it parsed (the engine does).
+    url: RequestUrl,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Bytes>,
     kind: RequestKind,
@@ -483,6 +482,25 @@ const SESSION_HEADERS: [HeaderName; 3] = [
     http::header::ORIGIN,
     HeaderName::from_static("sec-fetch-site"),
 ];
+
+/// The request's URL, parsed (unless the caller did) and checked to be http or https;
+/// errors name the URL as the caller wrote it.
+fn http_url(url: RequestUrl) -> Result<Url> {
+    let (url, written) = match url {
+        RequestUrl::Parsed(url) => (url, None),
+        RequestUrl::Text(text) => match Url::parse(&text) {
+            Ok(url) => (url, Some(text)),
+            Err(e) => return Err(Error::invalid_url(&text, e)),
+        },
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::invalid_url(
+            written.as_deref().unwrap_or(url.as_str()),
+            "only http and https are supported",
+        ));
+    }
+    Ok(url)
+}
 
 impl SessionRequest {
     /// Adds a header (a caller's `referer`, `origin` or `sec-fetch-site` replaces the
@@ -557,16 +575,7 @@ impl SessionRequest {
         if !session.is_active() {
             return Err(Error::closed(format!("session {}", s.id)));
         }
-        let mut url = match self.parsed {
-            Some(url) => url,
-            None => Url::parse(&self.url).map_err(|e| Error::invalid_url(&self.url, e))?,
-        };
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::invalid_url(
-                &self.url,
-                "only http and https are supported",
-            ));
-        }
+        let mut url = http_url(self.url)?;
         session.touch();
         s.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlightGuard(&s.in_flight);
