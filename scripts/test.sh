@@ -4,6 +4,8 @@
 # between runs; it still works from empty.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where rustup puts cargo on a machine that scripts/setup.sh just set up.
+export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mummer-target}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
