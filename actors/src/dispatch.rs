@@ -11,9 +11,11 @@
 //! one state (breakers, quarantine set, dead letters, limiters) behind a mutex that is
 //! held for a few map operations and never across an await.
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -25,8 +27,9 @@ use crate::breaker::{Admission, Breaker, BreakerConfig, BreakerState};
 use crate::core::{SessionCore, DEFAULT_TENANT};
 use crate::error::ActorError;
 use crate::events::EngineEvent;
-use crate::policy::{is_idempotent, Attempt, Decision, RetryPolicy};
+use crate::policy::{self, is_idempotent, Attempt, Decision, Detected, RetryPolicy, Signal};
 use crate::rate::{Limiters, Rate, RateLimits, SharedRateLimit};
+use crate::throttle::{HostThrottle, ThrottleConfig};
 use crate::session_actor::{Aborted, Execute, SessionActor};
 use crate::supervisor::{MarkQuarantined, Supervisor};
 
@@ -75,6 +78,13 @@ impl Scope {
         }
     }
 
+    fn index(self) -> usize {
+        match self {
+            Scope::Session => 0,
+            Scope::Host => 1,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Scope::Session => "session",
@@ -83,13 +93,37 @@ impl Scope {
     }
 }
 
+/// One breaker and the last failure it counted (named when it keeps a request back, so
+/// a caller sees "connection refused", not only "breaker open").
+struct Tracked {
+    breaker: Breaker,
+    cause: String,
+}
+
+/// One session's re-authentication: a lock held while the hook runs, the number of
+/// refreshes done, and the last one's rewrite (type-erased: the state is not generic
+/// over the session type; [`dispatch`] downcasts it to its [`Rewrite`]).
+#[derive(Default)]
+struct ReauthGate {
+    refreshes: AtomicU64,
+    last: tokio::sync::Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+}
+
 struct State {
     breaker: BreakerConfig,
+    throttle: ThrottleConfig,
     /// Breakers by session id.
-    by_session: FastMap<String, Breaker>,
+    by_session: FastMap<String, Tracked>,
     /// Breakers by target host.
-    by_host: FastMap<String, Breaker>,
+    by_host: FastMap<String, Tracked>,
+    /// Breakers open or half-open, per scope ([`Scope::index`]): the `breakers_open`
+    /// gauge.
+    tripped: [usize; 2],
+    /// Hosts slowed down by 429s or paused by `Retry-After`.
+    throttles: FastMap<String, HostThrottle>,
     quarantined: FastSet<String>,
+    /// Re-authentication gates of sessions that needed one.
+    gates: FastMap<String, Arc<ReauthGate>>,
     dead: VecDeque<DeadLetter>,
     events: broadcast::Sender<EngineEvent>,
     limits: Limiters,
@@ -103,7 +137,7 @@ struct State {
 pub type DeadLetterSink = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 
 impl State {
-    fn breakers(&mut self, scope: Scope) -> &mut FastMap<String, Breaker> {
+    fn breakers(&mut self, scope: Scope) -> &mut FastMap<String, Tracked> {
         match scope {
             Scope::Host => &mut self.by_host,
             Scope::Session => &mut self.by_session,
@@ -114,47 +148,119 @@ impl State {
     /// has never failed (or recovered since): it is admitted without touching the map.
     fn admit(&mut self, scope: Scope, name: &str) -> Admission {
         match self.breakers(scope).get_mut(name) {
-            Some(breaker) => breaker.admit(Instant::now().into_std()),
+            Some(tracked) => tracked.breaker.admit(Instant::now().into_std()),
             None => Admission::Allowed,
         }
     }
 
-    /// Counts an outcome against `name`'s breaker. Only names with failures keep a
-    /// breaker: a success on a name without one changes nothing, and a breaker that a
-    /// success brings back to rest is dropped. So the request path touches no map
-    /// entry while everything succeeds, and a thousand healthy sessions hold no
-    /// breakers at all.
-    fn record(&mut self, scope: Scope, name: &str, ok: bool) {
+    /// Why `name`'s breaker keeps requests back: the last failure it counted.
+    fn cause(&mut self, scope: Scope, name: &str) -> String {
+        self.breakers(scope)
+            .get(name)
+            .map(|t| t.cause.clone())
+            .unwrap_or_default()
+    }
+
+    fn release_probe(&mut self, scope: Scope, name: &str, number: u64) {
+        if let Some(tracked) = self.breakers(scope).get_mut(name) {
+            tracked.breaker.release_probe(number);
+        }
+    }
+
+    /// Counts a signal against `name`'s breaker (`cause` names a failure). Only names
+    /// with failures keep a breaker: a success on a name without one changes nothing,
+    /// and a breaker that successes bring back to rest is dropped. So the request path
+    /// touches no map entry while everything succeeds, and a thousand healthy sessions
+    /// hold no breakers at all.
+    fn record(&mut self, scope: Scope, name: &str, signal: Signal, cause: &dyn Fn() -> String) {
         let cfg = self.breaker;
+        let now = Instant::now().into_std();
         let map = self.breakers(scope);
-        let change = if ok {
-            let Some(breaker) = map.get_mut(name) else {
-                return;
-            };
-            let change = breaker.success(Instant::now().into_std());
-            if breaker.is_at_rest() {
-                map.remove(name);
+        let (change, newly_tripped) = match signal {
+            Signal::Neutral => return,
+            Signal::Success => {
+                let Some(tracked) = map.get_mut(name) else {
+                    return;
+                };
+                let change = tracked.breaker.success(now);
+                if tracked.breaker.is_at_rest() {
+                    map.remove(name);
+                }
+                (change, false)
             }
-            change
-        } else {
-            // Allocate the key only when a breaker is first needed.
-            if !map.contains_key(name) {
-                map.insert(name.to_string(), Breaker::new(cfg));
+            Signal::Failure => {
+                // Allocate the key only when a breaker is first needed.
+                if !map.contains_key(name) {
+                    map.insert(
+                        name.to_string(),
+                        Tracked {
+                            breaker: Breaker::new(cfg),
+                            cause: String::new(),
+                        },
+                    );
+                }
+                let Some(tracked) = map.get_mut(name) else {
+                    return;
+                };
+                tracked.cause = cause();
+                let was_closed = tracked.breaker.state(now) == BreakerState::Closed;
+                let change = tracked.breaker.failure(now);
+                (change, was_closed && change == Some(BreakerState::Open))
             }
-            map.get_mut(name)
-                .expect("the breaker was inserted just above")
-                .failure(Instant::now().into_std())
         };
-        if let Some(state) = change {
-            metrics::gauge!("breaker_state", "scope" => scope.label()).set(match state {
-                BreakerState::Closed => 0.0,
-                BreakerState::HalfOpen => 1.0,
-                BreakerState::Open => 2.0,
-            });
-            let _ = self.events.send(EngineEvent::Breaker {
-                key: scope.key(name),
-                state,
-            });
+        let Some(state) = change else { return };
+        let count = &mut self.tripped[scope.index()];
+        if newly_tripped {
+            *count += 1;
+        } else if state == BreakerState::Closed {
+            *count = count.saturating_sub(1);
+        }
+        metrics::gauge!("breakers_open", "scope" => scope.label()).set(*count as f64);
+        let _ = self.events.send(EngineEvent::Breaker {
+            key: scope.key(name),
+            state,
+        });
+    }
+
+    /// The wait before the next request to `host` may go (429 slow-down, `Retry-After`
+    /// pause); zero, without a lookup, while no host is throttled.
+    fn throttle_wait(&mut self, host: &str) -> Duration {
+        if self.throttles.is_empty() {
+            return Duration::ZERO;
+        }
+        match self.throttles.get_mut(host) {
+            Some(t) => t.reserve(Instant::now().into_std()),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Feeds an answer from `host` to its throttle: a 429 slows it down, a
+    /// `Retry-After` (`pause`) holds every request to it back, a success recovers.
+    fn throttle_after(&mut self, host: &str, status: Option<u16>, pause: Option<Duration>, ok: bool) {
+        let now = Instant::now().into_std();
+        let ceiling = self.limits.host_rate(host).map(|r| r.per_second);
+        let cfg = self.throttle;
+        if status == Some(429) || pause.is_some() {
+            let throttle = match self.throttles.get_mut(host) {
+                Some(t) => t,
+                None => self
+                    .throttles
+                    .entry(host.to_string())
+                    .or_insert_with(|| HostThrottle::new(now)),
+            };
+            if status == Some(429) {
+                throttle.throttled(&cfg, now, pause, ceiling);
+                metrics::counter!("throttled_total").increment(1);
+            } else {
+                throttle.pause(now, pause);
+            }
+        } else if ok && !self.throttles.is_empty() {
+            if let Some(t) = self.throttles.get_mut(host) {
+                t.succeeded(&cfg, ceiling);
+                if t.is_at_rest(now) {
+                    self.throttles.remove(host);
+                }
+            }
         }
     }
 
@@ -193,9 +299,13 @@ impl SharedState {
     ) -> SharedState {
         let state = Arc::new(Mutex::new(State {
             breaker,
+            throttle: ThrottleConfig::default(),
             by_session: FastMap::default(),
             by_host: FastMap::default(),
+            tripped: [0; 2],
+            throttles: FastMap::default(),
             quarantined: FastSet::default(),
+            gates: FastMap::default(),
             dead: VecDeque::new(),
             events,
             limits: Limiters::new(limits),
@@ -208,11 +318,22 @@ impl SharedState {
         }
     }
 
-    /// Forgets a closed session: its breaker, quarantine mark and limiter.
+    /// Forgets a closed session: its breaker, quarantine mark, limiter and
+    /// re-authentication gate.
     pub fn forget(&self, id: &str) {
         let mut st = self.lock();
         st.quarantined.remove(id);
-        st.by_session.remove(id);
+        st.gates.remove(id);
+        if let Some(tracked) = st.by_session.remove(id) {
+            if !tracked.breaker.is_at_rest()
+                && tracked.breaker.state(Instant::now().into_std()) != BreakerState::Closed
+            {
+                let count = &mut st.tripped[Scope::Session.index()];
+                *count = count.saturating_sub(1);
+                metrics::gauge!("breakers_open", "scope" => Scope::Session.label())
+                    .set(*count as f64);
+            }
+        }
         st.limits.forget_session(id);
     }
 
@@ -233,6 +354,12 @@ impl SharedState {
         self
     }
 
+    /// How hosts that answer 429 are slowed down.
+    pub fn with_throttle(self, throttle: ThrottleConfig) -> Self {
+        self.lock().throttle = throttle;
+        self
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section is a few map operations; a panic in one leaves maps
         // that are still maps.
@@ -240,24 +367,95 @@ impl SharedState {
     }
 }
 
+/// A half-open probe this request holds: its outcome is reported with the others, and
+/// when the request ends without one (its future dropped, aborted, refused before it
+/// was sent) the guard gives the slot back, so the breaker cannot wedge.
+struct ProbeGuard {
+    state: SharedState,
+    scope: Scope,
+    name: String,
+    number: u64,
+    armed: bool,
+}
+
+impl ProbeGuard {
+    /// The probe's outcome is being recorded (under the lock): a signal this breaker
+    /// counts settles it; a neutral one (a 500 or 404 for a session's breaker, say)
+    /// tells it nothing and frees the slot for the next request.
+    fn settle(&mut self, st: &mut State, scope: Scope, signal: Signal) {
+        if self.armed && self.scope == scope {
+            if signal == Signal::Neutral {
+                st.release_probe(self.scope, &self.name, self.number);
+            }
+            self.armed = false;
+        }
+    }
+
+    /// Releases the slot under a lock the caller already holds.
+    fn release_in(&mut self, st: &mut State) {
+        if self.armed {
+            st.release_probe(self.scope, &self.name, self.number);
+            self.armed = false;
+        }
+    }
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        // Never dropped while the caller holds the lock: every path that holds it
+        // settles or releases the guard first.
+        if self.armed {
+            self.state
+                .lock()
+                .release_probe(self.scope, &self.name, self.number);
+        }
+    }
+}
+
+/// How often a request waiting on a half-open breaker asks again (the probe's outcome
+/// usually comes within one round trip).
+const PROBE_POLL: Duration = Duration::from_millis(100);
+
 /// The retry and circuit-breaker actor (one per arbiter).
 pub struct Dispatcher<C: SessionCore> {
     state: SharedState,
     supervisor: Addr<Supervisor<C>>,
-    reauth: Option<ReauthHook<C>>,
+    hooks: Hooks<C>,
+}
+
+/// The engine's hooks into the retry loop.
+pub struct Hooks<C: SessionCore> {
+    /// Re-authentication on 401/403.
+    pub reauth: Option<ReauthHook<C>>,
+    /// A look at each answer that may call it a block or a soft failure.
+    pub detector: Option<BlockDetector<C>>,
+}
+
+impl<C: SessionCore> Default for Hooks<C> {
+    fn default() -> Self {
+        Hooks {
+            reauth: None,
+            detector: None,
+        }
+    }
+}
+
+impl<C: SessionCore> Clone for Hooks<C> {
+    fn clone(&self) -> Self {
+        Hooks {
+            reauth: self.reauth.clone(),
+            detector: self.detector.clone(),
+        }
+    }
 }
 
 impl<C: SessionCore> Dispatcher<C> {
     /// A dispatcher over `state`, reporting quarantines to `supervisor`.
-    pub fn new(
-        state: SharedState,
-        reauth: Option<ReauthHook<C>>,
-        supervisor: Addr<Supervisor<C>>,
-    ) -> Self {
+    pub fn new(state: SharedState, hooks: Hooks<C>, supervisor: Addr<Supervisor<C>>) -> Self {
         Dispatcher {
             state,
             supervisor,
-            reauth,
+            hooks,
         }
     }
 }
@@ -278,16 +476,33 @@ pub struct Dispatch<C: SessionCore> {
     pub request: C::Request,
 }
 
-/// Called once per request on a 401 or 403 with the session, the request and the
-/// status: it may refresh credentials (log in again through the session, or return the
-/// request with new headers) and return the request to retry, or `None` to let the
-/// session be quarantined.
+/// What a re-authentication did to requests: applied to the request that triggered it
+/// and to every request of the session that was refused while it ran.
+pub type Rewrite<C> =
+    Arc<dyn Fn(&<C as SessionCore>::Request) -> <C as SessionCore>::Request + Send + Sync>;
+
+/// Called on a 401 or 403 with the session, the request and the status, at most once
+/// at a time per session (concurrent refusals wait for it): it may refresh credentials
+/// (log in again through the session) and return how requests change (new headers), or
+/// an error that quarantines the session with that cause. Bounded by the request's
+/// deadline; a hook that does not finish in time quarantines too.
 pub type ReauthHook<C> = std::sync::Arc<
     dyn Fn(
             &C,
             &<C as SessionCore>::Request,
             u16,
-        ) -> crate::core::BoxFuture<Option<<C as SessionCore>::Request>>
+        ) -> crate::core::BoxFuture<Result<Rewrite<C>, String>>
+        + Send
+        + Sync,
+>;
+
+/// Looks at each answer (status, headers, the first bytes of the body) and may call it
+/// a block (a CAPTCHA served with 200: quarantine) or a soft failure (retry); `None`
+/// leaves it to the status.
+pub type BlockDetector<C> = std::sync::Arc<
+    dyn Fn(
+            &Result<<C as SessionCore>::Response, <C as SessionCore>::Error>,
+        ) -> Option<Detected>
         + Send
         + Sync,
 >;
@@ -340,11 +555,11 @@ impl<C: SessionCore> Handler<Dispatch<C>> for Dispatcher<C> {
 }
 
 /// What the retry loop needs from the engine, wherever it runs: the shared state, the
-/// supervisor (for quarantines) and the re-authentication hook.
+/// supervisor (for quarantines) and the hooks.
 pub struct DispatchContext<C: SessionCore> {
     state: SharedState,
     supervisor: Addr<Supervisor<C>>,
-    reauth: Option<ReauthHook<C>>,
+    hooks: Hooks<C>,
 }
 
 impl<C: SessionCore> DispatchContext<C> {
@@ -359,14 +574,15 @@ impl<C: SessionCore> Clone for DispatchContext<C> {
         DispatchContext {
             state: self.state.clone(),
             supervisor: self.supervisor.clone(),
-            reauth: self.reauth.clone(),
+            hooks: self.hooks.clone(),
         }
     }
 }
 
 impl<C: SessionCore> DispatchContext<C> {
-    /// Gives `host` its own rate (robots.txt `Crawl-delay`), in effect for the next
-    /// request that waits for a slot (synchronous: no request can slip past it).
+    /// Slows `host` to `rate` (robots.txt `Crawl-delay`) unless the operator's limit
+    /// is slower already: the stricter of the two wins. In effect for the next request
+    /// that waits for a slot (synchronous: no request can slip past it).
     pub fn set_host_rate(&self, host: &str, rate: Rate) {
         self.state.lock().limits.set_host_rate(host, rate);
     }
@@ -378,21 +594,99 @@ impl<C: SessionCore> Dispatcher<C> {
         DispatchContext {
             state: self.state.clone(),
             supervisor: self.supervisor.clone(),
-            reauth: self.reauth.clone(),
+            hooks: self.hooks.clone(),
         }
     }
 }
 
-/// Performs `request` on session `id` with retries: quarantine and breaker checks, rate
-/// limits, one `attempt_once` per try, classification, backoff, dead letters. It runs
-/// one try wherever the caller chose (a message to the session actor, or the session's
-/// own future registered with its actor).
+/// What a refused request learned from the re-authentication gate.
+enum Reauthed<C: SessionCore> {
+    /// Send this request (rewritten) once more.
+    Retry(C::Request),
+    /// Quarantine, for this reason.
+    Failed(String),
+}
+
+/// Runs the session's re-authentication for a request refused with `status` that was
+/// sent when `refreshes_at_send` refreshes had completed: if one finished since, the
+/// request takes its rewrite; otherwise this request runs the hook (the others of the
+/// session wait on the gate), within `time_left`.
+async fn reauthenticate<C: SessionCore>(
+    cx: &DispatchContext<C>,
+    hook: &ReauthHook<C>,
+    id: &str,
+    core: &C,
+    request: &C::Request,
+    status: u16,
+    refreshes_at_send: u64,
+    time_left: Duration,
+) -> Reauthed<C> {
+    let gate = cx.state.lock().gates.entry(id.to_string()).or_default().clone();
+    let Ok(mut last) = tokio::time::timeout(time_left, gate.last.lock()).await else {
+        return Reauthed::Failed("re-authentication by another request did not finish within the deadline".into());
+    };
+    if gate.refreshes.load(Ordering::Acquire) != refreshes_at_send {
+        // Another request refreshed the credentials after this one was sent.
+        if let Some(rewrite) = last.as_ref().and_then(|r| r.downcast_ref::<Rewrite<C>>()) {
+            return Reauthed::Retry(rewrite(request));
+        }
+        return Reauthed::Retry(request.clone());
+    }
+    metrics::counter!("reauth_total").increment(1);
+    match tokio::time::timeout(time_left, hook(core, request, status)).await {
+        Ok(Ok(rewrite)) => {
+            let fresh = rewrite(request);
+            *last = Some(Arc::new(rewrite));
+            gate.refreshes.fetch_add(1, Ordering::AcqRel);
+            Reauthed::Retry(fresh)
+        }
+        Ok(Err(why)) => {
+            metrics::counter!("reauth_failed_total").increment(1);
+            Reauthed::Failed(format!("status {status}; re-authentication failed: {why}"))
+        }
+        Err(_) => {
+            metrics::counter!("reauth_failed_total").increment(1);
+            Reauthed::Failed(format!(
+                "status {status}; re-authentication did not finish within the deadline ({time_left:?} left)"
+            ))
+        }
+    }
+}
+
+/// Performs `request` on session `id` with retries: quarantine and breaker checks
+/// (waiting out an open breaker when its probe time is within the deadline), rate
+/// limits and the host's throttle, one `attempt_once` per try, classification, backoff,
+/// dead letters. It runs one try wherever the caller chose (a message to the session
+/// actor, or the session's own future registered with its actor).
+///
+/// The request is counted once in `requests_total`, with the class of its final
+/// outcome (`error` when it ended without a response: a transport failure, a breaker
+/// or a deadline); each attempt in `attempts_total`.
 pub async fn dispatch<C, A, F>(
+    cx: &DispatchContext<C>,
+    id: &str,
+    core: &C,
+    request: C::Request,
+    attempt_once: A,
+) -> Result<Dispatched<C::Response>, ActorError<C::Error>>
+where
+    C: SessionCore,
+    A: FnMut(&C::Request) -> F,
+    F: std::future::Future<Output = Result<Result<C::Response, C::Error>, ActorError<C::Error>>>,
+{
+    let mut class = ERROR_CLASS;
+    let result = retry_loop(cx, id, core, request, attempt_once, &mut class).await;
+    count_request(class, core.tenant_label());
+    result
+}
+
+async fn retry_loop<C, A, F>(
     cx: &DispatchContext<C>,
     id: &str,
     core: &C,
     mut request: C::Request,
     mut attempt_once: A,
+    final_class: &mut usize,
 ) -> Result<Dispatched<C::Response>, ActorError<C::Error>>
 where
     C: SessionCore,
@@ -402,102 +696,183 @@ where
     let DispatchContext {
         state,
         supervisor,
-        reauth,
+        hooks,
     } = cx;
     let mut reauthenticated = false;
     let (method, has_key) = C::method(&request);
     let retryable = is_idempotent(method, has_key);
     let (policy, started) = (&*state.policy, Instant::now());
+    let time_left = || policy.deadline.saturating_sub(started.elapsed());
     let mut attempt = 0;
     loop {
         attempt += 1;
         // Borrowed from the request, so taken again on each pass: a re-authentication
         // replaces the request.
         let target = C::target(&request);
-        // Quarantine, breakers and the rate limiters to wait for, under one lock.
-        let (limiters, shared) = {
-            let mut st = state.lock();
-            if st.quarantined.contains(id) {
-                return Err(ActorError::Quarantined(id.to_string()));
-            }
-            for (scope, name) in [(Scope::Session, id), (Scope::Host, target)] {
-                if let Admission::Rejected { retry_in } = st.admit(scope, name) {
-                    return Err(ActorError::BreakerOpen {
-                        key: scope.key(name),
-                        retry_in,
-                    });
+        // Quarantine, breakers, the limiters and the throttle, under one lock; an
+        // open breaker is waited out when its probe time is within the deadline.
+        let mut probes: Vec<ProbeGuard> = Vec::new();
+        let (limiters, shared, pause, refreshes_at_send) = loop {
+            let refused = {
+                let mut st = state.lock();
+                if st.quarantined.contains(id) {
+                    return Err(ActorError::Quarantined(id.to_string()));
                 }
+                let mut refused = None;
+                for (scope, name) in [(Scope::Session, id), (Scope::Host, target)] {
+                    match st.admit(scope, name) {
+                        Admission::Allowed => {}
+                        Admission::Probe(number) => probes.push(ProbeGuard {
+                            state: state.clone(),
+                            scope,
+                            name: name.to_string(),
+                            number,
+                            armed: true,
+                        }),
+                        Admission::Rejected { retry_in, probing } => {
+                            refused = Some((scope, name, retry_in, probing));
+                            break;
+                        }
+                    }
+                }
+                match refused {
+                    None => {
+                        let refreshes = match hooks.reauth {
+                            Some(_) => st
+                                .gates
+                                .get(id)
+                                .map_or(0, |g| g.refreshes.load(Ordering::Acquire)),
+                            None => 0,
+                        };
+                        break (
+                            st.limits.for_request(target, id),
+                            st.shared_rate.clone(),
+                            st.throttle_wait(target),
+                            refreshes,
+                        );
+                    }
+                    Some((scope, name, retry_in, probing)) => {
+                        // Not sent: a probe taken for the other breaker goes back.
+                        for probe in &mut probes {
+                            probe.release_in(&mut st);
+                        }
+                        let cause = st.cause(scope, name);
+                        (scope, name, retry_in, probing, cause)
+                    }
+                }
+            };
+            probes.clear();
+            let (scope, name, retry_in, probing, cause) = refused;
+            let nap = if probing {
+                retry_in.min(PROBE_POLL)
+            } else {
+                retry_in
+            };
+            if nap >= time_left() {
+                return Err(ActorError::BreakerOpen {
+                    key: scope.key(name),
+                    retry_in,
+                    cause,
+                });
             }
-            (st.limits.for_request(target, id), st.shared_rate.clone())
+            metrics::counter!("breaker_waits_total", "scope" => scope.label()).increment(1);
+            tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
         };
-        // Rate limits: wait for a slot, within the deadline.
+        // Rate limits and the host's throttle: wait for a slot, within the deadline.
         for limiter in limiters {
-            let left = policy.deadline.saturating_sub(started.elapsed());
-            if tokio::time::timeout(left, limiter.until_ready())
+            if tokio::time::timeout(time_left(), limiter.until_ready())
                 .await
                 .is_err()
             {
                 return Err(ActorError::Deadline(policy.deadline));
             }
         }
+        if !pause.is_zero() {
+            if pause >= time_left() {
+                return Err(ActorError::Deadline(policy.deadline));
+            }
+            tokio::time::sleep(pause).await;
+        }
         if let Some(shared) = shared {
-            let left = policy.deadline.saturating_sub(started.elapsed());
-            if !shared.acquire(target, left).await {
+            if !shared.acquire(target, time_left()).await {
                 return Err(ActorError::Deadline(policy.deadline));
             }
         }
+        metrics::counter!("attempts_total").increment(1);
         let result = attempt_once(&request).await?;
         let outcome = C::describe(&result);
-        let time_left = policy.deadline.saturating_sub(started.elapsed());
+        *final_class = class_index(&outcome);
+        let detected = hooks.detector.as_ref().and_then(|d| d(&result));
+        let signals = policy.classification.signals(&outcome, detected);
+        let class = policy.classification.class_of(&outcome, detected);
+        let now = SystemTime::now();
         let mut decision = policy.decide(
             &outcome,
+            detected,
             attempt,
-            SystemTime::now(),
-            time_left,
+            now,
+            time_left(),
             rand::random(),
         );
         if !retryable && matches!(decision, Decision::RetryAfter(_)) {
             decision = Decision::GiveUp;
         }
-        // 401/403: the hook may refresh credentials once, then the request goes
-        // again instead of quarantining the session.
-        if let (
-            Decision::Quarantine,
-            Attempt::Response {
-                status: s @ (401 | 403),
-                ..
-            },
-            Some(hook),
-        ) = (decision, &outcome, &reauth)
-        {
-            if !reauthenticated {
-                reauthenticated = true;
-                if let Some(fresh) = hook(core, &request, *s).await {
-                    request = fresh;
-                    metrics::counter!("reauth_total").increment(1);
-                    continue;
-                }
-            }
-        }
-        let class = policy.classification.classify(&outcome);
-        let target_failed = class == crate::policy::Class::Recoverable;
-        count_request(&outcome, core.tenant_label());
-        if attempt > 1 && !target_failed {
-            metrics::counter!("retry_success_total").increment(1);
-        }
         let status = match &outcome {
             Attempt::Response { status, .. } => Some(*status),
             Attempt::Failure { .. } => None,
         };
-        let reason = || match (&result, status) {
-            (Err(e), _) => e.to_string(),
-            (Ok(_), Some(s)) => format!("status {s}"),
-            (Ok(_), None) => "failed".to_string(),
+        let reason = || match (&result, status, detected) {
+            (Err(e), _, _) => e.to_string(),
+            (Ok(_), Some(s), Some(Detected::Blocked)) => {
+                format!("status {s}, a block page (the block detector)")
+            }
+            (Ok(_), Some(s), _) => format!("status {s}"),
+            (Ok(_), None, _) => "failed".to_string(),
         };
+        let pause = policy::host_pause(&outcome, now, policy.max_retry_after);
+        // Counted before anything else happens to the request (a re-authentication
+        // included): the breakers, the probes this request holds, the throttle.
         {
             let mut st = state.lock();
-            st.record(Scope::Session, id, !target_failed);
-            st.record(Scope::Host, target, !target_failed);
+            for probe in &mut probes {
+                probe.settle(&mut st, Scope::Session, signals.session);
+                probe.settle(&mut st, Scope::Host, signals.host);
+            }
+            st.record(Scope::Session, id, signals.session, &reason);
+            st.record(Scope::Host, target, signals.host, &reason);
+            st.throttle_after(target, status, pause, signals.host == Signal::Success);
+        }
+        drop(probes);
+        // 401/403: the hook may refresh credentials once per request (once per
+        // session at a time), then the request goes again instead of quarantining.
+        let mut quarantine_cause = None;
+        if let (Decision::Quarantine, Some(s @ (401 | 403)), Some(hook), None) =
+            (decision, status, &hooks.reauth, detected)
+        {
+            if !reauthenticated {
+                reauthenticated = true;
+                match reauthenticate(
+                    cx,
+                    hook,
+                    id,
+                    core,
+                    &request,
+                    s,
+                    refreshes_at_send,
+                    time_left(),
+                )
+                .await
+                {
+                    Reauthed::Retry(fresh) => {
+                        request = fresh;
+                        continue;
+                    }
+                    Reauthed::Failed(why) => quarantine_cause = Some(why),
+                }
+            }
+        }
+        {
+            let mut st = state.lock();
             match decision {
                 // Final failures: non-recoverable at once, or recoverable with
                 // the retries (or the deadline) used up.
@@ -521,7 +896,7 @@ where
                     st.quarantined.insert(id.to_string());
                     let _ = st.events.send(EngineEvent::Quarantined {
                         id: id.to_string(),
-                        reason: reason(),
+                        reason: quarantine_cause.unwrap_or_else(reason),
                     });
                     supervisor.do_send(MarkQuarantined(id.to_string()));
                 }
@@ -547,12 +922,15 @@ where
                 }
             }
             _ => {
+                if decision == Decision::Done && attempt > 1 {
+                    metrics::counter!("retry_success_total").increment(1);
+                }
                 return result
                     .map(|response| Dispatched {
                         response,
                         attempts: attempt,
                     })
-                    .map_err(ActorError::Session)
+                    .map_err(ActorError::Session);
             }
         }
     }
@@ -560,6 +938,9 @@ where
 
 /// The status classes of `requests_total`, in [`class_index`] order.
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+/// The class of a request that ended without a response.
+const ERROR_CLASS: usize = 5;
 
 fn class_index(a: &Attempt) -> usize {
     match a {
@@ -574,11 +955,12 @@ fn class_index(a: &Attempt) -> usize {
     }
 }
 
-/// Counts a finished request in `requests_total{class, tenant}`. The keys of the
-/// default tenant are built at compile time; `metrics::counter!` with a label that is
-/// not a literal builds its key (a vector of labels) on every call, one allocation per
-/// request on the hottest path. Other tenants' keys are still built per request.
-fn count_request(outcome: &Attempt, tenant: metrics::SharedString) {
+/// Counts a finished request in `requests_total{class, tenant}` ([`CLASSES`] index).
+/// The keys of the default tenant are built at compile time; `metrics::counter!` with
+/// a label that is not a literal builds its key (a vector of labels) on every call, one
+/// allocation per request on the hottest path. Other tenants' keys are still built per
+/// request.
+fn count_request(class: usize, tenant: metrics::SharedString) {
     use metrics::{Key, Label, Level, Metadata};
     static METADATA: Metadata<'static> =
         Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
@@ -604,7 +986,7 @@ fn count_request(outcome: &Attempt, tenant: metrics::SharedString) {
         Key::from_static_parts("requests_total", &LABELS[4]),
         Key::from_static_parts("requests_total", &LABELS[5]),
     ];
-    let class = class_index(outcome);
+    let class = class.min(ERROR_CLASS);
     if &*tenant == DEFAULT_TENANT {
         metrics::with_recorder(|r| r.register_counter(&DEFAULT_TENANT_KEYS[class], &METADATA))
             .increment(1);
@@ -650,7 +1032,7 @@ impl<C: SessionCore> Handler<OpenBreakers> for Dispatcher<C> {
         let hosts = st.by_host.iter().map(|(k, b)| (Scope::Host, k, b));
         sessions
             .chain(hosts)
-            .map(|(scope, k, b)| (scope, k, b.state(now)))
+            .map(|(scope, k, t)| (scope, k, t.breaker.state(now)))
             .filter(|(_, _, s)| *s != BreakerState::Closed)
             .map(|(scope, k, s)| (scope.key(k), s))
             .collect()
@@ -664,7 +1046,7 @@ mod tests {
     fn state(threshold: u32) -> (SharedState, broadcast::Receiver<EngineEvent>) {
         let (events, rx) = broadcast::channel(16);
         let breaker = BreakerConfig {
-            failure_threshold: threshold,
+            consecutive_failures: threshold,
             ..BreakerConfig::default()
         };
         let state = SharedState::new(
@@ -681,15 +1063,19 @@ mod tests {
         let (state, mut events) = state(2);
         let mut st = state.lock();
         for _ in 0..3 {
-            st.record(Scope::Session, "s1", true);
-            st.record(Scope::Host, "a.test", true);
+            st.record(Scope::Session, "s1", Signal::Success, &String::new);
+            st.record(Scope::Host, "a.test", Signal::Success, &String::new);
         }
         assert!(st.by_session.is_empty() && st.by_host.is_empty());
 
-        st.record(Scope::Host, "a.test", false);
+        let refused = || "connection refused".to_string();
+        st.record(Scope::Host, "a.test", Signal::Failure, &refused);
         assert_eq!(st.by_host.len(), 1, "a failure is remembered");
         assert_eq!(st.admit(Scope::Host, "a.test"), Admission::Allowed);
-        st.record(Scope::Host, "a.test", false);
+        st.record(Scope::Host, "a.test", Signal::Neutral, &refused);
+        st.record(Scope::Host, "a.test", Signal::Failure, &refused);
+        assert_eq!(st.cause(Scope::Host, "a.test"), "connection refused");
+        assert_eq!(st.tripped, [0, 1], "one host breaker open");
         assert!(matches!(
             st.admit(Scope::Host, "a.test"),
             Admission::Rejected { .. }
@@ -704,8 +1090,9 @@ mod tests {
             "scopes are apart"
         );
 
-        st.record(Scope::Host, "a.test", true);
+        st.record(Scope::Host, "a.test", Signal::Success, &String::new);
         assert!(st.by_host.is_empty(), "back at rest, dropped");
+        assert_eq!(st.tripped, [0, 0]);
         assert!(matches!(
             events.try_recv(),
             Ok(EngineEvent::Breaker {
@@ -772,15 +1159,17 @@ mod tests {
     #[test]
     fn requests_are_counted_by_class_and_tenant() {
         let keys = Keys::default();
-        let response = |status| Attempt::Response {
-            status,
-            retry_after: None,
+        let response = |status| {
+            class_index(&Attempt::Response {
+                status,
+                retry_after: None,
+            })
         };
         metrics::with_local_recorder(&keys, || {
-            count_request(&response(204), metrics::SharedString::const_str("default"));
-            count_request(&response(503), metrics::SharedString::const_str("default"));
+            count_request(response(204), metrics::SharedString::const_str("default"));
+            count_request(response(503), metrics::SharedString::const_str("default"));
             count_request(
-                &response(404),
+                response(404),
                 metrics::SharedString::from("north".to_string()),
             );
         });

@@ -14,13 +14,16 @@ pub enum ActorError<E> {
         /// The limit.
         max: usize,
     },
-    /// A breaker is open for the session or the target host.
-    #[error("circuit breaker open for {key}; next probe in {retry_in:?}")]
+    /// A breaker is open for the session or the target host, and its next probe is
+    /// further away than the request's deadline.
+    #[error("{cause} (circuit breaker open for {key}; next probe in {retry_in:?})")]
     BreakerOpen {
         /// `session:ID` or `host:NAME`.
         key: String,
-        /// Time until a probe is let through.
+        /// Time until a probe is let through: try again then.
         retry_in: Duration,
+        /// The last failure the breaker counted (the real cause).
+        cause: String,
     },
     /// The session was quarantined after blocked responses.
     #[error("session {0} is quarantined after blocked responses; close it and create another")]

@@ -8,6 +8,7 @@
 //! - [`supervisor`]: the registry (create, get, close, list, reap, limits, shutdown);
 //! - [`dispatch`]: the retry, breaker and rate-limit actor in front of the sessions;
 //! - [`rate`]: per-host and per-session rate limits (`governor`);
+//! - [`throttle`]: the adaptive per-host slow-down on 429 and `Retry-After` pauses (pure);
 //! - [`system`]: the actix system on its own threads, usable from any tokio runtime;
 //! - [`events`]: what the engine reports.
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod rate;
 pub mod session_actor;
 pub mod supervisor;
 pub mod system;
+pub mod throttle;
 
 pub use crate::core::{BoxFuture, SessionCore};
 pub use crate::error::ActorError;

@@ -3,12 +3,21 @@
 //! dispatcher ([`crate::dispatch`]) applies it.
 //!
 //! Classes:
-//! - **recoverable** (timeouts, connection errors, 500/502/503/504, 429 with
-//!   `Retry-After`): retried with backoff;
+//! - **recoverable** (timeouts, connection errors, 429, 500/502/503/504): retried with
+//!   backoff, or after the `Retry-After` the server asked for;
 //! - **non-recoverable** (404, 410, other 4xx, malformed responses): not retried, sent to
 //!   the dead-letter queue;
-//! - **blocked** (401, 403, 429 without `Retry-After` or past the retry limit): the
-//!   session is quarantined.
+//! - **blocked** (401, 403, or what a user's block detector calls a block, such as a 200
+//!   CAPTCHA page): the session is quarantined.
+//!
+//! Throttling is not a ban: a 429 is retried (after its `Retry-After`, or backoff) and
+//! slows its host down (see [`crate::throttle`]); past the retry limit it is given up,
+//! never a reason to quarantine.
+//!
+//! [`Classification::signals`] says what an outcome tells each circuit breaker: the
+//! host's sees only host trouble (transport failures, 502/503/504), the session's only
+//! refusals of this identity (401/403/429, detected blocks). A 404 is neither: the host
+//! answered correctly.
 //!
 //! Delays are exponential (base 500 ms, cap 30 s, from `backon`) with full jitter: the
 //! wait is uniform in `[0, delay]`. `backon`'s own jitter adds `[0, delay)` on top of the
@@ -52,47 +61,134 @@ pub enum Class {
     Blocked,
 }
 
-/// Which statuses fall in which class. Statuses in none of the lists: 2xx and 3xx are
-/// successes, other 4xx non-recoverable, other 5xx recoverable.
+/// Which statuses fall in which class, and which count against which breaker.
+/// Statuses in none of the class lists: 2xx and 3xx are successes, other 4xx
+/// non-recoverable, other 5xx recoverable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Classification {
-    /// Retried.
+    /// Retried (default 429, 500, 502, 503, 504).
     pub recoverable: Vec<u16>,
-    /// Quarantine the session.
+    /// Quarantine the session (default 401, 403).
     pub blocked: Vec<u16>,
-    /// Dead-lettered without retry.
+    /// Dead-lettered without retry (default 404, 410).
     pub non_recoverable: Vec<u16>,
+    /// Count against the target host's breaker, besides transport failures (default
+    /// 502, 503, 504: a gateway or an overloaded server). A 503 with `Retry-After` is
+    /// a pause the host asked for, not counted.
+    pub host_failures: Vec<u16>,
+    /// Count against the session's breaker: the site refusing this identity (default
+    /// 401, 403, 429).
+    pub session_refusals: Vec<u16>,
 }
 
 impl Default for Classification {
     fn default() -> Self {
         Classification {
-            recoverable: vec![500, 502, 503, 504],
+            recoverable: vec![429, 500, 502, 503, 504],
             blocked: vec![401, 403],
             non_recoverable: vec![404, 410],
+            host_failures: vec![502, 503, 504],
+            session_refusals: vec![401, 403, 429],
         }
     }
 }
 
+/// What a user's block detector made of a response (it sees the status, the headers
+/// and the first bytes of the body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detected {
+    /// A block page (a CAPTCHA served with 200, say): quarantine the session.
+    Blocked,
+    /// A soft failure: retry it like a 503.
+    Retry,
+}
+
+/// What an outcome tells one breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Counts as a failure.
+    Failure,
+    /// Counts as a success.
+    Success,
+    /// Tells this breaker nothing.
+    Neutral,
+}
+
+/// What an outcome tells the host's breaker and the session's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signals {
+    /// The target host's breaker.
+    pub host: Signal,
+    /// The session's breaker.
+    pub session: Signal,
+}
+
 impl Classification {
-    /// The class of `attempt`. A 429 is recoverable when it says when to come back
-    /// (`Retry-After`), blocked otherwise.
+    /// What `attempt` (and the block detector's verdict on it) tells each breaker.
+    ///
+    /// | outcome | host | session |
+    /// |---|---|---|
+    /// | transport failure worth a retry (refused, reset, timeout) | failure | neutral |
+    /// | other transport failure (bad input, TLS refusal, body limit) | neutral | neutral |
+    /// | `host_failures` status (502/503/504), not 503 + `Retry-After` | failure | neutral |
+    /// | other 5xx, 503 + `Retry-After` | neutral | neutral |
+    /// | `session_refusals` status (401/403/429) | neutral | failure |
+    /// | detected block | success | failure |
+    /// | other 4xx (404, 410, ...) | success | neutral |
+    /// | 2xx, 3xx | success | success |
+    pub fn signals(&self, attempt: &Attempt, detected: Option<Detected>) -> Signals {
+        let (status, retry_after) = match attempt {
+            Attempt::Failure { transient } => {
+                return Signals {
+                    host: if *transient {
+                        Signal::Failure
+                    } else {
+                        Signal::Neutral
+                    },
+                    session: Signal::Neutral,
+                }
+            }
+            Attempt::Response {
+                status,
+                retry_after,
+            } => (*status, retry_after.is_some()),
+        };
+        let host = if self.host_failures.contains(&status) && !(status == 503 && retry_after) {
+            Signal::Failure
+        } else if status >= 500 || self.session_refusals.contains(&status) {
+            Signal::Neutral
+        } else {
+            Signal::Success
+        };
+        let session = if detected == Some(Detected::Blocked) || self.session_refusals.contains(&status)
+        {
+            Signal::Failure
+        } else if (200..400).contains(&status) {
+            Signal::Success
+        } else {
+            Signal::Neutral
+        };
+        Signals { host, session }
+    }
+
+    /// The class of `attempt`, with the block detector's verdict first.
+    pub fn class_of(&self, attempt: &Attempt, detected: Option<Detected>) -> Class {
+        match detected {
+            Some(Detected::Blocked) => Class::Blocked,
+            Some(Detected::Retry) => Class::Recoverable,
+            None => self.classify(attempt),
+        }
+    }
+
+    /// The class of `attempt`.
     pub fn classify(&self, attempt: &Attempt) -> Class {
         match attempt {
             Attempt::Failure { transient: true } => Class::Recoverable,
             Attempt::Failure { transient: false } => Class::NonRecoverable,
-            Attempt::Response {
-                status,
-                retry_after,
-            } => {
+            Attempt::Response { status, .. } => {
                 let s = *status;
-                if s == 429 {
-                    return if retry_after.is_some() {
-                        Class::Recoverable
-                    } else {
-                        Class::Blocked
-                    };
-                }
                 if self.blocked.contains(&s) {
                     Class::Blocked
                 } else if self.recoverable.contains(&s) {
@@ -169,18 +265,19 @@ impl RetryPolicy {
         cap.mul_f64(unit.clamp(0.0, 1.0))
     }
 
-    /// What to do after `outcome`, the result of attempt number `attempt` (1-based),
-    /// given the time left before the deadline and a uniform random `unit` in `[0, 1]`
-    /// for the jitter.
+    /// What to do after `outcome` (with the block detector's verdict), the result of
+    /// attempt number `attempt` (1-based), given the time left before the deadline and
+    /// a uniform random `unit` in `[0, 1]` for the jitter.
     pub fn decide(
         &self,
         outcome: &Attempt,
+        detected: Option<Detected>,
         attempt: usize,
         now: SystemTime,
         time_left: Duration,
         unit: f64,
     ) -> Decision {
-        match self.classification.classify(outcome) {
+        match self.classification.class_of(outcome, detected) {
             Class::Success => return Decision::Done,
             Class::NonRecoverable => return Decision::DeadLetter,
             Class::Blocked => return Decision::Quarantine,
@@ -194,16 +291,19 @@ impl RetryPolicy {
             Attempt::Failure { .. } => (None, None),
         };
         if attempt > self.max_retries {
-            // A 429 that keeps coming past the limit means this identity is throttled.
-            return if status == Some(429) {
-                Decision::Quarantine
-            } else {
-                Decision::GiveUp
-            };
+            // Past the limit, a 429 too is given up: throttling is the site asking for
+            // less load (the host's throttle slows down), not a ban of this identity.
+            return Decision::GiveUp;
         }
         let wait = match retry_after.map(|v| parse_retry_after(v, now)) {
             Some(Some(wait)) if wait > self.max_retry_after => return Decision::GiveUp,
             Some(Some(wait)) => wait,
+            // A 429 without a (readable) Retry-After: backoff, but never at once (equal
+            // jitter: at least half the delay).
+            _ if status == Some(429) => {
+                let cap = self.jittered(attempt - 1, 1.0);
+                cap / 2 + cap.mul_f64(unit.clamp(0.0, 1.0)) / 2
+            }
             // An unreadable Retry-After falls back to backoff.
             Some(None) | None => self.jittered(attempt - 1, unit),
         };
@@ -227,6 +327,19 @@ pub enum Decision {
     DeadLetter,
     /// Return it and quarantine the session.
     Quarantine,
+}
+
+/// The pause a response asks of its whole host: a 429 or 503 with a readable
+/// `Retry-After` of at most `max`. Every session's next request to that host waits
+/// for it.
+pub fn host_pause(outcome: &Attempt, now: SystemTime, max: Duration) -> Option<Duration> {
+    match outcome {
+        Attempt::Response {
+            status: 429 | 503,
+            retry_after: Some(value),
+        } => parse_retry_after(value, now).filter(|wait| *wait <= max),
+        _ => None,
+    }
 }
 
 /// `Retry-After` as a wait from `now`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
@@ -261,7 +374,7 @@ mod tests {
             (resp(503, None), Class::Recoverable),
             (resp(599, None), Class::Recoverable),
             (resp(429, Some("3")), Class::Recoverable),
-            (resp(429, None), Class::Blocked),
+            (resp(429, None), Class::Recoverable),
             (resp(403, None), Class::Blocked),
             (resp(401, None), Class::Blocked),
             (resp(404, None), Class::NonRecoverable),
@@ -276,6 +389,7 @@ mod tests {
             recoverable: vec![520],
             blocked: vec![451],
             non_recoverable: vec![503],
+            ..Classification::default()
         };
         assert_eq!(custom.classify(&resp(503, None)), Class::NonRecoverable);
         assert_eq!(custom.classify(&resp(451, None)), Class::Blocked);
@@ -323,7 +437,9 @@ mod tests {
         let p = RetryPolicy::default();
         let now = SystemTime::now();
         let left = Duration::from_secs(100);
-        let d = |a: Attempt, n: usize, left: Duration, unit: f64| p.decide(&a, n, now, left, unit);
+        let d = |a: Attempt, n: usize, left: Duration, unit: f64| {
+            p.decide(&a, None, n, now, left, unit)
+        };
         assert_eq!(d(resp(200, None), 1, left, 0.5), Decision::Done);
         assert_eq!(d(resp(404, None), 1, left, 0.5), Decision::DeadLetter);
         assert_eq!(d(resp(403, None), 1, left, 0.5), Decision::Quarantine);
@@ -357,8 +473,34 @@ mod tests {
         );
         assert_eq!(
             d(resp(429, Some("1")), 4, left, 0.5),
+            Decision::GiveUp,
+            "429 past the limit is given up, not a quarantine"
+        );
+        assert_eq!(
+            d(resp(429, None), 1, left, 0.0),
+            Decision::RetryAfter(Duration::from_millis(250)),
+            "429 without Retry-After: backoff, at least half of it"
+        );
+        assert_eq!(
+            d(resp(429, None), 2, left, 1.0),
+            Decision::RetryAfter(Duration::from_secs(1))
+        );
+        assert_eq!(
+            p.decide(
+                &resp(200, None),
+                Some(Detected::Blocked),
+                1,
+                now,
+                left,
+                0.5
+            ),
             Decision::Quarantine,
-            "429 past the limit"
+            "a detected block page quarantines"
+        );
+        assert_eq!(
+            p.decide(&resp(200, None), Some(Detected::Retry), 1, now, left, 1.0),
+            Decision::RetryAfter(Duration::from_millis(500)),
+            "a detected soft failure is retried"
         );
         assert_eq!(
             d(Attempt::Failure { transient: true }, 2, left, 1.0),
@@ -368,6 +510,58 @@ mod tests {
             d(resp(503, Some("later")), 1, left, 1.0),
             Decision::RetryAfter(Duration::from_millis(500)),
             "unreadable Retry-After"
+        );
+    }
+
+    #[test]
+    fn what_counts_against_whom() {
+        use Signal::{Failure as F, Neutral as N, Success as S};
+        let c = Classification::default();
+        for (a, detected, host, session) in [
+            (Attempt::Failure { transient: true }, None, F, N),
+            (Attempt::Failure { transient: false }, None, N, N),
+            (resp(502, None), None, F, N),
+            (resp(503, None), None, F, N),
+            (resp(504, None), None, F, N),
+            (resp(503, Some("2")), None, N, N),
+            (resp(500, None), None, N, N),
+            (resp(404, None), None, S, N),
+            (resp(410, None), None, S, N),
+            (resp(418, None), None, S, N),
+            (resp(401, None), None, N, F),
+            (resp(403, None), None, N, F),
+            (resp(429, Some("1")), None, N, F),
+            (resp(429, None), None, N, F),
+            (resp(200, None), None, S, S),
+            (resp(304, None), None, S, S),
+            (resp(200, None), Some(Detected::Blocked), S, F),
+        ] {
+            assert_eq!(
+                c.signals(&a, detected),
+                Signals { host, session },
+                "{a:?} {detected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_pauses_come_from_429_and_503_retry_after() {
+        let now = SystemTime::now();
+        let max = Duration::from_secs(60);
+        assert_eq!(
+            host_pause(&resp(429, Some("2")), now, max),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            host_pause(&resp(503, Some("1")), now, max),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(host_pause(&resp(429, None), now, max), None);
+        assert_eq!(host_pause(&resp(500, Some("1")), now, max), None);
+        assert_eq!(
+            host_pause(&resp(429, Some("3600")), now, max),
+            None,
+            "a pause longer than the cap is not taken"
         );
     }
 

@@ -83,10 +83,27 @@ impl Limiters {
         }
     }
 
-    /// Gives `host` its own rate (replacing the per-host default for it).
+    /// Gives `host` its own rate (robots.txt `Crawl-delay`), unless the operator's
+    /// per-host limit is slower: the stricter of the two wins, never the looser.
     pub fn set_host_rate(&mut self, host: &str, rate: Rate) {
+        let rate = match self.config.per_host {
+            Some(operator) if operator.quota().is_some() && operator.per_second <= rate.per_second => {
+                operator
+            }
+            _ if rate.quota().is_none() => return,
+            _ => rate,
+        };
         self.host_overrides.insert(host.to_string(), rate);
         self.hosts.remove(host);
+    }
+
+    /// The rate in force for `host` (its own, or the per-host default).
+    pub fn host_rate(&self, host: &str) -> Option<Rate> {
+        self.host_overrides
+            .get(host)
+            .copied()
+            .or(self.config.per_host)
+            .filter(|r| r.quota().is_some())
     }
 
     /// The limiters a request to `host` from `session` must pass, in order.
@@ -143,9 +160,35 @@ mod tests {
         );
         l.set_host_rate("a.test", Rate::per_second(0.5));
         assert!(!Arc::ptr_eq(&first, &l.for_request("a.test", "s1")[0]));
+        assert_eq!(l.host_rate("a.test"), Some(Rate::per_second(0.5)));
+        assert_eq!(l.host_rate("b.test"), Some(Rate::per_second(10.0)));
         assert!(Limiters::new(RateLimits::default())
             .for_request("a", "b")
             .is_empty());
+    }
+
+    #[test]
+    fn crawl_delay_never_loosens_the_operator_limit() {
+        // --rps-per-host 0.2 (one per 5 s) and Crawl-delay: 2 (one per 2 s): 5 s.
+        let mut l = Limiters::new(RateLimits {
+            per_host: Some(Rate::per_second(0.2)),
+            per_session: None,
+        });
+        l.set_host_rate("a.test", Rate::per_second(0.5));
+        assert_eq!(l.host_rate("a.test"), Some(Rate::per_second(0.2)));
+        // --rps-per-host 10 and Crawl-delay: 2: the Crawl-delay is stricter.
+        let mut l = Limiters::new(RateLimits {
+            per_host: Some(Rate::per_second(10.0)),
+            per_session: None,
+        });
+        l.set_host_rate("a.test", Rate::per_second(0.5));
+        assert_eq!(l.host_rate("a.test"), Some(Rate::per_second(0.5)));
+        // No operator limit: the Crawl-delay applies; a nonsense one is ignored.
+        let mut l = Limiters::new(RateLimits::default());
+        l.set_host_rate("a.test", Rate::per_second(f64::NAN));
+        assert_eq!(l.host_rate("a.test"), None);
+        l.set_host_rate("a.test", Rate::per_second(0.5));
+        assert_eq!(l.host_rate("a.test"), Some(Rate::per_second(0.5)));
     }
 
     #[tokio::test]

@@ -124,6 +124,17 @@ impl<C: SessionCore> Supervisor<C> {
         let Some(entry) = self.sessions.remove(id) else {
             return false;
         };
+        // A quarantined session that its owner closes (or a rotation replaces) is
+        // closed because of the quarantine: that is the reason reported.
+        let quarantined = entry.quarantined
+            || self
+                .dispatch_state
+                .as_ref()
+                .is_some_and(|state| state.is_quarantined(id));
+        let reason = match reason {
+            CloseReason::Explicit if quarantined => CloseReason::Quarantined,
+            other => other,
+        };
         if let Some(hook) = &self.on_close {
             hook(&entry.core, reason);
         }

@@ -14,8 +14,9 @@ use crate::breaker::{BreakerConfig, BreakerState};
 use crate::core::SessionCore;
 use crate::dispatch::{
     dispatch, DeadLetter, DeadLetterSink, DeadLetters, Dispatch, DispatchContext, Dispatched,
-    Dispatcher, OpenBreakers, ReauthHook, SharedState,
+    BlockDetector, Dispatcher, Hooks, OpenBreakers, ReauthHook, SharedState,
 };
+use crate::throttle::ThrottleConfig;
 use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
 use crate::policy::RetryPolicy;
@@ -61,8 +62,12 @@ pub struct SystemConfig<C: SessionCore> {
     pub rates: RateLimits,
     /// A per-host rate limit shared with other processes.
     pub shared_rate: Option<Arc<dyn SharedRateLimit>>,
-    /// Re-authentication on 401/403, once per request.
+    /// Re-authentication on 401/403, once per request and one at a time per session.
     pub reauth: Option<ReauthHook<C>>,
+    /// A look at each answer that may call it a block page or a soft failure.
+    pub block_detector: Option<BlockDetector<C>>,
+    /// How hosts answering 429 are slowed down.
+    pub throttle: ThrottleConfig,
     /// Called before a session closes.
     pub on_close: Option<CloseHook<C>>,
     /// Receives every dead letter as it is made (a durable queue).
@@ -83,6 +88,8 @@ impl<C: SessionCore> Default for SystemConfig<C> {
             rates: RateLimits::default(),
             shared_rate: None,
             reauth: None,
+            block_detector: None,
+            throttle: ThrottleConfig::default(),
             on_close: None,
             dead_letter_sink: None,
             paused_time: false,
@@ -166,15 +173,22 @@ impl<C: SessionCore> ActorSystem<C> {
                     rates,
                     shared_rate,
                     reauth,
+                    block_detector,
+                    throttle,
                     on_close,
                     dead_letter_sink,
                     ..
                 } = config;
+                let hooks = Hooks {
+                    reauth,
+                    detector: block_detector,
+                };
                 system.block_on(async move {
                     let shared = SharedState::new(retry, breaker, rates, ev.clone())
                         .with_shared_rate(shared_rate)
+                        .with_throttle(throttle)
                         .with_dead_letter_sink(dead_letter_sink);
-                    let (state, hook) = (shared.clone(), reauth.clone());
+                    let (state, hook) = (shared.clone(), hooks.clone());
                     let forgetting = shared.clone();
                     // One dispatcher per arbiter, next to the sessions it serves.
                     let supervisor = Supervisor::create(move |ctx| {
@@ -198,7 +212,7 @@ impl<C: SessionCore> ActorSystem<C> {
                     });
                     // A dispatcher on the system thread for engine-wide calls (dead
                     // letters, breakers, host rates) and for stopping the system.
-                    let control = Dispatcher::new(shared, reauth, supervisor.clone());
+                    let control = Dispatcher::new(shared, hooks, supervisor.clone());
                     let context = control.context();
                     let _ = tx.send((supervisor, control.start(), context));
                 });
@@ -307,6 +321,36 @@ impl<C: SessionCore> ActorSystem<C> {
             .map_err(|_| ActorError::ShuttingDown)?
     }
 
+    /// Performs one attempt of `request` on `session` outside the retry loop: no
+    /// breaker, rate limit, classification, quarantine or dead letter sees it (the
+    /// robots.txt fetch, whose statuses mean something else). It still runs where the
+    /// system's [`RequestSite`] says and is aborted by a close like any request.
+    ///
+    /// # Errors
+    ///
+    /// Shutdown, and the session's own error.
+    pub async fn execute_once(
+        &self,
+        session: &SessionRef<C>,
+        request: C::Request,
+    ) -> Result<C::Response, ActorError<C::Error>> {
+        self.live()?;
+        let result = if self.site == RequestSite::Caller {
+            session
+                .running
+                .run(session.core.execute(&request))
+                .await
+                .map_err(|Aborted| ActorError::ShuttingDown)?
+        } else {
+            match session.actor.send(crate::session_actor::Execute(request)).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(Aborted)) => return Err(ActorError::ShuttingDown),
+                Err(_) => return Err(ActorError::SessionNotFound(session.id.clone())),
+            }
+        };
+        result.map_err(ActorError::Session)
+    }
+
     /// Whether the live session `id` is quarantined (a cheap check, no message).
     pub fn is_quarantined(&self, id: &str) -> bool {
         self.context.is_quarantined(id)
@@ -357,8 +401,8 @@ impl<C: SessionCore> ActorSystem<C> {
         self.dispatcher.send(OpenBreakers).await.unwrap_or_default()
     }
 
-    /// Gives `host` its own rate (robots.txt `Crawl-delay`), before the next request
-    /// takes a slot.
+    /// Gives `host` its own rate (robots.txt `Crawl-delay`) unless the operator's limit
+    /// is slower (the stricter wins), before the next request takes a slot.
     pub fn set_host_rate(&self, host: &str, rate: Rate) {
         self.context.set_host_rate(host, rate);
     }

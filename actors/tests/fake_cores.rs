@@ -1,6 +1,8 @@
 //! The actor machinery with fake sessions and a paused clock: retry schedule and
-//! Retry-After, idempotency, dead letters, quarantine, breaker transitions, reaping with
-//! requests in flight, the session limit and eviction, graceful and double shutdown.
+//! Retry-After, idempotency, dead letters, quarantine, breaker transitions (waiting for
+//! the probe, probes dropped, aborted or lost), throttling without quarantine, the
+//! block detector, re-authentication without a stampede, reaping with requests in
+//! flight, the session limit and eviction, graceful and double shutdown.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mummer_actors::breaker::BreakerConfig;
-use mummer_actors::policy::{Attempt, RetryPolicy};
+use mummer_actors::dispatch::{ReauthHook, Rewrite};
+use mummer_actors::policy::{Attempt, Detected, RetryPolicy};
 use mummer_actors::supervisor::{LimitPolicy, SupervisorConfig};
 use mummer_actors::{
     ActorError, ActorSystem, BoxFuture, CloseReason, EngineEvent, RequestSite, SessionCore,
@@ -23,6 +26,8 @@ enum Step {
     Slow(Duration, u16),
     /// Waits until the test opens the gate.
     Gate(Arc<tokio::sync::Notify>),
+    /// Waits until the test opens the gate, then answers this status.
+    GateThen(Arc<tokio::sync::Notify>, u16),
 }
 
 #[derive(Clone)]
@@ -33,6 +38,8 @@ struct Inner {
     calls: AtomicUsize,
     in_flight: AtomicUsize,
     last_start: Mutex<Option<Instant>>,
+    /// When each attempt started (by the clock of the thread that ran it).
+    starts: Mutex<Vec<Instant>>,
     created: Mutex<Option<Instant>>,
     closed: AtomicBool,
 }
@@ -59,12 +66,16 @@ impl Fake {
             calls: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             last_start: Mutex::new(None),
+            starts: Mutex::new(Vec::new()),
             created: Mutex::new(None),
             closed: AtomicBool::new(false),
         }))
     }
     fn calls(&self) -> usize {
         self.0.calls.load(Ordering::SeqCst)
+    }
+    fn starts(&self) -> Vec<Instant> {
+        self.0.starts.lock().unwrap().clone()
     }
 }
 
@@ -81,6 +92,7 @@ impl SessionCore for Fake {
                 return Err("closed".to_string());
             }
             inner.calls.fetch_add(1, Ordering::SeqCst);
+            inner.starts.lock().unwrap().push(Instant::now());
             *inner.last_start.lock().unwrap() = Some(Instant::now());
             inner.in_flight.fetch_add(1, Ordering::SeqCst);
             let step = inner
@@ -99,6 +111,10 @@ impl SessionCore for Fake {
                 Step::Gate(g) => {
                     g.notified().await;
                     Ok(200)
+                }
+                Step::GateThen(g, s) => {
+                    g.notified().await;
+                    Ok(s)
                 }
             };
             inner.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -161,6 +177,7 @@ impl SessionCore for WithRetryAfter {
         let inner = self.0 .0.clone();
         Box::pin(async move {
             inner.calls.fetch_add(1, Ordering::SeqCst);
+            inner.starts.lock().unwrap().push(Instant::now());
             match inner.script.lock().unwrap().pop_front() {
                 Some(Step::Status(s, ra)) => Ok((s, ra)),
                 _ => Ok((200, None)),
@@ -359,70 +376,280 @@ async fn non_recoverable_goes_to_dead_letters_and_blocked_quarantines() {
 }
 
 #[tokio::test]
-async fn breaker_opens_fails_fast_then_probes() {
+async fn an_open_host_breaker_holds_requests_until_its_probe() {
     let mut cfg = config::<Fake>();
     cfg.retry = RetryPolicy {
         max_retries: 0,
         ..RetryPolicy::default()
     };
     cfg.breaker = BreakerConfig {
-        failure_threshold: 2,
+        consecutive_failures: 2,
         cooldown: Duration::from_secs(30),
+        ..BreakerConfig::default()
     };
     let sys = ActorSystem::start(cfg).unwrap();
     let mut events = sys.events();
     let fake = Fake::new(vec![Step::Fail, Step::Fail]);
     sys.create("a".into(), fake.clone()).await.unwrap();
     let s = sys.session("a").await.unwrap();
-    assert!(matches!(
-        sys.execute(&s, get()).await,
-        Err(ActorError::Session(_))
-    ));
-    assert!(matches!(
-        sys.execute(&s, get()).await,
-        Err(ActorError::Session(_))
-    ));
+    for _ in 0..2 {
+        assert!(matches!(
+            sys.execute(&s, get()).await,
+            Err(ActorError::Session(_))
+        ));
+    }
+    let open = sys.open_breakers().await;
+    assert_eq!(
+        open.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["host:shop.test"],
+        "transport failures count against the host, not the session"
+    );
+    // The third request waits for the probe time (30 s, within its 120 s deadline),
+    // goes as the probe, and its success closes the breaker: later, not failed.
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!((done.response, done.attempts), (200, 1));
+    let starts = fake.starts();
+    assert!(
+        starts[2] - starts[1] >= Duration::from_secs(30),
+        "sent once the cooldown passed: {:?}",
+        starts[2] - starts[1]
+    );
+    assert!(sys.open_breakers().await.is_empty());
+    let changes: Vec<String> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            EngineEvent::Breaker { key, state } if key == "host:shop.test" => {
+                Some(format!("{state:?}"))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, ["Open", "Closed"]);
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_probe_beyond_the_deadline_fails_with_the_time_to_retry_and_the_real_cause() {
+    let mut cfg = config::<Fake>();
+    cfg.retry = RetryPolicy {
+        max_retries: 0,
+        deadline: Duration::from_secs(10),
+        ..RetryPolicy::default()
+    };
+    cfg.breaker = BreakerConfig {
+        consecutive_failures: 2,
+        cooldown: Duration::from_secs(30),
+        ..BreakerConfig::default()
+    };
+    let sys = ActorSystem::start(cfg).unwrap();
+    let fake = Fake::new(vec![Step::Fail, Step::Fail]);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    for _ in 0..2 {
+        let _ = sys.execute(&s, get()).await;
+    }
     match sys.execute(&s, get()).await {
-        Err(ActorError::BreakerOpen { key, retry_in }) => {
-            assert_eq!(key, "session:a");
+        Err(e @ ActorError::BreakerOpen { .. }) => {
+            let text = e.to_string();
+            let ActorError::BreakerOpen {
+                key,
+                retry_in,
+                cause,
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(key, "host:shop.test");
             assert!(retry_in <= Duration::from_secs(30) && retry_in > Duration::from_secs(29));
+            assert_eq!(cause, "connection refused");
+            assert!(text.starts_with("connection refused"), "{text}");
         }
         other => panic!(
             "expected an open breaker, got {:?}",
             other.map(|d| d.response)
         ),
     }
-    assert_eq!(fake.calls(), 2, "fail fast: nothing sent");
-    let open = sys.open_breakers().await;
-    assert_eq!(open.len(), 2, "session and host: {open:?}");
-    // After the cooldown one probe goes through and its success closes the breaker.
-    let other = Fake::new(vec![Step::Slow(Duration::from_secs(31), 200)]);
-    sys.create("clock".into(), other).await.unwrap();
-    let clock = sys.session("clock").await.unwrap();
-    let _ = sys
-        .execute(
-            &clock,
-            Req {
-                host: "clock.test",
-                ..get()
-            },
-        )
-        .await;
-    let done = sys.execute(&s, get()).await.unwrap();
-    assert_eq!(done.response, 200);
-    assert!(sys
-        .open_breakers()
+    assert_eq!(fake.calls(), 2, "nothing sent while open");
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn flaky_urls_and_broken_links_do_not_open_the_host_breaker() {
+    // A healthy site: some 503s that recover, 404s, 410s and 500s among successes.
+    let sys = ActorSystem::start(config::<Fake>()).unwrap();
+    let mut script = Vec::new();
+    for i in 0..40 {
+        script.push(match i % 8 {
+            0 => Step::Status(503, None),
+            1 => Step::Status(404, None),
+            2 => Step::Status(410, None),
+            3 => Step::Status(500, None),
+            _ => Step::Status(200, None),
+        });
+    }
+    let fake = Fake::new(script);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    for _ in 0..40 {
+        let _ = sys.execute(&s, get()).await;
+    }
+    assert!(sys.open_breakers().await.is_empty());
+    assert!(!sys.is_quarantined("a"), "404/410/500 are no block");
+    sys.shutdown().await;
+}
+
+/// Real time and requests in the caller's task: dropping a request's future is
+/// dropping its probe.
+fn real_time_config(probe_timeout: Duration) -> SystemConfig<Fake> {
+    let mut cfg = config::<Fake>();
+    cfg.paused_time = false;
+    cfg.workers = 1;
+    cfg.site = RequestSite::Caller;
+    cfg.retry = RetryPolicy {
+        max_retries: 0,
+        deadline: Duration::from_secs(5),
+        ..RetryPolicy::default()
+    };
+    cfg.breaker = BreakerConfig {
+        consecutive_failures: 1,
+        cooldown: Duration::from_millis(200),
+        probe_timeout,
+        ..BreakerConfig::default()
+    };
+    cfg
+}
+
+#[tokio::test]
+async fn a_dropped_or_aborted_probe_gives_its_slot_back() {
+    let sys = Arc::new(ActorSystem::start(real_time_config(Duration::from_secs(60))).unwrap());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let fake = Fake::new(vec![
+        Step::Fail,
+        Step::Gate(gate.clone()),
+        Step::Gate(gate.clone()),
+    ]);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    assert!(sys.execute(&s, get()).await.is_err(), "opens the breaker");
+    // Probe 1 waits out the cooldown, is sent, and its future is dropped.
+    let dropped = tokio::time::timeout(Duration::from_millis(800), sys.execute(&s, get())).await;
+    assert!(dropped.is_err(), "still waiting on the gate");
+    assert_eq!(fake.calls(), 2, "probe 1 was sent");
+    // Probe 2 runs in a task that is aborted.
+    let task = {
+        let (sys, s) = (sys.clone(), s.clone());
+        tokio::spawn(async move { sys.execute(&s, get()).await.map(|d| d.response) })
+    };
+    let t0 = std::time::Instant::now();
+    while fake.calls() < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(3), "probe 2 never went");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    // Neither left the breaker wedged: the next request is the probe, and closes it.
+    let done = tokio::time::timeout(Duration::from_secs(2), sys.execute(&s, get()))
         .await
-        .iter()
-        .all(|(k, _)| k != "session:a"));
-    let changes: Vec<String> = drain(&mut events)
+        .expect("not wedged")
+        .unwrap();
+    assert_eq!(done.response, 200);
+    assert!(sys.open_breakers().await.is_empty());
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_probe_that_hangs_past_the_probe_timeout_lets_another_go() {
+    let sys = Arc::new(ActorSystem::start(real_time_config(Duration::from_millis(300))).unwrap());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let fake = Fake::new(vec![Step::Fail, Step::Gate(gate.clone())]);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    assert!(sys.execute(&s, get()).await.is_err());
+    let hung = {
+        let (sys, s) = (sys.clone(), s.clone());
+        tokio::spawn(async move { sys.execute(&s, get()).await.map(|d| d.response) })
+    };
+    let t0 = std::time::Instant::now();
+    while fake.calls() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(3), "the probe never went");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let done = tokio::time::timeout(Duration::from_secs(3), sys.execute(&s, get()))
+        .await
+        .expect("a second probe went after the first was presumed lost")
+        .unwrap();
+    assert_eq!(done.response, 200);
+    gate.notify_waiters();
+    assert_eq!(hung.await.unwrap().unwrap(), 200);
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttling_is_waited_out_and_never_quarantines() {
+    let sys = ActorSystem::start(config::<WithRetryAfter>()).unwrap();
+    let fake = WithRetryAfter(Fake::new(vec![
+        Step::Status(429, Some("2")),
+        Step::Status(429, None),
+        Step::Status(200, None),
+        // Past the retry limit: given up, not quarantined.
+        Step::Status(429, None),
+        Step::Status(429, None),
+        Step::Status(429, None),
+        Step::Status(429, None),
+    ]));
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let other = WithRetryAfter(Fake::new(vec![Step::Status(429, Some("5"))]));
+    sys.create("b".into(), other.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!((done.response.0, done.attempts), (200, 3));
+    let starts = fake.0.starts();
+    assert!(starts[1] - starts[0] >= Duration::from_secs(2), "Retry-After");
+    assert!(
+        starts[2] - starts[1] >= Duration::from_millis(250),
+        "a 429 without Retry-After is never retried at once"
+    );
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!((done.response.0, done.attempts), (429, 4));
+    assert!(!sys.is_quarantined("a"), "throttled, not banned");
+    assert_eq!(sys.execute(&s, get()).await.unwrap().response.0, 200);
+    // A Retry-After pauses the whole host: session b's 429 holds a's next request.
+    let b = sys.session("b").await.unwrap();
+    let before = fake.0.calls();
+    let _ = sys.execute(&b, get()).await.unwrap();
+    let b_at = other.0.starts()[0];
+    sys.execute(&s, get()).await.unwrap();
+    let a_at = fake.0.starts()[before];
+    assert!(
+        a_at - b_at >= Duration::from_secs(5),
+        "no request to the host before its Retry-After: {:?}",
+        a_at - b_at
+    );
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_block_detector_quarantines_a_200_captcha_page() {
+    let mut cfg = config::<Fake>();
+    cfg.block_detector = Some(Arc::new(|r: &Result<u16, String>| {
+        (r.as_ref().ok() == Some(&299)).then_some(Detected::Blocked)
+    }));
+    let sys = ActorSystem::start(cfg).unwrap();
+    let mut events = sys.events();
+    let fake = Fake::new(vec![Step::Status(200, None), Step::Status(299, None)]);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    assert_eq!(sys.execute(&s, get()).await.unwrap().response, 200);
+    assert_eq!(sys.execute(&s, get()).await.unwrap().attempts, 1);
+    assert!(sys.is_quarantined("a"));
+    let reason = drain(&mut events)
         .into_iter()
-        .filter_map(|e| match e {
-            EngineEvent::Breaker { key, state } if key == "session:a" => Some(format!("{state:?}")),
+        .find_map(|e| match e {
+            EngineEvent::Quarantined { reason, .. } => Some(reason),
             _ => None,
         })
-        .collect();
-    assert_eq!(changes, ["Open", "Closed"]);
+        .unwrap();
+    assert!(reason.contains("block detector"), "{reason}");
     sys.shutdown().await;
 }
 
@@ -612,18 +839,30 @@ async fn shutdown_is_graceful_and_idempotent_on(site: RequestSite) {
     ));
 }
 
+/// A re-authentication hook that counts its calls, takes `work` to log in, and
+/// refreshes for a 401 but gives up on a 403.
+fn counting_reauth(calls: Arc<AtomicUsize>, work: Duration) -> ReauthHook<Fake> {
+    Arc::new(move |_core: &Fake, _req: &Req, status: u16| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::sleep(work).await;
+            if status == 401 {
+                let same: Rewrite<Fake> = Arc::new(|r: &Req| r.clone());
+                Ok(same)
+            } else {
+                Err("the login page refused the stored password".to_string())
+            }
+        }) as BoxFuture<Result<Rewrite<Fake>, String>>
+    })
+}
+
 #[tokio::test]
 async fn reauth_hook_runs_once_and_decides_between_retry_and_quarantine() {
     let refreshed = Arc::new(AtomicUsize::new(0));
-    let count = refreshed.clone();
     let mut cfg = config::<Fake>();
-    cfg.reauth = Some(Arc::new(move |_core: &Fake, req: &Req, status: u16| {
-        count.fetch_add(1, Ordering::SeqCst);
-        // Refresh for 401; give up on 403.
-        let retry = (status == 401).then(|| req.clone());
-        Box::pin(async move { retry }) as BoxFuture<Option<Req>>
-    }));
+    cfg.reauth = Some(counting_reauth(refreshed.clone(), Duration::ZERO));
     let sys = ActorSystem::start(cfg).unwrap();
+    let mut events = sys.events();
     let fake = Fake::new(vec![
         Step::Status(401, None),
         Step::Status(200, None),
@@ -647,6 +886,85 @@ async fn reauth_hook_runs_once_and_decides_between_retry_and_quarantine() {
         "the hook said no"
     );
     assert_eq!(refreshed.load(Ordering::SeqCst), 2);
+    let reason = drain(&mut events)
+        .into_iter()
+        .find_map(|e| match e {
+            EngineEvent::Quarantined { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .unwrap();
+    assert!(reason.contains("refused the stored password"), "{reason}");
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_401s_trigger_one_reauthentication() {
+    let refreshed = Arc::new(AtomicUsize::new(0));
+    let mut cfg = config::<Fake>();
+    cfg.paused_time = false;
+    cfg.workers = 1;
+    cfg.site = RequestSite::Caller;
+    cfg.reauth = Some(counting_reauth(refreshed.clone(), Duration::from_millis(100)));
+    let sys = Arc::new(ActorSystem::start(cfg).unwrap());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let fake = Fake::new(
+        (0..4)
+            .map(|_| Step::GateThen(gate.clone(), 401))
+            .collect(),
+    );
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (sys, s) = (sys.clone(), s.clone());
+            tokio::spawn(async move { sys.execute(&s, get()).await.map(|d| (d.response, d.attempts)) })
+        })
+        .collect();
+    let t0 = std::time::Instant::now();
+    while fake.calls() < 4 {
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gate.notify_waiters();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), (200, 2));
+    }
+    assert_eq!(
+        refreshed.load(Ordering::SeqCst),
+        1,
+        "one login for four refused requests"
+    );
+    assert!(!sys.is_quarantined("a"));
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reauth_hook_that_hangs_quarantines_within_the_deadline() {
+    let mut cfg = config::<Fake>();
+    cfg.retry = RetryPolicy {
+        deadline: Duration::from_secs(10),
+        ..RetryPolicy::default()
+    };
+    cfg.reauth = Some(counting_reauth(
+        Arc::new(AtomicUsize::new(0)),
+        Duration::from_secs(3600),
+    ));
+    let sys = ActorSystem::start(cfg).unwrap();
+    let mut events = sys.events();
+    sys.create("a".into(), Fake::new(vec![Step::Status(401, None)]))
+        .await
+        .unwrap();
+    let s = sys.session("a").await.unwrap();
+    assert_eq!(sys.execute(&s, get()).await.unwrap().response, 401);
+    assert!(sys.is_quarantined("a"));
+    let reason = drain(&mut events)
+        .into_iter()
+        .find_map(|e| match e {
+            EngineEvent::Quarantined { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .unwrap();
+    assert!(reason.contains("did not finish"), "{reason}");
     sys.shutdown().await;
 }
 
