@@ -15,9 +15,11 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use mummer_actors::breaker::BreakerConfig;
 use mummer_actors::dispatch::DeadLetter;
+pub use mummer_actors::policy::Detected;
 use mummer_actors::policy::{Attempt, RetryPolicy};
 use mummer_actors::rate::{Rate, SharedRateLimit};
 use mummer_actors::supervisor::LimitPolicy;
+pub use mummer_actors::throttle::ThrottleConfig;
 pub use mummer_actors::RequestSite;
 use mummer_actors::{
     ActorError, ActorSystem, BoxFuture, CloseReason, EngineEvent, SessionCore, SessionRef,
@@ -166,8 +168,8 @@ fn map_err(e: ActorError<Error>) -> Error {
         other @ ActorError::SessionLimit { .. } => {
             Error::engine(EngineErrorKind::Limit, other.to_string())
         }
-        other @ ActorError::BreakerOpen { .. } => {
-            Error::engine(EngineErrorKind::Breaker, other.to_string())
+        other @ ActorError::BreakerOpen { retry_in, .. } => {
+            Error::engine(EngineErrorKind::Breaker, other.to_string()).with_retry_in(retry_in)
         }
         other @ ActorError::Quarantined(_) => {
             Error::engine(EngineErrorKind::Quarantined, other.to_string())
@@ -179,6 +181,19 @@ fn map_err(e: ActorError<Error>) -> Error {
             Error::engine(EngineErrorKind::Deadline, other.to_string())
         }
     }
+}
+
+/// How much of a body a block detector sees.
+pub const BLOCK_CHECK_BYTES: usize = 64 * 1024;
+
+/// What a block detector ([`EngineBuilder::block_detector`]) sees of an answer.
+pub struct BlockCheck<'a> {
+    /// The status.
+    pub status: http::StatusCode,
+    /// The headers.
+    pub headers: &'a http::HeaderMap,
+    /// The first [`BLOCK_CHECK_BYTES`] of the decoded body.
+    pub body: &'a [u8],
 }
 
 /// Builds an [`Engine`].
@@ -274,10 +289,15 @@ impl EngineBuilder {
         self
     }
 
-    /// On a 401 or 403, call `hook` once per request with the session and the status; it
-    /// may log in again through the session (cookies land in its jar) and return headers
-    /// to set on the retried request (`Some(vec![])` for none), or `None` to let the
-    /// session be quarantined.
+    /// On a 401 or 403, call `hook` with the session and the status; it may log in
+    /// again through the session (cookies land in its jar) and return headers to set
+    /// on the retried request (`Some(vec![])` for none), or `None` to let the session
+    /// be quarantined.
+    ///
+    /// No stampede: a session's concurrent refusals call the hook once; the other
+    /// requests wait for it (within their deadlines) and are then sent once more with
+    /// the same headers. A hook that gives up or does not finish within the request's
+    /// deadline quarantines the session, with that as the cause.
     pub fn on_auth_failure<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Session, u16) -> Fut + Send + Sync + 'static,
@@ -285,19 +305,56 @@ impl EngineBuilder {
     {
         let hook = Arc::new(hook);
         self.config.reauth = Some(Arc::new(
-            move |session: &Session, request: &EngineRequest, status: u16| {
+            move |session: &Session, _request: &EngineRequest, status: u16| {
                 let fut = hook(session.clone(), status);
-                let mut request = request.clone();
                 Box::pin(async move {
-                    let headers = fut.await?;
-                    for (name, value) in headers {
-                        request.headers.retain(|(n, _)| *n != name);
-                        request.headers.push((name, value));
-                    }
-                    Some(request)
-                }) as BoxFuture<Option<EngineRequest>>
+                    let headers = fut
+                        .await
+                        .ok_or_else(|| "the re-authentication hook gave up".to_string())?;
+                    let rewrite: mummer_actors::dispatch::Rewrite<Session> =
+                        Arc::new(move |request: &EngineRequest| {
+                            let mut request = request.clone();
+                            for (name, value) in &headers {
+                                request.headers.retain(|(n, _)| n != name);
+                                request.headers.push((name.clone(), value.clone()));
+                            }
+                            request
+                        });
+                    Ok(rewrite)
+                })
+                    as BoxFuture<
+                        std::result::Result<mummer_actors::dispatch::Rewrite<Session>, String>,
+                    >
             },
         ));
+        self
+    }
+
+    /// Looks at every answer before the retry policy does: `detector` sees the status,
+    /// the headers and the first 64 KiB of the (decoded) body and may call it a block
+    /// page ([`Detected::Blocked`]: the session is quarantined, as for a 403 — say, a
+    /// CAPTCHA served with 200) or a soft failure ([`Detected::Retry`]: retried like a
+    /// 503). `None` leaves the answer to its status.
+    pub fn block_detector<F>(mut self, detector: F) -> Self
+    where
+        F: Fn(&BlockCheck<'_>) -> Option<Detected> + Send + Sync + 'static,
+    {
+        self.config.block_detector = Some(Arc::new(move |result: &Result<Response>| {
+            let response = result.as_ref().ok()?;
+            let body = response.body();
+            detector(&BlockCheck {
+                status: response.status(),
+                headers: response.headers(),
+                body: &body[..body.len().min(BLOCK_CHECK_BYTES)],
+            })
+        }));
+        self
+    }
+
+    /// How hosts that answer 429 are slowed down (AIMD; see
+    /// [`mummer_actors::throttle`]).
+    pub fn throttle(mut self, config: ThrottleConfig) -> Self {
+        self.config.throttle = config;
         self
     }
 
@@ -400,8 +457,13 @@ impl EngineBuilder {
     ///
     /// # Errors
     ///
-    /// The OS refusing a thread; with a store, being called outside a tokio runtime.
+    /// Breaker settings out of range; the OS refusing a thread; with a store, being
+    /// called outside a tokio runtime.
     pub fn start(mut self) -> Result<Engine> {
+        self.config
+            .breaker
+            .validate()
+            .map_err(Error::invalid_input)?;
         let close_deadline = self.config.supervisor.close_deadline;
         let persister = match self.store.take() {
             None => None,
@@ -1289,13 +1351,34 @@ impl Engine {
         Ok(crate::tenant::ids_of(tenant, keys))
     }
 
-    /// A handle to the live session `id`.
+    /// A handle to the live session `id`, marked used (the caller is about to send
+    /// on it, so the reaper leaves it alone).
     ///
     /// # Errors
     ///
     /// [`Error::is_session_not_found`] for a missing, closed or reaped id.
     pub async fn session(&self, id: &str) -> Result<EngineSession> {
-        let found = match self.system.session(id).await {
+        self.look_up(id, true).await
+    }
+
+    /// A handle to the live session `id` that does not mark it used: for reading its
+    /// stats or cookies, so a caller polling a session never keeps it from being
+    /// reaped ([`EngineSession::touch`] marks it used on purpose).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_session_not_found`] for a missing, closed or reaped id.
+    pub async fn peek_session(&self, id: &str) -> Result<EngineSession> {
+        self.look_up(id, false).await
+    }
+
+    async fn look_up(&self, id: &str, touch: bool) -> Result<EngineSession> {
+        let found = if touch {
+            self.system.session(id).await
+        } else {
+            self.system.peek(id).await
+        };
+        let found = match found {
             Ok(found) => found,
             Err(e) => {
                 return Err(match self.successor(id) {
@@ -1429,6 +1512,19 @@ impl EngineSession {
         &self.0.found.core
     }
 
+    /// The session's statistics now, `quarantined` included (the plain session's
+    /// own stats cannot know it: quarantine is the engine's).
+    pub fn stats(&self) -> SessionStats {
+        let mut stats = self.0.found.core.stats();
+        stats.quarantined = self.0.engine.system.is_quarantined(&self.0.found.id);
+        stats
+    }
+
+    /// Marks the session used now (the reaper measures idleness from here).
+    pub fn touch(&self) {
+        self.0.found.core.touch();
+    }
+
     /// Starts a request (a navigation unless `kind` says otherwise).
     pub fn request(&self, method: Method, url: &str) -> EngineRequestBuilder {
         // An unparsable URL is kept as text; the session reports it when sent.
@@ -1454,18 +1550,28 @@ impl EngineSession {
         self.request(Method::GET, url)
     }
 
-    /// A typed GET through the engine that skips robots.txt (the robots.txt fetch).
-    async fn fetch_raw(&self, url: &str) -> Result<Response> {
-        let mut request = self.get(url).typed().no_cache().request;
+    /// The robots.txt fetch: one typed GET outside the retry loop (no breaker,
+    /// quarantine or dead letter sees its status), redirects returned, not followed
+    /// (`robots` follows them by RFC 9309's rule).
+    async fn fetch_robots(&self, url: String) -> Result<crate::robots::Fetched> {
+        let mut request = self.get(&url).typed().no_cache().no_redirects().request;
         request.kind = RequestKind::Navigation;
-        let done = self
+        let response = self
             .0
             .engine
             .system
-            .execute(&self.0.found, request)
+            .execute_once(&self.0.found, request)
             .await
             .map_err(map_err)?;
-        Ok(done.response)
+        Ok(crate::robots::Fetched {
+            status: response.status().as_u16(),
+            location: response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            body: response.body().clone(),
+        })
     }
 
     /// Starts a POST.
@@ -1551,13 +1657,17 @@ impl EngineRequestBuilder {
                 Ok(url) => url.clone(),
                 Err((text, why)) => return Err(Error::invalid_url(text, why)),
             };
-            let session = self.session.clone();
-            let (rules, fresh) = robots
-                .rules_for(&url, |robots_url| async move {
-                    let r = session.fetch_raw(&robots_url).await?;
-                    Ok((r.status().as_u16(), r.body().clone()))
-                })
+            let session = &self.session;
+            let (rules, fresh, holds_for) = robots
+                .rules_for(&url, |robots_url| session.fetch_robots(robots_url))
                 .await;
+            if let Some(why) = rules.unavailable() {
+                return Err(Error::robots_unavailable(
+                    &url.origin().ascii_serialization(),
+                    why,
+                    holds_for,
+                ));
+            }
             if fresh {
                 if let (Some(delay), Some(host)) = (rules.crawl_delay(), url.host_str()) {
                     if delay > 0.0 {

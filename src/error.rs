@@ -5,6 +5,7 @@
 //! message names the thing that failed and, where there is one, the fix.
 
 use std::fmt;
+use std::time::Duration;
 
 /// A `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -24,6 +25,8 @@ pub struct Error {
     kind: Kind,
     message: String,
     url: Option<String>,
+    /// When trying again is worth it (open breaker, robots.txt unavailable).
+    retry_in: Option<Duration>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -51,6 +54,7 @@ enum Kind {
     BreakerOpen,
     Quarantined,
     RobotsDisallowed,
+    RobotsUnavailable,
     StoreUnavailable,
     StoreConflict,
     LeaseHeld,
@@ -63,8 +67,14 @@ impl Error {
             kind,
             message: message.into(),
             url: None,
+            retry_in: None,
             source: None,
         }
+    }
+
+    pub(crate) fn with_retry_in(mut self, retry_in: Duration) -> Self {
+        self.retry_in = Some(retry_in);
+        self
     }
 
     pub(crate) fn with_source(
@@ -184,6 +194,21 @@ impl Error {
                 "robots.txt disallows {url} (turn robots.txt off in the engine to fetch it anyway)"
             ),
         )
+    }
+
+    pub(crate) fn robots_unavailable(
+        origin: &str,
+        why: impl fmt::Display,
+        retry_in: Duration,
+    ) -> Self {
+        Error::new(
+            Kind::RobotsUnavailable,
+            format!(
+                "robots.txt of {origin} is unavailable ({why}); nothing there is fetched until it is read (RFC 9309), next try in {} s",
+                retry_in.as_secs_f64().ceil()
+            ),
+        )
+        .with_retry_in(retry_in)
     }
 
     pub(crate) fn redirect(why: impl fmt::Display) -> Self {
@@ -328,13 +353,15 @@ impl Error {
         self.kind == Kind::SessionLimit
     }
 
-    /// A circuit breaker is open for the session or the target host; the message says
-    /// when the next probe goes.
+    /// A circuit breaker is open for the session or the target host and its next probe
+    /// is beyond the request's deadline; the message starts with the last failure it
+    /// counted (the real cause) and [`Error::retry_in`] says when the probe goes.
     pub fn is_breaker_open(&self) -> bool {
         self.kind == Kind::BreakerOpen
     }
 
-    /// The session was quarantined after blocked responses (401, 403, repeated 429).
+    /// The session was quarantined after blocked responses (401, 403, a block page the
+    /// block detector recognized).
     pub fn is_quarantined(&self) -> bool {
         self.kind == Kind::Quarantined
     }
@@ -342,6 +369,19 @@ impl Error {
     /// The site's robots.txt disallows the URL.
     pub fn is_robots_disallowed(&self) -> bool {
         self.kind == Kind::RobotsDisallowed
+    }
+
+    /// The site's robots.txt could not be read (5xx, unreachable): nothing on the site
+    /// is fetched for now (RFC 9309 §2.3.1.3); [`Error::retry_in`] says when it is
+    /// fetched again.
+    pub fn is_robots_unavailable(&self) -> bool {
+        self.kind == Kind::RobotsUnavailable
+    }
+
+    /// When trying again is worth it: the time until an open breaker lets a probe
+    /// through, or until robots.txt is fetched again. `None` for other errors.
+    pub fn retry_in(&self) -> Option<Duration> {
+        self.retry_in
     }
 
     /// The URL of the request that failed, if there was one.

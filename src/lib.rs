@@ -24,7 +24,10 @@ pub mod tls;
 
 pub use client::{Client, ClientBuilder, HttpVersionPref, RequestBuilder, Response, Timings};
 pub use decode::decode_body;
-pub use engine::{Engine, EngineBuilder, EngineSession, RequestSite, SessionConfig};
+pub use engine::{
+    BlockCheck, Detected, Engine, EngineBuilder, EngineSession, RequestSite, SessionConfig,
+    ThrottleConfig,
+};
 pub use error::{Error, Result};
 /// Rate limits (per host, per session, shared): [`rate::Rate`], [`rate::SharedRateLimit`].
 pub use mummer_actors::rate;

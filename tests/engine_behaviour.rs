@@ -374,11 +374,15 @@ async fn a_failing_host_opens_its_breaker_and_eviction_makes_room() {
         .evict_idle_at_limit(true)
         .retry(RetryPolicy {
             max_retries: 0,
+            // Shorter than the cooldown: the open breaker's probe is beyond it, so
+            // the request fails at once instead of waiting for the probe.
+            deadline: Duration::from_secs(5),
             ..fast_retries()
         })
         .breaker(mummer_actors::breaker::BreakerConfig {
-            failure_threshold: 2,
+            consecutive_failures: 2,
             cooldown: Duration::from_secs(60),
+            ..Default::default()
         })
         .start()
         .unwrap();
@@ -392,6 +396,11 @@ async fn a_failing_host_opens_its_breaker_and_eviction_makes_room() {
         err.is_breaker_open() && err.to_string().contains("next probe in"),
         "{err}"
     );
+    assert!(
+        err.to_string().starts_with("cannot connect to"),
+        "the real cause first: {err}"
+    );
+    assert!(err.retry_in().is_some_and(|d| d > Duration::from_secs(50)));
 
     // At the limit with eviction on: the idle session makes room.
     let second = engine.create_session(site.session()).await.unwrap();

@@ -29,9 +29,9 @@ use crate::error::ActorError;
 use crate::events::EngineEvent;
 use crate::policy::{self, is_idempotent, Attempt, Decision, Detected, RetryPolicy, Signal};
 use crate::rate::{Limiters, Rate, RateLimits, SharedRateLimit};
-use crate::throttle::{HostThrottle, ThrottleConfig};
 use crate::session_actor::{Aborted, Execute, SessionActor};
 use crate::supervisor::{MarkQuarantined, Supervisor};
+use crate::throttle::{HostThrottle, ThrottleConfig};
 
 /// Most dead letters kept; older ones are dropped first.
 pub const DEAD_LETTER_CAPACITY: usize = 10_000;
@@ -236,7 +236,13 @@ impl State {
 
     /// Feeds an answer from `host` to its throttle: a 429 slows it down, a
     /// `Retry-After` (`pause`) holds every request to it back, a success recovers.
-    fn throttle_after(&mut self, host: &str, status: Option<u16>, pause: Option<Duration>, ok: bool) {
+    fn throttle_after(
+        &mut self,
+        host: &str,
+        status: Option<u16>,
+        pause: Option<Duration>,
+        ok: bool,
+    ) {
         let now = Instant::now().into_std();
         let ceiling = self.limits.host_rate(host).map(|r| r.per_second);
         let cfg = self.throttle;
@@ -500,9 +506,7 @@ pub type ReauthHook<C> = std::sync::Arc<
 /// a block (a CAPTCHA served with 200: quarantine) or a soft failure (retry); `None`
 /// leaves it to the status.
 pub type BlockDetector<C> = std::sync::Arc<
-    dyn Fn(
-            &Result<<C as SessionCore>::Response, <C as SessionCore>::Error>,
-        ) -> Option<Detected>
+    dyn Fn(&Result<<C as SessionCore>::Response, <C as SessionCore>::Error>) -> Option<Detected>
         + Send
         + Sync,
 >;
@@ -613,7 +617,6 @@ enum Reauthed<C: SessionCore> {
 /// session wait on the gate), within `time_left`.
 async fn reauthenticate<C: SessionCore>(
     cx: &DispatchContext<C>,
-    hook: &ReauthHook<C>,
     id: &str,
     core: &C,
     request: &C::Request,
@@ -621,9 +624,20 @@ async fn reauthenticate<C: SessionCore>(
     refreshes_at_send: u64,
     time_left: Duration,
 ) -> Reauthed<C> {
-    let gate = cx.state.lock().gates.entry(id.to_string()).or_default().clone();
+    let Some(hook) = &cx.hooks.reauth else {
+        return Reauthed::Failed(format!("status {status}"));
+    };
+    let gate = cx
+        .state
+        .lock()
+        .gates
+        .entry(id.to_string())
+        .or_default()
+        .clone();
     let Ok(mut last) = tokio::time::timeout(time_left, gate.last.lock()).await else {
-        return Reauthed::Failed("re-authentication by another request did not finish within the deadline".into());
+        return Reauthed::Failed(
+            "re-authentication by another request did not finish within the deadline".into(),
+        );
     };
     if gate.refreshes.load(Ordering::Acquire) != refreshes_at_send {
         // Another request refreshed the credentials after this one was sent.
@@ -846,22 +860,13 @@ where
         // 401/403: the hook may refresh credentials once per request (once per
         // session at a time), then the request goes again instead of quarantining.
         let mut quarantine_cause = None;
-        if let (Decision::Quarantine, Some(s @ (401 | 403)), Some(hook), None) =
-            (decision, status, &hooks.reauth, detected)
+        if let (Decision::Quarantine, Some(s @ (401 | 403)), true, None) =
+            (decision, status, hooks.reauth.is_some(), detected)
         {
             if !reauthenticated {
                 reauthenticated = true;
-                match reauthenticate(
-                    cx,
-                    hook,
-                    id,
-                    core,
-                    &request,
-                    s,
-                    refreshes_at_send,
-                    time_left(),
-                )
-                .await
+                match reauthenticate(cx, id, core, &request, s, refreshes_at_send, time_left())
+                    .await
                 {
                     Reauthed::Retry(fresh) => {
                         request = fresh;

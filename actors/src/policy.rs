@@ -162,14 +162,14 @@ impl Classification {
         } else {
             Signal::Success
         };
-        let session = if detected == Some(Detected::Blocked) || self.session_refusals.contains(&status)
-        {
-            Signal::Failure
-        } else if (200..400).contains(&status) {
-            Signal::Success
-        } else {
-            Signal::Neutral
-        };
+        let session =
+            if detected == Some(Detected::Blocked) || self.session_refusals.contains(&status) {
+                Signal::Failure
+            } else if (200..400).contains(&status) {
+                Signal::Success
+            } else {
+                Signal::Neutral
+            };
         Signals { host, session }
     }
 
@@ -486,14 +486,7 @@ mod tests {
             Decision::RetryAfter(Duration::from_secs(1))
         );
         assert_eq!(
-            p.decide(
-                &resp(200, None),
-                Some(Detected::Blocked),
-                1,
-                now,
-                left,
-                0.5
-            ),
+            p.decide(&resp(200, None), Some(Detected::Blocked), 1, now, left, 0.5),
             Decision::Quarantine,
             "a detected block page quarantines"
         );

@@ -87,7 +87,9 @@ impl Limiters {
     /// per-host limit is slower: the stricter of the two wins, never the looser.
     pub fn set_host_rate(&mut self, host: &str, rate: Rate) {
         let rate = match self.config.per_host {
-            Some(operator) if operator.quota().is_some() && operator.per_second <= rate.per_second => {
+            Some(operator)
+                if operator.quota().is_some() && operator.per_second <= rate.per_second =>
+            {
                 operator
             }
             _ if rate.quota().is_none() => return,

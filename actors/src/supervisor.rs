@@ -278,8 +278,10 @@ impl<C: SessionCore> Handler<Create<C>> for Supervisor<C> {
     }
 }
 
-/// Look up a live session.
-pub struct Get<C>(pub String, pub std::marker::PhantomData<C>);
+/// Look up a live session: its id, and whether the lookup marks it used (a caller
+/// about to send; reads such as stats do not, so polling never keeps a session from
+/// being reaped).
+pub struct Get<C>(pub String, pub bool, pub std::marker::PhantomData<C>);
 
 /// A live session: its core (for stats) and its actor (for requests).
 pub struct Found<C: SessionCore> {
@@ -304,8 +306,10 @@ impl<C: SessionCore> Handler<Get<C>> for Supervisor<C> {
 
     fn handle(&mut self, msg: Get<C>, _: &mut Context<Self>) -> Option<Found<C>> {
         self.sessions.get(&msg.0).map(|e| {
-            // Looked up to be used: the reaper must not take it in the meantime.
-            e.core.touch();
+            if msg.1 {
+                // Looked up to be used: the reaper must not take it in the meantime.
+                e.core.touch();
+            }
             Found {
                 core: e.core.clone(),
                 actor: e.actor.clone(),

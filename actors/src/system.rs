@@ -13,10 +13,9 @@ use tokio::sync::broadcast;
 use crate::breaker::{BreakerConfig, BreakerState};
 use crate::core::SessionCore;
 use crate::dispatch::{
-    dispatch, DeadLetter, DeadLetterSink, DeadLetters, Dispatch, DispatchContext, Dispatched,
-    BlockDetector, Dispatcher, Hooks, OpenBreakers, ReauthHook, SharedState,
+    dispatch, BlockDetector, DeadLetter, DeadLetterSink, DeadLetters, Dispatch, DispatchContext,
+    Dispatched, Dispatcher, Hooks, OpenBreakers, ReauthHook, SharedState,
 };
-use crate::throttle::ThrottleConfig;
 use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
 use crate::policy::RetryPolicy;
@@ -26,6 +25,7 @@ use crate::supervisor::{
     Close, CloseHook, Count, Create, CreateError, Get, List, Placement, ReapNow, Shutdown,
     Supervisor, SupervisorConfig,
 };
+use crate::throttle::ThrottleConfig;
 
 /// Where a request's retry loop and attempts run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -262,16 +262,30 @@ impl<C: SessionCore> ActorSystem<C> {
         }
     }
 
-    /// The live session `id`.
+    /// The live session `id`, marked used (the caller is about to send on it).
     ///
     /// # Errors
     ///
     /// [`ActorError::SessionNotFound`] for a missing, closed or reaped id.
     pub async fn session(&self, id: &str) -> Result<SessionRef<C>, ActorError<C::Error>> {
+        self.look_up(id, true).await
+    }
+
+    /// The live session `id`, not marked used: for reads (stats, cookies), which must
+    /// not keep a session from being reaped.
+    ///
+    /// # Errors
+    ///
+    /// [`ActorError::SessionNotFound`] for a missing, closed or reaped id.
+    pub async fn peek(&self, id: &str) -> Result<SessionRef<C>, ActorError<C::Error>> {
+        self.look_up(id, false).await
+    }
+
+    async fn look_up(&self, id: &str, touch: bool) -> Result<SessionRef<C>, ActorError<C::Error>> {
         self.live()?;
         match self
             .supervisor
-            .send(Get(id.to_string(), std::marker::PhantomData))
+            .send(Get(id.to_string(), touch, std::marker::PhantomData))
             .await
         {
             Ok(Some(found)) => Ok(SessionRef {
@@ -342,7 +356,11 @@ impl<C: SessionCore> ActorSystem<C> {
                 .await
                 .map_err(|Aborted| ActorError::ShuttingDown)?
         } else {
-            match session.actor.send(crate::session_actor::Execute(request)).await {
+            match session
+                .actor
+                .send(crate::session_actor::Execute(request))
+                .await
+            {
                 Ok(Ok(result)) => result,
                 Ok(Err(Aborted)) => return Err(ActorError::ShuttingDown),
                 Err(_) => return Err(ActorError::SessionNotFound(session.id.clone())),

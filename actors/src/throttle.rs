@@ -179,7 +179,10 @@ mod tests {
         let mut t = HostThrottle::new(t0);
         t.pause(t0, Some(Duration::from_secs(3)));
         assert_eq!(t.rate(), None, "a pause alone does not slow later requests");
-        assert_eq!(t.reserve(t0 + Duration::from_secs(1)), Duration::from_secs(2));
+        assert_eq!(
+            t.reserve(t0 + Duration::from_secs(1)),
+            Duration::from_secs(2)
+        );
         assert!(!t.is_at_rest(t0 + Duration::from_secs(2)));
         assert!(t.is_at_rest(t0 + Duration::from_secs(3)));
         // A shorter pause later does not shorten the one in force.

@@ -571,7 +571,10 @@ async fn a_probe_that_hangs_past_the_probe_timeout_lets_another_go() {
     };
     let t0 = std::time::Instant::now();
     while fake.calls() < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(3), "the probe never went");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the probe never went"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let done = tokio::time::timeout(Duration::from_secs(3), sys.execute(&s, get()))
@@ -604,7 +607,10 @@ async fn throttling_is_waited_out_and_never_quarantines() {
     let done = sys.execute(&s, get()).await.unwrap();
     assert_eq!((done.response.0, done.attempts), (200, 3));
     let starts = fake.0.starts();
-    assert!(starts[1] - starts[0] >= Duration::from_secs(2), "Retry-After");
+    assert!(
+        starts[1] - starts[0] >= Duration::from_secs(2),
+        "Retry-After"
+    );
     assert!(
         starts[2] - starts[1] >= Duration::from_millis(250),
         "a 429 without Retry-After is never retried at once"
@@ -904,20 +910,23 @@ async fn concurrent_401s_trigger_one_reauthentication() {
     cfg.paused_time = false;
     cfg.workers = 1;
     cfg.site = RequestSite::Caller;
-    cfg.reauth = Some(counting_reauth(refreshed.clone(), Duration::from_millis(100)));
+    cfg.reauth = Some(counting_reauth(
+        refreshed.clone(),
+        Duration::from_millis(100),
+    ));
     let sys = Arc::new(ActorSystem::start(cfg).unwrap());
     let gate = Arc::new(tokio::sync::Notify::new());
-    let fake = Fake::new(
-        (0..4)
-            .map(|_| Step::GateThen(gate.clone(), 401))
-            .collect(),
-    );
+    let fake = Fake::new((0..4).map(|_| Step::GateThen(gate.clone(), 401)).collect());
     sys.create("a".into(), fake.clone()).await.unwrap();
     let s = sys.session("a").await.unwrap();
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let (sys, s) = (sys.clone(), s.clone());
-            tokio::spawn(async move { sys.execute(&s, get()).await.map(|d| (d.response, d.attempts)) })
+            tokio::spawn(async move {
+                sys.execute(&s, get())
+                    .await
+                    .map(|d| (d.response, d.attempts))
+            })
         })
         .collect();
     let t0 = std::time::Instant::now();

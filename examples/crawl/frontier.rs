@@ -9,6 +9,8 @@
 //! NS:crawl:queue               list of URLs to visit
 //! NS:crawl:seen                set of URLs ever queued (a URL is queued once)
 //! NS:crawl:taken               pages handed out (stops at --max-pages)
+//! NS:crawl:delayed             sorted set of URLs given back, scored by the Unix ms
+//!                              before which they are not taken
 //! NS:crawl:processing:<worker> URLs a worker is fetching now
 //! NS:crawl:alive:<worker>      the worker's heartbeat (expires 3 s after it stops)
 //! NS:crawl:workers             set of worker names
@@ -19,8 +21,9 @@
 //! dies leaves its list behind: once its heartbeat expires, another worker moves those
 //! URLs back to the queue. So each URL is fetched once, and at most once more if it was
 //! in flight in a worker that died. A URL whose fetch failed for now is given back
-//! (`give_back`): out of the processing list, to the end of the queue, and no longer
-//! counted toward the page budget.
+//! (`give_back`) with a not-before time: out of the processing list, into the delayed
+//! set, no longer counted toward the page budget; once its time has come it goes to the
+//! end of the queue. The crawl is not over while a URL waits there.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -52,6 +55,8 @@ pub enum Frontier {
 
 pub struct Local {
     queue: VecDeque<Url>,
+    /// Given back, not before the time beside them.
+    delayed: Vec<(std::time::Instant, Url)>,
     seen: HashSet<String>,
     taken: usize,
     in_progress: usize,
@@ -68,21 +73,32 @@ pub struct Shared {
     give_back: Script,
 }
 
-/// Moves one URL from the queue to the worker's processing list, unless the page budget
-/// is spent. Returns {'done'}, {'empty'} or {'url', URL}.
+/// Moves the delayed URLs whose time has come (`ARGV[2]`, Unix ms) to the queue, then
+/// one URL from the queue to the worker's processing list, unless the page budget is
+/// spent. Returns {'done'}, {'empty'}, {'waiting'} (only delayed URLs left) or
+/// {'url', URL}.
 const TAKE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[2])
+for i, u in ipairs(due) do
+  redis.call('ZREM', KEYS[4], u)
+  redis.call('LPUSH', KEYS[1], u)
+end
 if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[1]) then return {'done'} end
 local u = redis.call('RPOPLPUSH', KEYS[1], KEYS[2])
-if not u then return {'empty'} end
+if not u then
+  if redis.call('ZCARD', KEYS[4]) > 0 then return {'waiting'} end
+  return {'empty'}
+end
 redis.call('INCR', KEYS[3])
 return {'url', u}
 ";
 
-/// Gives `ARGV[1]` back: out of the worker's processing list, to the end of the queue,
-/// and out of the pages taken. Returns 1, or 0 when it was not being processed here.
+/// Gives `ARGV[1]` back: out of the worker's processing list, into the delayed set
+/// until `ARGV[2]` (Unix ms), and out of the pages taken. Returns 1, or 0 when it was
+/// not being processed here.
 const GIVE_BACK: &str = r"
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
-redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('DECR', KEYS[3])
 return 1
 ";
@@ -105,6 +121,7 @@ impl Frontier {
         Frontier::Local(Mutex::new(Local {
             seen: HashSet::from([start.to_string()]),
             queue: VecDeque::from([start]),
+            delayed: Vec::new(),
             taken: 0,
             in_progress: 0,
             max_pages,
@@ -146,13 +163,19 @@ impl Frontier {
         match self {
             Frontier::Local(m) => {
                 let mut f = m.lock().unwrap_or_else(|p| p.into_inner());
+                let now = std::time::Instant::now();
+                let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut f.delayed)
+                    .into_iter()
+                    .partition(|(at, _)| *at <= now);
+                f.delayed = later;
+                f.queue.extend(due.into_iter().map(|(_, u)| u));
                 if f.taken >= f.max_pages {
                     Next::Done
                 } else if let Some(u) = f.queue.pop_front() {
                     f.taken += 1;
                     f.in_progress += 1;
                     Next::Url(u)
-                } else if f.in_progress == 0 {
+                } else if f.in_progress == 0 && f.delayed.is_empty() {
                     Next::Done
                 } else {
                     Next::Wait
@@ -205,21 +228,24 @@ impl Frontier {
     }
 
     /// `url` was not fetched (its session was lost, or the site failed for now): it goes
-    /// back to the end of the queue, for this worker or another, and does not count
-    /// toward `--max-pages`.
-    pub async fn give_back(&self, url: &Url) {
+    /// back, to be taken again (by this worker or another) not before `after` from
+    /// now, and does not count toward `--max-pages`.
+    pub async fn give_back(&self, url: &Url, after: Duration) {
+        let not_before = unix_ms().saturating_add(after.as_millis() as u64);
         match self {
             Frontier::Local(m) => {
                 let mut f = m.lock().unwrap_or_else(|p| p.into_inner());
                 f.in_progress -= 1;
                 f.taken -= 1;
-                f.queue.push_back(url.clone());
+                f.delayed
+                    .push((std::time::Instant::now() + after, url.clone()));
             }
             Frontier::Redis(s) => {
-                let mut call = s.give_back.key(s.key("queue"));
+                let mut call = s.give_back.key(s.key("delayed"));
                 call.key(s.key(&format!("processing:{}", s.worker)))
                     .key(s.key("taken"))
-                    .arg(url.as_str());
+                    .arg(url.as_str())
+                    .arg(not_before);
                 let mut conn = s.conn.clone();
                 while let Err(e) = call.invoke_async::<i64>(&mut conn).await {
                     eprintln!("frontier: {e}; retrying");
@@ -232,7 +258,7 @@ impl Frontier {
                     let list = st.processing.entry(me.to_string()).or_default();
                     if let Some(i) = list.iter().position(|u| *u == url) {
                         list.remove(i);
-                        st.queue.push_back(url.clone());
+                        st.delayed.push((url.clone(), not_before));
                         st.taken = st.taken.saturating_sub(1);
                     }
                 })
@@ -333,7 +359,9 @@ impl Shared {
             .key(self.key("queue"))
             .key(self.key(&format!("processing:{}", self.worker)))
             .key(self.key("taken"))
+            .key(self.key("delayed"))
             .arg(self.max_pages)
+            .arg(unix_ms())
             .invoke_async(&mut conn)
             .await?;
         match got.first().map(String::as_str) {
@@ -342,6 +370,7 @@ impl Shared {
                 None => Ok(Next::Wait),
             },
             Some("done") => Ok(Next::Done),
+            Some("waiting") => Ok(Next::Wait),
             _ => {
                 // Empty queue: over when nobody is fetching; a dead worker's URLs go
                 // back to the queue.
@@ -383,6 +412,9 @@ const FILE_HEARTBEAT_MS: u64 = 3000;
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct FileState {
     queue: VecDeque<String>,
+    /// Given back: URL and the Unix ms before which it is not taken.
+    #[serde(default)]
+    delayed: Vec<(String, u64)>,
     seen: HashSet<String>,
     taken: usize,
     /// URLs each worker is fetching.
@@ -475,6 +507,12 @@ impl FileFrontier {
         let max_pages = self.max_pages;
         let result = self
             .update(move |st, me| {
+                let now = unix_ms();
+                let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut st.delayed)
+                    .into_iter()
+                    .partition(|(_, at)| *at <= now);
+                st.delayed = later;
+                st.queue.extend(due.into_iter().map(|(u, _)| u));
                 if st.taken >= max_pages {
                     return Next::Done;
                 }
@@ -483,9 +521,9 @@ impl FileFrontier {
                     st.processing.entry(me.to_string()).or_default().push(u.clone());
                     return Url::parse(&u).map_or(Next::Wait, Next::Url);
                 }
-                // Empty queue: a dead worker's URLs go back; over when nobody fetches.
-                let now = unix_ms();
-                let mut busy = false;
+                // Empty queue: a dead worker's URLs go back; over when nobody fetches
+                // and nothing waits for its time.
+                let mut busy = !st.delayed.is_empty();
                 let workers: Vec<String> = st.processing.keys().cloned().collect();
                 for w in workers {
                     let alive = st

@@ -2,6 +2,13 @@
 //! page is fetched through the engine (retries, breakers, robots.txt, rate limits), links
 //! on the same site are followed.
 //!
+//! No page is lost silently: a page that got no answer for now (refused, timed out,
+//! breaker open, robots.txt unavailable, throttled) goes back to the frontier with a
+//! not-before time and is tried again (`--page-tries`); one that failed for good is
+//! listed with its cause. The summary lists, per reason, the pages not fetched, and the
+//! process exits 2 when pages were left unfetched for transient reasons or the start URL
+//! failed (the last line of stderr says why). Rules in `outcome.rs`.
+//!
 //! ```text
 //! cargo run --example crawl -- --start https://shop.test:PORT/ --resolve shop.test:PORT:127.0.0.1 \
 //!     --cacert ca.pem --sessions 4 --max-pages 50 --same-site --out pages.jsonl --summary summary.json
@@ -31,7 +38,7 @@ use mummer_actors::rate::Rate;
 use url::Url;
 
 use crate::frontier::{Frontier, Next};
-use crate::outcome::{PageOutcome, Tries};
+use crate::outcome::{PageOutcome, PageTries, Report};
 
 /// How often one crawl task replaces a lost session before it stops.
 const MAX_REPLACEMENTS: usize = 8;
@@ -147,6 +154,33 @@ struct Args {
     /// The tenant the sessions belong to (routing rules may name it).
     #[arg(long, default_value = "default")]
     tenant: String,
+    /// Transport timeout of one attempt, in seconds.
+    #[arg(long, default_value_t = 20.0)]
+    timeout: f64,
+    /// How long an open circuit breaker holds requests back before a probe, in seconds.
+    #[arg(long = "breaker-cooldown", default_value_t = 30.0)]
+    breaker_cooldown: f64,
+    /// A page whose body contains this text is a block page (a CAPTCHA served with
+    /// 200): its session is quarantined and the page is fetched again by a fresh one.
+    #[arg(long = "blocked-body")]
+    blocked_body: Option<String>,
+    /// Tries of one page that got no answer (each after the engine's own retries)
+    /// before it is reported unfetched.
+    #[arg(long = "page-tries", default_value_t = 6)]
+    page_tries: u32,
+}
+
+/// Whether `haystack` contains `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A positive, finite number of seconds from a flag.
+fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("--{flag} must be a positive number of seconds, not {value}"))
 }
 
 /// `href="..."` targets of `<a>` tags, resolved against `base`, fragments dropped.
@@ -190,8 +224,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(url) if url.starts_with("redis") => Some(RedisStore::open(url, &args.namespace)?),
         _ => None,
     };
+    let timeout = seconds("timeout", args.timeout)?;
+    let cooldown = seconds("breaker-cooldown", args.breaker_cooldown)?;
     let mut builder = Engine::builder()
         .max_sessions(args.sessions.max(1))
+        .breaker(mummer_actors::breaker::BreakerConfig {
+            cooldown,
+            ..Default::default()
+        })
         .retry(RetryPolicy {
             max_retries: 2,
             base_delay: Duration::from_millis(200),
@@ -200,7 +240,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .respect_robots(if args.no_robots { None } else { Some("mummer") });
     if let Some(r) = args.rps_per_host {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(format!("--rps-per-host must be a positive number, not {r}").into());
+        }
         builder = builder.rate_limit_per_host(Rate::per_second(r));
+    }
+    if let Some(text) = args.blocked_body.clone().filter(|t| !t.is_empty()) {
+        builder = builder.block_detector(move |check| {
+            contains(check.body, text.as_bytes()).then_some(mummer::Detected::Blocked)
+        });
     }
     if let Some(redis) = &redis {
         // Tickets shared through Redis: a session checked out elsewhere resumes TLS.
@@ -230,7 +278,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if let Some(ca) = &ca {
                 b = b.ca_file(ca.clone());
             }
-            b.insecure(insecure).timeout(Duration::from_secs(20))
+            b.insecure(insecure).timeout(timeout)
         })
     };
     let sessions = SessionFactory {
@@ -288,12 +336,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let started = Instant::now();
     let mut workers = Vec::new();
-    let tries = Arc::new(Tries::default());
+    let tries = Arc::new(PageTries::new(args.page_tries));
+    let report = Arc::new(Mutex::new(Report::default()));
     for id in ids.clone() {
         let (engine, frontier, out, bar) =
             (engine.clone(), frontier.clone(), out.clone(), bar.clone());
-        let (sessions, tries) = (sessions.clone(), tries.clone());
-        let (same_site, start_site) = (args.same_site, start_site.clone());
+        let (sessions, tries, report) = (sessions.clone(), tries.clone(), report.clone());
+        let (same_site, start_site, start) = (args.same_site, start_site.clone(), start.clone());
         let (tag, worker_name) = (args.tag_requests, worker.clone());
         workers.push(tokio::spawn(async move {
             let Ok(mut session) = engine.session(&id).await else {
@@ -327,53 +376,76 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 let elapsed_ms = t.elapsed().as_millis();
                 let verdict = match PageOutcome::of(&result) {
-                    PageOutcome::Fetched => PageOutcome::Fetched,
-                    again if tries.another(&url) => again,
-                    _ => PageOutcome::Fetched,
-                };
-                match verdict {
-                    PageOutcome::Fetched => {}
-                    PageOutcome::Later => {
-                        frontier.give_back(&url).await;
-                        continue;
-                    }
-                    PageOutcome::SessionLost => {
+                    PageOutcome::Later { why, after } => match tries.another(&url, after) {
+                        Some(wait) => {
+                            frontier.give_back(&url, wait).await;
+                            if let Some(b) = &bar {
+                                b.set_message(format!("waiting: {}", url.path()));
+                            }
+                            continue;
+                        }
+                        None => PageOutcome::Later { why, after },
+                    },
+                    PageOutcome::SessionLost(why) => {
                         // Lost (its lease went to another worker, say) or blocked: the
                         // page goes back and this task goes on with a fresh session.
-                        frontier.give_back(&url).await;
-                        let why = result.as_ref().err().map(ToString::to_string);
+                        frontier.give_back(&url, Duration::ZERO).await;
                         let old = session.id().to_string();
                         let _ = engine.close_session(&old).await;
                         replaced += 1;
                         if replaced > MAX_REPLACEMENTS {
-                            eprintln!("session {old} lost ({why:?}); {MAX_REPLACEMENTS} replaced already, this task stops");
+                            eprintln!("session {old} lost ({why}); {MAX_REPLACEMENTS} replaced already, this task stops");
                             break;
                         }
                         match sessions.open_handle().await {
                             Ok(s) => {
-                                eprintln!("session {old} lost ({why:?}); going on with {}", s.id());
+                                eprintln!("session {old} lost ({why}); going on with {}", s.id());
                                 session = s;
                                 continue;
                             }
                             Err(e) => {
-                                eprintln!("session {old} lost ({why:?}) and no replacement: {e}");
+                                eprintln!("session {old} lost ({why}) and no replacement: {e}");
                                 break;
                             }
                         }
+                    }
+                    other => other,
+                };
+                let (outcome, reason) = match &verdict {
+                    PageOutcome::Fetched => ("fetched", None),
+                    PageOutcome::Failed(why) => ("failed", Some(why.clone())),
+                    PageOutcome::Disallowed => ("disallowed", None),
+                    PageOutcome::Later { why, .. } => ("unfetched", Some(why.clone())),
+                    PageOutcome::SessionLost(why) => ("unfetched", Some(why.clone())),
+                };
+                {
+                    let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+                    let status = result.as_ref().ok().map(|r| r.status().as_u16());
+                    match &verdict {
+                        PageOutcome::Fetched => r.fetched += 1,
+                        PageOutcome::Failed(why) => {
+                            r.failed.push((url.to_string(), status, why.clone()))
+                        }
+                        PageOutcome::Disallowed => r.disallowed.push(url.to_string()),
+                        _ => r.unfetched.push((url.to_string(), reason.clone().unwrap_or_default())),
+                    }
+                    if url == start && verdict != PageOutcome::Fetched {
+                        r.start_failed = Some(reason.clone().unwrap_or_else(|| outcome.to_string()));
                     }
                 }
                 let line = match &result {
                     Ok(r) => serde_json::json!({
                         "url": url.as_str(), "status": r.status().as_u16(), "session": session.id(),
                         "attempts": r.attempts(), "bytes": r.body().len(), "elapsed_ms": elapsed_ms,
+                        "outcome": outcome, "reason": reason,
                     }),
                     Err(e) => serde_json::json!({
                         "url": url.as_str(), "status": null, "session": session.id(), "error": e.to_string(),
-                        "elapsed_ms": elapsed_ms,
+                        "elapsed_ms": elapsed_ms, "outcome": outcome, "reason": reason,
                     }),
                 };
                 let mut found = Vec::new();
-                if let Ok(r) = &result {
+                if let (Ok(r), PageOutcome::Fetched) = (&result, &verdict) {
                     let is_html = r
                         .headers()
                         .get("content-type")
@@ -391,7 +463,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 match &bar {
                     Some(b) => {
                         b.inc(1);
-                        b.set_message(url.path().to_string());
+                        let r = report.lock().unwrap_or_else(|p| p.into_inner());
+                        b.set_message(format!(
+                            "fetched {}, failed {}, unfetched {}, disallowed {}",
+                            r.fetched,
+                            r.failed.len(),
+                            r.unfetched.len(),
+                            r.disallowed.len()
+                        ));
                     }
                     None => eprintln!("{}", line),
                 }
@@ -405,8 +484,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = w.await;
     }
     if let Some(b) = &bar {
+        // The bar ends at the true number of pages handled, not the budget.
+        b.set_length(b.position());
         b.finish();
     }
+    let report = std::mem::take(&mut *report.lock().unwrap_or_else(|p| p.into_inner()));
     let sessions = engine.list_sessions().await?;
     let dead = engine.dead_letters(false).await;
     heartbeat.abort();
@@ -422,6 +504,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tls_resumed": sessions.iter().map(|s| s.transport.tls_resumed).sum::<u64>(),
         "dead_letters": dead,
         "sessions": sessions,
+        "fetched": report.fetched,
+        "failed": report.failed.iter().map(|(url, status, reason)| serde_json::json!({"url": url, "status": status, "reason": reason})).collect::<Vec<_>>(),
+        "unfetched": report.unfetched.iter().map(|(url, reason)| serde_json::json!({"url": url, "reason": reason})).collect::<Vec<_>>(),
+        "disallowed": report.disallowed,
+        "not_fetched_by_reason": report.by_reason(),
     });
     let text = serde_json::to_string_pretty(&summary)?;
     match &args.summary {
@@ -429,5 +516,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => println!("{text}"),
     }
     engine.shutdown().await;
+    if let Some(why) = report.incomplete() {
+        eprintln!("{why}");
+        std::process::exit(2);
+    }
     Ok(())
 }

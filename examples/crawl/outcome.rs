@@ -1,65 +1,195 @@
-//! What the crawler makes of a page's fetch: fetched (its links are followed, or it is
-//! recorded as failed for good), worth another try later, or a sign that the session
-//! itself is gone. Pure, so the rules are tested without a site.
+//! What the crawler makes of a page's fetch, and what it reports at the end. Pure, so
+//! the rules are tested without a site.
+//!
+//! | result (after the engine's own retries) | verdict |
+//! |---|---|
+//! | 2xx, 3xx | fetched: links followed |
+//! | 429, 503 | later: back to the frontier (not before its `Retry-After` or a backoff) |
+//! | other 4xx/5xx (404, 410, a 500 that stayed a 500) | failed for good, with its status |
+//! | refused, reset, timed out, breaker open, robots.txt unavailable, no healthy proxy | later |
+//! | robots.txt disallows | disallowed (never sent) |
+//! | session closed, lost, quarantined | session lost: the page goes back, a fresh session goes on |
+//! | anything else (malformed URL, body too large, TLS refused) | failed for good |
+//!
+//! A page that is still "later" after [`PageTries`] tries in one worker is left
+//! unfetched, with its last cause: the crawl then exits non-zero.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use url::Url;
 
-/// How many times one worker fetches a page before it records the failure.
-pub const MAX_TRIES: u32 = 3;
-
 /// The verdict on one fetch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PageOutcome {
-    /// Done with: an answer (any status but 5xx), or a failure that another try would
-    /// repeat (a malformed URL, a robots.txt refusal, a body too large).
+    /// Answered with success: follow its links.
     Fetched,
-    /// The site or the path to it failed for now (5xx after the engine's retries, a
-    /// timeout, a refused connection, an open breaker): queue the page again.
-    Later,
+    /// Done with, without success: the answer (status) or the failure another try
+    /// would repeat.
+    Failed(String),
+    /// robots.txt disallows it.
+    Disallowed,
+    /// Not fetched for now (the site or the path to it failed, or asked for less
+    /// load): queue it again, not before `after`.
+    Later {
+        /// Why.
+        why: String,
+        /// When the engine said to come back (open breaker, Retry-After, robots.txt
+        /// refetch), if it did.
+        after: Option<Duration>,
+    },
     /// The session can take no more requests (closed, its lease lost, quarantined):
     /// queue the page again and carry on with a fresh session.
-    SessionLost,
+    SessionLost(String),
+}
+
+/// The `Retry-After` of an answer in whole seconds, if readable.
+fn retry_after(response: &mummer::Response) -> Option<Duration> {
+    let value = response.headers().get(http::header::RETRY_AFTER)?;
+    mummer_actors::policy::parse_retry_after(value.to_str().ok()?, std::time::SystemTime::now())
 }
 
 impl PageOutcome {
     /// The verdict on `result`.
     pub fn of(result: &mummer::Result<mummer::Response>) -> PageOutcome {
         match result {
-            Ok(r) if r.status().is_server_error() => PageOutcome::Later,
-            Ok(_) => PageOutcome::Fetched,
+            Ok(r) if r.status().is_success() || r.status().is_redirection() => PageOutcome::Fetched,
+            Ok(r) if matches!(r.status().as_u16(), 429 | 503) => PageOutcome::Later {
+                why: format!("status {}", r.status().as_u16()),
+                after: retry_after(r),
+            },
+            Ok(r) => PageOutcome::Failed(format!("status {}", r.status().as_u16())),
             Err(e) if e.is_closed() || e.is_session_not_found() || e.is_quarantined() => {
-                PageOutcome::SessionLost
+                PageOutcome::SessionLost(e.to_string())
             }
+            Err(e) if e.is_robots_disallowed() => PageOutcome::Disallowed,
             Err(e)
                 if e.is_timeout()
                     || e.is_connect()
+                    || e.is_dns()
                     || e.is_proxy()
                     || e.is_protocol()
                     || e.is_breaker_open()
+                    || e.is_robots_unavailable()
                     || e.is_no_healthy_proxy() =>
             {
-                PageOutcome::Later
+                PageOutcome::Later {
+                    why: e.to_string(),
+                    after: e.retry_in(),
+                }
             }
-            Err(_) => PageOutcome::Fetched,
+            Err(e) => PageOutcome::Failed(e.to_string()),
         }
     }
 }
 
 /// Tries per page in this worker (a page given back may come to another worker, which
-/// counts its own).
-#[derive(Default)]
-pub struct Tries(Mutex<HashMap<String, u32>>);
+/// counts its own), and the wait before each next one.
+pub struct PageTries {
+    max: u32,
+    tries: Mutex<HashMap<String, u32>>,
+}
 
-impl Tries {
-    /// Counts a failed try of `url`; whether another one is allowed.
-    pub fn another(&self, url: &Url) -> bool {
-        let mut tries = self.0.lock().unwrap_or_else(|p| p.into_inner());
+/// The first wait before a page that failed for now is tried again; it doubles with
+/// each try, up to [`MAX_WAIT`].
+const FIRST_WAIT: Duration = Duration::from_millis(500);
+/// The longest wait between two tries of one page.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+impl PageTries {
+    /// `max` tries per page (at least 1).
+    pub fn new(max: u32) -> PageTries {
+        PageTries {
+            max: max.max(1),
+            tries: Mutex::default(),
+        }
+    }
+
+    /// Counts a failed try of `url`: the wait before the next one, or `None` when it
+    /// was the last. `after` is the engine's own "come back then", which wins when
+    /// longer than the backoff.
+    pub fn another(&self, url: &Url, after: Option<Duration>) -> Option<Duration> {
+        let mut tries = self.tries.lock().unwrap_or_else(|p| p.into_inner());
         let n = tries.entry(url.to_string()).or_default();
         *n += 1;
-        *n < MAX_TRIES
+        if *n >= self.max {
+            return None;
+        }
+        let backoff = FIRST_WAIT
+            .saturating_mul(1u32 << (*n - 1).min(16))
+            .min(MAX_WAIT);
+        Some(after.map_or(backoff, |a| a.max(backoff)).min(MAX_WAIT * 4))
+    }
+}
+
+/// Pages this worker did not fetch, by what became of them.
+#[derive(Default)]
+pub struct Report {
+    /// Answered with success.
+    pub fetched: usize,
+    /// Done with, without success: url, status, why.
+    pub failed: Vec<(String, Option<u16>, String)>,
+    /// Left for transient reasons after every try: url, why.
+    pub unfetched: Vec<(String, String)>,
+    /// Skipped by robots.txt.
+    pub disallowed: Vec<String>,
+    /// The start URL's end, when this worker handled it: `None` while fetched.
+    pub start_failed: Option<String>,
+}
+
+impl Report {
+    /// The short reason a page is counted under: the status, or the error's first
+    /// clause ("cannot connect to ...: Connection refused" keeps its cause).
+    fn bucket(why: &str) -> String {
+        let why = why.split(" (circuit breaker").next().unwrap_or(why);
+        why.chars().take(120).collect()
+    }
+
+    /// Pages not fetched, per reason.
+    pub fn by_reason(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        let reasons = self
+            .failed
+            .iter()
+            .map(|(_, _, why)| why)
+            .chain(self.unfetched.iter().map(|(_, why)| why));
+        for why in reasons {
+            *out.entry(Report::bucket(why)).or_default() += 1;
+        }
+        if !self.disallowed.is_empty() {
+            out.insert(
+                "disallowed by robots.txt".to_string(),
+                self.disallowed.len(),
+            );
+        }
+        out
+    }
+
+    /// Why the crawl did not complete (one line), or `None` when it did: every page
+    /// was fetched or failed for good, and the start URL was fetched.
+    pub fn incomplete(&self) -> Option<String> {
+        if let Some(why) = &self.start_failed {
+            return Some(format!("the start URL was not fetched: {why}"));
+        }
+        if self.unfetched.is_empty() {
+            return None;
+        }
+        let reasons: Vec<String> = self
+            .unfetched
+            .iter()
+            .fold(BTreeMap::<String, usize>::new(), |mut m, (_, why)| {
+                *m.entry(Report::bucket(why)).or_default() += 1;
+                m
+            })
+            .into_iter()
+            .map(|(why, n)| format!("{n} x {why}"))
+            .collect();
+        Some(format!(
+            "crawl incomplete: {} page(s) not fetched for transient reasons: {}",
+            self.unfetched.len(),
+            reasons.join("; ")
+        ))
     }
 }
 
@@ -68,15 +198,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_page_gets_three_tries_in_one_worker() {
-        let tries = Tries::default();
+    fn a_page_gets_its_tries_with_growing_waits() {
+        let tries = PageTries::new(4);
         let (a, b) = (
             Url::parse("https://shop.test/a").unwrap(),
             Url::parse("https://shop.test/b").unwrap(),
         );
-        assert!(tries.another(&a));
-        assert!(tries.another(&a));
-        assert!(!tries.another(&a), "the third failure is recorded");
-        assert!(tries.another(&b), "counted per page");
+        assert_eq!(tries.another(&a, None), Some(Duration::from_millis(500)));
+        assert_eq!(tries.another(&a, None), Some(Duration::from_secs(1)));
+        assert_eq!(
+            tries.another(&a, Some(Duration::from_secs(7))),
+            Some(Duration::from_secs(7)),
+            "the engine's own wait when longer"
+        );
+        assert_eq!(
+            tries.another(&a, None),
+            None,
+            "the fourth failure is the last"
+        );
+        assert_eq!(
+            tries.another(&b, Some(Duration::from_millis(1))),
+            Some(Duration::from_millis(500)),
+            "counted per page; never sooner than the backoff"
+        );
+    }
+
+    #[test]
+    fn the_report_says_why_a_crawl_is_incomplete() {
+        let mut r = Report::default();
+        r.failed
+            .push(("https://s.test/dead".into(), Some(500), "status 500".into()));
+        assert_eq!(
+            r.incomplete(),
+            None,
+            "a page failed for good is no transient loss"
+        );
+        r.unfetched.push((
+            "https://s.test/a".into(),
+            "cannot connect to 127.0.0.1:9: Connection refused (circuit breaker open for host:s.test; next probe in 3s)".into(),
+        ));
+        let line = r.incomplete().unwrap();
+        assert!(
+            line.contains("1 x cannot connect to 127.0.0.1:9: Connection refused"),
+            "{line}"
+        );
+        assert!(
+            !line.contains("circuit breaker"),
+            "the real cause, not the breaker: {line}"
+        );
+        assert_eq!(r.by_reason().len(), 2);
+        r.start_failed = Some("cannot connect: Connection refused".into());
+        assert!(r
+            .incomplete()
+            .unwrap()
+            .starts_with("the start URL was not fetched"));
     }
 }

@@ -165,6 +165,12 @@ const STATUSES: &[Row] = &[
         "Circuit breaker open",
     ),
     (
+        Error::is_robots_unavailable,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "robots-unavailable",
+        "robots.txt unavailable",
+    ),
+    (
         Error::is_robots_disallowed,
         StatusCode::FORBIDDEN,
         "robots-disallowed",
@@ -210,24 +216,14 @@ impl From<Error> for Problem {
             |&(_, status, slug, title)| (status, slug, title),
         );
         let mut p = Problem::new(status, slug, title, e.to_string());
-        if e.is_breaker_open() {
-            p.retry_after = retry_after_secs(&p.detail);
-        }
+        p.retry_after = e.retry_in().map(retry_after_secs);
         p
     }
 }
 
-/// The `next probe in 12.3s` of a breaker error, rounded up to whole seconds.
-fn retry_after_secs(detail: &str) -> Option<u64> {
-    let rest = detail.split("next probe in ").nth(1)?;
-    let secs: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let unit_ms = rest[secs.len()..].starts_with("ms");
-    let value: f64 = secs.parse().ok()?;
-    let secs = if unit_ms { value / 1000.0 } else { value };
-    Some(secs.ceil().max(1.0) as u64)
+/// A wait as a `Retry-After` in whole seconds, rounded up, at least 1.
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 impl IntoResponse for Problem {
@@ -252,13 +248,12 @@ impl IntoResponse for Problem {
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
     #[test]
-    fn breaker_wait_becomes_whole_seconds() {
-        assert_eq!(
-            retry_after_secs("circuit breaker open for host:a; next probe in 12.3s"),
-            Some(13)
-        );
-        assert_eq!(retry_after_secs("... next probe in 250ms"), Some(1));
-        assert_eq!(retry_after_secs("no number here"), None);
+    fn waits_become_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(12_300)), 13);
+        assert_eq!(retry_after_secs(Duration::from_millis(250)), 1);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
     }
 }

@@ -371,7 +371,10 @@ async fn pick_session(
                 "no X-Mummer-Session header: name the session to send this through (create one with POST /v1/sessions), or start the proxy with --default-session",
             )
         })?;
-    super::routes::visible_session(&ctx.engine, caller, &id).await
+    let session = super::routes::visible_session(&ctx.engine, caller, &id).await?;
+    // The proxy sends on it next: marked used before the reaper can take it.
+    session.touch();
+    Ok(session)
 }
 
 /// CONNECT: refused without a CA; with one, answered 200 and the tunnel's TLS is

@@ -195,12 +195,15 @@ fn operator_only(caller: &Caller, what: &str) -> ApiResult<()> {
 
 /// The live session `id`, when the caller may see it; another tenant's session is
 /// "not found", exactly like a missing one.
+/// The addressed session when the caller may see it, not marked used: reading a
+/// session (stats, cookies, a snapshot) never keeps it from being reaped. Sending on
+/// it marks it used by itself; `POST .../touch` does on purpose.
 pub(crate) async fn visible_session(
     engine: &Engine,
     caller: &Caller,
     id: &str,
 ) -> ApiResult<EngineSession> {
-    let session = engine.session(id).await?;
+    let session = engine.peek_session(id).await?;
     if caller.can_see(session.session().tenant()) {
         Ok(session)
     } else {
@@ -298,10 +301,7 @@ async fn session_view(
     caller: &Caller,
     id: &str,
 ) -> ApiResult<crate::session::SessionStats> {
-    Ok(visible_session(&s.engine, caller, id)
-        .await?
-        .session()
-        .stats())
+    Ok(visible_session(&s.engine, caller, id).await?.stats())
 }
 
 async fn create_session(
@@ -599,6 +599,8 @@ async fn perform(
         .pairs()
         .map_err(|e| Problem::invalid(Some("headers".into()), e))?;
     let session = visible_session(&s.engine, &caller, &id).await?;
+    // About to send: the reaper must not take it before the request starts.
+    session.touch();
     let mut request = session.request(method, &spec.url).kind(kind);
     for (i, (name, value)) in headers.iter().enumerate() {
         let (Ok(n), Ok(v)) = (
