@@ -157,8 +157,13 @@ struct Args {
     /// Transport timeout of one attempt, in seconds.
     #[arg(long, default_value_t = 20.0)]
     timeout: f64,
+    /// How long one page's request may take, its retries and waits included, in
+    /// seconds. An open breaker whose probe is further away gives the page back to
+    /// the frontier (not before the probe) instead of holding the session.
+    #[arg(long, default_value_t = 15.0)]
+    deadline: f64,
     /// How long an open circuit breaker holds requests back before a probe, in seconds.
-    #[arg(long = "breaker-cooldown", default_value_t = 30.0)]
+    #[arg(long = "breaker-cooldown", default_value_t = 10.0)]
     breaker_cooldown: f64,
     /// A page whose body contains this text is a block page (a CAPTCHA served with
     /// 200): its session is quarantined and the page is fetched again by a fresh one.
@@ -166,7 +171,7 @@ struct Args {
     blocked_body: Option<String>,
     /// Tries of one page that got no answer (each after the engine's own retries)
     /// before it is reported unfetched.
-    #[arg(long = "page-tries", default_value_t = 6)]
+    #[arg(long = "page-tries", default_value_t = 4)]
     page_tries: u32,
 }
 
@@ -226,6 +231,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let timeout = seconds("timeout", args.timeout)?;
     let cooldown = seconds("breaker-cooldown", args.breaker_cooldown)?;
+    let deadline = seconds("deadline", args.deadline)?;
     let mut builder = Engine::builder()
         .max_sessions(args.sessions.max(1))
         .breaker(mummer_actors::breaker::BreakerConfig {
@@ -236,6 +242,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             max_retries: 2,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(5),
+            deadline,
             ..RetryPolicy::default()
         })
         .respect_robots(if args.no_robots { None } else { Some("mummer") });
