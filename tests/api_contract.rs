@@ -167,12 +167,22 @@ async fn sessions_are_created_listed_read_touched_and_closed() {
         api.get(&format!("/v1/sessions/{id}")).await.json["id"],
         id.as_str()
     );
+    // Reading a session never marks it used: polling it lets it go idle (and be
+    // reaped); touch is the explicit call.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let idle = |v: &serde_json::Value| v["idle_secs"].as_f64().expect("idle_secs");
+    let read = api.get(&format!("/v1/sessions/{id}")).await.json;
+    assert!(idle(&read) >= 0.3, "a read does not touch: {read}");
+    let listed = api.get("/v1/sessions").await.json;
+    assert!(idle(&listed[0]) >= 0.3, "nor does a list: {listed}");
     assert_eq!(
         api.post(&format!("/v1/sessions/{id}/touch"), json!({}))
             .await
             .status,
         204
     );
+    let read = api.get(&format!("/v1/sessions/{id}")).await.json;
+    assert!(idle(&read) < 0.3, "touched: {read}");
     let put = api
         .call(
             "PUT",

@@ -209,7 +209,7 @@ async fn requests_to_one_session_run_concurrently_over_one_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_is_waited_and_repeated_429_quarantines() {
+async fn retry_after_is_waited_and_repeated_429_slows_the_host_without_quarantine() {
     let site = site().await;
     let policy = RetryPolicy {
         max_retries: 1,
@@ -226,12 +226,19 @@ async fn retry_after_is_waited_and_repeated_429_quarantines() {
         "waited Retry-After: {:?}",
         started.elapsed()
     );
-    assert!(s
-        .get("https://shop.test/")
-        .send()
-        .await
-        .unwrap_err()
-        .is_quarantined());
+    // Throttled is not banned: the session still works, and the host is slowed
+    // down (the next request waits for the 429's Retry-After and the throttle).
+    let before = std::time::Instant::now();
+    assert_eq!(
+        s.get("https://shop.test/").send().await.unwrap().status(),
+        200
+    );
+    assert!(
+        before.elapsed() >= Duration::from_millis(400),
+        "slowed after the 429s: {:?}",
+        before.elapsed()
+    );
+    assert!(!engine.list_sessions().await.unwrap()[0].quarantined);
     engine.shutdown().await;
 }
 
@@ -410,5 +417,33 @@ async fn a_failing_host_opens_its_breaker_and_eviction_makes_room() {
         .unwrap_err()
         .is_session_not_found());
     assert!(engine.session(&second).await.is_ok());
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_session_reads_as_quarantined_and_closes_as_quarantined() {
+    let site = site().await;
+    let engine = Engine::builder().start().unwrap();
+    let mut events = engine.events();
+    let id = engine.create_session(site.session()).await.unwrap();
+    let s = engine.session(&id).await.unwrap();
+    assert_eq!(
+        s.get("https://shop.test/secure").send().await.unwrap().status(),
+        401
+    );
+    assert!(
+        engine.peek_session(&id).await.unwrap().stats().quarantined,
+        "one session's stats say it is quarantined"
+    );
+    assert!(engine.list_sessions().await.unwrap()[0].quarantined);
+    engine.close_session(&id).await.unwrap();
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+            Ok(Ok(mummer_actors::EngineEvent::SessionClosed { reason, .. })) => break reason,
+            Ok(Ok(_)) => continue,
+            other => panic!("no close event: {other:?}"),
+        }
+    };
+    assert_eq!(reason, mummer_actors::CloseReason::Quarantined);
     engine.shutdown().await;
 }
