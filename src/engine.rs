@@ -1516,8 +1516,15 @@ impl EngineSession {
     /// own stats cannot know it: quarantine is the engine's).
     pub fn stats(&self) -> SessionStats {
         let mut stats = self.0.found.core.stats();
-        stats.quarantined = self.0.engine.system.is_quarantined(&self.0.found.id);
+        stats.quarantined = self.is_quarantined();
         stats
+    }
+
+    /// Whether the engine quarantined the session (a blocked answer: 401, 403, a
+    /// block page). The answer that quarantined it is still returned to its caller,
+    /// who can check here whether to try it again with another session.
+    pub fn is_quarantined(&self) -> bool {
+        self.0.engine.system.is_quarantined(&self.0.found.id)
     }
 
     /// Marks the session used now (the reaper measures idleness from here).

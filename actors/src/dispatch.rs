@@ -239,6 +239,7 @@ impl State {
     fn throttle_after(
         &mut self,
         host: &str,
+        sent: Instant,
         status: Option<u16>,
         pause: Option<Duration>,
         ok: bool,
@@ -255,7 +256,7 @@ impl State {
                     .or_insert_with(|| HostThrottle::new(now)),
             };
             if status == Some(429) {
-                throttle.throttled(&cfg, now, pause, ceiling);
+                throttle.throttled(&cfg, now, sent.into_std(), pause, ceiling);
                 metrics::counter!("throttled_total").increment(1);
             } else {
                 throttle.pause(now, pause);
@@ -592,6 +593,51 @@ impl<C: SessionCore> DispatchContext<C> {
     }
 }
 
+impl<C: SessionCore> DispatchContext<C> {
+    /// Waits for a slot of `host`'s rate limits (the local one, its throttle, the
+    /// shared one) within `within`; false when none came in time. For requests outside
+    /// the retry loop (robots.txt), which the site sees like any other.
+    pub async fn host_slot(&self, host: &str, within: Duration) -> bool {
+        let started = Instant::now();
+        let (limiter, pause, shared) = {
+            let mut st = self.state.lock();
+            (
+                st.limits.for_host(host),
+                st.throttle_wait(host),
+                st.shared_rate.clone(),
+            )
+        };
+        if !pause.is_zero() {
+            if pause >= within {
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        if let Some(limiter) = limiter {
+            let left = within.saturating_sub(started.elapsed());
+            if tokio::time::timeout(left, limiter.until_ready())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        match shared {
+            Some(shared) => {
+                shared
+                    .acquire(host, within.saturating_sub(started.elapsed()))
+                    .await
+            }
+            None => true,
+        }
+    }
+
+    /// The retry policy in force.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.state.policy
+    }
+}
+
 impl<C: SessionCore> Dispatcher<C> {
     /// The context its retry loops run in (the same for every dispatcher of a system).
     pub fn context(&self) -> DispatchContext<C> {
@@ -792,7 +838,15 @@ where
             metrics::counter!("breaker_waits_total", "scope" => scope.label()).increment(1);
             tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
         };
-        // Rate limits and the host's throttle: wait for a slot, within the deadline.
+        // The host's throttle, then the rate limits: wait for a slot, within the
+        // deadline. The operator's limiters come last, so whatever the throttle
+        // scheduled, no two requests leave closer than the operator's limit.
+        if !pause.is_zero() {
+            if pause >= time_left() {
+                return Err(ActorError::Deadline(policy.deadline));
+            }
+            tokio::time::sleep(pause).await;
+        }
         for limiter in limiters {
             if tokio::time::timeout(time_left(), limiter.until_ready())
                 .await
@@ -801,18 +855,13 @@ where
                 return Err(ActorError::Deadline(policy.deadline));
             }
         }
-        if !pause.is_zero() {
-            if pause >= time_left() {
-                return Err(ActorError::Deadline(policy.deadline));
-            }
-            tokio::time::sleep(pause).await;
-        }
         if let Some(shared) = shared {
             if !shared.acquire(target, time_left()).await {
                 return Err(ActorError::Deadline(policy.deadline));
             }
         }
         metrics::counter!("attempts_total").increment(1);
+        let sent = Instant::now();
         let result = attempt_once(&request).await?;
         let outcome = C::describe(&result);
         *final_class = class_index(&outcome);
@@ -854,7 +903,7 @@ where
             }
             st.record(Scope::Session, id, signals.session, &reason);
             st.record(Scope::Host, target, signals.host, &reason);
-            st.throttle_after(target, status, pause, signals.host == Signal::Success);
+            st.throttle_after(target, sent, status, pause, signals.host == Signal::Success);
         }
         drop(probes);
         // 401/403: the hook may refresh credentials once per request (once per

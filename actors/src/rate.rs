@@ -96,7 +96,19 @@ impl Limiters {
             _ => rate,
         };
         self.host_overrides.insert(host.to_string(), rate);
-        self.hosts.remove(host);
+        // The new limiter starts as if a request had just gone (the robots.txt fetch
+        // that brought the Crawl-delay did): a fresh one would let the next request
+        // out at once.
+        match rate.quota() {
+            Some(quota) => {
+                let limiter = RateLimiter::direct(quota);
+                let _ = limiter.check();
+                self.hosts.insert(host.to_string(), Arc::new(limiter));
+            }
+            None => {
+                self.hosts.remove(host);
+            }
+        }
     }
 
     /// The rate in force for `host` (its own, or the per-host default).
@@ -112,18 +124,8 @@ impl Limiters {
     pub fn for_request(&mut self, host: &str, session: &str) -> Vec<Arc<DefaultDirectRateLimiter>> {
         // Empty (no allocation) when no limit is set, the common case.
         let mut out = Vec::new();
-        let host_rate = self
-            .host_overrides
-            .get(host)
-            .copied()
-            .or(self.config.per_host);
-        if let Some(quota) = host_rate.and_then(Rate::quota) {
-            out.push(
-                self.hosts
-                    .entry(host.to_string())
-                    .or_insert_with(|| Arc::new(RateLimiter::direct(quota)))
-                    .clone(),
-            );
+        if let Some(limiter) = self.for_host(host) {
+            out.push(limiter);
         }
         if let Some(quota) = self.config.per_session.and_then(Rate::quota) {
             out.push(
@@ -134,6 +136,22 @@ impl Limiters {
             );
         }
         out
+    }
+
+    /// The limiter of `host` (its own rate, or the per-host default), if it has one.
+    pub fn for_host(&mut self, host: &str) -> Option<Arc<DefaultDirectRateLimiter>> {
+        let quota = self
+            .host_overrides
+            .get(host)
+            .copied()
+            .or(self.config.per_host)
+            .and_then(Rate::quota)?;
+        Some(
+            self.hosts
+                .entry(host.to_string())
+                .or_insert_with(|| Arc::new(RateLimiter::direct(quota)))
+                .clone(),
+        )
     }
 
     /// Forgets a closed session's limiter.

@@ -336,19 +336,25 @@ impl<C: SessionCore> ActorSystem<C> {
     }
 
     /// Performs one attempt of `request` on `session` outside the retry loop: no
-    /// breaker, rate limit, classification, quarantine or dead letter sees it (the
-    /// robots.txt fetch, whose statuses mean something else). It still runs where the
-    /// system's [`RequestSite`] says and is aborted by a close like any request.
+    /// breaker, classification, quarantine or dead letter sees it (the robots.txt
+    /// fetch, whose statuses mean something else). It waits for its host's rate limit
+    /// like any request (the site sees it), runs where the system's [`RequestSite`]
+    /// says, and is aborted by a close like any request.
     ///
     /// # Errors
     ///
-    /// Shutdown, and the session's own error.
+    /// [`ActorError::Deadline`] when no rate slot came within the policy's deadline;
+    /// shutdown, and the session's own error.
     pub async fn execute_once(
         &self,
         session: &SessionRef<C>,
         request: C::Request,
     ) -> Result<C::Response, ActorError<C::Error>> {
         self.live()?;
+        let deadline = self.context.policy().deadline;
+        if !self.context.host_slot(C::target(&request), deadline).await {
+            return Err(ActorError::Deadline(deadline));
+        }
         let result = if self.site == RequestSite::Caller {
             session
                 .running

@@ -3,12 +3,16 @@
 //!
 //! AIMD, as TCP's congestion control and polite crawlers do: a host that is not
 //! throttled has no entry and no cost. Its first 429 sets its rate to
-//! [`ThrottleConfig::start_rate`] (or the operator's own limit, when slower); each
-//! further 429 multiplies the rate by [`ThrottleConfig::decrease`] (down to
+//! [`ThrottleConfig::start_rate`] (or the operator's own limit, when slower); a later
+//! 429 multiplies the rate by [`ThrottleConfig::decrease`] (down to
 //! [`ThrottleConfig::min_rate`]); each success adds [`ThrottleConfig::increase`]
 //! requests per second, and once the rate is back to [`ThrottleConfig::release_rate`]
 //! (or the operator's limit) the throttle is dropped. It only ever slows a host down:
 //! the operator's `governor` limit applies on top, so it is never faster than that.
+//!
+//! Like TCP's one decrease per window, the rate is cut once per congestion event: a
+//! 429 to a request sent before the last cut was already answered by that cut (sixteen
+//! sessions in flight that all get a 429 halve the rate once, not sixteen times).
 //!
 //! A 429 or 503 with `Retry-After` also pauses the host until then: no session sends
 //! to it sooner than the site asked.
@@ -21,13 +25,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ThrottleConfig {
-    /// Requests per second a host is slowed to at its first 429 (default 2).
+    /// Requests per second a host is slowed to at its first 429 (default 5).
     pub start_rate: f64,
     /// Slowest rate (default one request a minute).
     pub min_rate: f64,
     /// Factor applied to the rate at each further 429 (default 0.5).
     pub decrease: f64,
-    /// Requests per second added at each success (default 0.1).
+    /// Requests per second added at each success (default 0.25).
     pub increase: f64,
     /// The rate at which the throttle is dropped (default 20 per second).
     pub release_rate: f64,
@@ -36,10 +40,10 @@ pub struct ThrottleConfig {
 impl Default for ThrottleConfig {
     fn default() -> Self {
         ThrottleConfig {
-            start_rate: 2.0,
+            start_rate: 5.0,
             min_rate: 1.0 / 60.0,
             decrease: 0.5,
-            increase: 0.1,
+            increase: 0.25,
             release_rate: 20.0,
         }
     }
@@ -52,6 +56,8 @@ pub struct HostThrottle {
     rate: Option<f64>,
     /// No request before this.
     next_at: Instant,
+    /// When the rate was last cut: 429s to requests sent before then change nothing.
+    cut_at: Option<Instant>,
 }
 
 fn finite_positive(v: f64) -> Option<f64> {
@@ -64,22 +70,30 @@ impl HostThrottle {
         HostThrottle {
             rate: None,
             next_at: now,
+            cut_at: None,
         }
     }
 
-    /// The host answered 429: slow down; with a `pause` (its `Retry-After`), send
+    /// The host answered 429 to a request sent at `sent`: slow down (unless the rate
+    /// was cut after that request went); with a `pause` (its `Retry-After`), send
     /// nothing before it has passed. `ceiling` is the operator's limit for the host.
     pub fn throttled(
         &mut self,
         config: &ThrottleConfig,
         now: Instant,
+        sent: Instant,
         pause: Option<Duration>,
         ceiling: Option<f64>,
     ) {
+        self.pause(now, pause);
+        if self.cut_at.is_some_and(|cut| sent < cut) {
+            return;
+        }
+        self.cut_at = Some(now);
         let floor = finite_positive(config.min_rate).unwrap_or(1.0 / 60.0);
         let rate = match self.rate {
             None => {
-                let start = finite_positive(config.start_rate).unwrap_or(2.0);
+                let start = finite_positive(config.start_rate).unwrap_or(5.0);
                 ceiling
                     .and_then(finite_positive)
                     .map_or(start, |c| start.min(c))
@@ -87,7 +101,6 @@ impl HostThrottle {
             Some(rate) => rate * config.decrease.clamp(0.01, 1.0),
         };
         self.rate = Some(rate.max(floor));
-        self.pause(now, pause);
     }
 
     /// Sends nothing to the host before `pause` from now has passed (a 503 with
@@ -134,22 +147,44 @@ impl HostThrottle {
 mod tests {
     use super::*;
 
+    const SEC: Duration = Duration::from_secs(1);
+
     #[test]
-    fn a_429_slows_the_host_and_each_further_one_halves_the_rate() {
+    fn a_429_slows_the_host_and_each_later_one_halves_the_rate() {
         let cfg = ThrottleConfig::default();
         let t0 = Instant::now();
         let mut t = HostThrottle::new(t0);
         assert_eq!(t.reserve(t0), Duration::ZERO);
-        t.throttled(&cfg, t0, None, None);
-        assert_eq!(t.rate(), Some(2.0));
+        t.throttled(&cfg, t0, t0, None, None);
+        assert_eq!(t.rate(), Some(5.0));
         assert_eq!(t.reserve(t0), Duration::ZERO);
-        assert_eq!(t.reserve(t0), Duration::from_millis(500), "two per second");
-        t.throttled(&cfg, t0, None, None);
-        assert_eq!(t.rate(), Some(1.0));
-        for _ in 0..20 {
-            t.throttled(&cfg, t0, None, None);
+        assert_eq!(t.reserve(t0), Duration::from_millis(200), "five per second");
+        let t1 = t0 + SEC;
+        t.throttled(&cfg, t1, t1, None, None);
+        assert_eq!(t.rate(), Some(2.5));
+        for i in 0..30 {
+            let at = t1 + SEC * (i + 1);
+            t.throttled(&cfg, at, at, None, None);
         }
         assert_eq!(t.rate(), Some(1.0 / 60.0), "never slower than min_rate");
+    }
+
+    #[test]
+    fn requests_in_flight_at_the_cut_cut_nothing_more() {
+        let cfg = ThrottleConfig::default();
+        let t0 = Instant::now();
+        let mut t = HostThrottle::new(t0);
+        let sent = t0;
+        let answered = t0 + Duration::from_millis(50);
+        // Sixteen requests sent together all answer 429: one cut.
+        for i in 0..16 {
+            t.throttled(&cfg, answered + Duration::from_millis(i), sent, None, None);
+        }
+        assert_eq!(t.rate(), Some(5.0));
+        // A request sent after the cut that gets a 429 cuts again.
+        let later = answered + SEC;
+        t.throttled(&cfg, later + Duration::from_millis(50), later, None, None);
+        assert_eq!(t.rate(), Some(2.5));
     }
 
     #[test]
@@ -157,17 +192,17 @@ mod tests {
         let cfg = ThrottleConfig::default();
         let t0 = Instant::now();
         let mut t = HostThrottle::new(t0);
-        t.throttled(&cfg, t0, None, Some(0.5));
+        t.throttled(&cfg, t0, t0, None, Some(0.5));
         assert_eq!(t.rate(), Some(0.5), "the operator's limit is slower");
         let mut t = HostThrottle::new(t0);
-        t.throttled(&cfg, t0, None, Some(5.0));
-        assert_eq!(t.rate(), Some(2.0));
-        // Back to the operator's 5/s after 30 successes (0.1 per success).
-        for i in 0..29 {
-            t.succeeded(&cfg, Some(5.0));
+        t.throttled(&cfg, t0, t0, None, Some(10.0));
+        assert_eq!(t.rate(), Some(5.0));
+        // Back to the operator's 10/s after 20 successes (0.25 per success).
+        for i in 0..19 {
+            t.succeeded(&cfg, Some(10.0));
             assert!(t.rate().is_some(), "still slowed after {i} successes");
         }
-        t.succeeded(&cfg, Some(5.0));
+        t.succeeded(&cfg, Some(10.0));
         assert_eq!(t.rate(), None, "released at the operator's rate");
         assert!(t.is_at_rest(t0 + Duration::from_secs(10)));
     }
@@ -179,22 +214,22 @@ mod tests {
         let mut t = HostThrottle::new(t0);
         t.pause(t0, Some(Duration::from_secs(3)));
         assert_eq!(t.rate(), None, "a pause alone does not slow later requests");
-        assert_eq!(
-            t.reserve(t0 + Duration::from_secs(1)),
-            Duration::from_secs(2)
-        );
+        assert_eq!(t.reserve(t0 + SEC), Duration::from_secs(2));
         assert!(!t.is_at_rest(t0 + Duration::from_secs(2)));
         assert!(t.is_at_rest(t0 + Duration::from_secs(3)));
         // A shorter pause later does not shorten the one in force.
         let mut t = HostThrottle::new(t0);
-        t.throttled(&cfg, t0, Some(Duration::from_secs(5)), None);
-        t.pause(t0, Some(Duration::from_secs(1)));
+        t.throttled(&cfg, t0, t0, Some(Duration::from_secs(5)), None);
+        t.pause(t0, Some(SEC));
         assert_eq!(t.reserve(t0), Duration::from_secs(5));
         assert_eq!(
             t.reserve(t0),
-            Duration::from_millis(5500),
+            Duration::from_millis(5200),
             "then spaced at the throttled rate"
         );
+        // A 429 from before the cut still brings its pause.
+        t.throttled(&cfg, t0, t0 - SEC, Some(Duration::from_secs(9)), None);
+        assert_eq!(t.reserve(t0), Duration::from_secs(9));
     }
 
     #[test]
@@ -208,8 +243,8 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut t = HostThrottle::new(t0);
-        t.throttled(&cfg, t0, None, Some(f64::INFINITY));
-        t.throttled(&cfg, t0, None, None);
+        t.throttled(&cfg, t0, t0, None, Some(f64::INFINITY));
+        t.throttled(&cfg, t0 + SEC, t0 + SEC, None, None);
         let rate = t.rate().expect("slowed");
         assert!(rate.is_finite() && rate > 0.0, "{rate}");
         assert!(t.reserve(t0) < Duration::from_secs(3600));

@@ -382,7 +382,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
                 let elapsed_ms = t.elapsed().as_millis();
-                let verdict = match PageOutcome::of(&result) {
+                let verdict = match PageOutcome::of(&result, session.is_quarantined()) {
                     PageOutcome::Later { why, after } => match tries.another(&url, after) {
                         Some(wait) => {
                             frontier.give_back(&url, wait).await;
@@ -396,7 +396,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     PageOutcome::SessionLost(why) => {
                         // Lost (its lease went to another worker, say) or blocked: the
                         // page goes back and this task goes on with a fresh session.
-                        frontier.give_back(&url, Duration::ZERO).await;
+                        // A block counts as a try of the page: a page refused to every
+                        // identity ends as failed instead of burning sessions.
+                        let blocked = session.is_quarantined();
+                        let again = !blocked || tries.another(&url, None).is_some();
+                        if again {
+                            frontier.give_back(&url, Duration::ZERO).await;
+                        } else {
+                            report.lock().unwrap_or_else(|p| p.into_inner()).failed.push((
+                                url.to_string(),
+                                result.as_ref().ok().map(|r| r.status().as_u16()),
+                                format!("{why} (every session that asked)"),
+                            ));
+                            frontier.finish(&url, Vec::new()).await;
+                        }
                         let old = session.id().to_string();
                         let _ = engine.close_session(&old).await;
                         replaced += 1;

@@ -8,11 +8,13 @@
 //! | other 4xx/5xx (404, 410, a 500 that stayed a 500) | failed for good, with its status |
 //! | refused, reset, timed out, breaker open, robots.txt unavailable, no healthy proxy | later |
 //! | robots.txt disallows | disallowed (never sent) |
-//! | session closed, lost, quarantined | session lost: the page goes back, a fresh session goes on |
+//! | session closed, lost, quarantined (by this answer or before) | session lost: the page goes back, a fresh session goes on |
 //! | anything else (malformed URL, body too large, TLS refused) | failed for good |
 //!
 //! A page that is still "later" after [`PageTries`] tries in one worker is left
-//! unfetched, with its last cause: the crawl then exits non-zero.
+//! unfetched, with its last cause: the crawl then exits non-zero. A page that got
+//! every session that asked for it quarantined uses up its tries too, and is reported
+//! failed (the site refuses it to everyone).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -51,9 +53,15 @@ fn retry_after(response: &mummer::Response) -> Option<Duration> {
 }
 
 impl PageOutcome {
-    /// The verdict on `result`.
-    pub fn of(result: &mummer::Result<mummer::Response>) -> PageOutcome {
+    /// The verdict on `result`, from a session the engine has `quarantined` or not
+    /// (the answer that quarantines a session comes back to its caller: the page was
+    /// refused to this identity, another may get it).
+    pub fn of(result: &mummer::Result<mummer::Response>, quarantined: bool) -> PageOutcome {
         match result {
+            Ok(r) if quarantined => PageOutcome::SessionLost(format!(
+                "status {}: the session was quarantined as blocked",
+                r.status().as_u16()
+            )),
             Ok(r) if r.status().is_success() || r.status().is_redirection() => PageOutcome::Fetched,
             Ok(r) if matches!(r.status().as_u16(), 429 | 503) => PageOutcome::Later {
                 why: format!("status {}", r.status().as_u16()),

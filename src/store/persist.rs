@@ -49,6 +49,9 @@ struct Owned {
     lease: Option<Lease>,
     /// Requests sent when it was last saved.
     saved_requests: u64,
+    /// Closed as quarantined: its identity is blocked, so its final write deletes it
+    /// from the store instead of saving it for the next worker to restore.
+    retire: bool,
 }
 
 #[derive(Default)]
@@ -150,6 +153,7 @@ impl Persister {
                 version,
                 lease,
                 saved_requests,
+                retire: false,
             },
         );
     }
@@ -168,8 +172,9 @@ impl Persister {
     pub(crate) fn closing(&self, id: &str, reason: CloseReason) {
         let mut st = self.lock();
         st.dirty.remove(id);
-        if let Some(owned) = st.owned.remove(id) {
+        if let Some(mut owned) = st.owned.remove(id) {
             if reason != CloseReason::LeaseLost {
+                owned.retire = reason == CloseReason::Quarantined;
                 st.closing.insert(id.to_string(), owned);
             }
         }
@@ -240,6 +245,14 @@ impl Persister {
             }
         }
         let _one_writer = self.writing.lock().await;
+        let retire = self.lock().closing.get(id).is_some_and(|o| o.retire);
+        if retire {
+            // Deleting drops its lease too.
+            self.store.delete(id).await?;
+            self.lock().closing.remove(id);
+            tracing::info!(session = id, "quarantined: deleted from the store, not saved (its identity is blocked)");
+            return Ok(Written::Skipped);
+        }
         let (session, version, final_write) = {
             let st = self.lock();
             match (st.owned.get(id), st.closing.get(id)) {

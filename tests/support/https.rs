@@ -1,12 +1,15 @@
 //! A loopback HTTPS server for tests and benchmarks: HTTP/2 (the `http2` crate's server)
 //! and HTTP/1.1 (keep-alive, Content-Length framing) behind ALPN, answering every request
 //! with a handler. It records each request so a test can check what the client sent, and
-//! whether the TLS handshake was resumed. Stops when dropped.
+//! whether the TLS handshake was resumed. A reply may be held back for a while (a slow
+//! page), and a second server with the same certificate may be bound to another loopback
+//! address (a second host, brought up late). Stops when dropped.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mummer::inspect::SelfSignedCert;
@@ -73,11 +76,13 @@ impl SeenRequest {
     }
 }
 
-/// What the handler answers: status, header lines, body.
+/// What the handler answers: status, header lines, body, and how long to wait before
+/// answering (zero: at once).
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    pub delay: Duration,
 }
 
 impl Reply {
@@ -86,6 +91,7 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Bytes::new(),
+            delay: Duration::ZERO,
         }
     }
     pub fn ok(body: impl Into<Bytes>) -> Reply {
@@ -99,6 +105,11 @@ impl Reply {
         self.body = body.into();
         self
     }
+    /// Answers only after `delay` (the request is recorded when it arrives).
+    pub fn delay(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
 }
 
 pub type Handler = Arc<dyn Fn(&SeenRequest) -> Reply + Send + Sync>;
@@ -106,6 +117,7 @@ pub type Handler = Arc<dyn Fn(&SeenRequest) -> Reply + Send + Sync>;
 pub struct HttpsServer {
     pub addr: SocketAddr,
     pub cert_pem: Vec<u8>,
+    cert: Arc<SelfSignedCert>,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -139,9 +151,39 @@ impl HttpsServer {
         ]
         .map(String::from)
         .to_vec();
-        let cert = SelfSignedCert::generate(&names).unwrap();
-        let acceptor = Arc::new(cert.acceptor(alpn).unwrap());
+        let cert = Arc::new(SelfSignedCert::generate(&names).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, cert, alpn, handler, record)
+    }
+
+    /// Another server with this one's certificate (so one `--cacert` trusts both), bound
+    /// to `addr` (a loopback address: another host on this server's port, say), with its
+    /// own handler and request log. Fails when `addr` cannot be bound.
+    pub async fn sibling(
+        &self,
+        addr: SocketAddr,
+        alpn: &'static [&'static [u8]],
+        handler: Handler,
+    ) -> std::io::Result<HttpsServer> {
+        assert!(addr.ip().is_loopback(), "{addr} is not a loopback address");
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self::serve(
+            listener,
+            self.cert.clone(),
+            alpn,
+            handler,
+            true,
+        ))
+    }
+
+    fn serve(
+        listener: TcpListener,
+        cert: Arc<SelfSignedCert>,
+        alpn: &'static [&'static [u8]],
+        handler: Handler,
+        record: bool,
+    ) -> HttpsServer {
+        let acceptor = Arc::new(cert.acceptor(alpn).unwrap());
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -175,6 +217,7 @@ impl HttpsServer {
         HttpsServer {
             addr,
             cert_pem: cert.cert_pem(),
+            cert,
             seen,
             task,
         }
@@ -200,10 +243,13 @@ struct Conn {
 }
 
 impl Conn {
-    fn answer(&self, req: SeenRequest) -> Reply {
+    async fn answer(&self, req: SeenRequest) -> Reply {
         let reply = (self.handler)(&req);
         if let Some(log) = &self.log {
             log.lock().unwrap().push(req);
+        }
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
         }
         reply
     }
@@ -247,7 +293,7 @@ impl Conn {
                         .collect(),
                     body: buf.freeze(),
                 };
-                let reply = this.answer(seen);
+                let reply = this.answer(seen).await;
                 let mut resp = http::Response::builder().status(reply.status);
                 for (n, v) in &reply.headers {
                     resp = resp.header(n.as_str(), v.as_str());
@@ -316,7 +362,7 @@ impl Conn {
                 headers,
                 body,
             };
-            let reply = self.answer(seen);
+            let reply = self.answer(seen).await;
             let mut out = format!("HTTP/1.1 {} X\r\n", reply.status);
             for (n, v) in &reply.headers {
                 out.push_str(&format!("{n}: {v}\r\n"));

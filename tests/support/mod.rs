@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod chaos;
 pub mod chromium;
 pub mod dante;
 pub mod https;
