@@ -428,7 +428,11 @@ async fn a_blocked_session_reads_as_quarantined_and_closes_as_quarantined() {
     let id = engine.create_session(site.session()).await.unwrap();
     let s = engine.session(&id).await.unwrap();
     assert_eq!(
-        s.get("https://shop.test/secure").send().await.unwrap().status(),
+        s.get("https://shop.test/secure")
+            .send()
+            .await
+            .unwrap()
+            .status(),
         401
     );
     assert!(

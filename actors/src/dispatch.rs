@@ -925,7 +925,9 @@ where
                 }
             }
         }
-        {
+        // A success has nothing more to record: the request path takes the lock twice
+        // (admission, outcome), as it did before re-authentication could sit between.
+        if decision != Decision::Done {
             let mut st = state.lock();
             match decision {
                 // Final failures: non-recoverable at once, or recoverable with

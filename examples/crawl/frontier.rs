@@ -267,6 +267,31 @@ impl Frontier {
         }
     }
 
+    /// URLs queued now and URLs waiting for their not-before time (every worker's).
+    pub async fn counts(&self) -> (usize, usize) {
+        match self {
+            Frontier::Local(m) => {
+                let f = m.lock().unwrap_or_else(|p| p.into_inner());
+                (f.queue.len(), f.delayed.len())
+            }
+            Frontier::Redis(s) => {
+                let mut conn = s.conn.clone();
+                let counted: redis::RedisResult<(usize, usize)> = redis::pipe()
+                    .cmd("LLEN")
+                    .arg(s.key("queue"))
+                    .cmd("ZCARD")
+                    .arg(s.key("delayed"))
+                    .query_async(&mut conn)
+                    .await;
+                counted.unwrap_or_default()
+            }
+            Frontier::File(f) => f
+                .update(|st, _| (st.queue.len(), st.delayed.len()))
+                .await
+                .unwrap_or_default(),
+        }
+    }
+
     /// Pages handed out so far (by every worker).
     pub async fn taken(&self) -> usize {
         match self {

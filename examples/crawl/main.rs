@@ -334,7 +334,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     }));
     let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(args.max_pages as u64);
+        // Its length is what is known so far: done, queued and waiting.
+        let b = indicatif::ProgressBar::new(1);
         b.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} pages {msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -345,6 +346,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut workers = Vec::new();
     let tries = Arc::new(PageTries::new(args.page_tries));
     let report = Arc::new(Mutex::new(Report::default()));
+    // On a terminal: what is done, queued and waiting, four times a second.
+    let ticker = bar.clone().map(|b| {
+        let (frontier, report) = (frontier.clone(), report.clone());
+        tokio::spawn(async move {
+            loop {
+                let (queued, waiting) = frontier.counts().await;
+                let line = {
+                    let r = report.lock().unwrap_or_else(|p| p.into_inner());
+                    format!(
+                        "fetched {}, failed {}, unfetched {}, disallowed {}; queued {queued}, waiting {waiting}",
+                        r.fetched,
+                        r.failed.len(),
+                        r.unfetched.len(),
+                        r.disallowed.len()
+                    )
+                };
+                b.set_length(b.position() + (queued + waiting) as u64);
+                b.set_message(line);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    });
     for id in ids.clone() {
         let (engine, frontier, out, bar) =
             (engine.clone(), frontier.clone(), out.clone(), bar.clone());
@@ -386,9 +409,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     PageOutcome::Later { why, after } => match tries.another(&url, after) {
                         Some(wait) => {
                             frontier.give_back(&url, wait).await;
-                            if let Some(b) = &bar {
-                                b.set_message(format!("waiting: {}", url.path()));
-                            }
                             continue;
                         }
                         None => PageOutcome::Later { why, after },
@@ -481,17 +501,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 });
                 frontier.finish(&url, found).await;
                 match &bar {
-                    Some(b) => {
-                        b.inc(1);
-                        let r = report.lock().unwrap_or_else(|p| p.into_inner());
-                        b.set_message(format!(
-                            "fetched {}, failed {}, unfetched {}, disallowed {}",
-                            r.fetched,
-                            r.failed.len(),
-                            r.unfetched.len(),
-                            r.disallowed.len()
-                        ));
-                    }
+                    Some(b) => b.inc(1),
                     None => eprintln!("{}", line),
                 }
                 if let Some(file) = out.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
@@ -503,8 +513,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for w in workers {
         let _ = w.await;
     }
+    if let Some(t) = ticker {
+        t.abort();
+    }
     if let Some(b) = &bar {
         // The bar ends at the true number of pages handled, not the budget.
+        let r = report.lock().unwrap_or_else(|p| p.into_inner());
+        b.set_message(format!(
+            "fetched {}, failed {}, unfetched {}, disallowed {}",
+            r.fetched,
+            r.failed.len(),
+            r.unfetched.len(),
+            r.disallowed.len()
+        ));
         b.set_length(b.position());
         b.finish();
     }

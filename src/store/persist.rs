@@ -250,7 +250,10 @@ impl Persister {
             // Deleting drops its lease too.
             self.store.delete(id).await?;
             self.lock().closing.remove(id);
-            tracing::info!(session = id, "quarantined: deleted from the store, not saved (its identity is blocked)");
+            tracing::info!(
+                session = id,
+                "quarantined: deleted from the store, not saved (its identity is blocked)"
+            );
             return Ok(Written::Skipped);
         }
         let (session, version, final_write) = {
