@@ -1665,8 +1665,21 @@ impl EngineRequestBuilder {
                 Err((text, why)) => return Err(Error::invalid_url(text, why)),
             };
             let session = &self.session;
-            let (rules, fresh, holds_for) = robots
-                .rules_for(&url, |robots_url| session.fetch_robots(robots_url))
+            // A fresh file's Crawl-delay is applied before any request waiting for the
+            // same rules is let through (`rules_for` calls this under its fetch gate).
+            let apply_delay = |rules: &crate::robots::Rules| {
+                if let (Some(delay), Some(host)) = (rules.crawl_delay(), url.host_str()) {
+                    engine
+                        .system
+                        .set_host_rate(host, Rate::per_second(1.0 / delay.as_secs_f64()));
+                }
+            };
+            let (rules, _, holds_for) = robots
+                .rules_for(
+                    &url,
+                    |robots_url| session.fetch_robots(robots_url),
+                    apply_delay,
+                )
                 .await;
             if let Some(why) = rules.unavailable() {
                 return Err(Error::robots_unavailable(
@@ -1674,15 +1687,6 @@ impl EngineRequestBuilder {
                     why,
                     holds_for,
                 ));
-            }
-            if fresh {
-                if let (Some(delay), Some(host)) = (rules.crawl_delay(), url.host_str()) {
-                    if delay > 0.0 {
-                        engine
-                            .system
-                            .set_host_rate(host, Rate::per_second(1.0 / f64::from(delay)));
-                    }
-                }
             }
             if !rules.allows(url.as_str()) {
                 engine.system.emit(EngineEvent::RobotsBlocked {

@@ -9,7 +9,8 @@
 //! |---|---|
 //! | 2xx | the body (first 500 KiB) parsed with `texting_robots` for the agent token, falling back to `*` groups |
 //! | 3xx | followed, up to 5 redirects (more: unavailable, so allow all) |
-//! | 4xx | allow all |
+//! | 4xx but 429 | allow all |
+//! | 429 | as a 5xx (Google's crawler does the same: throttling is not "no file") |
 //! | 5xx, unreachable | nothing is fetched for now: [`Error::robots_unavailable`] with the time of the next fetch, which backs off 1 s, 2 s, 4 s ... up to 5 minutes |
 //!
 //! A `Crawl-delay` only ever slows a host down: the engine applies it unless the
@@ -33,6 +34,8 @@ const FIRST_FAILURE_WAIT: Duration = Duration::from_secs(1);
 const MAX_FAILURE_WAIT: Duration = Duration::from_secs(5 * 60);
 /// Bytes of robots.txt read (RFC 9309 asks crawlers to parse at least 500 KiB).
 const MAX_BYTES: usize = 500 * 1024;
+/// The longest `Crawl-delay` honoured: one request an hour.
+pub const MAX_CRAWL_DELAY: Duration = Duration::from_secs(3600);
 /// Redirects followed to reach a robots.txt (RFC 9309 §2.3.1.2: at least five).
 pub const MAX_REDIRECTS: usize = 5;
 
@@ -68,6 +71,9 @@ impl Rules {
                     Err(_) => Rules::AllowAll,
                 }
             }
+            // 429 asks for less load, not "no file": like a 5xx, nothing is fetched
+            // until the file is read (as Google's crawler treats it).
+            429 => Rules::Unavailable("status 429".to_string()),
             // 3xx here is a redirect without a usable Location, treated like a 4xx.
             300..=499 => Rules::AllowAll,
             _ => Rules::Unavailable(format!("status {status}")),
@@ -91,12 +97,21 @@ impl Rules {
         }
     }
 
-    /// The `Crawl-delay` in seconds, if any.
-    pub fn crawl_delay(&self) -> Option<f32> {
-        match self {
-            Rules::Parsed(robot) => robot.delay,
-            _ => None,
+    /// The `Crawl-delay`, if any, held to [`MAX_CRAWL_DELAY`] (the file is the site's:
+    /// `Crawl-delay: 1e20` must not overflow a timer). Zero, negative and unreadable
+    /// values are none.
+    pub fn crawl_delay(&self) -> Option<Duration> {
+        let secs = match self {
+            Rules::Parsed(robot) => robot.delay?,
+            _ => return None,
+        };
+        if !(secs.is_finite() && secs > 0.0) {
+            return None;
         }
+        Some(
+            Duration::try_from_secs_f64(f64::from(secs))
+                .map_or(MAX_CRAWL_DELAY, |d| d.min(MAX_CRAWL_DELAY)),
+        )
     }
 }
 
@@ -145,7 +160,15 @@ impl RobotsCache {
     /// redirects are followed here, up to [`MAX_REDIRECTS`]) when not cached. Returns
     /// the rules, whether they were just fetched, and how long they hold (for
     /// unavailable rules: the time until the next fetch).
-    pub async fn rules_for<F, Fut>(&self, url: &Url, fetch: F) -> (Arc<Rules>, bool, Duration)
+    ///
+    /// `on_fresh` sees newly fetched rules before any other request for the same
+    /// origin gets them (it applies the `Crawl-delay` while no request can slip past).
+    pub async fn rules_for<F, Fut>(
+        &self,
+        url: &Url,
+        fetch: F,
+        on_fresh: impl FnOnce(&Rules),
+    ) -> (Arc<Rules>, bool, Duration)
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<Fetched>>,
@@ -174,6 +197,7 @@ impl RobotsCache {
             );
         }
         let rules = self.fetch_following(&origin, &fetch).await;
+        on_fresh(&rules);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let failures = match (&rules, entries.get(&origin)) {
             (Rules::Unavailable(_), Some(before)) => before.failures.saturating_add(1),
@@ -249,7 +273,20 @@ mod tests {
         );
         let other = Rules::from_response("otherbot", 200, txt);
         assert!(!other.allows("https://a.test/private/x"));
-        assert_eq!(other.crawl_delay(), Some(2.0));
+        assert_eq!(other.crawl_delay(), Some(Duration::from_secs(2)));
+        for (text, want) in [
+            ("Crawl-delay: 1e20", Some(MAX_CRAWL_DELAY)),
+            ("Crawl-delay: 0", None),
+            ("Crawl-delay: -5", None),
+            ("Crawl-delay: 0.25", Some(Duration::from_millis(250))),
+        ] {
+            let body = format!("User-agent: *\n{text}\n");
+            assert_eq!(
+                Rules::from_response("m", 200, body.as_bytes()).crawl_delay(),
+                want,
+                "{text}"
+            );
+        }
         assert!(Rules::from_response("m", 404, b"").allows("https://a.test/x"));
         assert!(!Rules::from_response("m", 503, b"").allows("https://a.test/x"));
     }
@@ -269,11 +306,15 @@ mod tests {
         let calls = std::sync::atomic::AtomicUsize::new(0);
         for _ in 0..3 {
             let (rules, _, _) = cache
-                .rules_for(&url, |u| {
-                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    assert_eq!(u, "https://a.test/robots.txt");
-                    async { answer(200, None, b"User-agent: *\nDisallow: /page\n") }
-                })
+                .rules_for(
+                    &url,
+                    |u| {
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        assert_eq!(u, "https://a.test/robots.txt");
+                        async { answer(200, None, b"User-agent: *\nDisallow: /page\n") }
+                    },
+                    |_| {},
+                )
                 .await;
             assert!(!rules.allows(url.as_str()));
         }
@@ -287,13 +328,14 @@ mod tests {
             (403, true, false),
             (404, true, false),
             (410, true, false),
+            (429, false, true),
             (500, false, true),
             (503, false, true),
         ] {
             let cache = RobotsCache::new("mummer");
             let url = Url::parse("https://a.test/x").unwrap();
             let (rules, fresh, _) = cache
-                .rules_for(&url, |_| async move { answer(status, None, b"") })
+                .rules_for(&url, |_| async move { answer(status, None, b"") }, |_| {})
                 .await;
             assert!(fresh);
             assert_eq!(rules.allows(url.as_str()), allowed, "{status}");
@@ -306,25 +348,33 @@ mod tests {
         let cache = RobotsCache::new("mummer");
         let url = Url::parse("https://a.test/x").unwrap();
         let (rules, _, _) = cache
-            .rules_for(&url, |u| async move {
-                match u.as_str() {
-                    "https://a.test/robots.txt" => answer(301, Some("/r1"), b""),
-                    "https://a.test/r1" => answer(302, Some("https://b.test/robots.txt"), b""),
-                    "https://b.test/robots.txt" => {
-                        answer(200, None, b"User-agent: *\nDisallow: /x\n")
+            .rules_for(
+                &url,
+                |u| async move {
+                    match u.as_str() {
+                        "https://a.test/robots.txt" => answer(301, Some("/r1"), b""),
+                        "https://a.test/r1" => answer(302, Some("https://b.test/robots.txt"), b""),
+                        "https://b.test/robots.txt" => {
+                            answer(200, None, b"User-agent: *\nDisallow: /x\n")
+                        }
+                        other => panic!("unexpected {other}"),
                     }
-                    other => panic!("unexpected {other}"),
-                }
-            })
+                },
+                |_| {},
+            )
             .await;
         assert!(!rules.allows(url.as_str()), "the redirected file's rules");
         let loops = RobotsCache::new("mummer");
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let (rules, _, _) = loops
-            .rules_for(&url, |_| {
-                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                async { answer(302, Some("/robots.txt"), b"") }
-            })
+            .rules_for(
+                &url,
+                |_| {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async { answer(302, Some("/robots.txt"), b"") }
+                },
+                |_| {},
+            )
             .await;
         assert!(rules.allows(url.as_str()), "too many redirects: allow all");
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 6);
@@ -335,9 +385,11 @@ mod tests {
         let cache = RobotsCache::new("mummer");
         let url = Url::parse("https://b.test/").unwrap();
         let (rules, fresh, wait) = cache
-            .rules_for(&url, |_| async {
-                Err(Error::invalid_input("connection refused"))
-            })
+            .rules_for(
+                &url,
+                |_| async { Err(Error::invalid_input("connection refused")) },
+                |_| {},
+            )
             .await;
         assert!(fresh && !rules.allows("https://b.test/"));
         assert_eq!(rules.unavailable(), Some("connection refused"));
@@ -346,7 +398,9 @@ mod tests {
         assert_eq!(failure_wait(4), Duration::from_secs(8));
         assert_eq!(failure_wait(40), MAX_FAILURE_WAIT);
         // Cached until then: no second fetch.
-        let (_, fresh, _) = cache.rules_for(&url, |_| async { panic!("cached") }).await;
+        let (_, fresh, _) = cache
+            .rules_for(&url, |_| async { panic!("cached") }, |_| panic!("cached"))
+            .await;
         assert!(!fresh);
     }
 }

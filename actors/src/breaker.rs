@@ -202,6 +202,16 @@ impl Breaker {
         }
     }
 
+    /// Probe `number` leaves now (it waited for a rate slot since it was admitted):
+    /// the probe timeout counts from here.
+    pub fn probe_sent(&mut self, number: u64, now: Instant) {
+        if let Some((sent, n)) = &mut self.probe {
+            if *n == number {
+                *sent = now;
+            }
+        }
+    }
+
     /// Gives back probe `number`'s slot: it ended without an outcome (dropped,
     /// aborted, refused before it was sent). The next request becomes the probe.
     pub fn release_probe(&mut self, number: u64) {
@@ -480,6 +490,19 @@ mod tests {
         assert!(
             matches!(b.admit(t1 + Duration::from_secs(5)), Admission::Probe(_)),
             "after the probe timeout another probe goes"
+        );
+        // A probe that waited for a rate slot counts its timeout from when it left.
+        let t2 = t1 + Duration::from_secs(5);
+        let Admission::Probe(n) = b.admit(t2 + Duration::from_secs(5)) else {
+            panic!("lost again: another probe")
+        };
+        b.probe_sent(n, t2 + Duration::from_secs(9));
+        assert!(
+            matches!(
+                b.admit(t2 + Duration::from_secs(12)),
+                Admission::Rejected { probing: true, .. }
+            ),
+            "sent 3 s ago: not lost yet"
         );
     }
 

@@ -101,13 +101,17 @@ struct Tracked {
 }
 
 /// One session's re-authentication: a lock held while the hook runs, the number of
-/// refreshes done, and the last one's rewrite (type-erased: the state is not generic
-/// over the session type; [`dispatch`] downcasts it to its [`Rewrite`]).
+/// re-authentications done, and the last one's outcome: its rewrite (type-erased: the
+/// state is not generic over the session type; [`dispatch`] downcasts it to its
+/// [`Rewrite`]) or why it failed.
 #[derive(Default)]
 struct ReauthGate {
     refreshes: AtomicU64,
-    last: tokio::sync::Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    last: tokio::sync::Mutex<Option<ReauthOutcome>>,
 }
+
+/// How the last re-authentication of a session ended.
+type ReauthOutcome = Result<Arc<dyn Any + Send + Sync>, String>;
 
 struct State {
     breaker: BreakerConfig,
@@ -159,6 +163,14 @@ impl State {
             .get(name)
             .map(|t| t.cause.clone())
             .unwrap_or_default()
+    }
+
+    fn probe_sent(&mut self, scope: Scope, name: &str, number: u64) {
+        if let Some(tracked) = self.breakers(scope).get_mut(name) {
+            tracked
+                .breaker
+                .probe_sent(number, Instant::now().into_std());
+        }
     }
 
     fn release_probe(&mut self, scope: Scope, name: &str, number: u64) {
@@ -649,6 +661,44 @@ impl<C: SessionCore> Dispatcher<C> {
     }
 }
 
+/// An attempt's result kept while its retry waits.
+struct Previous<C: SessionCore> {
+    result: Result<C::Response, C::Error>,
+    attempts: usize,
+    status: Option<u16>,
+    reason: String,
+}
+
+impl<C: SessionCore> Previous<C> {
+    /// The retry cannot go (`why`): this result is final; it is dead-lettered and
+    /// returned.
+    fn give_up(
+        self,
+        state: &SharedState,
+        id: &str,
+        target: &str,
+        why: &str,
+    ) -> Result<Dispatched<C::Response>, ActorError<C::Error>> {
+        state.lock().dead_letter(DeadLetter {
+            session: id.to_string(),
+            target: target.to_string(),
+            attempts: self.attempts,
+            status: self.status,
+            reason: format!(
+                "gave up after {} attempt(s): {} ({why})",
+                self.attempts, self.reason
+            ),
+            at: unix_ms(),
+        });
+        self.result
+            .map(|response| Dispatched {
+                response,
+                attempts: self.attempts,
+            })
+            .map_err(ActorError::Session)
+    }
+}
+
 /// What a refused request learned from the re-authentication gate.
 enum Reauthed<C: SessionCore> {
     /// Send this request (rewritten) once more.
@@ -673,6 +723,7 @@ async fn reauthenticate<C: SessionCore>(
     let Some(hook) = &cx.hooks.reauth else {
         return Reauthed::Failed(format!("status {status}"));
     };
+    let until = Instant::now() + time_left;
     let gate = cx
         .state
         .lock()
@@ -681,36 +732,49 @@ async fn reauthenticate<C: SessionCore>(
         .or_default()
         .clone();
     let Ok(mut last) = tokio::time::timeout(time_left, gate.last.lock()).await else {
-        return Reauthed::Failed(
-            "re-authentication by another request did not finish within the deadline".into(),
-        );
+        return Reauthed::Failed(format!(
+            "status {status}; re-authentication by another request did not finish within the deadline"
+        ));
     };
     if gate.refreshes.load(Ordering::Acquire) != refreshes_at_send {
-        // Another request refreshed the credentials after this one was sent.
-        if let Some(rewrite) = last.as_ref().and_then(|r| r.downcast_ref::<Rewrite<C>>()) {
-            return Reauthed::Retry(rewrite(request));
-        }
-        return Reauthed::Retry(request.clone());
+        // Another request re-authenticated after this one was sent: take its outcome
+        // (its rewrite, or the reason it failed) instead of calling the hook again.
+        return match last.as_ref() {
+            Some(Ok(rewrite)) => match rewrite.downcast_ref::<Rewrite<C>>() {
+                Some(rewrite) => Reauthed::Retry(rewrite(request)),
+                None => Reauthed::Retry(request.clone()),
+            },
+            Some(Err(why)) => Reauthed::Failed(why.clone()),
+            None => Reauthed::Retry(request.clone()),
+        };
     }
     metrics::counter!("reauth_total").increment(1);
-    match tokio::time::timeout(time_left, hook(core, request, status)).await {
+    // What is left of the deadline after waiting for the gate.
+    let left = until.saturating_duration_since(Instant::now());
+    let outcome = match tokio::time::timeout(left, hook(core, request, status)).await {
         Ok(Ok(rewrite)) => {
             let fresh = rewrite(request);
-            *last = Some(Arc::new(rewrite));
-            gate.refreshes.fetch_add(1, Ordering::AcqRel);
+            *last = Some(Ok(Arc::new(rewrite)));
             Reauthed::Retry(fresh)
         }
         Ok(Err(why)) => {
             metrics::counter!("reauth_failed_total").increment(1);
-            Reauthed::Failed(format!("status {status}; re-authentication failed: {why}"))
+            let why = format!("status {status}; re-authentication failed: {why}");
+            *last = Some(Err(why.clone()));
+            Reauthed::Failed(why)
         }
         Err(_) => {
             metrics::counter!("reauth_failed_total").increment(1);
-            Reauthed::Failed(format!(
-                "status {status}; re-authentication did not finish within the deadline ({time_left:?} left)"
-            ))
+            let why = format!(
+                "status {status}; re-authentication did not finish within the deadline ({left:?} left)"
+            );
+            *last = Some(Err(why.clone()));
+            Reauthed::Failed(why)
         }
-    }
+    };
+    // Counted whatever the outcome: the requests that waited take it as it is.
+    gate.refreshes.fetch_add(1, Ordering::AcqRel);
+    outcome
 }
 
 /// Performs `request` on session `id` with retries: quarantine and breaker checks
@@ -764,6 +828,10 @@ where
     let (policy, started) = (&*state.policy, Instant::now());
     let time_left = || policy.deadline.saturating_sub(started.elapsed());
     let mut attempt = 0;
+    // The last attempt's result while a retry waits: when the retry cannot go (its
+    // deadline passes waiting for a slot or a breaker), this is what the caller gets,
+    // and what is dead-lettered, instead of a bare deadline error.
+    let mut previous: Option<Previous<C>> = None;
     loop {
         attempt += 1;
         // Borrowed from the request, so taken again on each pass: a re-authentication
@@ -829,6 +897,10 @@ where
                 retry_in
             };
             if nap >= time_left() {
+                let why = format!("{} breaker open, next probe in {retry_in:?}", scope.label());
+                if let Some(last) = previous.take() {
+                    return last.give_up(state, id, target, &why);
+                }
                 return Err(ActorError::BreakerOpen {
                     key: scope.key(name),
                     retry_in,
@@ -841,32 +913,41 @@ where
         // The host's throttle, then the rate limits: wait for a slot, within the
         // deadline. The operator's limiters come last, so whatever the throttle
         // scheduled, no two requests leave closer than the operator's limit.
-        if !pause.is_zero() {
-            if pause >= time_left() {
-                return Err(ActorError::Deadline(policy.deadline));
-            }
+        let mut slot = !pause.is_zero() && pause >= time_left();
+        if !slot && !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
         for limiter in limiters {
-            if tokio::time::timeout(time_left(), limiter.until_ready())
-                .await
-                .is_err()
-            {
-                return Err(ActorError::Deadline(policy.deadline));
+            slot = slot
+                || tokio::time::timeout(time_left(), limiter.until_ready())
+                    .await
+                    .is_err();
+        }
+        if let (false, Some(shared)) = (slot, shared) {
+            slot = !shared.acquire(target, time_left()).await;
+        }
+        if slot {
+            // No slot within the deadline (`slot` is true when the wait failed).
+            if let Some(last) = previous.take() {
+                return last.give_up(state, id, target, "no rate slot within the deadline");
+            }
+            return Err(ActorError::Deadline(policy.deadline));
+        }
+        // A probe that waited for its slot is sent now: its timeout counts from here.
+        if !probes.is_empty() {
+            let mut st = state.lock();
+            for probe in &probes {
+                st.probe_sent(probe.scope, &probe.name, probe.number);
             }
         }
-        if let Some(shared) = shared {
-            if !shared.acquire(target, time_left()).await {
-                return Err(ActorError::Deadline(policy.deadline));
-            }
-        }
+        previous = None;
         metrics::counter!("attempts_total").increment(1);
         let sent = Instant::now();
         let result = attempt_once(&request).await?;
         let outcome = C::describe(&result);
         *final_class = class_index(&outcome);
         let detected = hooks.detector.as_ref().and_then(|d| d(&result));
-        let signals = policy.classification.signals(&outcome, detected);
+        let mut signals = policy.classification.signals(&outcome, detected);
         let class = policy.classification.class_of(&outcome, detected);
         let now = SystemTime::now();
         let mut decision = policy.decide(
@@ -892,6 +973,18 @@ where
             (Ok(_), Some(s), _) => format!("status {s}"),
             (Ok(_), None, _) => "failed".to_string(),
         };
+        // A 401/403 that the re-authentication hook is about to handle tells the
+        // session's breaker nothing yet: expired credentials on many requests at once
+        // must not open it under the refreshed ones. If the hook fails, the session is
+        // quarantined anyway.
+        let reauth_pending = !reauthenticated
+            && hooks.reauth.is_some()
+            && detected.is_none()
+            && decision == Decision::Quarantine
+            && matches!(status, Some(401 | 403));
+        if reauth_pending {
+            signals.session = Signal::Neutral;
+        }
         let pause = policy::host_pause(&outcome, now, policy.max_retry_after);
         // Counted before anything else happens to the request (a re-authentication
         // included): the breakers, the probes this request holds, the throttle.
@@ -909,20 +1002,14 @@ where
         // 401/403: the hook may refresh credentials once per request (once per
         // session at a time), then the request goes again instead of quarantining.
         let mut quarantine_cause = None;
-        if let (Decision::Quarantine, Some(s @ (401 | 403)), true, None) =
-            (decision, status, hooks.reauth.is_some(), detected)
-        {
-            if !reauthenticated {
-                reauthenticated = true;
-                match reauthenticate(cx, id, core, &request, s, refreshes_at_send, time_left())
-                    .await
-                {
-                    Reauthed::Retry(fresh) => {
-                        request = fresh;
-                        continue;
-                    }
-                    Reauthed::Failed(why) => quarantine_cause = Some(why),
+        if let (true, Some(s)) = (reauth_pending, status) {
+            reauthenticated = true;
+            match reauthenticate(cx, id, core, &request, s, refreshes_at_send, time_left()).await {
+                Reauthed::Retry(fresh) => {
+                    request = fresh;
+                    continue;
                 }
+                Reauthed::Failed(why) => quarantine_cause = Some(why),
             }
         }
         // A success has nothing more to record: the request path takes the lock twice
@@ -972,10 +1059,18 @@ where
         }
         match decision {
             Decision::RetryAfter(delay) => {
+                let reason = reason();
+                let last = Previous {
+                    result,
+                    attempts: attempt,
+                    status,
+                    reason,
+                };
                 tokio::time::sleep(delay).await;
                 if started.elapsed() >= policy.deadline {
-                    return Err(ActorError::Deadline(policy.deadline));
+                    return last.give_up(state, id, target, "the deadline passed");
                 }
+                previous = Some(last);
             }
             _ => {
                 if decision == Decision::Done && attempt > 1 {

@@ -136,6 +136,7 @@ impl Classification {
     /// | other 5xx, 503 + `Retry-After` | neutral | neutral |
     /// | `session_refusals` status (401/403/429) | neutral | failure |
     /// | detected block | success | failure |
+    /// | detected soft failure (retried like a 503) | failure | neutral |
     /// | other 4xx (404, 410, ...) | success | neutral |
     /// | 2xx, 3xx | success | success |
     pub fn signals(&self, attempt: &Attempt, detected: Option<Detected>) -> Signals {
@@ -155,7 +156,9 @@ impl Classification {
                 retry_after,
             } => (*status, retry_after.is_some()),
         };
-        let host = if self.host_failures.contains(&status) && !(status == 503 && retry_after) {
+        let host = if detected == Some(Detected::Retry)
+            || (self.host_failures.contains(&status) && !(status == 503 && retry_after))
+        {
             Signal::Failure
         } else if status >= 500 || self.session_refusals.contains(&status) {
             Signal::Neutral
@@ -165,7 +168,7 @@ impl Classification {
         let session =
             if detected == Some(Detected::Blocked) || self.session_refusals.contains(&status) {
                 Signal::Failure
-            } else if (200..400).contains(&status) {
+            } else if (200..400).contains(&status) && detected.is_none() {
                 Signal::Success
             } else {
                 Signal::Neutral
@@ -528,6 +531,7 @@ mod tests {
             (resp(200, None), None, S, S),
             (resp(304, None), None, S, S),
             (resp(200, None), Some(Detected::Blocked), S, F),
+            (resp(200, None), Some(Detected::Retry), F, N),
         ] {
             assert_eq!(
                 c.signals(&a, detected),

@@ -31,19 +31,26 @@ impl Rate {
     }
 
     fn quota(self) -> Option<Quota> {
-        if !(self.per_second.is_finite() && self.per_second > 0.0) {
-            return None;
-        }
-        let period = Duration::from_secs_f64(1.0 / self.per_second);
+        let period = self.interval()?;
         Some(Quota::with_period(period)?.allow_burst(NonZeroU32::new(self.burst.max(1))?))
     }
 }
 
+/// The longest interval a rate can ask for: one request a day. A slower rate (a hostile
+/// `Crawl-delay: 1e20`, a typo in a flag) is held to it rather than overflowing a
+/// `Duration` or governor's nanosecond clock.
+pub const SLOWEST_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 impl Rate {
     /// Time between two requests at this rate (`None` when it does not limit).
     pub fn interval(self) -> Option<Duration> {
-        (self.per_second.is_finite() && self.per_second > 0.0)
-            .then(|| Duration::from_secs_f64(1.0 / self.per_second))
+        if !(self.per_second.is_finite() && self.per_second > 0.0) {
+            return None;
+        }
+        Some(
+            Duration::try_from_secs_f64(1.0 / self.per_second)
+                .map_or(SLOWEST_INTERVAL, |d| d.min(SLOWEST_INTERVAL)),
+        )
     }
 }
 
@@ -95,6 +102,11 @@ impl Limiters {
             _ if rate.quota().is_none() => return,
             _ => rate,
         };
+        if self.host_overrides.get(host) == Some(&rate) {
+            // The same rate again (another origin on the host, a refetch): the limiter
+            // in force, and the requests waiting on it, stay as they are.
+            return;
+        }
         self.host_overrides.insert(host.to_string(), rate);
         // The new limiter starts as if a request had just gone (the robots.txt fetch
         // that brought the Crawl-delay did): a fresh one would let the next request
@@ -168,6 +180,14 @@ mod tests {
     fn quotas_and_overrides() {
         assert!(Rate::per_second(0.0).quota().is_none());
         assert!(Rate::per_second(f64::NAN).quota().is_none());
+        for tiny in [1e-20, f64::MIN_POSITIVE, 1e-300] {
+            assert_eq!(
+                Rate::per_second(tiny).interval(),
+                Some(SLOWEST_INTERVAL),
+                "{tiny}: held to one a day, no overflow"
+            );
+            assert!(Rate::per_second(tiny).quota().is_some());
+        }
         let mut l = Limiters::new(RateLimits {
             per_host: Some(Rate::per_second(10.0)),
             per_session: None,
@@ -179,7 +199,13 @@ mod tests {
             "one limiter per host, shared by sessions"
         );
         l.set_host_rate("a.test", Rate::per_second(0.5));
-        assert!(!Arc::ptr_eq(&first, &l.for_request("a.test", "s1")[0]));
+        let second = l.for_request("a.test", "s1")[0].clone();
+        assert!(!Arc::ptr_eq(&first, &second));
+        l.set_host_rate("a.test", Rate::per_second(0.5));
+        assert!(
+            Arc::ptr_eq(&second, &l.for_request("a.test", "s1")[0]),
+            "the same rate again keeps the limiter its waiters hold"
+        );
         assert_eq!(l.host_rate("a.test"), Some(Rate::per_second(0.5)));
         assert_eq!(l.host_rate("b.test"), Some(Rate::per_second(10.0)));
         assert!(Limiters::new(RateLimits::default())

@@ -64,6 +64,9 @@ fn finite_positive(v: f64) -> Option<f64> {
     (v.is_finite() && v > 0.0).then_some(v)
 }
 
+/// The slowest a throttle goes, and the longest pause it takes: one request a day.
+const SLOWEST: Duration = Duration::from_secs(24 * 3600);
+
 impl HostThrottle {
     /// A throttle that does not slow anything yet.
     pub fn new(now: Instant) -> HostThrottle {
@@ -107,7 +110,7 @@ impl HostThrottle {
     /// `Retry-After`, or a 429's).
     pub fn pause(&mut self, now: Instant, pause: Option<Duration>) {
         if let Some(pause) = pause {
-            self.next_at = self.next_at.max(now + pause);
+            self.next_at = self.next_at.max(now + pause.min(SLOWEST));
         }
     }
 
@@ -127,7 +130,9 @@ impl HostThrottle {
     pub fn reserve(&mut self, now: Instant) -> Duration {
         let start = self.next_at.max(now);
         if let Some(rate) = self.rate {
-            self.next_at = start + Duration::from_secs_f64(1.0 / rate);
+            let interval =
+                Duration::try_from_secs_f64(1.0 / rate).map_or(SLOWEST, |d| d.min(SLOWEST));
+            self.next_at = start + interval;
         }
         start - now
     }
@@ -248,5 +253,18 @@ mod tests {
         let rate = t.rate().expect("slowed");
         assert!(rate.is_finite() && rate > 0.0, "{rate}");
         assert!(t.reserve(t0) < Duration::from_secs(3600));
+        // A tiny floor and a pause of u64::MAX seconds are held to a day.
+        let tiny = ThrottleConfig {
+            min_rate: 1e-300,
+            decrease: 1e-9,
+            ..ThrottleConfig::default()
+        };
+        let mut t = HostThrottle::new(t0);
+        for i in 0..50 {
+            let at = t0 + SEC * i;
+            t.throttled(&tiny, at, at, Some(Duration::from_secs(u64::MAX)), None);
+        }
+        let _ = t.reserve(t0);
+        assert!(t.reserve(t0) <= SLOWEST * 3);
     }
 }

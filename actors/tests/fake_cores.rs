@@ -916,10 +916,12 @@ async fn concurrent_401s_trigger_one_reauthentication() {
     ));
     let sys = Arc::new(ActorSystem::start(cfg).unwrap());
     let gate = Arc::new(tokio::sync::Notify::new());
-    let fake = Fake::new((0..4).map(|_| Step::GateThen(gate.clone(), 401)).collect());
+    // More refusals at once than the session breaker's ten in a row: expired
+    // credentials must not open it under the refreshed requests.
+    let fake = Fake::new((0..12).map(|_| Step::GateThen(gate.clone(), 401)).collect());
     sys.create("a".into(), fake.clone()).await.unwrap();
     let s = sys.session("a").await.unwrap();
-    let tasks: Vec<_> = (0..4)
+    let tasks: Vec<_> = (0..12)
         .map(|_| {
             let (sys, s) = (sys.clone(), s.clone());
             tokio::spawn(async move {
@@ -930,7 +932,7 @@ async fn concurrent_401s_trigger_one_reauthentication() {
         })
         .collect();
     let t0 = std::time::Instant::now();
-    while fake.calls() < 4 {
+    while fake.calls() < 12 {
         assert!(t0.elapsed() < Duration::from_secs(3));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -941,9 +943,10 @@ async fn concurrent_401s_trigger_one_reauthentication() {
     assert_eq!(
         refreshed.load(Ordering::SeqCst),
         1,
-        "one login for four refused requests"
+        "one login for twelve refused requests"
     );
     assert!(!sys.is_quarantined("a"));
+    assert!(sys.open_breakers().await.is_empty(), "no breaker opened");
     sys.shutdown().await;
 }
 
@@ -1004,5 +1007,86 @@ async fn a_reaped_session_leaves_no_quarantine_behind_for_its_id() {
     sys.create("q".into(), Fake::new(vec![])).await.unwrap();
     let again = sys.session("q").await.unwrap();
     assert_eq!(sys.execute(&again, get()).await.unwrap().response, 200);
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_reauthentication_is_not_repeated_by_the_requests_that_waited() {
+    let refreshed = Arc::new(AtomicUsize::new(0));
+    let mut cfg = config::<Fake>();
+    cfg.paused_time = false;
+    cfg.workers = 1;
+    cfg.site = RequestSite::Caller;
+    cfg.reauth = Some(counting_reauth(
+        refreshed.clone(),
+        Duration::from_millis(100),
+    ));
+    let sys = Arc::new(ActorSystem::start(cfg).unwrap());
+    let mut events = sys.events();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let fake = Fake::new((0..3).map(|_| Step::GateThen(gate.clone(), 403)).collect());
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            let (sys, s) = (sys.clone(), s.clone());
+            tokio::spawn(async move { sys.execute(&s, get()).await.map(|d| d.response) })
+        })
+        .collect();
+    let t0 = std::time::Instant::now();
+    while fake.calls() < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gate.notify_waiters();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 403, "the refusal comes back");
+    }
+    assert_eq!(refreshed.load(Ordering::SeqCst), 1, "the hook ran once");
+    assert!(sys.is_quarantined("a"));
+    let reasons: Vec<String> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            EngineEvent::Quarantined { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !reasons.is_empty()
+            && reasons
+                .iter()
+                .all(|r| r.contains("refused the stored password")),
+        "every waiter quarantines with the hook's cause: {reasons:?}"
+    );
+    sys.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retry_that_cannot_get_a_slot_in_time_returns_the_last_answer() {
+    let mut cfg = config::<Fake>();
+    cfg.retry = RetryPolicy {
+        deadline: Duration::from_secs(3),
+        ..RetryPolicy::default()
+    };
+    // One request every 10 s to the host: the retry's slot is past the deadline.
+    cfg.rates.per_host = Some(mummer_actors::rate::Rate::per_second(0.1));
+    let sys = ActorSystem::start(cfg).unwrap();
+    let fake = Fake::new(vec![Step::Status(503, None)]);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    let done = sys.execute(&s, get()).await.unwrap();
+    assert_eq!(
+        (done.response, done.attempts),
+        (503, 1),
+        "the 503, not a bare deadline"
+    );
+    assert_eq!(fake.calls(), 1);
+    let letters = sys.dead_letters(false).await;
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].reason.contains("status 503") && letters[0].reason.contains("no rate slot"),
+        "{}",
+        letters[0].reason
+    );
     sys.shutdown().await;
 }

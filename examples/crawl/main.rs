@@ -25,6 +25,7 @@ mod outcome;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,8 @@ use url::Url;
 use crate::frontier::{Frontier, Next};
 use crate::outcome::{PageOutcome, PageTries, Report};
 
-/// How often one crawl task replaces a lost session before it stops.
+/// How often in a row (without a page fetched in between) one crawl task replaces a
+/// lost session before it stops.
 const MAX_REPLACEMENTS: usize = 8;
 
 /// How every session's transport is set up (resolve overrides, CA, timeout).
@@ -173,6 +175,36 @@ struct Args {
     /// before it is reported unfetched.
     #[arg(long = "page-tries", default_value_t = 4)]
     page_tries: u32,
+}
+
+/// Closes a lost `session` and goes on with a fresh one; false when this task must stop
+/// (too many replacements in a row, or none could be opened).
+async fn replace_session(
+    sessions: &SessionFactory,
+    session: &mut mummer::EngineSession,
+    replaced: &mut usize,
+    why: &str,
+) -> bool {
+    let old = session.id().to_string();
+    let _ = sessions.engine.close_session(&old).await;
+    *replaced += 1;
+    if *replaced > MAX_REPLACEMENTS {
+        eprintln!(
+            "session {old} lost ({why}); {MAX_REPLACEMENTS} replaced in a row already, this task stops"
+        );
+        return false;
+    }
+    match sessions.open_handle().await {
+        Ok(s) => {
+            eprintln!("session {old} lost ({why}); going on with {}", s.id());
+            *session = s;
+            true
+        }
+        Err(e) => {
+            eprintln!("session {old} lost ({why}) and no replacement: {e}");
+            false
+        }
+    }
 }
 
 /// Whether `haystack` contains `needle`.
@@ -346,6 +378,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut workers = Vec::new();
     let tries = Arc::new(PageTries::new(args.page_tries));
     let report = Arc::new(Mutex::new(Report::default()));
+    // A task that ran out of sessions stopped with pages possibly left behind.
+    let stopped_early = Arc::new(AtomicBool::new(false));
     // On a terminal: what is done, queued and waiting, four times a second.
     let ticker = bar.clone().map(|b| {
         let (frontier, report) = (frontier.clone(), report.clone());
@@ -372,6 +406,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (engine, frontier, out, bar) =
             (engine.clone(), frontier.clone(), out.clone(), bar.clone());
         let (sessions, tries, report) = (sessions.clone(), tries.clone(), report.clone());
+        let stopped_early = stopped_early.clone();
         let (same_site, start_site, start) = (args.same_site, start_site.clone(), start.clone());
         let (tag, worker_name) = (args.tag_requests, worker.clone());
         workers.push(tokio::spawn(async move {
@@ -405,6 +440,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
                 let elapsed_ms = t.elapsed().as_millis();
+                // Set when this answer cost the session: reported, then replaced.
+                let mut replace_after = None;
                 let verdict = match PageOutcome::of(&result, session.is_quarantined()) {
                     PageOutcome::Later { why, after } => match tries.another(&url, after) {
                         Some(wait) => {
@@ -419,35 +456,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         // A block counts as a try of the page: a page refused to every
                         // identity ends as failed instead of burning sessions.
                         let blocked = session.is_quarantined();
-                        let again = !blocked || tries.another(&url, None).is_some();
-                        if again {
+                        if !blocked || tries.another(&url, None).is_some() {
                             frontier.give_back(&url, Duration::ZERO).await;
-                        } else {
-                            report.lock().unwrap_or_else(|p| p.into_inner()).failed.push((
-                                url.to_string(),
-                                result.as_ref().ok().map(|r| r.status().as_u16()),
-                                format!("{why} (every session that asked)"),
-                            ));
-                            frontier.finish(&url, Vec::new()).await;
-                        }
-                        let old = session.id().to_string();
-                        let _ = engine.close_session(&old).await;
-                        replaced += 1;
-                        if replaced > MAX_REPLACEMENTS {
-                            eprintln!("session {old} lost ({why}); {MAX_REPLACEMENTS} replaced already, this task stops");
-                            break;
-                        }
-                        match sessions.open_handle().await {
-                            Ok(s) => {
-                                eprintln!("session {old} lost ({why}); going on with {}", s.id());
-                                session = s;
-                                continue;
-                            }
-                            Err(e) => {
-                                eprintln!("session {old} lost ({why}) and no replacement: {e}");
+                            if !replace_session(&sessions, &mut session, &mut replaced, &why)
+                                .await
+                            {
+                                stopped_early.store(true, Ordering::Relaxed);
                                 break;
                             }
+                            continue;
                         }
+                        replace_after = Some(why.clone());
+                        PageOutcome::Failed(format!("{why} (every session that asked)"))
                     }
                     other => other,
                 };
@@ -507,11 +527,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if let Some(file) = out.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                     let _ = writeln!(file, "{line}");
                 }
+                if verdict == PageOutcome::Fetched {
+                    replaced = 0;
+                }
+                if let Some(why) = replace_after {
+                    if !replace_session(&sessions, &mut session, &mut replaced, &why).await {
+                        stopped_early.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                }
             }
         }));
     }
     for w in workers {
-        let _ = w.await;
+        if let Err(e) = w.await {
+            eprintln!("a crawl task failed: {e}");
+            stopped_early.store(true, Ordering::Relaxed);
+        }
+    }
+    // Tasks that stopped for lack of sessions may have left pages behind: they are
+    // not fetched, and the crawl is not complete.
+    if stopped_early.load(Ordering::Relaxed) {
+        let (queued, waiting) = frontier.counts().await;
+        if queued + waiting > 0 {
+            report.lock().unwrap_or_else(|p| p.into_inner()).abandoned = queued + waiting;
+        }
     }
     if let Some(t) = ticker {
         t.abort();
@@ -549,6 +589,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "failed": report.failed.iter().map(|(url, status, reason)| serde_json::json!({"url": url, "status": status, "reason": reason})).collect::<Vec<_>>(),
         "unfetched": report.unfetched.iter().map(|(url, reason)| serde_json::json!({"url": url, "reason": reason})).collect::<Vec<_>>(),
         "disallowed": report.disallowed,
+        "abandoned": report.abandoned,
         "not_fetched_by_reason": report.by_reason(),
     });
     let text = serde_json::to_string_pretty(&summary)?;

@@ -144,6 +144,9 @@ pub struct Report {
     pub disallowed: Vec<String>,
     /// The start URL's end, when this worker handled it: `None` while fetched.
     pub start_failed: Option<String>,
+    /// Pages left in the frontier when tasks of this worker stopped for lack of
+    /// sessions (none when every task ran to the end).
+    pub abandoned: usize,
 }
 
 impl Report {
@@ -180,6 +183,12 @@ impl Report {
         if let Some(why) = &self.start_failed {
             return Some(format!("the start URL was not fetched: {why}"));
         }
+        if self.abandoned > 0 && self.unfetched.is_empty() {
+            return Some(format!(
+                "crawl incomplete: {} page(s) left in the frontier: the crawl tasks lost their sessions (see the lines above)",
+                self.abandoned
+            ));
+        }
         if self.unfetched.is_empty() {
             return None;
         }
@@ -193,8 +202,12 @@ impl Report {
             .into_iter()
             .map(|(why, n)| format!("{n} x {why}"))
             .collect();
+        let abandoned = match self.abandoned {
+            0 => String::new(),
+            n => format!("; {n} page(s) left in the frontier by tasks that lost their sessions"),
+        };
         Some(format!(
-            "crawl incomplete: {} page(s) not fetched for transient reasons: {}",
+            "crawl incomplete: {} page(s) not fetched for transient reasons: {}{abandoned}",
             self.unfetched.len(),
             reasons.join("; ")
         ))
@@ -255,6 +268,16 @@ mod tests {
             "the real cause, not the breaker: {line}"
         );
         assert_eq!(r.by_reason().len(), 2);
+        let mut left = Report {
+            abandoned: 3,
+            ..Report::default()
+        };
+        assert!(left
+            .incomplete()
+            .unwrap()
+            .contains("3 page(s) left in the frontier"));
+        left.abandoned = 0;
+        assert_eq!(left.incomplete(), None);
         r.start_failed = Some("cannot connect: Connection refused".into());
         assert!(r
             .incomplete()
