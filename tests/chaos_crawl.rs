@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use support::chaos::{
-    ChaosSite, Hit, Kind, Layout, Options, Robots, CAPTCHA_MARKER, H1_ONLY, H2_AND_H1, HOST,
-    HOST_ADDR, WWW, WWW_ADDR,
+    ChaosSite, Hit, Kind, Layout, Options, Outage, Robots, CAPTCHA_MARKER, H1_ONLY, H2_AND_H1,
+    HOST, HOST_ADDR, WWW, WWW_ADDR,
 };
 use support::redis::RedisServer;
 
@@ -45,24 +45,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_CRAWL_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-}
-
-/// The crawl example binary, built by `cargo build --workspace --examples` (as in
-/// `tests/crawl_workers.rs`).
-fn crawl_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>")
-        .join("examples")
-        .join("crawl");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --examples` first (scripts/test.sh does)",
-        path.display()
-    );
-    path
 }
 
 /// A test's files: the CA bundle, and per crawl its pages, summary and stderr.
@@ -88,7 +70,7 @@ impl Files {
         sessions: usize,
         rps: f64,
     ) -> Command {
-        let mut command = Command::new(crawl_binary());
+        let mut command = Command::new(support::crawl_binary());
         command.args(["--start", start]);
         for r in resolve {
             command.args(["--resolve", r]);
@@ -879,12 +861,71 @@ fn robots_txt_500_disallows_until_it_answers() {
     );
 }
 
-/// `Crawl-delay: 0.3` against `--rps-per-host 10`: 0.3 s between requests.
+/// `shop.test`'s gateway answers 502 to everything for 3 s after two pages: the host's
+/// breaker stops the crawl from hammering it, the crawl waits the outage out (probing
+/// once per cooldown), and every page is then fetched once. Without the breaker the four
+/// sessions would have sent about 60 requests into the outage (20 per second for 3 s).
 #[test]
-fn a_crawl_delay_longer_than_the_rate_limit_spaces_the_requests() {
+fn a_host_that_fails_for_a_while_is_waited_out_without_hammering() {
+    let _serial = serial();
+    const LASTS: Duration = Duration::from_secs(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let site = rt.block_on(ChaosSite::start(Options {
+        layout: Layout::Small,
+        outage: Some(Outage {
+            after_pages: 2,
+            lasts: LASTS,
+        }),
+        ..Options::default()
+    }));
+    let files = Files::new(site.cert_pem());
+    let command = files.command("crawl", &site.start_url(), &site.resolve_args(), 4, RPS);
+    let mut crawl = files.spawn("crawl", command);
+    let status = crawl.wait(CRAWL_LIMIT);
+    let hits = site.hits();
+    let log = render(&hits);
+    assert!(
+        status.success(),
+        "{status}; stderr ends:\n{}\nthe site saw:\n{log}",
+        crawl.stderr_tail()
+    );
+    let began = site.outage_began().expect("the outage happened");
+    let during: Vec<&Hit> = hits
+        .iter()
+        .filter(|h| h.at >= began && h.at < began + LASTS)
+        .collect();
+    assert!(during.iter().all(|h| h.status == 502), "{log}");
+    eprintln!("{} requests during the {LASTS:?} outage", during.len());
+    assert!(
+        (10..=20).contains(&during.len()),
+        "the breaker opens after ten failures and then only probes: {} requests in the outage:\n{log}",
+        during.len()
+    );
+    // After it: every page once, nothing private.
+    let mut served: BTreeMap<&str, usize> = BTreeMap::new();
+    for h in hits.iter().filter(|h| h.served() && !h.is_robots()) {
+        *served.entry(h.path.as_str()).or_default() += 1;
+    }
+    let want: BTreeMap<&str, usize> = ["/", "/s/0", "/s/1", "/s/2", "/s/3", "/s/4"]
+        .into_iter()
+        .map(|p| (p, 1))
+        .collect();
+    assert_eq!(served, want, "each page answered once:\n{log}");
+    assert!(
+        hits.iter().all(|h| !h.path.starts_with("/private/")),
+        "{log}"
+    );
+    let summary = files.summary("crawl");
+    assert!(array(&summary, "unfetched").is_empty(), "{summary}");
+    assert!(array(&summary, "failed").is_empty(), "{summary}");
+}
+
+/// A small crawl at `rps` against a robots.txt with `Crawl-delay: delay`: the stricter
+/// of the two spacings holds (checked by `check_log`).
+fn crawl_delay_against_rate(delay: f64, rps: f64) {
     let _serial = serial();
     let robots = Robots::Rules {
-        crawl_delay: Some(0.3),
+        crawl_delay: Some(delay),
     };
     // The runtime first: it is dropped last, after the site.
     let SmallCrawl {
@@ -892,35 +933,25 @@ fn a_crawl_delay_longer_than_the_rate_limit_spaces_the_requests() {
         site,
         hits,
         summary,
-    } = small_crawl(robots, 10.0);
+    } = small_crawl(robots, rps);
     let expect = Expect {
-        crawl_delay: Some(0.3),
-        ..Expect::new(10.0)
+        crawl_delay: Some(delay),
+        ..Expect::new(rps)
     };
     check_log(&site, &hits, expect);
     check_summary(&site, &summary, expect);
 }
 
+/// `Crawl-delay: 0.3` against `--rps-per-host 10`: 0.3 s between requests.
+#[test]
+fn a_crawl_delay_longer_than_the_rate_limit_spaces_the_requests() {
+    crawl_delay_against_rate(0.3, 10.0);
+}
+
 /// `--rps-per-host 2` against `Crawl-delay: 0.1`: the rate's 0.5 s holds.
 #[test]
 fn a_rate_limit_longer_than_the_crawl_delay_spaces_the_requests() {
-    let _serial = serial();
-    let robots = Robots::Rules {
-        crawl_delay: Some(0.1),
-    };
-    // The runtime first: it is dropped last, after the site.
-    let SmallCrawl {
-        _rt,
-        site,
-        hits,
-        summary,
-    } = small_crawl(robots, 2.0);
-    let expect = Expect {
-        crawl_delay: Some(0.1),
-        ..Expect::new(2.0)
-    };
-    check_log(&site, &hits, expect);
-    check_summary(&site, &summary, expect);
+    crawl_delay_against_rate(0.1, 2.0);
 }
 
 /// The site itself, without the crawler: each page answers as scripted, the log records

@@ -8,7 +8,6 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,25 +26,6 @@ struct Hit {
     sid: Option<String>,
     worker: String,
     at: Instant,
-}
-
-/// The crawl example binary. `scripts/test.sh` builds it (`cargo build --workspace
-/// --examples`) before the tests: `cargo test` itself builds examples as test harnesses,
-/// and building it from here would rebuild every dependency with other features.
-fn crawl_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>")
-        .join("examples")
-        .join("crawl");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --examples` first (scripts/test.sh does)",
-        path.display()
-    );
-    path
 }
 
 /// Worker processes, killed (by PID) if the test ends early.
@@ -93,7 +73,7 @@ fn a_worker_whose_leases_are_taken_goes_on_with_fresh_sessions() {
     std::fs::write(ca.path(), &server.cert_pem).unwrap();
     let port = server.addr.port();
     let log = tempfile::NamedTempFile::new().unwrap();
-    let child = Command::new(crawl_binary())
+    let child = Command::new(support::crawl_binary())
         .args(["--store", &redis.url(), "--namespace", "stolen"])
         .args(["--start", &format!("https://shop.test:{port}/p/0")])
         .args(["--resolve", &format!("shop.test:{port}:127.0.0.1")])
@@ -213,7 +193,7 @@ fn run(backend: Backend) {
     std::fs::write(ca.path(), &server.cert_pem).unwrap();
     let port = server.addr.port();
     let out = tempfile::tempdir().unwrap();
-    let crawl = crawl_binary();
+    let crawl = support::crawl_binary();
     let spawn = |name: &str| -> Child {
         let mut command = Command::new(&crawl);
         match &backend {

@@ -903,25 +903,30 @@ async fn reauth_hook_runs_once_and_decides_between_retry_and_quarantine() {
     sys.shutdown().await;
 }
 
-#[tokio::test]
-async fn concurrent_401s_trigger_one_reauthentication() {
-    let refreshed = Arc::new(AtomicUsize::new(0));
+/// `n` requests on one session, refused with `status` all at once (each waits at a
+/// gate until all are in flight), in real time with the hook `counting_reauth` (100 ms
+/// of login work): what each got (status, attempts), and the events.
+async fn refused_together(
+    n: usize,
+    status: u16,
+    refreshed: Arc<AtomicUsize>,
+) -> (Arc<ActorSystem<Fake>>, Vec<(u16, usize)>, Vec<EngineEvent>) {
     let mut cfg = config::<Fake>();
     cfg.paused_time = false;
     cfg.workers = 1;
     cfg.site = RequestSite::Caller;
-    cfg.reauth = Some(counting_reauth(
-        refreshed.clone(),
-        Duration::from_millis(100),
-    ));
+    cfg.reauth = Some(counting_reauth(refreshed, Duration::from_millis(100)));
     let sys = Arc::new(ActorSystem::start(cfg).unwrap());
+    let mut events = sys.events();
     let gate = Arc::new(tokio::sync::Notify::new());
-    // More refusals at once than the session breaker's ten in a row: expired
-    // credentials must not open it under the refreshed requests.
-    let fake = Fake::new((0..12).map(|_| Step::GateThen(gate.clone(), 401)).collect());
+    let fake = Fake::new(
+        (0..n)
+            .map(|_| Step::GateThen(gate.clone(), status))
+            .collect(),
+    );
     sys.create("a".into(), fake.clone()).await.unwrap();
     let s = sys.session("a").await.unwrap();
-    let tasks: Vec<_> = (0..12)
+    let tasks: Vec<_> = (0..n)
         .map(|_| {
             let (sys, s) = (sys.clone(), s.clone());
             tokio::spawn(async move {
@@ -932,14 +937,25 @@ async fn concurrent_401s_trigger_one_reauthentication() {
         })
         .collect();
     let t0 = std::time::Instant::now();
-    while fake.calls() < 12 {
+    while fake.calls() < n {
         assert!(t0.elapsed() < Duration::from_secs(3));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     gate.notify_waiters();
+    let mut answers = Vec::new();
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), (200, 2));
+        answers.push(t.await.unwrap().unwrap());
     }
+    (sys, answers, drain(&mut events))
+}
+
+#[tokio::test]
+async fn concurrent_401s_trigger_one_reauthentication() {
+    let refreshed = Arc::new(AtomicUsize::new(0));
+    // More refusals at once than the session breaker's ten in a row: expired
+    // credentials must not open it under the refreshed requests.
+    let (sys, answers, _) = refused_together(12, 401, refreshed.clone()).await;
+    assert!(answers.iter().all(|a| *a == (200, 2)), "{answers:?}");
     assert_eq!(
         refreshed.load(Ordering::SeqCst),
         1,
@@ -1013,38 +1029,14 @@ async fn a_reaped_session_leaves_no_quarantine_behind_for_its_id() {
 #[tokio::test]
 async fn a_failed_reauthentication_is_not_repeated_by_the_requests_that_waited() {
     let refreshed = Arc::new(AtomicUsize::new(0));
-    let mut cfg = config::<Fake>();
-    cfg.paused_time = false;
-    cfg.workers = 1;
-    cfg.site = RequestSite::Caller;
-    cfg.reauth = Some(counting_reauth(
-        refreshed.clone(),
-        Duration::from_millis(100),
-    ));
-    let sys = Arc::new(ActorSystem::start(cfg).unwrap());
-    let mut events = sys.events();
-    let gate = Arc::new(tokio::sync::Notify::new());
-    let fake = Fake::new((0..3).map(|_| Step::GateThen(gate.clone(), 403)).collect());
-    sys.create("a".into(), fake.clone()).await.unwrap();
-    let s = sys.session("a").await.unwrap();
-    let tasks: Vec<_> = (0..3)
-        .map(|_| {
-            let (sys, s) = (sys.clone(), s.clone());
-            tokio::spawn(async move { sys.execute(&s, get()).await.map(|d| d.response) })
-        })
-        .collect();
-    let t0 = std::time::Instant::now();
-    while fake.calls() < 3 {
-        assert!(t0.elapsed() < Duration::from_secs(3));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    gate.notify_waiters();
-    for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), 403, "the refusal comes back");
-    }
+    let (sys, answers, events) = refused_together(3, 403, refreshed.clone()).await;
+    assert!(
+        answers.iter().all(|a| a.0 == 403),
+        "the refusal comes back: {answers:?}"
+    );
     assert_eq!(refreshed.load(Ordering::SeqCst), 1, "the hook ran once");
     assert!(sys.is_quarantined("a"));
-    let reasons: Vec<String> = drain(&mut events)
+    let reasons: Vec<String> = events
         .into_iter()
         .filter_map(|e| match e {
             EngineEvent::Quarantined { reason, .. } => Some(reason),

@@ -4,7 +4,7 @@
 //! | result (after the engine's own retries) | verdict |
 //! |---|---|
 //! | 2xx, 3xx | fetched: links followed |
-//! | 429, 503 | later: back to the frontier (not before its `Retry-After` or a backoff) |
+//! | 429, 502, 503, 504 | later: back to the frontier (not before its `Retry-After` or a backoff): the host or a gateway is overloaded or down for now |
 //! | other 4xx/5xx (404, 410, a 500 that stayed a 500) | failed for good, with its status |
 //! | refused, reset, timed out, breaker open, robots.txt unavailable, no healthy proxy | later |
 //! | robots.txt disallows | disallowed (never sent) |
@@ -63,7 +63,7 @@ impl PageOutcome {
                 r.status().as_u16()
             )),
             Ok(r) if r.status().is_success() || r.status().is_redirection() => PageOutcome::Fetched,
-            Ok(r) if matches!(r.status().as_u16(), 429 | 503) => PageOutcome::Later {
+            Ok(r) if matches!(r.status().as_u16(), 429 | 502 | 503 | 504) => PageOutcome::Later {
                 why: format!("status {}", r.status().as_u16()),
                 after: retry_after(r),
             },

@@ -120,6 +120,18 @@ pub struct Options {
     pub robots: Robots,
     /// How long `/slow` takes.
     pub slow: Duration,
+    /// `shop.test`'s gateway failing for a while: every request answered 502.
+    pub outage: Option<Outage>,
+}
+
+/// A stretch of time when the host answers every request 502 (a load balancer without
+/// its backend), starting at a page request and lasting a while.
+#[derive(Clone, Copy, Debug)]
+pub struct Outage {
+    /// Page requests (robots.txt not counted) answered normally before it starts.
+    pub after_pages: usize,
+    /// How long it lasts.
+    pub lasts: Duration,
 }
 
 impl Default for Options {
@@ -129,6 +141,7 @@ impl Default for Options {
             layout: Layout::Full,
             robots: Robots::Rules { crawl_delay: None },
             slow: Duration::from_millis(1500),
+            outage: None,
         }
     }
 }
@@ -193,6 +206,9 @@ struct State {
     /// The session the captcha page blocks (the first that asked for it).
     captcha_sid: Mutex<Option<String>>,
     hits: Mutex<Vec<Hit>>,
+    /// Page requests seen on `shop.test`, and when its outage began.
+    page_requests: AtomicUsize,
+    outage_began: OnceLock<Instant>,
 }
 
 /// The running site.
@@ -204,6 +220,11 @@ pub struct ChaosSite {
 }
 
 impl ChaosSite {
+    /// When `shop.test`'s outage began, if it has.
+    pub fn outage_began(&self) -> Option<Instant> {
+        self.state.outage_began.get().copied()
+    }
+
     /// Starts `shop.test` on 127.0.0.1 (a free port); `www.shop.test` stays down.
     pub async fn start(opts: Options) -> ChaosSite {
         let pages = match opts.layout {
@@ -221,6 +242,8 @@ impl ChaosSite {
             next_sid: AtomicUsize::new(0),
             captcha_sid: Mutex::default(),
             hits: Mutex::default(),
+            page_requests: AtomicUsize::new(0),
+            outage_began: OnceLock::new(),
         });
         let s = state.clone();
         let main = HttpsServer::start_with_alpn(
@@ -514,7 +537,19 @@ fn answer(state: &State, server: IpAddr, req: &SeenRequest) -> Reply {
     let session = sid.clone().or(new_sid.clone());
     let mut captcha = false;
     let mut retry_after = None;
-    let mut reply = if path == "/robots.txt" {
+    let in_outage = match state.opts.outage {
+        Some(outage) if host == HOST && path != "/robots.txt" => {
+            let seen = state.page_requests.fetch_add(1, Ordering::SeqCst);
+            seen >= outage.after_pages && {
+                let began = *state.outage_began.get_or_init(|| at);
+                at < began + outage.lasts
+            }
+        }
+        _ => false,
+    };
+    let mut reply = if in_outage {
+        error(502, "bad gateway: no backend")
+    } else if path == "/robots.txt" {
         robots(state, n)
     } else {
         match state.pages.get(&(host.clone(), path.clone())) {

@@ -11,6 +11,7 @@ pub mod redis;
 pub mod tinyproxy;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -74,4 +75,23 @@ pub fn wait_listening(port: u16, why_not: impl Fn() -> String) {
 pub async fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// The crawl example binary. `scripts/test.sh` builds it (`cargo build --workspace
+/// --examples`) before the tests: `cargo test` itself builds examples as test harnesses,
+/// and building it from here would rebuild every dependency with other features.
+pub fn crawl_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .join("examples")
+        .join("crawl");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --examples` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
 }
