@@ -235,14 +235,15 @@ impl State {
     }
 
     /// The wait before the next request to `host` may go (429 slow-down, `Retry-After`
-    /// pause); zero, without a lookup, while no host is throttled.
-    fn throttle_wait(&mut self, host: &str) -> Duration {
+    /// pause) and the throttle's cut count the request leaves with; zero, without a
+    /// lookup, while no host is throttled.
+    fn throttle_wait(&mut self, host: &str) -> (Duration, u64) {
         if self.throttles.is_empty() {
-            return Duration::ZERO;
+            return (Duration::ZERO, 0);
         }
         match self.throttles.get_mut(host) {
-            Some(t) => t.reserve(Instant::now().into_std()),
-            None => Duration::ZERO,
+            Some(t) => (t.reserve(Instant::now().into_std()), t.cuts()),
+            None => (Duration::ZERO, 0),
         }
     }
 
@@ -251,11 +252,15 @@ impl State {
     fn throttle_after(
         &mut self,
         host: &str,
-        sent: Instant,
+        cuts_at_send: u64,
         status: Option<u16>,
         pause: Option<Duration>,
         ok: bool,
     ) {
+        if !(status == Some(429) || pause.is_some() || (ok && !self.throttles.is_empty())) {
+            // The common case, a success with no host throttled: nothing to do.
+            return;
+        }
         let now = Instant::now().into_std();
         let ceiling = self.limits.host_rate(host).map(|r| r.per_second);
         let cfg = self.throttle;
@@ -268,12 +273,12 @@ impl State {
                     .or_insert_with(|| HostThrottle::new(now)),
             };
             if status == Some(429) {
-                throttle.throttled(&cfg, now, sent.into_std(), pause, ceiling);
+                throttle.throttled(&cfg, now, cuts_at_send, pause, ceiling);
                 metrics::counter!("throttled_total").increment(1);
             } else {
                 throttle.pause(now, pause);
             }
-        } else if ok && !self.throttles.is_empty() {
+        } else {
             if let Some(t) = self.throttles.get_mut(host) {
                 t.succeeded(&cfg, ceiling);
                 if t.is_at_rest(now) {
@@ -615,7 +620,7 @@ impl<C: SessionCore> DispatchContext<C> {
             let mut st = self.state.lock();
             (
                 st.limits.for_host(host),
-                st.throttle_wait(host),
+                st.throttle_wait(host).0,
                 st.shared_rate.clone(),
             )
         };
@@ -840,7 +845,7 @@ where
         // Quarantine, breakers, the limiters and the throttle, under one lock; an
         // open breaker is waited out when its probe time is within the deadline.
         let mut probes: Vec<ProbeGuard> = Vec::new();
-        let (limiters, shared, pause, refreshes_at_send) = loop {
+        let (limiters, shared, (pause, cuts_at_send), refreshes_at_send) = loop {
             let refused = {
                 let mut st = state.lock();
                 if st.quarantined.contains(id) {
@@ -942,7 +947,6 @@ where
         }
         previous = None;
         metrics::counter!("attempts_total").increment(1);
-        let sent = Instant::now();
         let result = attempt_once(&request).await?;
         let outcome = C::describe(&result);
         *final_class = class_index(&outcome);
@@ -950,14 +954,8 @@ where
         let mut signals = policy.classification.signals(&outcome, detected);
         let class = policy.classification.class_of(&outcome, detected);
         let now = SystemTime::now();
-        let mut decision = policy.decide(
-            &outcome,
-            detected,
-            attempt,
-            now,
-            time_left(),
-            rand::random(),
-        );
+        let mut decision =
+            policy.decide_class(class, &outcome, attempt, now, time_left(), rand::random());
         if !retryable && matches!(decision, Decision::RetryAfter(_)) {
             decision = Decision::GiveUp;
         }
@@ -996,7 +994,13 @@ where
             }
             st.record(Scope::Session, id, signals.session, &reason);
             st.record(Scope::Host, target, signals.host, &reason);
-            st.throttle_after(target, sent, status, pause, signals.host == Signal::Success);
+            st.throttle_after(
+                target,
+                cuts_at_send,
+                status,
+                pause,
+                signals.host == Signal::Success,
+            );
         }
         drop(probes);
         // 401/403: the hook may refresh credentials once per request (once per

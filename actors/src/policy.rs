@@ -280,7 +280,22 @@ impl RetryPolicy {
         time_left: Duration,
         unit: f64,
     ) -> Decision {
-        match self.classification.class_of(outcome, detected) {
+        let class = self.classification.class_of(outcome, detected);
+        self.decide_class(class, outcome, attempt, now, time_left, unit)
+    }
+
+    /// [`RetryPolicy::decide`] for an outcome already classified as `class` (the
+    /// dispatcher classifies once per attempt).
+    pub fn decide_class(
+        &self,
+        class: Class,
+        outcome: &Attempt,
+        attempt: usize,
+        now: SystemTime,
+        time_left: Duration,
+        unit: f64,
+    ) -> Decision {
+        match class {
             Class::Success => return Decision::Done,
             Class::NonRecoverable => return Decision::DeadLetter,
             Class::Blocked => return Decision::Quarantine,

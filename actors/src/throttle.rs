@@ -56,8 +56,9 @@ pub struct HostThrottle {
     rate: Option<f64>,
     /// No request before this.
     next_at: Instant,
-    /// When the rate was last cut: 429s to requests sent before then change nothing.
-    cut_at: Option<Instant>,
+    /// How many times the rate was cut: a 429 to a request sent before the last cut
+    /// (it saw a smaller count) changes nothing.
+    cuts: u64,
 }
 
 fn finite_positive(v: f64) -> Option<f64> {
@@ -73,26 +74,28 @@ impl HostThrottle {
         HostThrottle {
             rate: None,
             next_at: now,
-            cut_at: None,
+            cuts: 0,
         }
     }
 
-    /// The host answered 429 to a request sent at `sent`: slow down (unless the rate
-    /// was cut after that request went); with a `pause` (its `Retry-After`), send
-    /// nothing before it has passed. `ceiling` is the operator's limit for the host.
+    /// The host answered 429 to a request sent when the rate had been cut
+    /// `cuts_at_send` times ([`HostThrottle::cuts`]; 0 for a host without a throttle
+    /// then): slow down, unless the rate was cut since that request went; with a
+    /// `pause` (its `Retry-After`), send nothing before it has passed. `ceiling` is
+    /// the operator's limit for the host.
     pub fn throttled(
         &mut self,
         config: &ThrottleConfig,
         now: Instant,
-        sent: Instant,
+        cuts_at_send: u64,
         pause: Option<Duration>,
         ceiling: Option<f64>,
     ) {
         self.pause(now, pause);
-        if self.cut_at.is_some_and(|cut| sent < cut) {
+        if cuts_at_send < self.cuts {
             return;
         }
-        self.cut_at = Some(now);
+        self.cuts += 1;
         let floor = finite_positive(config.min_rate).unwrap_or(1.0 / 60.0);
         let rate = match self.rate {
             None => {
@@ -137,6 +140,11 @@ impl HostThrottle {
         start - now
     }
 
+    /// How many times the rate was cut (a request notes it when sent).
+    pub fn cuts(&self) -> u64 {
+        self.cuts
+    }
+
     /// The current rate while slowed down.
     pub fn rate(&self) -> Option<f64> {
         self.rate
@@ -160,16 +168,16 @@ mod tests {
         let t0 = Instant::now();
         let mut t = HostThrottle::new(t0);
         assert_eq!(t.reserve(t0), Duration::ZERO);
-        t.throttled(&cfg, t0, t0, None, None);
+        t.throttled(&cfg, t0, 0, None, None);
         assert_eq!(t.rate(), Some(5.0));
         assert_eq!(t.reserve(t0), Duration::ZERO);
         assert_eq!(t.reserve(t0), Duration::from_millis(200), "five per second");
         let t1 = t0 + SEC;
-        t.throttled(&cfg, t1, t1, None, None);
+        t.throttled(&cfg, t1, t.cuts(), None, None);
         assert_eq!(t.rate(), Some(2.5));
         for i in 0..30 {
             let at = t1 + SEC * (i + 1);
-            t.throttled(&cfg, at, at, None, None);
+            t.throttled(&cfg, at, t.cuts(), None, None);
         }
         assert_eq!(t.rate(), Some(1.0 / 60.0), "never slower than min_rate");
     }
@@ -179,7 +187,7 @@ mod tests {
         let cfg = ThrottleConfig::default();
         let t0 = Instant::now();
         let mut t = HostThrottle::new(t0);
-        let sent = t0;
+        let sent = t.cuts();
         let answered = t0 + Duration::from_millis(50);
         // Sixteen requests sent together all answer 429: one cut.
         for i in 0..16 {
@@ -187,8 +195,8 @@ mod tests {
         }
         assert_eq!(t.rate(), Some(5.0));
         // A request sent after the cut that gets a 429 cuts again.
-        let later = answered + SEC;
-        t.throttled(&cfg, later + Duration::from_millis(50), later, None, None);
+        let later = t.cuts();
+        t.throttled(&cfg, answered + SEC, later, None, None);
         assert_eq!(t.rate(), Some(2.5));
     }
 
@@ -197,10 +205,10 @@ mod tests {
         let cfg = ThrottleConfig::default();
         let t0 = Instant::now();
         let mut t = HostThrottle::new(t0);
-        t.throttled(&cfg, t0, t0, None, Some(0.5));
+        t.throttled(&cfg, t0, 0, None, Some(0.5));
         assert_eq!(t.rate(), Some(0.5), "the operator's limit is slower");
         let mut t = HostThrottle::new(t0);
-        t.throttled(&cfg, t0, t0, None, Some(10.0));
+        t.throttled(&cfg, t0, 0, None, Some(10.0));
         assert_eq!(t.rate(), Some(5.0));
         // Back to the operator's 10/s after 20 successes (0.25 per success).
         for i in 0..19 {
@@ -224,7 +232,7 @@ mod tests {
         assert!(t.is_at_rest(t0 + Duration::from_secs(3)));
         // A shorter pause later does not shorten the one in force.
         let mut t = HostThrottle::new(t0);
-        t.throttled(&cfg, t0, t0, Some(Duration::from_secs(5)), None);
+        t.throttled(&cfg, t0, 0, Some(Duration::from_secs(5)), None);
         t.pause(t0, Some(SEC));
         assert_eq!(t.reserve(t0), Duration::from_secs(5));
         assert_eq!(
@@ -233,7 +241,7 @@ mod tests {
             "then spaced at the throttled rate"
         );
         // A 429 from before the cut still brings its pause.
-        t.throttled(&cfg, t0, t0 - SEC, Some(Duration::from_secs(9)), None);
+        t.throttled(&cfg, t0, 0, Some(Duration::from_secs(9)), None);
         assert_eq!(t.reserve(t0), Duration::from_secs(9));
     }
 
@@ -248,8 +256,8 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut t = HostThrottle::new(t0);
-        t.throttled(&cfg, t0, t0, None, Some(f64::INFINITY));
-        t.throttled(&cfg, t0 + SEC, t0 + SEC, None, None);
+        t.throttled(&cfg, t0, 0, None, Some(f64::INFINITY));
+        t.throttled(&cfg, t0 + SEC, t.cuts(), None, None);
         let rate = t.rate().expect("slowed");
         assert!(rate.is_finite() && rate > 0.0, "{rate}");
         assert!(t.reserve(t0) < Duration::from_secs(3600));
@@ -262,7 +270,13 @@ mod tests {
         let mut t = HostThrottle::new(t0);
         for i in 0..50 {
             let at = t0 + SEC * i;
-            t.throttled(&tiny, at, at, Some(Duration::from_secs(u64::MAX)), None);
+            t.throttled(
+                &tiny,
+                at,
+                t.cuts(),
+                Some(Duration::from_secs(u64::MAX)),
+                None,
+            );
         }
         let _ = t.reserve(t0);
         assert!(t.reserve(t0) <= SLOWEST * 3);
