@@ -947,7 +947,12 @@ where
         }
         previous = None;
         metrics::counter!("attempts_total").increment(1);
-        let result = attempt_once(&request).await?;
+        // The deadline bounds the attempt too: one that outlasts it is dropped (a probe
+        // among them gives its slot back as it drops).
+        let Ok(result) = tokio::time::timeout(time_left(), attempt_once(&request)).await else {
+            return Err(ActorError::Deadline(policy.deadline));
+        };
+        let result = result?;
         let outcome = C::describe(&result);
         *final_class = class_index(&outcome);
         let detected = hooks.detector.as_ref().and_then(|d| d(&result));

@@ -588,6 +588,34 @@ async fn a_probe_that_hangs_past_the_probe_timeout_lets_another_go() {
 }
 
 #[tokio::test]
+async fn a_probe_whose_deadline_passes_gives_its_slot_back() {
+    let mut cfg = real_time_config(Duration::from_secs(60));
+    cfg.retry.deadline = Duration::from_millis(800);
+    let sys = ActorSystem::start(cfg).unwrap();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let fake = Fake::new(vec![Step::Fail, Step::Gate(gate.clone())]);
+    sys.create("a".into(), fake.clone()).await.unwrap();
+    let s = sys.session("a").await.unwrap();
+    assert!(sys.execute(&s, get()).await.is_err(), "opens the breaker");
+    // The probe hangs; its deadline ends it, and with it the probe.
+    let started = std::time::Instant::now();
+    let hung = sys.execute(&s, get()).await;
+    assert!(
+        matches!(hung, Err(ActorError::Deadline(_))),
+        "{:?}",
+        hung.map(|d| d.response)
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(fake.calls(), 2, "the probe was sent");
+    let done = tokio::time::timeout(Duration::from_secs(2), sys.execute(&s, get()))
+        .await
+        .expect("not wedged")
+        .unwrap();
+    assert_eq!(done.response, 200);
+    sys.shutdown().await;
+}
+
+#[tokio::test]
 async fn throttling_is_waited_out_and_never_quarantines() {
     let sys = ActorSystem::start(config::<WithRetryAfter>()).unwrap();
     let fake = WithRetryAfter(Fake::new(vec![

@@ -160,9 +160,10 @@ struct Args {
     #[arg(long, default_value_t = 20.0)]
     timeout: f64,
     /// How long one page's request may take, its retries and waits included, in
-    /// seconds. An open breaker whose probe is further away gives the page back to
-    /// the frontier (not before the probe) instead of holding the session.
-    #[arg(long, default_value_t = 15.0)]
+    /// seconds (it also ends an attempt still running then, so keep it above
+    /// `--timeout`). An open breaker whose probe is further away gives the page back
+    /// to the frontier (not before the probe) instead of holding the session.
+    #[arg(long, default_value_t = 45.0)]
     deadline: f64,
     /// How long an open circuit breaker holds requests back before a probe, in seconds.
     #[arg(long = "breaker-cooldown", default_value_t = 10.0)]
