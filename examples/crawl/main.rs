@@ -160,8 +160,7 @@ struct Args {
     #[arg(long, default_value_t = 20.0)]
     timeout: f64,
     /// How long one page's request may take, its retries and waits included, in
-    /// seconds (it also ends an attempt still running then, so keep it above
-    /// `--timeout`). An open breaker whose probe is further away gives the page back
+    /// seconds (keep it above `--timeout`). An open breaker whose probe is further away gives the page back
     /// to the frontier (not before the probe) instead of holding the session.
     #[arg(long, default_value_t = 45.0)]
     deadline: f64,
