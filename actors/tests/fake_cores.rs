@@ -229,6 +229,17 @@ fn config<C: SessionCore>() -> SystemConfig<C> {
     }
 }
 
+/// The reasons of the quarantine events among `events`, in order.
+fn quarantine_reasons(events: Vec<EngineEvent>) -> Vec<String> {
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            EngineEvent::Quarantined { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
 fn drain(rx: &mut tokio::sync::broadcast::Receiver<EngineEvent>) -> Vec<EngineEvent> {
     let mut out = Vec::new();
     while let Ok(e) = rx.try_recv() {
@@ -676,13 +687,7 @@ async fn a_block_detector_quarantines_a_200_captcha_page() {
     assert_eq!(sys.execute(&s, get()).await.unwrap().response, 200);
     assert_eq!(sys.execute(&s, get()).await.unwrap().attempts, 1);
     assert!(sys.is_quarantined("a"));
-    let reason = drain(&mut events)
-        .into_iter()
-        .find_map(|e| match e {
-            EngineEvent::Quarantined { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .unwrap();
+    let reason = quarantine_reasons(drain(&mut events)).remove(0);
     assert!(reason.contains("block detector"), "{reason}");
     sys.shutdown().await;
 }
@@ -920,13 +925,7 @@ async fn reauth_hook_runs_once_and_decides_between_retry_and_quarantine() {
         "the hook said no"
     );
     assert_eq!(refreshed.load(Ordering::SeqCst), 2);
-    let reason = drain(&mut events)
-        .into_iter()
-        .find_map(|e| match e {
-            EngineEvent::Quarantined { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .unwrap();
+    let reason = quarantine_reasons(drain(&mut events)).remove(0);
     assert!(reason.contains("refused the stored password"), "{reason}");
     sys.shutdown().await;
 }
@@ -1013,13 +1012,7 @@ async fn a_reauth_hook_that_hangs_quarantines_within_the_deadline() {
     let s = sys.session("a").await.unwrap();
     assert_eq!(sys.execute(&s, get()).await.unwrap().response, 401);
     assert!(sys.is_quarantined("a"));
-    let reason = drain(&mut events)
-        .into_iter()
-        .find_map(|e| match e {
-            EngineEvent::Quarantined { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .unwrap();
+    let reason = quarantine_reasons(drain(&mut events)).remove(0);
     assert!(reason.contains("did not finish"), "{reason}");
     sys.shutdown().await;
 }
@@ -1064,13 +1057,7 @@ async fn a_failed_reauthentication_is_not_repeated_by_the_requests_that_waited()
     );
     assert_eq!(refreshed.load(Ordering::SeqCst), 1, "the hook ran once");
     assert!(sys.is_quarantined("a"));
-    let reasons: Vec<String> = events
-        .into_iter()
-        .filter_map(|e| match e {
-            EngineEvent::Quarantined { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
+    let reasons = quarantine_reasons(events);
     assert!(
         !reasons.is_empty()
             && reasons
