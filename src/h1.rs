@@ -187,8 +187,8 @@ impl<S: Io> H1Connection<S> {
             let text = std::str::from_utf8(&line)
                 .map_err(|_| Error::protocol("chunk size line is not ASCII"))?;
             let size_text = text.split(';').next().unwrap_or("").trim();
-            let size = u64::from_str_radix(size_text, 16)
-                .map_err(|_| Error::protocol(format!("invalid chunk size `{size_text}`")))?;
+            let size = parse_chunk_size(size_text)
+                .ok_or_else(|| Error::protocol(format!("invalid chunk size `{size_text}`")))?;
             if size == 0 {
                 // Trailers until the blank line; they are read and dropped.
                 let mut trailer_bytes = 0usize;
@@ -203,7 +203,9 @@ impl<S: Io> H1Connection<S> {
                     }
                 }
             }
-            if body.len() as u64 + size > max_body {
+            // Compared without adding: a peer's size near u64::MAX must not wrap past
+            // the limit (hyper's CVE-2021-32714 was this).
+            if size > max_body.saturating_sub(body.len() as u64) {
                 return Err(too_large(max_body));
             }
             let chunk = self.read_exact_body(size).await.map_err(|_| {
@@ -220,6 +222,25 @@ impl<S: Io> H1Connection<S> {
             }
         }
     }
+}
+
+/// A chunk size: 1 to 16 hex digits, nothing else. `u64::from_str_radix` alone would
+/// take a sign (`+5`), which no HTTP peer may send.
+fn parse_chunk_size(text: &str) -> Option<u64> {
+    let digits = text.trim_start_matches('0');
+    if text.is_empty() || digits.len() > 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
+}
+
+/// A Content-Length: ASCII digits only (RFC 9110 §8.6), so `+5`, `-0` and ` 5` are
+/// refused where `str::parse` would take the first; too many digits for a u64 too.
+fn parse_decimal(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 fn write_error(e: std::io::Error) -> Error {
@@ -363,7 +384,7 @@ fn framing(
         let n: u64 = v
             .to_str()
             .ok()
-            .and_then(|s| s.trim().parse().ok())
+            .and_then(|s| parse_decimal(s.trim()))
             .ok_or_else(|| Error::protocol("invalid Content-Length"))?;
         if length.is_some_and(|l| l != n) {
             return Err(Error::protocol("conflicting Content-Length headers"));
@@ -401,6 +422,21 @@ mod tests {
     }
 
     #[test]
+    fn chunk_sizes_are_hex_digits_only() {
+        assert_eq!(parse_chunk_size("1a"), Some(26));
+        assert_eq!(parse_chunk_size("0"), Some(0));
+        assert_eq!(parse_chunk_size("FFFFFFFFFFFFFFFF"), Some(u64::MAX));
+        assert_eq!(
+            parse_chunk_size("0000000000000000000001"),
+            Some(1),
+            "leading zeros"
+        );
+        for bad in ["", "+5", "-1", "0x10", "1 0", "10000000000000000", "g"] {
+            assert_eq!(parse_chunk_size(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn framing_rules() {
         let cl =
             |v: &'static str| vec![(http::header::CONTENT_LENGTH, HeaderValue::from_static(v))];
@@ -413,6 +449,12 @@ mod tests {
             Framing::Empty
         ));
         assert!(framing(&Method::GET, StatusCode::OK, &cl("x")).is_err());
+        for bad in ["+5", "-0", "5 5", "0x5", "99999999999999999999999"] {
+            assert!(
+                framing(&Method::GET, StatusCode::OK, &cl(bad)).is_err(),
+                "Content-Length: {bad}"
+            );
+        }
         let te = vec![(
             http::header::TRANSFER_ENCODING,
             HeaderValue::from_static("gzip, chunked"),

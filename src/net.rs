@@ -228,6 +228,23 @@ enum ProxyScheme {
     Socks5h,
 }
 
+/// `url` as text with the password of its userinfo (`user:PASSWORD@`) replaced by
+/// `***`, for error messages about a URL that may not parse: the text is the caller's,
+/// and an error (or the API's 400 that carries it) must not repeat a secret.
+fn mask_password(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else {
+        return url.to_string();
+    };
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
+        None => url.to_string(),
+    }
+}
+
 impl Proxy {
     /// Parses a proxy URL.
     ///
@@ -235,8 +252,9 @@ impl Proxy {
     ///
     /// [`Error::is_invalid_input`] for an unknown scheme or a missing host.
     pub fn parse(url: &str) -> Result<Proxy> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| Error::invalid_input(format!("invalid proxy URL `{url}`: {e}")))?;
+        let parsed = url::Url::parse(url).map_err(|e| {
+            Error::invalid_input(format!("invalid proxy URL `{}`: {e}", mask_password(url)))
+        })?;
         let scheme = match parsed.scheme() {
             "http" => ProxyScheme::Http,
             "https" => ProxyScheme::Https,
@@ -250,7 +268,9 @@ impl Proxy {
         };
         let host = parsed
             .host_str()
-            .ok_or_else(|| Error::invalid_input(format!("proxy URL `{url}` has no host")))?
+            .ok_or_else(|| {
+                Error::invalid_input(format!("proxy URL `{}` has no host", mask_password(url)))
+            })?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
@@ -709,5 +729,21 @@ mod tests {
         assert_eq!(p.credentials.as_ref().unwrap().1, "s@cret");
         assert_eq!(p.to_string(), "socks5h://user:***@127.0.0.1:1080");
         assert!(Proxy::parse("ftp://x").unwrap_err().is_invalid_input());
+    }
+
+    #[test]
+    fn an_unparsable_proxy_url_does_not_repeat_its_password() {
+        for url in [
+            "http://user:hunter2@[::1:8080",
+            "socks5://user:hunter2@host:99999",
+            "http://user:hunter2@",
+        ] {
+            let err = Proxy::parse(url).unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("user:***@"), "{err}");
+        }
+        assert_eq!(mask_password("http://h:1/a@b"), "http://h:1/a@b");
+        assert_eq!(mask_password("http://u@h"), "http://u@h");
+        assert_eq!(mask_password("u:p@h"), "u:***@h");
     }
 }

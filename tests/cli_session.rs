@@ -125,6 +125,15 @@ async fn session_file_persists_cookies_and_tickets_across_runs() {
     ])
     .await;
     assert!(out.status.success(), "{}", text(&out));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&txt).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "exported cookies are for the owner only: {mode:o}"
+        );
+    }
     let exported = std::fs::read_to_string(&txt).unwrap();
     assert!(
         exported.contains("#HttpOnly_shop.test\tFALSE\t/\tTRUE\t"),

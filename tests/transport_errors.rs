@@ -188,6 +188,38 @@ async fn truncated_bodies_are_protocol_errors() {
         "{err}"
     );
 
+    // A 1-byte chunk, then one of 2^64-1 bytes: the size check must not wrap past the
+    // body limit (the client would read until the peer stops), and a signed size is
+    // not a size.
+    let server = support::raw_server(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\nFFFFFFFFFFFFFFFF\r\nbbbbbbbb".to_vec(),
+    )
+    .await;
+    let err = client()
+        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_body_too_large(), "{err}");
+    for framing in [
+        &b"transfer-encoding: chunked\r\n\r\n+5\r\nabcde\r\n0\r\n\r\n"[..],
+        &b"content-length: +5\r\n\r\nabcde"[..],
+    ] {
+        let mut response = b"HTTP/1.1 200 OK\r\n".to_vec();
+        response.extend_from_slice(framing);
+        let server = support::raw_server(response).await;
+        let err = client()
+            .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            err.is_protocol(),
+            "{}: {err}",
+            String::from_utf8_lossy(framing)
+        );
+    }
+
     // A well-formed chunked body with trailers decodes.
     let server = support::raw_server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nx-t: 1\r\n\r\n".to_vec()).await;
     let resp = client()

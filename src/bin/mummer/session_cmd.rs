@@ -111,6 +111,23 @@ pub fn session(command: SessionCommand) -> CliResult {
     }
 }
 
+/// Writes `bytes` to `path` readable by its owner only (0600 on Unix, as snapshots and
+/// stores are): exported cookies are credentials. An existing file is narrowed too.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 pub fn cookies(command: CookiesCommand) -> CliResult {
     match command {
         CookiesCommand::Export {
@@ -123,7 +140,7 @@ pub fn cookies(command: CookiesCommand) -> CliResult {
             let session = SessionFile::new(file, session_key(key.as_deref())?).open()?;
             let text = formats::write(format, &session.cookies());
             match output {
-                Some(path) => std::fs::write(&path, text)
+                Some(path) => write_private(&path, text.as_bytes())
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
                 None => print!("{text}"),
             }
