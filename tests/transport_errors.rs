@@ -159,47 +159,36 @@ async fn decompression_bomb_is_refused() {
     assert!(err.is_body_too_large(), "{err}");
 }
 
+/// Serves `response` (raw bytes) once on loopback and fetches it with the default client.
+async fn fetch_raw(response: &[u8]) -> mummer::Result<mummer::Response> {
+    let server = support::raw_server(response.to_vec()).await;
+    client()
+        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
+        .send()
+        .await
+}
+
 #[tokio::test]
 async fn truncated_bodies_are_protocol_errors() {
-    let server =
-        support::raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this".to_vec())
-            .await;
-    let err = client()
-        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
-        .send()
-        .await
-        .unwrap_err();
-    assert!(
-        err.is_protocol() && err.to_string().contains("truncated"),
-        "{err}"
-    );
-
-    let server = support::raw_server(
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10\r\nabc".to_vec(),
-    )
-    .await;
-    let err = client()
-        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
-        .send()
-        .await
-        .unwrap_err();
-    assert!(
-        err.is_protocol() && err.to_string().contains("truncated"),
-        "{err}"
-    );
+    for truncated in [
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this"[..],
+        &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10\r\nabc"[..],
+    ] {
+        let err = fetch_raw(truncated).await.unwrap_err();
+        assert!(
+            err.is_protocol() && err.to_string().contains("truncated"),
+            "{err}"
+        );
+    }
 
     // A 1-byte chunk, then one of 2^64-1 bytes: the size check must not wrap past the
     // body limit (the client would read until the peer stops), and a signed size is
     // not a size.
-    let server = support::raw_server(
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\nFFFFFFFFFFFFFFFF\r\nbbbbbbbb".to_vec(),
+    let err = fetch_raw(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\nFFFFFFFFFFFFFFFF\r\nbbbbbbbb",
     )
-    .await;
-    let err = client()
-        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
-        .send()
-        .await
-        .unwrap_err();
+    .await
+    .unwrap_err();
     assert!(err.is_body_too_large(), "{err}");
     for framing in [
         &b"transfer-encoding: chunked\r\n\r\n+5\r\nabcde\r\n0\r\n\r\n"[..],
@@ -207,12 +196,7 @@ async fn truncated_bodies_are_protocol_errors() {
     ] {
         let mut response = b"HTTP/1.1 200 OK\r\n".to_vec();
         response.extend_from_slice(framing);
-        let server = support::raw_server(response).await;
-        let err = client()
-            .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
-            .send()
-            .await
-            .unwrap_err();
+        let err = fetch_raw(&response).await.unwrap_err();
         assert!(
             err.is_protocol(),
             "{}: {err}",
@@ -221,10 +205,7 @@ async fn truncated_bodies_are_protocol_errors() {
     }
 
     // A well-formed chunked body with trailers decodes.
-    let server = support::raw_server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nx-t: 1\r\n\r\n".to_vec()).await;
-    let resp = client()
-        .get(&format!("http://127.0.0.1:{}/", server.addr.port()))
-        .send()
+    let resp = fetch_raw(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nx-t: 1\r\n\r\n")
         .await
         .unwrap();
     assert_eq!(resp.body().as_ref(), b"abcde");
