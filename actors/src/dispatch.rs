@@ -615,7 +615,7 @@ impl<C: SessionCore> DispatchContext<C> {
     /// shared one) within `within`; false when none came in time. For requests outside
     /// the retry loop (robots.txt), which the site sees like any other.
     pub async fn host_slot(&self, host: &str, within: Duration) -> bool {
-        let started = Instant::now();
+        let until = Instant::now() + within;
         let (limiter, pause, shared) = {
             let mut st = self.state.lock();
             (
@@ -624,29 +624,7 @@ impl<C: SessionCore> DispatchContext<C> {
                 st.shared_rate.clone(),
             )
         };
-        if !pause.is_zero() {
-            if pause >= within {
-                return false;
-            }
-            tokio::time::sleep(pause).await;
-        }
-        if let Some(limiter) = limiter {
-            let left = within.saturating_sub(started.elapsed());
-            if tokio::time::timeout(left, limiter.until_ready())
-                .await
-                .is_err()
-            {
-                return false;
-            }
-        }
-        match shared {
-            Some(shared) => {
-                shared
-                    .acquire(host, within.saturating_sub(started.elapsed()))
-                    .await
-            }
-            None => true,
-        }
+        wait_for_slot(pause, limiter, shared, host, until).await
     }
 
     /// The retry policy in force.
@@ -701,6 +679,38 @@ impl<C: SessionCore> Previous<C> {
                 attempts: self.attempts,
             })
             .map_err(ActorError::Session)
+    }
+}
+
+/// Waits out the host's throttle `pause`, then each of `limiters`, then the `shared`
+/// budget for `host`, until `until`; false when a slot did not come in time. The
+/// operator's limiters come after the throttle, so whatever the throttle scheduled, no
+/// two requests leave closer than the operator's limit.
+async fn wait_for_slot(
+    pause: Duration,
+    limiters: impl IntoIterator<Item = Arc<governor::DefaultDirectRateLimiter>>,
+    shared: Option<Arc<dyn SharedRateLimit>>,
+    host: &str,
+    until: Instant,
+) -> bool {
+    let left = || until.saturating_duration_since(Instant::now());
+    if !pause.is_zero() {
+        if pause >= left() {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    for limiter in limiters {
+        if tokio::time::timeout(left(), limiter.until_ready())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    match shared {
+        Some(shared) => shared.acquire(host, left()).await,
+        None => true,
     }
 }
 
@@ -915,24 +925,7 @@ where
             metrics::counter!("breaker_waits_total", "scope" => scope.label()).increment(1);
             tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
         };
-        // The host's throttle, then the rate limits: wait for a slot, within the
-        // deadline. The operator's limiters come last, so whatever the throttle
-        // scheduled, no two requests leave closer than the operator's limit.
-        let mut slot = !pause.is_zero() && pause >= time_left();
-        if !slot && !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
-        for limiter in limiters {
-            slot = slot
-                || tokio::time::timeout(time_left(), limiter.until_ready())
-                    .await
-                    .is_err();
-        }
-        if let (false, Some(shared)) = (slot, shared) {
-            slot = !shared.acquire(target, time_left()).await;
-        }
-        if slot {
-            // No slot within the deadline (`slot` is true when the wait failed).
+        if !wait_for_slot(pause, limiters, shared, target, started + policy.deadline).await {
             if let Some(last) = previous.take() {
                 return last.give_up(state, id, target, "no rate slot within the deadline");
             }
