@@ -151,6 +151,10 @@ impl Default for Options {
 pub struct Hit {
     /// When it arrived (before any delay of the answer).
     pub at: Instant,
+    /// The latest the client can have let it go: when its connection was accepted if it
+    /// was the first on it (the client connects only once its request may go, and the TLS
+    /// handshake delays the arrival), else when it arrived.
+    pub sent_by: Instant,
     pub host: String,
     pub path: String,
     pub status: u16,
@@ -600,8 +604,14 @@ fn answer(state: &State, server: IpAddr, req: &SeenRequest) -> Reply {
             &format!("sid={sid}; Path=/; Domain={HOST}; Max-Age=3600"),
         );
     }
+    let sent_by = if req.nth_on_connection == 0 {
+        req.connected_at
+    } else {
+        at
+    };
     state.hits.lock().unwrap().push(Hit {
         at,
+        sent_by,
         host,
         path,
         status: reply.status,

@@ -20,6 +20,10 @@ use tokio::net::TcpListener;
 #[derive(Clone, Debug)]
 pub struct SeenRequest {
     pub connection: usize,
+    /// When the TCP connection this request came on was accepted.
+    pub connected_at: std::time::Instant,
+    /// Its place on that connection, in the order requests arrived (0 for the first).
+    pub nth_on_connection: usize,
     /// The address the connection came from (a proxy's exit address, say).
     pub peer: std::net::IpAddr,
     pub resumed: bool,
@@ -190,6 +194,7 @@ impl HttpsServer {
         let task = tokio::spawn(async move {
             let mut n = 0;
             while let Ok((tcp, peer)) = listener.accept().await {
+                let connected_at = std::time::Instant::now();
                 let _ = tcp.set_nodelay(true);
                 n += 1;
                 let (acceptor, handler, log) = (acceptor.clone(), handler.clone(), log.clone());
@@ -201,6 +206,8 @@ impl HttpsServer {
                     let h2 = tls.ssl().selected_alpn_protocol() == Some(b"h2");
                     let conn = Conn {
                         number: n,
+                        connected_at,
+                        requests: std::sync::atomic::AtomicUsize::new(0),
                         peer: peer.ip(),
                         resumed,
                         handler,
@@ -236,6 +243,9 @@ impl HttpsServer {
 
 struct Conn {
     number: usize,
+    connected_at: std::time::Instant,
+    /// Requests seen on this connection so far.
+    requests: std::sync::atomic::AtomicUsize,
     peer: std::net::IpAddr,
     resumed: bool,
     handler: Handler,
@@ -243,6 +253,12 @@ struct Conn {
 }
 
 impl Conn {
+    /// The place of the request that just arrived on this connection.
+    fn next_request(&self) -> usize {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
     async fn answer(&self, req: SeenRequest) -> Reply {
         let reply = (self.handler)(&req);
         if let Some(log) = &self.log {
@@ -276,6 +292,8 @@ impl Conn {
                 }
                 let seen = SeenRequest {
                     connection: this.number,
+                    connected_at: this.connected_at,
+                    nth_on_connection: this.next_request(),
                     peer: this.peer,
                     resumed: this.resumed,
                     version: http::Version::HTTP_2,
@@ -354,6 +372,8 @@ impl Conn {
             let body = buf.split_to(len).freeze();
             let seen = SeenRequest {
                 connection: self.number,
+                connected_at: self.connected_at,
+                nth_on_connection: self.next_request(),
                 peer: self.peer,
                 resumed: self.resumed,
                 version: http::Version::HTTP_11,
