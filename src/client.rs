@@ -150,6 +150,9 @@ impl ClientBuilder {
     ///
     /// A profile BoringSSL cannot express, or an unreadable CA file.
     pub fn build(self) -> Result<Client> {
+        self.profile
+            .validate()
+            .map_err(|e| Error::invalid_profile(self.profile.name.clone(), e))?;
         let tls = TlsConnector::shared(&self.profile.tls, &self.tls)?;
         let dialer = Dialer::new(&self.resolve, self.proxy.clone(), self.connect_timeout)
             .with_connect_to(self.connect_to.clone())

@@ -421,32 +421,135 @@ impl Profile {
         })
     }
 
-    /// Checks the rules serde cannot express, returning the offending field.
-    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
+    /// Checks the rules serde cannot express, returning the offending field: every field
+    /// in its legal range (RFC 9113 for HTTP/2, RFC 8446/8449/7301 for TLS) and every list
+    /// bounded. The one check for every way a profile arrives (built-in, file, inline in
+    /// an API call or a snapshot, learned): [`crate::ClientBuilder::build`] runs it, so no
+    /// profile reaches a connector unchecked.
+    ///
+    /// # Errors
+    ///
+    /// The first field out of range, named as in the JSON (`http2.settings[1]`, say).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.validate_http2()?;
+        self.validate_tls()?;
+        self.validate_requests()?;
+        header_value_ok(&self.user_agent).map_err(|e| format!("user_agent: {e}"))?;
+        bounded("client_hints", self.client_hints.len())?;
+        for (name, value) in &self.client_hints {
+            lower_case_name(name).map_err(|e| format!("client_hints: {e}"))?;
+            header_value_ok(value).map_err(|e| format!("client_hints.{name}: {e}"))?;
+        }
+        for (name, spelling) in &self.http1.header_case {
+            lower_case_name(name).map_err(|e| format!("http1.header_case: {e}"))?;
+            if !spelling.eq_ignore_ascii_case(name) {
+                return Err(format!(
+                    "http1.header_case.{name}: `{spelling}` is not a spelling of `{name}`"
+                ));
+            }
+        }
+        bounded("http1.drop_headers", self.http1.drop_headers.len())?;
+        Ok(())
+    }
+
+    fn validate_http2(&self) -> std::result::Result<(), String> {
         const PSEUDO: [&str; 4] = [":method", ":authority", ":scheme", ":path"];
-        let mut sorted = self.http2.pseudo_header_order.clone();
+        let h2 = &self.http2;
+        let mut sorted = h2.pseudo_header_order.clone();
         sorted.sort();
         let mut want: Vec<String> = PSEUDO.iter().map(|s| s.to_string()).collect();
         want.sort();
         if sorted != want {
             return Err(format!(
                 "http2.pseudo_header_order must hold each of {PSEUDO:?} once, got {:?}",
-                self.http2.pseudo_header_order
+                h2.pseudo_header_order
             ));
         }
-        if self.http2.initial_stream_id.is_multiple_of(2) {
-            return Err("http2.initial_stream_id must be odd (client streams are odd)".into());
+        if h2.initial_stream_id.is_multiple_of(2) || h2.initial_stream_id > MAX_WINDOW {
+            return Err(
+                "http2.initial_stream_id must be odd (client streams are odd) and below 2^31"
+                    .into(),
+            );
         }
-        for version in [&self.tls.min_version, &self.tls.max_version] {
+        // The connection window starts at 65 535 (RFC 9113 §6.9.2) and may not pass 2^31-1.
+        if h2.connection_window_increment > MAX_WINDOW - 65_535 {
+            return Err(format!(
+                "http2.connection_window_increment must be at most {}",
+                MAX_WINDOW - 65_535
+            ));
+        }
+        let mut seen = Vec::new();
+        for (i, (setting, value)) in h2.settings.iter().enumerate() {
+            let field = format!("http2.settings[{i}] ({setting:?} {value})");
+            if seen.contains(setting) {
+                return Err(format!("{field}: each setting at most once"));
+            }
+            seen.push(*setting);
+            let legal = match setting {
+                // What a server may make our HPACK decoder keep: bounded, as browsers do.
+                Http2Setting::HeaderTableSize => *value <= MAX_HEADER_TABLE_SIZE,
+                Http2Setting::EnablePush => *value <= 1,
+                Http2Setting::MaxConcurrentStreams => true,
+                Http2Setting::InitialWindowSize => *value <= MAX_WINDOW,
+                Http2Setting::MaxFrameSize => (16_384..=16_777_215).contains(value),
+                Http2Setting::MaxHeaderListSize => *value >= 1024,
+            };
+            if !legal {
+                return Err(format!(
+                    "{field}: out of range (HEADER_TABLE_SIZE <= {MAX_HEADER_TABLE_SIZE}, \
+                     ENABLE_PUSH 0 or 1, INITIAL_WINDOW_SIZE <= 2^31-1, \
+                     MAX_FRAME_SIZE 16384..=16777215, MAX_HEADER_LIST_SIZE >= 1024)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_tls(&self) -> std::result::Result<(), String> {
+        let tls = &self.tls;
+        for version in [&tls.min_version, &tls.max_version] {
             if version != "1.2" && version != "1.3" {
                 return Err(format!(
                     "tls version `{version}` must be \"1.2\" or \"1.3\""
                 ));
             }
         }
-        if self.tls.cipher_suites.is_empty() {
+        if tls.min_version > tls.max_version {
+            return Err("tls.min_version must not be above tls.max_version".into());
+        }
+        if tls.cipher_suites.is_empty() {
             return Err("tls.cipher_suites must not be empty".into());
         }
+        for (field, len) in [
+            ("tls.cipher_suites", tls.cipher_suites.len()),
+            ("tls.groups", tls.groups.len()),
+            ("tls.key_shares", tls.key_shares.len()),
+            ("tls.signature_algorithms", tls.signature_algorithms.len()),
+            ("tls.alpn", tls.alpn.len()),
+            ("tls.delegated_credentials", tls.delegated_credentials.len()),
+            ("tls.ffdhe_groups", tls.ffdhe_groups.len()),
+        ] {
+            bounded(field, len)?;
+        }
+        let alps = tls.alps.iter().flat_map(|a| a.protocols.iter());
+        for protocol in tls.alpn.iter().chain(alps) {
+            // RFC 7301 §3.1: a protocol name is 1 to 255 bytes.
+            if protocol.is_empty() || protocol.len() > 255 {
+                return Err(format!(
+                    "tls.alpn: protocol `{protocol}` must be 1 to 255 bytes"
+                ));
+            }
+        }
+        if let Some(limit) = tls.record_size_limit {
+            // RFC 8449 §4: 64 up to 2^14 + 1.
+            if !(64..=16_385).contains(&limit) {
+                return Err(format!("tls.record_size_limit {limit} must be 64..=16385"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_requests(&self) -> std::result::Result<(), String> {
         if !self.requests.contains_key(&RequestKind::Navigation) {
             return Err("requests.navigation is required".into());
         }
@@ -454,13 +557,17 @@ impl Profile {
             if !(1..=256).contains(&template.priority.weight) {
                 return Err(format!("requests.{kind}.priority.weight must be 1..=256"));
             }
-            for (name, _) in &template.headers {
-                if http::HeaderName::from_bytes(name.as_bytes()).is_err()
-                    || name.bytes().any(|b| b.is_ascii_uppercase())
-                {
-                    return Err(format!(
-                        "requests.{kind}.headers: `{name}` is not a lower-case header name"
-                    ));
+            if template.priority.depends_on > MAX_WINDOW {
+                return Err(format!(
+                    "requests.{kind}.priority.depends_on must be a stream id below 2^31"
+                ));
+            }
+            bounded(&format!("requests.{kind}.headers"), template.headers.len())?;
+            for (name, value) in &template.headers {
+                lower_case_name(name).map_err(|e| format!("requests.{kind}.headers: {e}"))?;
+                if let Some(value) = value {
+                    header_value_ok(value)
+                        .map_err(|e| format!("requests.{kind}.headers.{name}: {e}"))?;
                 }
             }
         }
@@ -480,6 +587,36 @@ impl Profile {
     pub fn builtin_names() -> impl Iterator<Item = &'static str> {
         BUILTIN.iter().map(|(n, _)| *n)
     }
+}
+
+/// The largest HTTP/2 flow-control window and stream id (RFC 9113 §6.9.1, §5.1.1).
+const MAX_WINDOW: u32 = (1 << 31) - 1;
+/// The largest HPACK table a profile may let a server fill (Chromium and Firefox
+/// advertise 64 KiB; 1 MiB leaves room without letting a server size our memory).
+const MAX_HEADER_TABLE_SIZE: u32 = 1 << 20;
+/// The most entries any list or map in a profile may hold (real profiles hold under 40).
+const MAX_LIST: usize = 256;
+
+fn bounded(field: &str, len: usize) -> std::result::Result<(), String> {
+    if len > MAX_LIST {
+        return Err(format!("{field}: {len} entries, at most {MAX_LIST}"));
+    }
+    Ok(())
+}
+
+fn lower_case_name(name: &str) -> std::result::Result<(), String> {
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+        || name.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return Err(format!("`{name}` is not a lower-case header name"));
+    }
+    Ok(())
+}
+
+fn header_value_ok(value: &str) -> std::result::Result<(), String> {
+    http::HeaderValue::from_str(value)
+        .map(drop)
+        .map_err(|_| "not a valid header value (control characters?)".to_string())
 }
 
 /// A profile file that does not match the format, with the field path that is wrong.
@@ -572,5 +709,95 @@ mod tests {
         v["tls"]["cipher_suites"][2] = serde_json::json!("1303");
         let err = Profile::from_json(&v.to_string()).unwrap_err();
         assert_eq!(err.path, "tls.cipher_suites[2]");
+    }
+
+    /// A built-in profile with `edit` applied to its JSON, validated.
+    fn validated_with(
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> std::result::Result<(), String> {
+        let mut v: serde_json::Value = serde_json::from_str(BUILTIN[0].1).unwrap();
+        edit(&mut v);
+        Profile::from_json(&v.to_string())
+            .map_err(|e| e.to_string())?
+            .validate()
+    }
+
+    #[test]
+    fn every_http2_field_out_of_its_legal_range_is_refused() {
+        use serde_json::json;
+        type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "initial_stream_id",
+                Box::new(|v| v["http2"]["initial_stream_id"] = json!(2)),
+            ),
+            (
+                "initial_stream_id",
+                Box::new(|v| v["http2"]["initial_stream_id"] = json!(u32::MAX)),
+            ),
+            (
+                "connection_window_increment",
+                Box::new(|v| v["http2"]["connection_window_increment"] = json!(u32::MAX)),
+            ),
+            (
+                "MaxFrameSize",
+                Box::new(|v| v["http2"]["settings"] = json!([["MAX_FRAME_SIZE", 1]])),
+            ),
+            (
+                "MaxFrameSize",
+                Box::new(|v| v["http2"]["settings"] = json!([["MAX_FRAME_SIZE", 16_777_216]])),
+            ),
+            (
+                "InitialWindowSize",
+                Box::new(|v| v["http2"]["settings"] = json!([["INITIAL_WINDOW_SIZE", u32::MAX]])),
+            ),
+            (
+                "EnablePush",
+                Box::new(|v| v["http2"]["settings"] = json!([["ENABLE_PUSH", 2]])),
+            ),
+            (
+                "HeaderTableSize",
+                Box::new(|v| v["http2"]["settings"] = json!([["HEADER_TABLE_SIZE", u32::MAX]])),
+            ),
+            (
+                "at most once",
+                Box::new(|v| {
+                    v["http2"]["settings"] = json!([["ENABLE_PUSH", 0], ["ENABLE_PUSH", 0]])
+                }),
+            ),
+            (
+                "depends_on",
+                Box::new(|v| {
+                    v["requests"]["navigation"]["priority"]["depends_on"] = json!(u32::MAX)
+                }),
+            ),
+            (
+                "requests.navigation",
+                Box::new(|v| v["requests"] = json!({})),
+            ),
+            (
+                "record_size_limit",
+                Box::new(|v| v["tls"]["record_size_limit"] = json!(1)),
+            ),
+            ("tls.alpn", Box::new(|v| v["tls"]["alpn"] = json!([""]))),
+            ("user_agent", Box::new(|v| v["user_agent"] = json!("a\nb"))),
+            (
+                "tls.cipher_suites",
+                Box::new(|v| v["tls"]["cipher_suites"] = json!(vec!["0x1301"; 300])),
+            ),
+        ];
+        for (field, edit) in cases {
+            let err = validated_with(edit).expect_err(field);
+            assert!(err.contains(field), "{field}: {err}");
+        }
+        // The limits themselves are legal.
+        validated_with(|v| {
+            v["http2"]["settings"] = json!([
+                ["MAX_FRAME_SIZE", 16_777_215],
+                ["INITIAL_WINDOW_SIZE", (1u32 << 31) - 1],
+                ["HEADER_TABLE_SIZE", 1 << 20]
+            ])
+        })
+        .unwrap();
     }
 }
