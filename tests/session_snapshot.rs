@@ -20,6 +20,10 @@ impl Fixture {
             "/login" => {
                 Reply::ok("in").header("set-cookie", "sid=s3cr3t; Secure; HttpOnly; Max-Age=3600")
             }
+            // What browsers take: a space in the name, UTF-8 in the value.
+            "/odd" => Reply::ok("odd")
+                .header("set-cookie", "foo bar=baz; Max-Age=3600")
+                .header("set-cookie", "utf=caf\u{e9}; Max-Age=3600"),
             _ => Reply::ok("ok"),
         })
         .await;
@@ -182,6 +186,103 @@ async fn bad_snapshots_are_refused_and_left_alone() {
     // The good files still load after all that.
     Session::load(&enc, Some(&key), f.transport()).unwrap();
     Session::load(&plain, None, f.transport()).unwrap();
+}
+
+#[tokio::test]
+async fn hostile_snapshot_fields_are_refused_with_the_field_and_nothing_panics() {
+    let f = Fixture::new().await;
+    let s = f.session();
+    s.get("https://shop.test/login").send().await.unwrap();
+    let plain = f.path("plain.json");
+    s.save(&plain, None).unwrap();
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plain).unwrap()).unwrap();
+    let inline = serde_json::to_value(Profile::named("chrome-156-windows").unwrap()).unwrap();
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let with_profile = |edit: Edit| -> Edit {
+        let inline = inline.clone();
+        Box::new(move |v: &mut serde_json::Value| {
+            let mut p = inline.clone();
+            edit(&mut p);
+            v["profile"] = serde_json::json!({ "inline": p });
+        })
+    };
+    use serde_json::json;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "cache-1e9",
+            Box::new(|v| v["cache_config"]["max_entries"] = json!(1_000_000_000u64)),
+            "max_entries",
+        ),
+        (
+            "cache-2^63",
+            Box::new(|v| v["cache_config"]["max_entries"] = json!(1u64 << 63)),
+            "max_entries",
+        ),
+        (
+            "cache-bytes",
+            Box::new(|v| v["cache_config"]["max_body_bytes"] = json!(u64::MAX)),
+            "max_body_bytes",
+        ),
+        (
+            "no-templates",
+            with_profile(Box::new(|p| p["requests"] = json!({}))),
+            "requests.navigation",
+        ),
+        (
+            "even-stream",
+            with_profile(Box::new(|p| p["http2"]["initial_stream_id"] = json!(2))),
+            "initial_stream_id",
+        ),
+        (
+            "tiny-frames",
+            with_profile(Box::new(|p| {
+                p["http2"]["settings"] = json!([["MAX_FRAME_SIZE", 1]])
+            })),
+            "MaxFrameSize",
+        ),
+        (
+            "huge-window",
+            with_profile(Box::new(|p| {
+                p["http2"]["settings"] = json!([["INITIAL_WINDOW_SIZE", u32::MAX]])
+            })),
+            "InitialWindowSize",
+        ),
+    ];
+    for (name, edit, expect) in cases {
+        let mut v = good.clone();
+        edit(&mut v);
+        let path = f.path(name);
+        let bytes = serde_json::to_vec_pretty(&v).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Session::load(&path, None, f.transport()).unwrap_err();
+        assert!(err.is_snapshot(), "{name}: {err}");
+        assert!(err.to_string().contains(expect), "{name}: {err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name}: untouched");
+    }
+    // The limits themselves load.
+    let mut v = good.clone();
+    v["cache_config"]["max_entries"] = json!(1_000_000);
+    let path = f.path("at-the-limit");
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    Session::load(&path, None, f.transport()).unwrap();
+}
+
+#[tokio::test]
+async fn a_cookie_the_jar_took_from_a_server_survives_save_and_load() {
+    let f = Fixture::new().await;
+    let s = f.session();
+    s.get("https://shop.test/odd").send().await.unwrap();
+    let names: Vec<String> = s.cookies().into_iter().map(|c| c.name).collect();
+    assert!(names.contains(&"foo bar".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"utf".to_string()),
+        "UTF-8 values are kept: {names:?}"
+    );
+    let path = f.path("odd.json");
+    s.save(&path, None).unwrap();
+    let back = Session::load(&path, None, f.transport()).unwrap();
+    assert_eq!(back.cookies(), s.cookies());
 }
 
 #[tokio::test]

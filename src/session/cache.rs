@@ -9,7 +9,6 @@
 //! the snapshot form. No I/O: the session asks [`ConditionalCache::lookup`] before a GET
 //! and reports with [`ConditionalCache::update`] after it.
 
-use std::num::NonZeroUsize;
 use std::time::SystemTime;
 
 use base64::Engine as _;
@@ -31,6 +30,36 @@ pub struct CacheConfig {
     pub store_bodies: bool,
     /// Most body bytes kept over all entries (a bigger body is not kept).
     pub max_body_bytes: usize,
+}
+
+/// The most entries a cache may be configured for: a snapshot or an API caller sizes
+/// the cache, so the size is bounded (entries are allocated as they come, never ahead).
+pub const MAX_CACHE_ENTRIES: usize = 1_000_000;
+/// The most body bytes a cache may be configured to keep.
+pub const MAX_CACHE_BODY_BYTES: usize = 1 << 30;
+
+impl CacheConfig {
+    /// Checks the limits (a snapshot's `cache_config` is untrusted input).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`] naming the field above its bound
+    /// ([`MAX_CACHE_ENTRIES`], [`MAX_CACHE_BODY_BYTES`]).
+    pub fn validate(&self) -> Result<()> {
+        if self.max_entries > MAX_CACHE_ENTRIES {
+            return Err(Error::invalid_input(format!(
+                "cache_config.max_entries {} is above {MAX_CACHE_ENTRIES}",
+                self.max_entries
+            )));
+        }
+        if self.max_body_bytes > MAX_CACHE_BODY_BYTES {
+            return Err(Error::invalid_input(format!(
+                "cache_config.max_body_bytes {} is above {MAX_CACHE_BODY_BYTES}",
+                self.max_body_bytes
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for CacheConfig {
@@ -131,9 +160,9 @@ impl ConditionalCache {
     pub fn new(config: CacheConfig) -> ConditionalCache {
         ConditionalCache {
             config,
-            entries: LruCache::new(
-                NonZeroUsize::new(config.max_entries.max(1)).unwrap_or(NonZeroUsize::MIN),
-            ),
+            // Unbounded and capped by `insert`: `LruCache::new(n)` allocates n slots up
+            // front, which a configured size must never do.
+            entries: LruCache::unbounded(),
             body_bytes: 0,
         }
     }
@@ -231,25 +260,30 @@ impl ConditionalCache {
         }
         let body = (self.config.store_bodies && body.len() <= self.config.max_body_bytes)
             .then(|| body.clone());
-        self.remove(url);
-        self.body_bytes += body.as_ref().map_or(0, Bytes::len);
-        if let Some((_, evicted)) = self.entries.push(
+        self.insert(
             url.to_string(),
             Entry {
                 policy,
                 headers: headers.to_vec(),
                 body,
             },
-        ) {
-            self.body_bytes -= evicted.body.as_ref().map_or(0, Bytes::len);
-        }
-        while self.body_bytes > self.config.max_body_bytes {
+        );
+        None
+    }
+
+    /// Stores `entry` as the most recently used, then evicts the least recently used
+    /// until both limits hold.
+    fn insert(&mut self, url: String, entry: Entry) {
+        self.remove(&url);
+        self.body_bytes += entry.body.as_ref().map_or(0, Bytes::len);
+        self.entries.push(url, entry);
+        let max_entries = self.config.max_entries.max(1);
+        while self.entries.len() > max_entries || self.body_bytes > self.config.max_body_bytes {
             match self.entries.pop_lru() {
                 Some((_, e)) => self.body_bytes -= e.body.as_ref().map_or(0, Bytes::len),
                 None => break,
             }
         }
-        None
     }
 
     fn remove(&mut self, url: &str) {
@@ -309,8 +343,7 @@ impl ConditionalCache {
                 )),
                 None => None,
             };
-            fresh.body_bytes += body.as_ref().map_or(0, Bytes::len);
-            fresh.entries.push(
+            fresh.insert(
                 r.url.clone(),
                 Entry {
                     policy: r.policy.clone(),
@@ -491,5 +524,57 @@ mod tests {
         assert_eq!((back.len(), back.body_bytes()), (c.len(), c.body_bytes()));
         c.clear();
         assert_eq!((c.len(), c.body_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn an_import_larger_than_the_limits_keeps_the_most_recent_within_them() {
+        let now = SystemTime::now();
+        let mut big = ConditionalCache::new(CacheConfig {
+            max_entries: 10,
+            store_bodies: true,
+            max_body_bytes: 100,
+        });
+        for i in 0..10 {
+            let url = format!("https://shop.test/{i}");
+            let body = Bytes::from_static(b"0123456789");
+            big.update(
+                &url,
+                &get(&url),
+                StatusCode::OK,
+                &h(&[("etag", "\"e\"")]),
+                &body,
+                now,
+            );
+        }
+        let mut small = ConditionalCache::new(CacheConfig {
+            max_entries: 3,
+            store_bodies: true,
+            max_body_bytes: 25,
+        });
+        small.import(&big.export()).unwrap();
+        assert_eq!((small.len(), small.body_bytes()), (2, 20));
+        let kept: Vec<String> = small.export().into_iter().map(|r| r.url).collect();
+        assert_eq!(kept, ["https://shop.test/8", "https://shop.test/9"]);
+    }
+
+    #[test]
+    fn a_configured_size_is_bounded_and_never_allocated_ahead() {
+        let huge = CacheConfig {
+            max_entries: 1_000_000_000,
+            ..CacheConfig::default()
+        };
+        let err = huge.validate().unwrap_err();
+        assert!(err.to_string().contains("max_entries"), "{err}");
+        let too_many_bytes = CacheConfig {
+            max_body_bytes: usize::MAX,
+            ..CacheConfig::default()
+        };
+        assert!(too_many_bytes.validate().is_err());
+        // Even unvalidated, building one allocates nothing for its size.
+        let c = ConditionalCache::new(CacheConfig {
+            max_entries: usize::MAX,
+            ..CacheConfig::default()
+        });
+        assert!(c.is_empty());
     }
 }

@@ -107,6 +107,7 @@ impl SessionBuilder {
 
     fn build_with(self, id: Uuid, created_at: SystemTime) -> Result<Session> {
         crate::tenant::check_tenant(&self.tenant)?;
+        self.cache.validate()?;
         let client = self.transport.build()?;
         let identifier = self.identifier.unwrap_or_else(|| id.to_string());
         let session = Session {
@@ -726,7 +727,8 @@ impl SessionRequest {
                 .wire_headers()
                 .iter()
                 .filter(|(n, _)| n == http::header::SET_COOKIE)
-                .filter_map(|(_, v)| v.to_str().ok())
+                // UTF-8, not only visible ASCII: browsers keep UTF-8 octets in values.
+                .filter_map(|(_, v)| std::str::from_utf8(v.as_bytes()).ok())
                 .collect();
             let accept_ch: Option<Vec<String>> = (url.scheme() == "https")
                 .then(|| resp.headers().get("accept-ch"))
