@@ -216,9 +216,7 @@ impl CookieJar {
         };
         let name = raw.name().to_string();
         let n = Some(name.as_str());
-        if name.is_empty() {
-            return Err(reject(None, "empty name".into()));
-        }
+        check_name_and_value(&name, raw.value()).map_err(|why| reject(n, why))?;
         let size = name.len() + raw.value().len();
         if size > self.limits.max_cookie_bytes {
             return Err(reject(
@@ -257,6 +255,9 @@ impl CookieJar {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         if let Some(domain) = raw.domain() {
             let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+            if !is_host_name(&domain) {
+                return Err(reject(n, format!("Domain=`{domain}` is not a host name")));
+            }
             if is_public_suffix(&domain) && domain != host {
                 return Err(reject(n, format!("Domain={domain} is a public suffix")));
             }
@@ -519,7 +520,13 @@ impl CookieJar {
     /// [`Error::is_invalid_input`] naming the first bad record by index and name.
     pub fn import(&mut self, records: &[CookieRecord]) -> Result<()> {
         let mut staged = self.clone();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         for (i, record) in records.iter().enumerate() {
+            // Expired since it was exported (a snapshot saved yesterday): gone, as in a
+            // browser, not a reason to refuse the rest.
+            if record.expires.is_some_and(|t| t <= now) {
+                continue;
+            }
             let (raw, url) = raw_cookie_of(record).map_err(|why| {
                 Error::invalid_input(format!("cookie #{} `{}`: {why}", i + 1, record.name))
             })?;
@@ -537,6 +544,40 @@ impl CookieJar {
         *self = staged;
         Ok(())
     }
+}
+
+/// The characters a cookie's name and value may hold, whichever way it arrives (a
+/// response, an import, a snapshot), so whatever the jar stores it can also restore.
+/// As browsers parse (RFC 6265bis §5.6): no control characters but tab, no `;`, no `=`
+/// in the name, the name not empty; spaces inside and UTF-8 are kept.
+fn check_name_and_value(name: &str, value: &str) -> std::result::Result<(), String> {
+    let control = |b: u8| (b < b' ' && b != b'\t') || b == 0x7f;
+    if name.is_empty() {
+        return Err("empty name".into());
+    }
+    if name.bytes().any(|b| control(b) || b == b';' || b == b'=') {
+        return Err("name has a control character, `;` or `=`".into());
+    }
+    if value.bytes().any(|b| control(b) || b == b';') {
+        return Err("value has a control character or `;`".into());
+    }
+    Ok(())
+}
+
+/// A host name a cookie's Domain can be: letters, digits, `-`, `_` and dots (IDNs in
+/// their ASCII form), or an IP address.
+fn is_host_name(domain: &str) -> bool {
+    let name_like = !domain.is_empty()
+        && domain.len() <= 253
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !domain.contains("..");
+    name_like
+        || domain
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
 }
 
 /// SameSite on the way out (see the module documentation).
@@ -597,21 +638,16 @@ fn record_of(c: &cookie_store::Cookie<'static>) -> CookieRecord {
 
 /// The cookie and origin URL that recreate `r` in a jar.
 fn raw_cookie_of(r: &CookieRecord) -> std::result::Result<(RawCookie<'static>, Url), String> {
-    if r.name.is_empty() {
-        return Err("empty name".into());
-    }
-    if r.name
-        .bytes()
-        .any(|b| b <= b' ' || b == b'=' || b == b';' || b >= 0x7f)
-    {
-        return Err("name has a character not allowed in a cookie name".into());
-    }
-    if r.value.bytes().any(|b| b < b' ' || b == b';' || b == 0x7f) {
-        return Err("value has a control character or `;`".into());
-    }
+    check_name_and_value(&r.name, &r.value)?;
     let domain = r.domain.trim_start_matches('.').to_ascii_lowercase();
-    if domain.is_empty() || domain.contains(['/', ' ', ':']) {
+    if !is_host_name(&domain) {
         return Err(format!("domain `{}` is not a host name", r.domain));
+    }
+    // The origin URL below is built from the domain itself, so the jar's own check
+    // (a public-suffix Domain is refused unless it is the setting host) would pass it:
+    // an imported `.com` cookie would go to every `.com` site.
+    if !r.host_only && is_public_suffix(&domain) {
+        return Err(format!("Domain={domain} is a public suffix"));
     }
     if !r.path.starts_with('/') {
         return Err(format!("path `{}` must start with /", r.path));
@@ -889,5 +925,111 @@ mod tests {
         assert_eq!(site_of("a.b.example.co.uk"), "example.co.uk");
         assert_eq!(site_of("127.0.0.1"), "127.0.0.1");
         assert_eq!(site_of("localhost"), "localhost");
+    }
+
+    #[test]
+    fn what_a_server_may_set_survives_export_and_import() {
+        let mut jar = CookieJar::new();
+        let from = url("https://shop.test/");
+        let rejected = jar.store_response(
+            [
+                "foo bar=baz",
+                "utf=caf\u{e9} \u{2603}",
+                "tab=a\tb",
+                "empty=",
+                "d=1; Domain=.shop.test; Path=/x",
+            ],
+            &from,
+            same(),
+        );
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let records = jar.records();
+        assert_eq!(records.len(), 5);
+        let mut back = CookieJar::new();
+        back.import(&records).unwrap();
+        assert_eq!(back.records(), records);
+        let header = back
+            .header_for(&url("https://shop.test/x"), same())
+            .unwrap();
+        assert!(
+            header.contains("foo bar=baz") && header.contains("caf\u{e9}"),
+            "{header}"
+        );
+    }
+
+    #[test]
+    fn a_domain_with_spaces_inside_is_not_a_domain() {
+        let mut jar = CookieJar::new();
+        let from = url("https://www.home.example.org/");
+        let r = jar.store_response(["a=1; domain=  .  home.example.org"], &from, same());
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(r[0].reason.contains("not a host name"), "{}", r[0]);
+        assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn an_imported_public_suffix_domain_is_refused() {
+        let record = |domain: &str, host_only: bool| CookieRecord {
+            name: "id".into(),
+            value: "1".into(),
+            domain: domain.into(),
+            host_only,
+            path: "/".into(),
+            secure: true,
+            http_only: false,
+            same_site: None,
+            expires: None,
+        };
+        let mut jar = CookieJar::new();
+        for domain in [".com", "com", "co.uk", ".github.io"] {
+            let err = jar.import(&[record(domain, false)]).unwrap_err();
+            assert!(err.to_string().contains("public suffix"), "{domain}: {err}");
+        }
+        assert!(jar.is_empty());
+        jar.import(&[record(".shop.com", false)]).unwrap();
+        assert!(jar.header_for(&url("https://other.com/"), same()).is_none());
+        assert!(jar
+            .header_for(&url("https://a.shop.com/"), same())
+            .is_some());
+    }
+
+    #[test]
+    fn a_record_that_expired_since_its_export_is_dropped_not_refused() {
+        let mut jar = CookieJar::new();
+        let from = url("https://shop.test/");
+        assert!(jar
+            .store_response(["keep=1", "old=2; Max-Age=3600"], &from, same())
+            .is_empty());
+        let mut records = jar.records();
+        for r in &mut records {
+            if r.name == "old" {
+                r.expires = Some(1);
+            }
+        }
+        let mut back = CookieJar::new();
+        back.import(&records).unwrap();
+        let names: Vec<String> = back.records().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["keep"]);
+    }
+
+    proptest::proptest! {
+        /// Whatever the jar takes from a server, an export of it imports again, equal.
+        #[test]
+        fn any_cookie_the_jar_stores_round_trips(
+            name in "[ -~\t\u{80}-\u{2fff}]{1,12}",
+            value in "[ -~\t\u{80}-\u{2fff}]{0,24}",
+            attrs in proptest::sample::subsequence(
+                vec!["; Secure", "; HttpOnly", "; Path=/a", "; Domain=shop.test", "; SameSite=Lax", "; Max-Age=60"],
+                0..=6,
+            ),
+        ) {
+            let line = format!("{name}={value}{}", attrs.concat());
+            let mut jar = CookieJar::new();
+            jar.store_response([line.as_str()], &url("https://www.shop.test/a/b"), same());
+            let records = jar.records();
+            let mut back = CookieJar::new();
+            back.import(&records).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{line:?}: {e}")))?;
+            proptest::prop_assert_eq!(back.records(), records);
+        }
     }
 }
