@@ -563,16 +563,67 @@ impl TlsConnector {
     }
 }
 
-/// A short reason for a failed handshake: the verify result when the certificate was
-/// the problem, otherwise BoringSSL's error stack.
+/// A short reason for a failed handshake, naming what went wrong: the certificate only
+/// when one was received and rejected (then with the `--cacert`/`-k` hint), a fatal
+/// alert by its name, a peer that does not speak TLS (`wrong version number`: plain HTTP
+/// on the port, say), or the socket error. The decision is [`handshake_failure`]'s.
 fn describe_handshake_error<S>(e: &tokio_boring::HandshakeError<S>) -> String {
-    if let Some(Err(verify)) = e.ssl().map(|s| s.verify_result()) {
+    let ssl = e.ssl();
+    let verify = ssl
+        .map(|s| s.verify_result())
+        .and_then(|r| r.err())
+        .filter(|v| *v != boring::x509::X509VerifyError::INVALID_CALL)
+        .map(|v| v.error_string().to_string());
+    let certificate_received = ssl.is_some_and(|s| s.peer_certificate().is_some());
+    let text = e.to_string();
+    let reasons = error_reasons(&text);
+    handshake_failure(
+        certificate_received.then_some(verify).flatten().as_deref(),
+        &reasons,
+        e.as_io_error().map(ToString::to_string).as_deref(),
+    )
+}
+
+/// BoringSSL's reason names (`WRONG_VERSION_NUMBER`, `SSLV3_ALERT_HANDSHAKE_FAILURE`) in a
+/// handshake error's text: the upper-case words of its error stack.
+fn error_reasons(text: &str) -> Vec<&str> {
+    text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|w| {
+            w.len() > 3 && w.contains('_') && w.starts_with(|c: char| c.is_ascii_uppercase())
+        })
+        .collect()
+}
+
+/// What a failed handshake says, from what is known of it: the certificate's verify
+/// error when one was received and rejected, BoringSSL's reason names, the socket error.
+fn handshake_failure(
+    rejected_certificate: Option<&str>,
+    reasons: &[&str],
+    io: Option<&str>,
+) -> String {
+    if let Some(verify) = rejected_certificate {
         return format!(
-            "certificate verification failed: {} (use --cacert FILE to trust a private CA, or -k to skip verification)",
-            verify.error_string()
+            "certificate verification failed: {verify} (use --cacert FILE to trust a private CA, or -k to skip verification)"
         );
     }
-    e.to_string()
+    let words = |reason: &str| reason.to_ascii_lowercase().replace('_', " ");
+    if let Some(alert) = reasons.iter().find_map(|r| {
+        r.strip_prefix("SSLV3_ALERT_")
+            .or_else(|| r.strip_prefix("TLSV1_ALERT_"))
+            .or_else(|| r.strip_prefix("TLSV13_ALERT_"))
+    }) {
+        return format!("the server sent a fatal TLS alert: {}", words(alert));
+    }
+    if reasons.contains(&"WRONG_VERSION_NUMBER") {
+        return "the server did not answer with TLS (wrong version number: plain HTTP on this port, or not a TLS server?)".into();
+    }
+    if let Some(io) = io {
+        return format!("the connection failed during the TLS handshake: {io}");
+    }
+    match reasons.first() {
+        Some(reason) => format!("TLS handshake failed: {}", words(reason)),
+        None => "TLS handshake failed: the server closed the connection".into(),
+    }
 }
 
 fn tls_version(v: &str) -> Result<SslVersion> {
@@ -705,5 +756,24 @@ mod tests {
     fn trust_anchor_length_prefix_is_stripped_once() {
         assert_eq!(strip_u16_length(&[0, 2, 1, 9]), &[1, 9]);
         assert_eq!(strip_u16_length(&[1, 9]), &[1, 9]);
+    }
+
+    #[test]
+    fn handshake_failures_are_named_by_their_cause() {
+        let reasons = error_reasons(
+            "TLS handshake failed error:10000410:SSL routines:OPENSSL_internal:SSLV3_ALERT_HANDSHAKE_FAILURE",
+        );
+        assert!(
+            reasons.contains(&"SSLV3_ALERT_HANDSHAKE_FAILURE"),
+            "{reasons:?}"
+        );
+        assert_eq!(
+            handshake_failure(None, &["SSLV3_ALERT_HANDSHAKE_FAILURE"], None),
+            "the server sent a fatal TLS alert: handshake failure"
+        );
+        assert!(handshake_failure(None, &["WRONG_VERSION_NUMBER"], None).contains("plain HTTP"));
+        assert!(handshake_failure(Some("self-signed certificate"), &[], None).contains("-k"));
+        assert!(handshake_failure(None, &[], Some("connection reset")).contains("connection reset"));
+        assert!(!handshake_failure(None, &["DECODE_ERROR"], None).contains("certificate"));
     }
 }

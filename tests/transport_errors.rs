@@ -88,6 +88,64 @@ async fn handshake_failure_names_the_host() {
     assert!(err.to_string().contains("127.0.0.1"));
 }
 
+/// Serves `answer` to every connection (after reading the ClientHello) and closes.
+async fn serve_bytes(answer: &'static [u8]) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut hello = [0u8; 4096];
+            let _ = s.read(&mut hello).await;
+            let _ = s.write_all(answer).await;
+            let _ = s.shutdown().await;
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn tls_failures_name_their_real_reason_and_blame_no_certificate() {
+    // A TLS 1.2 record: fatal alert, handshake_failure (40).
+    const ALERT: &[u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40];
+    let cases: [(&[u8], &str); 3] = [
+        (
+            b"HTTP/1.1 400 Bad Request\r\n\r\n",
+            "did not answer with TLS",
+        ),
+        (ALERT, "fatal TLS alert: handshake failure"),
+        (
+            b"\x16\x03\x03\x00\x04garbage that is no ServerHello",
+            "TLS handshake failed",
+        ),
+    ];
+    for (answer, want) in cases {
+        let (port, server) = serve_bytes(answer).await;
+        for insecure in [false, true] {
+            let client = Client::builder(Profile::named("chrome-156-linux").unwrap())
+                .insecure(insecure)
+                .build()
+                .unwrap();
+            let err = client
+                .get(&format!("https://127.0.0.1:{port}/"))
+                .send()
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(err.is_tls(), "{text}");
+            assert!(
+                text.contains(want),
+                "-k {insecure}: want `{want}` in {text}"
+            );
+            assert!(
+                !text.contains("certificate") && !text.contains("-k"),
+                "no certificate was received, none is to blame: {text}"
+            );
+        }
+        server.abort();
+    }
+}
+
 #[tokio::test]
 async fn untrusted_certificate_is_refused_with_the_fix() {
     let inspector = mummer::inspect::Inspector::start("127.0.0.1:0".parse().unwrap(), &[])
