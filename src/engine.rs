@@ -196,6 +196,12 @@ pub struct BlockCheck<'a> {
     pub body: &'a [u8],
 }
 
+/// The shortest lease TTL and save interval [`EngineBuilder::start`] accepts.
+pub const MIN_STORE_PERIOD: Duration = Duration::from_millis(10);
+/// The longest lease TTL and save interval [`EngineBuilder::start`] accepts (a day: a
+/// longer lease outlives any crash it is meant to survive, and clocks must not overflow).
+pub const MAX_STORE_PERIOD: Duration = Duration::from_secs(24 * 3600);
+
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
     config: SystemConfig<Session>,
@@ -457,13 +463,23 @@ impl EngineBuilder {
     ///
     /// # Errors
     ///
-    /// Breaker settings out of range; the OS refusing a thread; with a store, being
-    /// called outside a tokio runtime.
+    /// Breaker settings, a lease TTL or a save interval out of range; the OS refusing a
+    /// thread; with a store, being called outside a tokio runtime.
     pub fn start(mut self) -> Result<Engine> {
         self.config
             .breaker
             .validate()
             .map_err(Error::invalid_input)?;
+        for (name, value) in [
+            ("lease_ttl", self.lease_ttl),
+            ("save_interval", self.save_interval),
+        ] {
+            if !(MIN_STORE_PERIOD..=MAX_STORE_PERIOD).contains(&value) {
+                return Err(Error::invalid_input(format!(
+                    "{name} {value:?} is out of range ({MIN_STORE_PERIOD:?} to {MAX_STORE_PERIOD:?})"
+                )));
+            }
+        }
         let close_deadline = self.config.supervisor.close_deadline;
         let persister = match self.store.take() {
             None => None,

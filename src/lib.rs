@@ -10,6 +10,7 @@ pub mod cookies;
 mod decode;
 pub mod engine;
 pub mod error;
+pub mod flags;
 mod h1;
 mod h2;
 pub mod inspect;

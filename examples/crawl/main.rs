@@ -101,7 +101,7 @@ struct Args {
     #[arg(long = "same-site")]
     same_site: bool,
     /// At most this many requests per second to each host.
-    #[arg(long = "rps-per-host")]
+    #[arg(long = "rps-per-host", value_parser = mummer::flags::rate)]
     rps_per_host: Option<f64>,
     /// Profile name or file.
     #[arg(long, default_value = "chrome-latest")]
@@ -136,14 +136,14 @@ struct Args {
     #[arg(long)]
     worker: Option<String>,
     /// Session lease time to live in seconds (how soon a dead worker's sessions free up).
-    #[arg(long = "lease-ttl", default_value_t = 30.0)]
-    lease_ttl: f64,
+    #[arg(long = "lease-ttl", default_value = "30", value_parser = mummer::flags::seconds)]
+    lease_ttl: Duration,
     /// Save sessions that were used this often, in seconds.
-    #[arg(long = "save-interval", default_value_t = 30.0)]
-    save_interval: f64,
+    #[arg(long = "save-interval", default_value = "30", value_parser = mummer::flags::seconds)]
+    save_interval: Duration,
     /// A per-host budget, in requests per second, shared by every worker on the Redis
     /// store.
-    #[arg(long = "shared-rps")]
+    #[arg(long = "shared-rps", value_parser = mummer::flags::rate)]
     shared_rps: Option<f64>,
     /// Send `x-mummer-worker: NAME` with every request (for test sites that check which
     /// worker uses which session; a real browser sends no such header).
@@ -157,16 +157,16 @@ struct Args {
     #[arg(long, default_value = "default")]
     tenant: String,
     /// Transport timeout of one attempt, in seconds.
-    #[arg(long, default_value_t = 20.0)]
-    timeout: f64,
+    #[arg(long, default_value = "20", value_parser = mummer::flags::seconds)]
+    timeout: Duration,
     /// How long one page's request may take, its retries and waits included, in
     /// seconds (keep it above `--timeout`). An open breaker whose probe is further away gives the page back
     /// to the frontier (not before the probe) instead of holding the session.
-    #[arg(long, default_value_t = 45.0)]
-    deadline: f64,
+    #[arg(long, default_value = "45", value_parser = mummer::flags::seconds)]
+    deadline: Duration,
     /// How long an open circuit breaker holds requests back before a probe, in seconds.
-    #[arg(long = "breaker-cooldown", default_value_t = 10.0)]
-    breaker_cooldown: f64,
+    #[arg(long = "breaker-cooldown", default_value = "10", value_parser = mummer::flags::seconds)]
+    breaker_cooldown: Duration,
     /// A page whose body contains this text is a block page (a CAPTCHA served with
     /// 200): its session is quarantined and the page is fetched again by a fresh one.
     #[arg(long = "blocked-body")]
@@ -212,14 +212,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A positive, finite number of seconds from a flag.
-fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("--{flag} must be a positive number of seconds, not {value}"))
-}
-
 /// `href="..."` targets of `<a>` tags, resolved against `base`, fragments dropped.
 fn links(base: &Url, html: &str) -> Vec<Url> {
     let mut out = Vec::new();
@@ -261,9 +253,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(url) if url.starts_with("redis") => Some(RedisStore::open(url, &args.namespace)?),
         _ => None,
     };
-    let timeout = seconds("timeout", args.timeout)?;
-    let cooldown = seconds("breaker-cooldown", args.breaker_cooldown)?;
-    let deadline = seconds("deadline", args.deadline)?;
+    let (timeout, cooldown, deadline) = (args.timeout, args.breaker_cooldown, args.deadline);
     let mut builder = Engine::builder()
         .max_sessions(args.sessions.max(1))
         .breaker(mummer_actors::breaker::BreakerConfig {
@@ -279,9 +269,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .respect_robots(if args.no_robots { None } else { Some("mummer") });
     if let Some(r) = args.rps_per_host {
-        if !(r.is_finite() && r > 0.0) {
-            return Err(format!("--rps-per-host must be a positive number, not {r}").into());
-        }
         builder = builder.rate_limit_per_host(Rate::per_second(r));
     }
     if let Some(text) = args.blocked_body.clone().filter(|t| !t.is_empty()) {
@@ -300,8 +287,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(store) = &store {
         builder = builder
             .store(store.clone())
-            .lease_ttl(Duration::from_secs_f64(args.lease_ttl))
-            .save_interval(Duration::from_secs_f64(args.save_interval));
+            .lease_ttl(args.lease_ttl)
+            .save_interval(args.save_interval);
     }
     if let Some(path) = &args.proxies {
         let file = mummer::proxies::ProxiesFile::load(path)?;

@@ -182,7 +182,9 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 fn write_lease(file: &mut File, token: &str, ttl: Duration) -> std::io::Result<()> {
-    let expires = unix_ms(SystemTime::now() + ttl);
+    // A TTL no clock can hold (a caller's 1e19 s) expires at the end of time, not in a
+    // panic.
+    let expires = SystemTime::now().checked_add(ttl).map_or(u64::MAX, unix_ms);
     file.set_len(0)?;
     let mut w = &*file;
     std::io::Seek::rewind(&mut w)?;

@@ -18,13 +18,9 @@ use crate::{CliResult, FetchArgs};
 pub fn transport(
     args: &FetchArgs,
 ) -> CliResult<impl FnOnce(ClientBuilder) -> ClientBuilder + Send + 'static> {
-    let timeout_ms = match args.max_time {
-        Some(secs) if !(secs.is_finite() && secs > 0.0) => {
-            return Err("--max-time must be a positive number of seconds".into())
-        }
-        Some(secs) => Some(((secs * 1000.0).ceil() as u64).max(1)),
-        None => None,
-    };
+    let timeout_ms = args
+        .max_time
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
     let version = if args.http1 {
         "http1"
     } else if args.http2 {

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mummer::profile::ALIASES;
@@ -177,8 +178,8 @@ struct FetchArgs {
     #[arg(short = 'k', long)]
     insecure: bool,
     /// Total deadline in seconds.
-    #[arg(long = "max-time")]
-    max_time: Option<f64>,
+    #[arg(long = "max-time", value_parser = mummer::flags::seconds)]
+    max_time: Option<Duration>,
     /// Print one JSON object describing the response.
     #[arg(long)]
     json: bool,

@@ -48,11 +48,11 @@ pub struct ServeArgs {
     #[arg(long = "max-sessions", default_value_t = 100)]
     max_sessions: usize,
     /// Seconds a session may stay unused before it is reaped.
-    #[arg(long = "idle-timeout", default_value_t = 1800.0)]
-    idle_timeout: f64,
+    #[arg(long = "idle-timeout", default_value = "1800", value_parser = mummer::flags::seconds)]
+    idle_timeout: Duration,
     /// Seconds between reaper runs.
-    #[arg(long = "reap-interval", default_value_t = 60.0)]
-    reap_interval: f64,
+    #[arg(long = "reap-interval", default_value = "60", value_parser = mummer::flags::seconds)]
+    reap_interval: Duration,
     /// At the limit, close the least recently used idle session instead of refusing.
     #[arg(long = "evict-idle")]
     evict_idle: bool,
@@ -69,23 +69,23 @@ pub struct ServeArgs {
     #[arg(long = "session-key")]
     session_key: Option<String>,
     /// Requests per second per target host, across sessions.
-    #[arg(long = "rps-per-host")]
+    #[arg(long = "rps-per-host", value_parser = mummer::flags::rate)]
     rps_per_host: Option<f64>,
     /// Requests per second per session.
-    #[arg(long = "rps-per-session")]
+    #[arg(long = "rps-per-session", value_parser = mummer::flags::rate)]
     rps_per_session: Option<f64>,
     /// Retries after the first attempt.
-    #[arg(long = "max-retries", default_value_t = 3)]
-    max_retries: usize,
+    #[arg(long = "max-retries", default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=100))]
+    max_retries: u16,
     /// First backoff delay, milliseconds.
-    #[arg(long = "retry-base-ms", default_value_t = 500)]
+    #[arg(long = "retry-base-ms", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=MAX_BACKOFF_MS))]
     retry_base_ms: u64,
     /// Largest backoff delay, milliseconds.
-    #[arg(long = "retry-max-ms", default_value_t = 30_000)]
+    #[arg(long = "retry-max-ms", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=MAX_BACKOFF_MS))]
     retry_max_ms: u64,
     /// Deadline of one request with its retries, seconds.
-    #[arg(long = "request-deadline", default_value_t = 120.0)]
-    request_deadline: f64,
+    #[arg(long = "request-deadline", default_value = "120", value_parser = mummer::flags::seconds)]
+    request_deadline: Duration,
     /// Proxy pools and routes (TOML or JSON, see docs/proxies.md): sessions take their
     /// exit from the pool their target and tenant route to.
     #[arg(long)]
@@ -121,13 +121,8 @@ pub struct CaExportArgs {
     output: Option<PathBuf>,
 }
 
-fn seconds(name: &str, secs: f64) -> CliResult<Duration> {
-    if secs.is_finite() && secs > 0.0 {
-        Ok(Duration::from_secs_f64(secs))
-    } else {
-        Err(format!("--{name} must be a positive number of seconds").into())
-    }
-}
+/// The longest backoff delay the retry flags take: an hour.
+const MAX_BACKOFF_MS: u64 = 3_600_000;
 
 fn init_logs(format: &str) -> CliResult {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -173,14 +168,14 @@ pub async fn serve(args: ServeArgs) -> CliResult {
 
     let mut builder = Engine::builder()
         .max_sessions(args.max_sessions)
-        .idle_timeout(seconds("idle-timeout", args.idle_timeout)?)
-        .reap_interval(seconds("reap-interval", args.reap_interval)?)
+        .idle_timeout(args.idle_timeout)
+        .reap_interval(args.reap_interval)
         .evict_idle_at_limit(args.evict_idle)
         .retry(RetryPolicy {
-            max_retries: args.max_retries,
+            max_retries: usize::from(args.max_retries),
             base_delay: Duration::from_millis(args.retry_base_ms),
             max_delay: Duration::from_millis(args.retry_max_ms.max(args.retry_base_ms)),
-            deadline: seconds("request-deadline", args.request_deadline)?,
+            deadline: args.request_deadline,
             ..RetryPolicy::default()
         })
         .respect_robots(args.robots.then_some("mummer"));
