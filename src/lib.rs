@@ -11,6 +11,8 @@ mod decode;
 pub mod engine;
 pub mod error;
 pub mod flags;
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 mod h2;
 pub mod inspect;

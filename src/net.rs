@@ -509,7 +509,12 @@ impl Dialer {
 }
 
 /// Sends `CONNECT host:port` and waits for a 2xx.
-async fn http_connect<S: Io>(mut io: S, proxy: &Proxy, host: &str, port: u16) -> Result<S> {
+pub(crate) async fn http_connect<S: Io>(
+    mut io: S,
+    proxy: &Proxy,
+    host: &str,
+    port: u16,
+) -> Result<S> {
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -578,7 +583,7 @@ async fn proxy_tls(
         .map_err(|e| format!("TLS to the proxy failed: {e}"))
 }
 
-enum SocksTarget<'a> {
+pub(crate) enum SocksTarget<'a> {
     Addr(SocketAddr),
     Name(&'a str, u16),
 }
@@ -587,7 +592,11 @@ enum SocksTarget<'a> {
 ///
 /// Written here rather than taken from a crate: it is forty lines of framing, and this
 /// keeps proxy errors in our error type with the proxy named.
-async fn socks5_connect<S: Io>(mut io: S, proxy: &Proxy, target: SocksTarget<'_>) -> Result<S> {
+pub(crate) async fn socks5_connect<S: Io>(
+    mut io: S,
+    proxy: &Proxy,
+    target: SocksTarget<'_>,
+) -> Result<S> {
     let fail = |what: String| Error::proxy(proxy, what);
     let io_fail = |e: std::io::Error| Error::proxy(proxy, format!("SOCKS5 exchange failed: {e}"));
     let methods: &[u8] = if proxy.credentials.is_some() {

@@ -331,7 +331,7 @@ fn frame_name(k: u8) -> &'static str {
     }
 }
 
-async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     report: &mut ConnectionReport,
 ) -> std::result::Result<(), BoxError> {
