@@ -9,9 +9,11 @@ snapshot seed fuzz/seeds/session.json is a real `mummer fetch --session` file (c
 and a cache entry from a loopback server, a TLS ticket from `mummer inspect`); the
 ClientHello seeds are the captures in tests/data/fingerprints/clienthello/.
 """
+import gzip
 import json
 import pathlib
 import struct
+import zlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "fuzz" / "corpus"
@@ -58,6 +60,24 @@ put(C, "truncated-in-chunk", "a\r\nabc")
 put(C, "over-limit", "ffff\r\n" + "a" * 64 + "\r\n")
 put(C, "then-next-response", "1\r\na\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb")
 put(C, "non-ascii-size", b"\xc3\xa9\r\nhello\r\n")
+
+# First byte: the Content-Encoding, an index into src/fuzzing.rs's ENCODINGS
+# (0 gzip, 1 deflate, 2 br, 3 zstd, 4 "gzip, br", 5 identity, 6 "zstd, x-gzip",
+# 7 "deflate, deflate").
+B = "body_decode"
+hello = b"hello, hello, hello"
+put(B, "gzip", b"\x00" + gzip.compress(hello, mtime=0))
+put(B, "gzip-members", b"\x00" + gzip.compress(b"a", mtime=0) + gzip.compress(b"b", mtime=0))
+put(B, "deflate-zlib", b"\x01" + zlib.compress(hello))
+raw = zlib.compressobj(wbits=-15)
+put(B, "deflate-raw", b"\x01" + raw.compress(hello) + raw.flush())
+put(B, "gzip-bomb", b"\x00" + gzip.compress(bytes(2 << 20), mtime=0))
+put(B, "deflate-twice", b"\x07" + zlib.compress(zlib.compress(hello)))
+put(B, "identity", b"\x05" + hello)
+put(B, "truncated-gzip", b"\x00" + gzip.compress(hello, mtime=0)[:12])
+put(B, "brotli-empty", b"\x02\x06")
+# A zstd frame: magic, a single-segment header for 5 bytes, one raw last block "hello".
+put(B, "zstd-raw-block", b"\x03" + bytes.fromhex("28b52ffd2005") + bytes([0x29, 0x00, 0x00]) + b"hello")
 
 # ===== proxies =====
 S = "socks5_reply"
@@ -222,3 +242,5 @@ put(X, "bad-hpack", frame(1, 0x5, 1, b"\xff\xff\xff\xff\xff\xff\xff\x7f"))
 put(X, "pad-too-long", frame(1, 0x0C, 1, bytes([200]) + plain_block))
 put(X, "huge-length", b"\xff\xff\xff\x00\x00\x00\x00\x00\x00")
 put(X, "table-size-update", frame(1, 0x5, 1, b"\x3f\xe1\x1f" + plain_block))
+# A literal header with a new name (the shape a mutation turns into `:` or `:é`).
+put(X, "literal-new-name", frame(4, 0, 0, settings) + frame(1, 0x5, 1, bytes.fromhex("828487") + b"\x00\x04x-ab\x01v"))

@@ -1,6 +1,6 @@
 //! Fuzz entry points: one plain function per cargo-fuzz target in `fuzz/fuzz_targets/`,
 //! each feeding arbitrary bytes to one parser of hostile input the way the engine feeds
-//! it (a server's HTTP/1.1 response, a proxy's SOCKS5 or CONNECT reply, a snapshot file,
+//! it (a server's HTTP/1.1 response and compressed body, a proxy's SOCKS5 or CONNECT reply, a snapshot file,
 //! a profile, cookie files and `Set-Cookie` lines, robots.txt, a ClientHello, HTTP/2
 //! frames, the `--resolve` / `--connect-to` / proxy URL strings). This module owns those
 //! harnesses and the list of targets, [`TARGETS`]; the parsers stay where they are.
@@ -40,6 +40,7 @@ pub type Harness = fn(&[u8]);
 pub const TARGETS: &[(&str, Harness)] = &[
     ("h1_response", h1_response),
     ("h1_chunked", h1_chunked),
+    ("body_decode", body_decode),
     ("socks5_reply", socks5_reply),
     ("proxy_connect_reply", proxy_connect_reply),
     ("snapshot_decode", snapshot_decode),
@@ -198,6 +199,36 @@ pub fn h1_chunked(data: &[u8]) {
     let mut input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     input.extend_from_slice(data);
     h1_exchanges(Wire::new(&input));
+}
+
+/// The `Content-Encoding` values [`body_decode`] picks from by its first byte.
+const ENCODINGS: [&str; 8] = [
+    "gzip",
+    "deflate",
+    "br",
+    "zstd",
+    "gzip, br",
+    "identity",
+    "zstd, x-gzip",
+    "deflate, deflate",
+];
+
+/// The decoded-size limit [`body_decode`] passes.
+const DECODED_LIMIT: u64 = 1 << 20;
+
+/// `data` is a compressed response body (`src/decode.rs`, `decode_body`: gzip, deflate
+/// zlib or raw, brotli, zstd, stacked codings) after one byte that picks the
+/// `Content-Encoding` (low 3 bits). Invariant: the output never exceeds the limit.
+pub fn body_decode(data: &[u8]) {
+    let (&mode, body) = data.split_first().unwrap_or((&0, &[]));
+    let coding = ENCODINGS[usize::from(mode & 7)];
+    if let Ok(out) = crate::decode_body(body.to_vec(), coding, DECODED_LIMIT) {
+        assert!(
+            out.len() as u64 <= DECODED_LIMIT,
+            "{coding}: {} decoded bytes over the {DECODED_LIMIT}-byte limit",
+            out.len()
+        );
+    }
 }
 
 // ===== proxies =====
