@@ -206,7 +206,7 @@ impl CookieJar {
 
     fn store_one(
         &mut self,
-        raw: RawCookie<'static>,
+        mut raw: RawCookie<'static>,
         url: &Url,
         ctx: CookieContext,
     ) -> std::result::Result<(), CookieRejection> {
@@ -258,8 +258,14 @@ impl CookieJar {
             if !is_host_name(&domain) {
                 return Err(reject(n, format!("Domain=`{domain}` is not a host name")));
             }
-            if is_public_suffix(&domain) && domain != host {
-                return Err(reject(n, format!("Domain={domain} is a public suffix")));
+            if is_public_suffix(&domain) {
+                if domain != host {
+                    return Err(reject(n, format!("Domain={domain} is a public suffix")));
+                }
+                // RFC 6265 5.3 step 5 (and Chromium): a public-suffix Domain equal to
+                // the request host (`intranet`, `[::1]`) makes a host-only cookie, so
+                // it is stored, exported and restored as one.
+                raw.unset_domain();
             }
         }
         if ctx.cross_site && !ctx.top_level_navigation && raw.same_site() != Some(SameSite::None) {
@@ -965,6 +971,29 @@ mod tests {
         assert_eq!(r.len(), 1, "{r:?}");
         assert!(r[0].reason.contains("not a host name"), "{}", r[0]);
         assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn a_public_suffix_domain_equal_to_its_host_is_host_only_and_round_trips() {
+        // Found by the set_cookie fuzz target: the jar took `Domain=intranet` from
+        // http://intranet/ as a domain cookie, and its own records then failed to import.
+        for (from, line) in [
+            ("http://intranet/", "a=b; Domain=intranet"),
+            ("https://[::1]/x/", "c=d; Domain=[::1]"),
+        ] {
+            let mut jar = CookieJar::new();
+            let from = url(from);
+            assert!(
+                jar.store_response([line], &from, same()).is_empty(),
+                "{line}"
+            );
+            let records = jar.records();
+            assert_eq!(records.len(), 1, "{line}");
+            assert!(records[0].host_only, "{line}: {:?}", records[0]);
+            let mut again = CookieJar::new();
+            again.import(&records).unwrap();
+            assert!(again.header_for(&from, same()).is_some(), "{line}");
+        }
     }
 
     #[test]

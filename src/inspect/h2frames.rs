@@ -164,7 +164,7 @@ pub fn akamai(
             h.headers
                 .iter()
                 .filter(|(n, _)| n.starts_with(':'))
-                .map(|(n, _)| n[1..2].to_string())
+                .map(|(n, _)| n.chars().nth(1).map(String::from).unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join(",")
         })
