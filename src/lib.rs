@@ -10,6 +10,7 @@ pub mod cookies;
 mod decode;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod flags;
 #[doc(hidden)]
 pub mod fuzzing;

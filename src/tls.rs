@@ -48,9 +48,21 @@ impl TlsOptions {
         if self.insecure {
             b.set_verify(SslVerifyMode::NONE);
         } else if let Some(ca) = &self.ca_file {
-            b.set_ca_file(ca).map_err(|e| {
-                Error::invalid_input(format!("cannot load CA file {}: {e}", ca.display()))
-            })?;
+            let cannot = |why: String| {
+                Error::invalid_input(format!("cannot load CA file {}: {why}", ca.display()))
+            };
+            let pem = crate::files::read_capped(ca, crate::files::MAX_CA_FILE_BYTES)
+                .map_err(|e| cannot(e.to_string()))?;
+            let certs =
+                boring::x509::X509::stack_from_pem(&pem).map_err(|e| cannot(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(cannot("no PEM certificate in it".into()));
+            }
+            for cert in certs {
+                b.cert_store_mut()
+                    .add_cert(cert)
+                    .map_err(|e| cannot(e.to_string()))?;
+            }
         } else if let Some(bundle) = system_ca_bundle() {
             // Missing or unreadable system bundles leave BoringSSL's defaults in place.
             let _ = b.set_ca_file(bundle);

@@ -109,6 +109,7 @@ async fn start_with(
             },
             snapshot_key: None,
             metrics: Some(metrics()),
+            allow_file_paths: false,
         },
         None,
     )
@@ -264,6 +265,79 @@ async fn bad_bodies_name_the_field_and_the_limit_is_in_the_detail() {
     assert_eq!(nowhere.status, 404);
     let wrong_method = api.call("PATCH", "/v1/sessions", None).await;
     assert_eq!(wrong_method.status, 405);
+    f.engine.shutdown().await;
+}
+
+/// Issue 16 defect 3: the API does not read server files named by callers. A path as
+/// the profile or `cacert` is refused before anything touches the file, with the same
+/// answer whether it exists or not; inline profile JSON is taken and validated.
+#[tokio::test]
+async fn callers_cannot_name_server_files_and_inline_profiles_are_validated() {
+    let f = start(2, false, None).await;
+    let api = &f.api;
+    let started = std::time::Instant::now();
+    let mut details = Vec::new();
+    for path in ["/dev/zero", "/etc/hostname", "/nonexistent/profile.json"] {
+        let answer = api.post("/v1/sessions", json!({ "profile": path })).await;
+        assert_eq!(
+            (answer.status, answer.problem_field()),
+            (400, Some("profile")),
+            "{path}"
+        );
+        assert!(
+            answer.detail().contains("--allow-file-paths"),
+            "{}",
+            answer.detail()
+        );
+        details.push(answer.detail().replace(path, "PATH"));
+        let ca = api.post("/v1/sessions", json!({ "cacert": path })).await;
+        assert_eq!(
+            (ca.status, ca.problem_field()),
+            (400, Some("cacert")),
+            "{path}"
+        );
+        details.push(ca.detail().replace(path, "PATH"));
+        let checkout = api
+            .post(
+                "/v1/store/sessions/someone/checkout",
+                json!({ "cacert": path }),
+            )
+            .await;
+        assert_eq!(checkout.status, 400, "{path}: {:?}", checkout.json);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "a refused path was read"
+    );
+    // Existing and missing files get the same answer.
+    assert_eq!(details[0], details[2]);
+    assert_eq!(details[0], details[4]);
+    assert_eq!(details[1], details[3]);
+    assert_eq!(details[1], details[5]);
+
+    let mut inline =
+        serde_json::to_value(mummer::Profile::named("firefox-latest").expect("built-in"))
+            .expect("profile JSON");
+    let good = api
+        .post("/v1/sessions", json!({ "profile": inline.clone() }))
+        .await;
+    assert_eq!(good.status, 201, "{:?}", good.json);
+    inline["http2"]["settings"] = json!([["MAX_FRAME_SIZE", 1]]);
+    let bad = api.post("/v1/sessions", json!({ "profile": inline })).await;
+    assert_eq!(
+        (bad.status, bad.problem_field()),
+        (400, Some("profile")),
+        "{:?}",
+        bad.json
+    );
+    assert!(bad.detail().contains("MAX_FRAME_SIZE"), "{}", bad.detail());
+    let odd = api.post("/v1/sessions", json!({ "profile": 7 })).await;
+    assert_eq!((odd.status, odd.problem_field()), (400, Some("profile")));
+    assert_eq!(
+        f.engine.session_count().await,
+        1,
+        "only the good profile made a session"
+    );
     f.engine.shutdown().await;
 }
 

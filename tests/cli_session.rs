@@ -229,3 +229,54 @@ async fn fetch_keeps_a_session_in_a_store_across_runs() {
     assert!(!missing.status.success());
     assert!(text(&missing).contains("not found"), "{}", text(&missing));
 }
+
+/// Issue 16 defect 3: files the CLI is pointed at are read bounded. `/dev/zero` as a
+/// session file, a profile or a cookie file stops at once with an error that names the
+/// file, instead of reading until memory runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_as_session_profile_or_cookie_files_stop_with_a_clear_error() {
+    let started = std::time::Instant::now();
+    let runs: [Vec<&str>; 4] = [
+        vec!["fetch", "--session", "/dev/zero", "http://127.0.0.1:9/"],
+        vec!["fetch", "--profile", "/dev/zero", "http://127.0.0.1:9/"],
+        vec!["session", "show", "/dev/zero"],
+        vec!["profile", "show", "/dev/zero"],
+    ];
+    for args in runs {
+        let out = mummer(args.iter().map(|a| a.to_string()).collect()).await;
+        let said = text(&out);
+        assert!(!out.status.success(), "{args:?}: {said}");
+        assert!(
+            said.contains("/dev/zero") && said.contains("not a regular file"),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("s.json").display().to_string();
+    let out = mummer(
+        [
+            "cookies",
+            "import",
+            "--session",
+            &session,
+            "--format",
+            "netscape",
+            "/dev/zero",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect(),
+    )
+    .await;
+    let said = text(&out);
+    assert!(
+        !out.status.success() && said.contains("not a regular file"),
+        "{said}"
+    );
+    assert!(
+        !std::path::Path::new(&session).exists(),
+        "nothing written: {said}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

@@ -112,7 +112,7 @@ impl TenantTokens {
     /// [`Error::is_invalid_input`] naming the file and what is wrong in it.
     pub fn load(path: &Path) -> Result<TenantTokens> {
         let shown = path.display();
-        let text = std::fs::read_to_string(path)
+        let text = crate::files::read_capped_text(path, crate::files::MAX_CONFIG_FILE_BYTES)
             .map_err(|e| Error::invalid_input(format!("cannot read tenant tokens {shown}: {e}")))?;
         let file: TokensFile = if text.trim_start().starts_with('{') {
             serde_json::from_str(&text).map_err(|e| e.to_string())

@@ -64,7 +64,7 @@ impl LocalCa {
         let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
         if cert_path.exists() || key_path.exists() {
             let read = |p: &Path| {
-                std::fs::read(p)
+                crate::files::read_capped(p, crate::files::MAX_CONFIG_FILE_BYTES)
                     .map_err(|e| Error::io(format!("reading the CA file {}", p.display()), e))
             };
             let cert = X509::from_pem(&read(&cert_path)?).map_err(|e| {

@@ -60,6 +60,9 @@ pub struct ApiConfig {
     pub snapshot_key: Option<SnapshotKey>,
     /// Renders `/metrics`; without it `/metrics` answers 404.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Whether callers may name files on the server (a profile file, `cacert`). Off by
+    /// default: callers get built-in profile names and inline profile JSON only.
+    pub allow_file_paths: bool,
 }
 
 impl Default for ApiConfig {
@@ -71,6 +74,7 @@ impl Default for ApiConfig {
             defaults: TransportOptions::default(),
             snapshot_key: None,
             metrics: None,
+            allow_file_paths: false,
         }
     }
 }
@@ -146,6 +150,7 @@ impl ApiServer {
             defaults: Arc::new(config.defaults),
             snapshot_key: config.snapshot_key,
             metrics: config.metrics,
+            allow_file_paths: config.allow_file_paths,
             proxy,
             access: access::Access::new(config.token.as_deref(), &config.tenant_tokens),
             stopping: stopping.clone(),

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub snapshot_key: Option<SnapshotKey>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub proxy: Option<Arc<ProxyStats>>,
+    /// Whether callers may name files on the server ([`super::ApiConfig::allow_file_paths`]).
+    pub allow_file_paths: bool,
     /// Which tokens are accepted, and whom each stands for.
     pub access: Access,
     /// Set to true when the API is asked to shut down (or the server stops).
@@ -310,12 +312,15 @@ async fn create_session(
     JsonBody(body): JsonBody<CreateSession>,
 ) -> ApiResult<Response> {
     let tenant = acting_tenant(&caller, body.tenant.as_deref())?;
-    let transport = body
-        .transport()
+    let options = body.transport();
+    options
+        .check_caller_paths(s.allow_file_paths)
+        .map_err(|e| field_problem(e.to_string()))?;
+    let transport = options
         .parse_over(&s.defaults)
         .map_err(|e| field_problem(e.to_string()))?;
-    let profile = crate::Profile::resolve(body.profile.as_deref().unwrap_or("chrome-latest"))
-        .map_err(|e| Problem::invalid(Some("profile".into()), e.to_string()))?;
+    let profile = caller_profile(body.profile.as_ref(), s.allow_file_paths)
+        .map_err(|e| Problem::invalid(Some("profile".into()), e))?;
     let mut config = SessionConfig::with_profile(profile).transport(move |b| transport.apply(b));
     if let Some(identifier) = body.identifier {
         config = config.identifier(identifier);
@@ -332,6 +337,42 @@ async fn create_session(
 }
 
 /// A transport option error (`resolve[1]: ...`) as a 400 naming the field.
+/// The profile an API caller asked for: a built-in name or alias, inline profile JSON
+/// (validated like every profile), or, only where the operator allows file paths, a
+/// profile file. Without that permission a name is never looked up on disk, so the
+/// answer says nothing about which files exist.
+fn caller_profile(
+    spec: Option<&serde_json::Value>,
+    allow_file_paths: bool,
+) -> Result<crate::Profile, String> {
+    match spec {
+        None => crate::Profile::named("chrome-latest").map_err(|e| e.to_string()),
+        Some(serde_json::Value::String(name)) if allow_file_paths => {
+            crate::Profile::resolve(name).map_err(|e| e.to_string())
+        }
+        Some(serde_json::Value::String(name)) => crate::Profile::named(name).map_err(|e| {
+            if e.is_unknown_profile() {
+                let names: Vec<&str> = crate::Profile::builtin_names().collect();
+                format!(
+                    "`{name}` is not a built-in profile ({}); the API takes built-in names or inline profile JSON, and file paths only when the server runs with --allow-file-paths",
+                    names.join(", ")
+                )
+            } else {
+                e.to_string()
+            }
+        }),
+        Some(inline @ serde_json::Value::Object(_)) => {
+            let profile = crate::Profile::from_json(&inline.to_string())
+                .map_err(|e| format!("inline profile: {e}"))?;
+            profile
+                .validate()
+                .map_err(|e| format!("inline profile: {e}"))?;
+            Ok(profile)
+        }
+        Some(_) => Err("a built-in profile name (string) or an inline profile (object)".into()),
+    }
+}
+
 fn field_problem(detail: String) -> Problem {
     let field = detail.split(':').next().map(str::to_owned);
     Problem::invalid(field, detail)
@@ -549,6 +590,8 @@ async fn checkout(
     JsonBody(body): JsonBody<TransportOptions>,
 ) -> ApiResult<Response> {
     let tenant = acting_tenant(&caller, q.tenant.as_deref())?;
+    body.check_caller_paths(s.allow_file_paths)
+        .map_err(|e| field_problem(e.to_string()))?;
     let transport = body
         .parse_over(&s.defaults)
         .map_err(|e| field_problem(e.to_string()))?;

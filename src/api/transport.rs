@@ -55,6 +55,22 @@ pub struct ParsedTransport {
 }
 
 impl TransportOptions {
+    /// Refuses a server file path from an API caller unless the operator allows them
+    /// (`mummer serve --allow-file-paths`). Checked before anything touches the file,
+    /// so the answer says nothing about whether the path exists.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`] naming `cacert`.
+    pub fn check_caller_paths(&self, allow_file_paths: bool) -> Result<()> {
+        if self.cacert.is_some() && !allow_file_paths {
+            return Err(Error::invalid_input(
+                "cacert: file paths on the server are not accepted from API callers (the operator can allow them with --allow-file-paths); set --cacert on the server instead",
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses these options laid over `defaults`: lists are joined (these first), single
     /// values replace the default's.
     ///

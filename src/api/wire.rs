@@ -18,9 +18,11 @@ use crate::tls::TlsInfo;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
-    /// Built-in profile, alias or profile file (default `chrome-latest`).
+    /// A built-in profile name or alias (default `chrome-latest`), an inline profile
+    /// (a JSON object, as `mummer profile show` prints), or a profile file where the
+    /// operator allows file paths.
     #[serde(default)]
-    pub profile: Option<String>,
+    pub profile: Option<serde_json::Value>,
     /// TLS-ticket partition (default: the session id).
     #[serde(default)]
     pub identifier: Option<String>,

@@ -42,7 +42,8 @@ impl SelfSignedCert {
     /// Unreadable files, or files that are not PEM certificate / private key.
     pub fn from_files(cert: &std::path::Path, key: &std::path::Path) -> Result<SelfSignedCert> {
         let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))
+            crate::files::read_capped(p, crate::files::MAX_CONFIG_FILE_BYTES)
+                .map_err(|e| Error::io(format!("reading {}", p.display()), e))
         };
         let cert_x509 = X509::from_pem(&read(cert)?).map_err(|e| {
             Error::invalid_input(format!("{}: not a PEM certificate: {e}", cert.display()))

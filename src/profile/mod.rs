@@ -398,12 +398,13 @@ impl Profile {
     /// that is wrong, or an I/O error if the file cannot be read.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Profile> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::invalid_profile(
-                path.display().to_string(),
-                format!("cannot read the file: {e}"),
-            )
-        })?;
+        let text = crate::files::read_capped_text(path, crate::files::MAX_PROFILE_FILE_BYTES)
+            .map_err(|e| {
+                Error::invalid_profile(
+                    path.display().to_string(),
+                    format!("cannot read the file: {e}"),
+                )
+            })?;
         let profile = Profile::from_json(&text)
             .map_err(|e| Error::invalid_profile(path.display().to_string(), e.to_string()))?;
         profile

@@ -101,7 +101,7 @@ impl ProxiesFile {
     ///
     /// [`Error::is_invalid_input`] naming the file and, for a malformed one, the field.
     pub fn load(path: &Path) -> Result<ProxiesFile> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::files::read_capped_text(path, crate::files::MAX_CONFIG_FILE_BYTES)
             .map_err(|e| Error::io(format!("reading the proxies file {}", path.display()), e))?;
         let json = path
             .extension()

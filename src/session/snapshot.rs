@@ -226,7 +226,7 @@ impl Session {
         transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
     ) -> Result<Session> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
+        let bytes = crate::files::read_capped(path, crate::files::MAX_SNAPSHOT_FILE_BYTES)
             .map_err(|e| Error::snapshot(path.display(), format!("cannot read: {e}")))?;
         let snapshot = decode(&bytes, key).map_err(|why| Error::snapshot(path.display(), why))?;
         Session::from_snapshot(snapshot, transport)

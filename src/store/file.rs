@@ -207,7 +207,7 @@ impl SessionStore for FileStore {
         let id = id.to_string();
         self.blocking(move |s| {
             let path = s.session_path(&id);
-            match std::fs::read(&path) {
+            match crate::files::read_capped(&path, crate::files::MAX_SNAPSHOT_FILE_BYTES) {
                 Ok(data) => parse_stored(&path, data).map(Some),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(s.unavailable(format!("cannot read {}: {e}", path.display()))),

@@ -102,6 +102,10 @@ pub struct ServeArgs {
     /// Skip certificate verification for every session.
     #[arg(short = 'k', long)]
     insecure: bool,
+    /// Let API callers name files on this machine (a profile file, `cacert`); by
+    /// default they get built-in profile names and inline profile JSON only.
+    #[arg(long)]
+    allow_file_paths: bool,
     /// text or json.
     #[arg(long = "log-format", default_value = "text")]
     log_format: String,
@@ -237,6 +241,7 @@ pub async fn serve(args: ServeArgs) -> CliResult {
             defaults,
             snapshot_key: key,
             metrics: Some(metrics),
+            allow_file_paths: args.allow_file_paths,
         },
         proxy.as_ref().map(ForwardProxy::stats),
     )

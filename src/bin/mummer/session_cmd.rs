@@ -154,8 +154,9 @@ pub fn cookies(command: CookiesCommand) -> CliResult {
             session_key: key,
         } => {
             let format: CookieFormat = format.parse()?;
-            let text = std::fs::read_to_string(&input)
-                .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+            let text =
+                mummer::files::read_capped_text(&input, mummer::files::MAX_COOKIE_FILE_BYTES)
+                    .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
             let records = formats::parse(format, &text)?;
             let file = SessionFile::new(file, session_key(key.as_deref())?);
             let session = file.open_or_create(&profile, |b| b)?;
