@@ -241,6 +241,7 @@ fn main() {
                 default_session: None,
                 token: None,
                 tenant_tokens: mummer::api::TenantTokens::new(),
+                limits: mummer::api::ServerLimits::default(),
             },
         )
         .await

@@ -110,6 +110,7 @@ async fn start_with(
             snapshot_key: None,
             metrics: Some(metrics()),
             allow_file_paths: false,
+            limits: Default::default(),
         },
         None,
     )

@@ -36,6 +36,10 @@ async fn proxy(engine: &Engine, mitm: Option<Arc<LocalCa>>, token: Option<&str>)
             default_session: None,
             token: token.map(str::to_owned),
             tenant_tokens: mummer::api::TenantTokens::new(),
+            limits: mummer::api::ServerLimits {
+                handshake_timeout: std::time::Duration::from_secs(1),
+                ..Default::default()
+            },
         },
     )
     .await

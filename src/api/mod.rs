@@ -25,6 +25,7 @@
 
 pub mod access;
 pub mod ca;
+mod limits;
 mod problem;
 pub mod proxy;
 mod routes;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use self::access::{Caller, TenantTokens};
+pub use self::limits::ServerLimits;
 pub use self::problem::Problem;
 pub use self::routes::OPENAPI;
 pub use self::transport::TransportOptions;
@@ -63,6 +65,8 @@ pub struct ApiConfig {
     /// Whether callers may name files on the server (a profile file, `cacert`). Off by
     /// default: callers get built-in profile names and inline profile JSON only.
     pub allow_file_paths: bool,
+    /// Time and size limits on what callers send.
+    pub limits: ServerLimits,
 }
 
 impl Default for ApiConfig {
@@ -75,6 +79,7 @@ impl Default for ApiConfig {
             snapshot_key: None,
             metrics: None,
             allow_file_paths: false,
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -101,6 +106,45 @@ pub fn check_exposure(
         ))),
         _ => Ok(()),
     }
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then waits for the requests in
+/// flight. axum's own `serve` has no header timeout, so a client that connects and
+/// sends nothing (or a byte a minute) would hold its connection for ever; hyper's HTTP/1
+/// server with [`ServerLimits::http1`] closes it.
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ServerLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    loop {
+        tokio::select! {
+            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let conn = limits
+                        .http1()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service.clone());
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(target: "mummer::api", error = %e, "client connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(target: "mummer::api", error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Binds a listener for the API or the proxy; the error names the address.
@@ -151,22 +195,18 @@ impl ApiServer {
             snapshot_key: config.snapshot_key,
             metrics: config.metrics,
             allow_file_paths: config.allow_file_paths,
+            limits: config.limits,
             proxy,
             access: access::Access::new(config.token.as_deref(), &config.tenant_tokens),
             stopping: stopping.clone(),
         };
         let app = routes::router(state);
-        let mut stop = stopping.subscribe();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(target: "mummer::api", error = %e, "the API server failed");
-            }
-        });
+        let task = tokio::spawn(serve_api(
+            listener,
+            app,
+            config.limits,
+            stopping.subscribe(),
+        ));
         Ok(ApiServer {
             addr,
             stopping,

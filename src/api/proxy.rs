@@ -29,7 +29,6 @@ use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -49,12 +48,6 @@ pub const SCHEME_HEADER: &str = "x-mummer-scheme";
 /// The request kind (`navigation` by default; `fetch`, `xhr`, `image`, ...).
 pub const KIND_HEADER: &str = "x-mummer-kind";
 
-/// Largest request body the proxy buffers (sessions replay bodies on retries and 307s).
-const MAX_BODY: usize = 32 << 20;
-
-/// Longest wait for a client's request head.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How the proxy listens and which sessions it serves.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
@@ -71,6 +64,9 @@ pub struct ProxyConfig {
     /// Tenants' tokens: a request authorized by one may only go through that tenant's
     /// sessions (another tenant's is "unknown", 404).
     pub tenant_tokens: super::TenantTokens,
+    /// Time and size limits on what clients send (the body limit also bounds what a
+    /// session buffers to replay on retries and 307s).
+    pub limits: super::ServerLimits,
 }
 
 /// Live counters of a running proxy.
@@ -240,15 +236,6 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// The HTTP/1 server settings for client connections: a client that takes longer than
-/// [`HEADER_TIMEOUT`] to send a request head is dropped (slow-loris).
-fn client_side() -> http1::Builder {
-    let mut b = http1::Builder::new();
-    b.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
-    b
-}
-
 async fn serve_connection(ctx: Arc<ProxyContext>, stream: tokio::net::TcpStream) {
     ctx.stats.active.fetch_add(1, Ordering::Relaxed);
     let _guard = ActiveGuard(ctx.stats.clone());
@@ -257,7 +244,10 @@ async fn serve_connection(ctx: Arc<ProxyContext>, stream: tokio::net::TcpStream)
         let ctx = service_ctx.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(ctx, req).await) }
     });
-    if let Err(e) = client_side()
+    if let Err(e) = ctx
+        .config
+        .limits
+        .http1()
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await
@@ -311,7 +301,7 @@ async fn route(
     };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{out_scheme}://{authority}{path}");
-    forward(&session, url, req).await
+    forward(&session, url, req, &ctx.config.limits).await
 }
 
 /// Finds who is calling from `Proxy-Authorization` (see [`super::access`]).
@@ -409,9 +399,19 @@ fn connect(
                 return;
             }
         };
-        let tls = match tokio_boring::accept(&acceptor, TokioIo::new(upgraded)).await {
-            Ok(tls) => tls,
-            Err(e) => {
+        let handshake = ctx.config.limits.handshake_timeout;
+        let accepted = tokio::time::timeout(
+            handshake,
+            tokio_boring::accept(&acceptor, TokioIo::new(upgraded)),
+        )
+        .await;
+        let tls = match accepted {
+            Ok(Ok(tls)) => tls,
+            Err(_) => {
+                tracing::info!(target: "mummer::proxy", %session, %host, "client did not finish its TLS handshake within {handshake:?}; tunnel closed");
+                return;
+            }
+            Ok(Err(e)) => {
                 tracing::info!(target: "mummer::proxy", %session, %host, error = %e, "client TLS handshake failed (does it trust the CA from `mummer ca export`?)");
                 return;
             }
@@ -433,7 +433,7 @@ fn connect(
                         pick_session(&ctx, &caller, req.headers(), Some(&session)).await?;
                     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
                     let url = format!("{origin}{path}");
-                    forward(&session, url, req).await
+                    forward(&session, url, req, &ctx.config.limits).await
                 }
                 .await;
                 let response = result.unwrap_or_else(IntoResponse::into_response);
@@ -441,7 +441,10 @@ fn connect(
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        if let Err(e) = client_side()
+        if let Err(e) = ctx
+            .config
+            .limits
+            .http1()
             .serve_connection(TokioIo::new(tls), service)
             .await
         {
@@ -502,6 +505,7 @@ async fn forward(
     live: &EngineSession,
     url: String,
     req: Request<Incoming>,
+    limits: &super::ServerLimits,
 ) -> std::result::Result<Response<Body>, Problem> {
     let (parts, body) = req.into_parts();
     let kind = match header_str(&parts.headers, KIND_HEADER) {
@@ -519,16 +523,30 @@ async fn forward(
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_ascii_lowercase())
         .collect();
-    let body = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            Problem::invalid(
-                None,
-                format!("cannot read the request body (at most {MAX_BODY} bytes): {e}"),
-            )
-        })?
-        .to_bytes();
+    let max = limits.max_body;
+    let body = tokio::time::timeout(
+        limits.body_timeout,
+        http_body_util::Limited::new(body, max).collect(),
+    )
+    .await
+    .map_err(|_| {
+        Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            "Request body too slow",
+            format!(
+                "the request body did not arrive within {:?}",
+                limits.body_timeout
+            ),
+        )
+    })?
+    .map_err(|e| {
+        Problem::invalid(
+            None,
+            format!("cannot read the request body (at most {max} bytes): {e}"),
+        )
+    })?
+    .to_bytes();
     let mut request = live
         .request(parts.method.clone(), &url)
         .kind(kind)

@@ -45,6 +45,8 @@ pub struct ApiState {
     pub proxy: Option<Arc<ProxyStats>>,
     /// Whether callers may name files on the server ([`super::ApiConfig::allow_file_paths`]).
     pub allow_file_paths: bool,
+    /// Time and size limits on what callers send.
+    pub limits: super::ServerLimits,
     /// Which tokens are accepted, and whom each stands for.
     pub access: Access,
     /// Set to true when the API is asked to shut down (or the server stops).
@@ -95,7 +97,10 @@ pub fn router(state: ApiState) -> Router {
                 ),
             )
         })
-        .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.limits.body_timeout,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn(log_request))
         .with_state(state)

@@ -26,6 +26,17 @@ use crate::error::{Error, Result};
 
 /// Largest frame or request head the inspector reads.
 const MAX_FRAME: usize = 1 << 20;
+/// Largest header block (HEADERS and its CONTINUATIONs) the inspector buffers; a client
+/// that sends more is cut off (a CONTINUATION flood once buffered 1.5 GB).
+const MAX_HEADER_BLOCK: usize = 256 << 10;
+/// Largest decoded header list (names and values) of one request: bounds an HPACK
+/// "bomb" of one-byte references to a large table entry.
+const MAX_DECODED_HEADERS: usize = 1 << 20;
+/// Most requests, frames and re-prioritisations recorded per connection; the report
+/// stops growing there (the connection is closed).
+const MAX_RECORDED: usize = 1000;
+/// Longest a connection may stay open, however busy.
+const MAX_CONNECTION_TIME: Duration = Duration::from_secs(300);
 /// `GET` on this path (over HTTP/2) answers [`RESUME_PAGE`] and then closes the
 /// connection, so a browser comes back on a second, resumed TLS connection for the
 /// request its page makes with `fetch()`: the way to capture a browser's resumed handshake.
@@ -40,7 +51,7 @@ const RESUME_PAGE: &str = "<!doctype html><title>resume</title><script>fetch('/a
 const IDLE: Duration = Duration::from_secs(10);
 
 /// What one connection showed: TLS fingerprints and every request on it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct ConnectionReport {
     /// Connection number since the inspector started (1-based).
     pub connection: usize,
@@ -296,7 +307,7 @@ async fn read_frame<S: AsyncRead + Unpin>(
         return Err("frame too large".into());
     }
     let mut payload = vec![0u8; len];
-    io.read_exact(&mut payload).await?;
+    tokio::time::timeout(IDLE, io.read_exact(&mut payload)).await??;
     Ok(Some(Frame {
         kind: head[3],
         flags: head[4],
@@ -346,7 +357,17 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
     let mut decoder = loona_hpack::Decoder::new();
     let mut seen_first_settings = false;
     let mut pending: Option<(u32, u8, Option<h2frames::PriorityBlock>, Vec<u8>)> = None;
+    let opened = tokio::time::Instant::now();
     while let Some(frame) = read_frame(io).await? {
+        if opened.elapsed() > MAX_CONNECTION_TIME {
+            return Err(format!("connection open longer than {MAX_CONNECTION_TIME:?}").into());
+        }
+        if h2.requests.len() >= MAX_RECORDED
+            || h2.frames_until_first_headers.len() >= MAX_RECORDED
+            || h2.reprioritizations.len() >= MAX_RECORDED
+        {
+            return Err(format!("more than {MAX_RECORDED} requests or frames to record").into());
+        }
         if h2.requests.is_empty() && pending.is_none() {
             let label = match frame.kind {
                 kind::WINDOW_UPDATE if frame.payload.len() == 4 => {
@@ -413,10 +434,19 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
             kind::GOAWAY => break,
             kind::HEADERS => {
                 let (prio, block) = h2frames::split_headers_payload(frame.flags, &frame.payload)?;
+                if block.len() > MAX_HEADER_BLOCK {
+                    return Err(format!("header block over {MAX_HEADER_BLOCK} bytes").into());
+                }
                 pending = Some((frame.stream, frame.flags, prio, block.to_vec()));
             }
             kind::CONTINUATION => {
                 if let Some(p) = pending.as_mut() {
+                    if p.3.len() + frame.payload.len() > MAX_HEADER_BLOCK {
+                        return Err(format!(
+                            "header block over {MAX_HEADER_BLOCK} bytes (CONTINUATION flood)"
+                        )
+                        .into());
+                    }
                     p.3.extend_from_slice(&frame.payload);
                     p.1 |= frame.flags & 0x4;
                 }
@@ -428,17 +458,25 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
             let Some((stream, flags, priority, block)) = pending.take() else {
                 continue;
             };
-            let headers = decoder
-                .decode(&block)
-                .map_err(|e| format!("HPACK: {e:?}"))?
-                .into_iter()
-                .map(|(n, v)| {
-                    (
-                        String::from_utf8_lossy(&n).into_owned(),
-                        String::from_utf8_lossy(&v).into_owned(),
-                    )
+            let mut headers = Vec::new();
+            let mut decoded = 0usize;
+            decoder
+                .decode_with_cb(&block, |n, v| {
+                    decoded = decoded.saturating_add(n.len() + v.len() + 32);
+                    if decoded <= MAX_DECODED_HEADERS {
+                        headers.push((
+                            String::from_utf8_lossy(&n).into_owned(),
+                            String::from_utf8_lossy(&v).into_owned(),
+                        ));
+                    }
                 })
-                .collect();
+                .map_err(|e| format!("HPACK: {e:?}"))?;
+            if decoded > MAX_DECODED_HEADERS {
+                return Err(format!(
+                    "decoded header list over {MAX_DECODED_HEADERS} bytes (HPACK bomb)"
+                )
+                .into());
+            }
             h2.requests.push(HeadersFrame {
                 stream,
                 flags: h2frames::headers_flag_names(flags),
@@ -546,4 +584,79 @@ async fn serve_h1<S: AsyncRead + AsyncWrite + Unpin>(
     io.write_all(&body).await?;
     io.flush().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Runs `serve_h2` on what a client sends after the preface; returns its outcome and
+    /// how many bytes the client got to write before the inspector stopped reading.
+    async fn serve(client: impl FnOnce(&mut Vec<u8>) + Send + 'static) -> (String, usize) {
+        let (mut ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let writer = tokio::spawn(async move {
+            let mut bytes = PREFACE.to_vec();
+            client(&mut bytes);
+            let mut written = 0;
+            for chunk in bytes.chunks(8192) {
+                if theirs.write_all(chunk).await.is_err() {
+                    break;
+                }
+                written += chunk.len();
+            }
+            (written, theirs)
+        });
+        let mut report = ConnectionReport::default();
+        let outcome = match serve_h2(&mut ours, &mut report).await {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        drop(ours);
+        (outcome, writer.await.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn a_continuation_flood_is_cut_off_not_buffered() {
+        let (outcome, written) = serve(|b| {
+            b.extend(frame_bytes(kind::HEADERS, 0, 1, &[0x82]));
+            for _ in 0..20_000 {
+                b.extend(frame_bytes(kind::CONTINUATION, 0, 1, &[0x82; 1024]));
+            }
+        })
+        .await;
+        assert!(outcome.contains("CONTINUATION flood"), "{outcome}");
+        assert!(written < 2 << 20, "read {written} bytes of a 20 MB flood");
+    }
+
+    #[tokio::test]
+    async fn an_hpack_bomb_is_refused() {
+        // One literal with incremental indexing of a 4000-byte value, then 60 000
+        // one-byte references to it: a 60 KB block that decodes to 240 MB.
+        let (outcome, _) = serve(|b| {
+            let mut block = vec![0x40, 0x01, b'x', 0x7f];
+            let mut n = 4000u32 - 127;
+            while n >= 128 {
+                block.push((n % 128) as u8 | 0x80);
+                n /= 128;
+            }
+            block.push(n as u8);
+            block.extend(std::iter::repeat_n(b'v', 4000));
+            block.extend(std::iter::repeat_n(0xbe, 60_000));
+            b.extend(frame_bytes(kind::HEADERS, 0x4 | 0x1, 1, &block));
+        })
+        .await;
+        assert!(outcome.contains("HPACK bomb"), "{outcome}");
+    }
+
+    #[tokio::test]
+    async fn a_ping_flood_before_any_request_stops_being_recorded() {
+        let (outcome, _) = serve(|b| {
+            for i in 0..5_000u64 {
+                b.extend(frame_bytes(kind::PING, 0, 0, &i.to_be_bytes()));
+            }
+        })
+        .await;
+        assert!(outcome.contains("more than 1000"), "{outcome}");
+    }
 }

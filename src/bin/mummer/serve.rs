@@ -225,6 +225,7 @@ pub async fn serve(args: ServeArgs) -> CliResult {
                         default_session: args.default_session.clone(),
                         token: token.clone(),
                         tenant_tokens: tenant_tokens.clone(),
+                        limits: mummer::api::ServerLimits::default(),
                     },
                 )
                 .await?,
@@ -242,6 +243,7 @@ pub async fn serve(args: ServeArgs) -> CliResult {
             snapshot_key: key,
             metrics: Some(metrics),
             allow_file_paths: args.allow_file_paths,
+            limits: mummer::api::ServerLimits::default(),
         },
         proxy.as_ref().map(ForwardProxy::stats),
     )
