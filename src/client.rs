@@ -60,6 +60,7 @@ pub struct ClientBuilder {
     max_decoded_body: u64,
     decode: bool,
     max_idle_per_origin: usize,
+    destination: Option<std::sync::Arc<crate::destination::DestinationPolicy>>,
 }
 
 impl ClientBuilder {
@@ -93,6 +94,16 @@ impl ClientBuilder {
     /// Route every connection through this proxy.
     pub fn proxy(mut self, proxy: Proxy) -> Self {
         self.proxy = Some(proxy);
+        self
+    }
+
+    /// Refuse connections the policy refuses, checked on each address dialled (origin
+    /// or proxy) after resolution; no policy (the default) allows every address.
+    pub fn destination_policy(
+        mut self,
+        policy: std::sync::Arc<crate::destination::DestinationPolicy>,
+    ) -> Self {
+        self.destination = Some(policy);
         self
     }
 
@@ -156,7 +167,8 @@ impl ClientBuilder {
         let tls = TlsConnector::shared(&self.profile.tls, &self.tls)?;
         let dialer = Dialer::new(&self.resolve, self.proxy.clone(), self.connect_timeout)
             .with_connect_to(self.connect_to.clone())
-            .with_proxy_tls(self.tls.clone());
+            .with_proxy_tls(self.tls.clone())
+            .with_destination_policy(self.destination.clone());
         let templates = RequestKind::ALL
             .into_iter()
             .map(|kind| Ok((kind, HeaderTemplate::compile(self.profile.template(kind))?)))
@@ -324,6 +336,7 @@ impl Client {
             max_decoded_body: DEFAULT_MAX_DECODED_BODY,
             decode: true,
             max_idle_per_origin: DEFAULT_MAX_IDLE_PER_ORIGIN,
+            destination: None,
         }
     }
 

@@ -59,6 +59,7 @@ enum Kind {
     StoreConflict,
     LeaseHeld,
     NoHealthyProxy,
+    DestinationRefused,
 }
 
 impl Error {
@@ -243,8 +244,18 @@ impl Error {
         )
     }
 
+    pub(crate) fn destination_refused(why: impl Into<String>) -> Self {
+        Error::new(Kind::DestinationRefused, why)
+    }
+
     pub(crate) fn snapshot(path: impl fmt::Display, why: impl fmt::Display) -> Self {
         Error::new(Kind::Snapshot, format!("session snapshot {path}: {why}"))
+    }
+
+    /// The destination policy refused every address of the host (loopback, private, the
+    /// server's own port...): see [`crate::destination`]. Never retried.
+    pub fn is_destination_refused(&self) -> bool {
+        self.kind == Kind::DestinationRefused
     }
 
     /// Every proxy of the pool a session was routed to is benched.

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod client;
 pub mod cookies;
 mod decode;
+pub mod destination;
 pub mod engine;
 pub mod error;
 pub mod files;

@@ -349,6 +349,7 @@ pub struct Dialer {
     proxy_tls: TlsOptions,
     proxy: Option<Proxy>,
     connect_timeout: Option<Duration>,
+    destination: Option<std::sync::Arc<crate::destination::DestinationPolicy>>,
 }
 
 /// Time spent resolving and connecting, for `-v`.
@@ -376,6 +377,42 @@ impl Dialer {
             proxy_tls: TlsOptions::default(),
             proxy,
             connect_timeout,
+            destination: None,
+        }
+    }
+
+    /// Checks every address dialled against `policy` (none: every address is allowed).
+    pub fn with_destination_policy(
+        mut self,
+        policy: Option<std::sync::Arc<crate::destination::DestinationPolicy>>,
+    ) -> Self {
+        self.destination = policy;
+        self
+    }
+
+    /// The addresses of `addrs` the destination policy allows for `host`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_destination_refused`] when it allows none, with the first reason.
+    fn allowed(&self, host: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>> {
+        let Some(policy) = &self.destination else {
+            return Ok(addrs);
+        };
+        let mut first_refusal = None;
+        let allowed: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| match policy.check(host, *a) {
+                Ok(()) => true,
+                Err(why) => {
+                    first_refusal.get_or_insert(why);
+                    false
+                }
+            })
+            .collect();
+        match (allowed.is_empty(), first_refusal) {
+            (true, Some(why)) => Err(Error::destination_refused(why)),
+            _ => Ok(allowed),
         }
     }
 
@@ -411,7 +448,7 @@ impl Dialer {
         let mut timings = DialTimings::default();
         let Some(proxy) = &self.proxy else {
             let started = Instant::now();
-            let addrs = self.resolve(host, port).await?;
+            let addrs = self.allowed(host, self.resolve(host, port).await?)?;
             timings.dns = started.elapsed();
             let started = Instant::now();
             let tcp = self.connect_any(&addrs, &format!("{host}:{port}")).await?;
@@ -420,7 +457,8 @@ impl Dialer {
         };
 
         let started = Instant::now();
-        let proxy_addrs = self.resolve(&proxy.host, proxy.port).await?;
+        let proxy_addrs =
+            self.allowed(&proxy.host, self.resolve(&proxy.host, proxy.port).await?)?;
         timings.dns = started.elapsed();
         let started = Instant::now();
         let tcp = self
@@ -438,7 +476,7 @@ impl Dialer {
                 Box::pin(self.deadline(http_connect(tls, proxy, host, port)).await?)
             }
             ProxyScheme::Socks5 => {
-                let target = self.resolve(host, port).await?;
+                let target = self.allowed(host, self.resolve(host, port).await?)?;
                 let addr = target[0];
                 Box::pin(
                     self.deadline(socks5_connect(tcp, proxy, SocksTarget::Addr(addr)))

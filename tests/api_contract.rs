@@ -111,6 +111,7 @@ async fn start_with(
             metrics: Some(metrics()),
             allow_file_paths: false,
             limits: Default::default(),
+            destination: None,
         },
         None,
     )

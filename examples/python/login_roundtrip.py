@@ -40,6 +40,9 @@ class Serve:
             "--namespace", "python-example",
             "--log-format", "json",
             "--ready-file", ready,
+            # The shop is on this machine: let sessions reach loopback, which the
+            # server's destination policy refuses by default.
+            "--allow-private",
         ]
         for r in args.resolve:
             cmd += ["--resolve", r]

@@ -67,6 +67,11 @@ pub struct ApiConfig {
     pub allow_file_paths: bool,
     /// Time and size limits on what callers send.
     pub limits: ServerLimits,
+    /// Where the sessions the API and the proxy drive may connect
+    /// ([`crate::destination`]); none allows every address. `mummer serve` refuses
+    /// loopback, private and link-local addresses and its own ports by default. The
+    /// server adds its own listening address to the policy once bound.
+    pub destination: Option<Arc<crate::destination::DestinationPolicy>>,
 }
 
 impl Default for ApiConfig {
@@ -80,6 +85,7 @@ impl Default for ApiConfig {
             metrics: None,
             allow_file_paths: false,
             limits: ServerLimits::default(),
+            destination: None,
         }
     }
 }
@@ -188,6 +194,9 @@ impl ApiServer {
             .parse_over(&TransportOptions::default())
             .map_err(|e| Error::invalid_input(format!("server transport defaults: {e}")))?;
         let (listener, addr) = bind(config.listen).await?;
+        if let Some(policy) = &config.destination {
+            policy.refuse_own(addr);
+        }
         let (stopping, _) = watch::channel(false);
         let state = routes::ApiState {
             engine,
@@ -196,6 +205,7 @@ impl ApiServer {
             metrics: config.metrics,
             allow_file_paths: config.allow_file_paths,
             limits: config.limits,
+            destination: config.destination.clone(),
             proxy,
             access: access::Access::new(config.token.as_deref(), &config.tenant_tokens),
             stopping: stopping.clone(),

@@ -183,6 +183,12 @@ const STATUSES: &[Row] = &[
         "Session closed",
     ),
     (
+        Error::is_destination_refused,
+        StatusCode::FORBIDDEN,
+        "destination-refused",
+        "Destination refused by the server's network policy",
+    ),
+    (
         Error::is_timeout,
         StatusCode::GATEWAY_TIMEOUT,
         "upstream-timeout",

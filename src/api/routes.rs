@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, watch};
 use super::access::{Access, Caller};
 use super::problem::Problem;
 use super::proxy::ProxyStats;
-use super::transport::TransportOptions;
+use super::transport::{ParsedTransport, TransportOptions};
 use super::wire::{CreateSession, RequestSpec, ResponseView, Rotate, SetIdentifier, SetRoutes};
 use crate::cookies::formats::{self, CookieFormat};
 use crate::engine::{Engine, EngineSession, SessionConfig};
@@ -47,6 +47,8 @@ pub struct ApiState {
     pub allow_file_paths: bool,
     /// Time and size limits on what callers send.
     pub limits: super::ServerLimits,
+    /// The destination policy put on every session the API builds.
+    pub destination: Option<Arc<crate::destination::DestinationPolicy>>,
     /// Which tokens are accepted, and whom each stands for.
     pub access: Access,
     /// Set to true when the API is asked to shut down (or the server stops).
@@ -54,6 +56,17 @@ pub struct ApiState {
 }
 
 type ApiResult<T> = Result<T, Problem>;
+
+impl ApiState {
+    /// A caller's transport options laid over the server's defaults, with the server's
+    /// destination policy: how every session the API builds gets its transport.
+    fn transport_for(&self, options: &TransportOptions) -> ApiResult<ParsedTransport> {
+        Ok(options
+            .parse_over(&self.defaults)
+            .map_err(|e| field_problem(e.to_string()))?
+            .with_destination(self.destination.clone()))
+    }
+}
 
 /// Every route of the API (the list `docs/openapi.json` documents).
 pub fn router(state: ApiState) -> Router {
@@ -321,9 +334,7 @@ async fn create_session(
     options
         .check_caller_paths(s.allow_file_paths)
         .map_err(|e| field_problem(e.to_string()))?;
-    let transport = options
-        .parse_over(&s.defaults)
-        .map_err(|e| field_problem(e.to_string()))?;
+    let transport = s.transport_for(&options)?;
     let profile = caller_profile(body.profile.as_ref(), s.allow_file_paths)
         .map_err(|e| Problem::invalid(Some("profile".into()), e))?;
     let mut config = SessionConfig::with_profile(profile).transport(move |b| transport.apply(b));
@@ -551,10 +562,7 @@ async fn import_snapshot(
             ),
         ));
     }
-    let transport = s
-        .defaults
-        .parse_over(&TransportOptions::default())
-        .map_err(|e| field_problem(e.to_string()))?;
+    let transport = s.transport_for(&TransportOptions::default())?;
     let session = crate::Session::from_snapshot(snapshot, move |b| transport.apply(b))
         .map_err(|e| Problem::from(crate::Error::snapshot("in the request body", e)))?;
     let id = s.engine.adopt_session(session).await?;
@@ -597,9 +605,7 @@ async fn checkout(
     let tenant = acting_tenant(&caller, q.tenant.as_deref())?;
     body.check_caller_paths(s.allow_file_paths)
         .map_err(|e| field_problem(e.to_string()))?;
-    let transport = body
-        .parse_over(&s.defaults)
-        .map_err(|e| field_problem(e.to_string()))?;
+    let transport = s.transport_for(&body)?;
     let id = s
         .engine
         .checkout_session_of(&tenant, &id, move |b| transport.apply(b))

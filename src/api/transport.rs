@@ -52,6 +52,7 @@ pub struct ParsedTransport {
     insecure: bool,
     version: HttpVersionPref,
     timeout: Option<Duration>,
+    destination: Option<std::sync::Arc<crate::destination::DestinationPolicy>>,
 }
 
 impl TransportOptions {
@@ -144,14 +145,29 @@ impl TransportOptions {
             insecure: self.insecure.or(defaults.insecure).unwrap_or(false),
             version,
             timeout,
+            destination: None,
         })
     }
 }
 
 impl ParsedTransport {
+    /// Puts the server's destination policy on the sessions these options build (none:
+    /// every address allowed). Never from a caller: the server sets it.
+    #[must_use]
+    pub fn with_destination(
+        mut self,
+        policy: Option<std::sync::Arc<crate::destination::DestinationPolicy>>,
+    ) -> Self {
+        self.destination = policy;
+        self
+    }
+
     /// Sets these options on `builder`.
     pub fn apply(self, mut builder: ClientBuilder) -> ClientBuilder {
         builder = builder.insecure(self.insecure).http_version(self.version);
+        if let Some(policy) = self.destination {
+            builder = builder.destination_policy(policy);
+        }
         if let Some(ca) = self.cacert {
             builder = builder.ca_file(ca);
         }

@@ -1,6 +1,7 @@
 //! `mummer serve`: an engine behind the HTTP/JSON message API, with an optional local
 //! forward proxy; and `mummer ca export`, which writes the proxy's CA certificate.
 
+use mummer::destination::DestinationPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,6 +107,16 @@ pub struct ServeArgs {
     /// default they get built-in profile names and inline profile JSON only.
     #[arg(long)]
     allow_file_paths: bool,
+    /// Let sessions reach loopback, private (RFC 1918, fc00::/7) and link-local
+    /// addresses; by default every session the API or the proxy drives is refused them
+    /// (checked after DNS, on every redirect and connection). This server's own ports
+    /// stay refused.
+    #[arg(long)]
+    allow_private: bool,
+    /// Allow one network (10.1.0.0/16), address, host (wiki.corp) or domain (.corp)
+    /// despite the destination policy; repeat for more.
+    #[arg(long = "allow-destination", value_name = "CIDR|HOST")]
+    allow_destination: Vec<String>,
     /// text or json.
     #[arg(long = "log-format", default_value = "text")]
     log_format: String,
@@ -160,6 +171,13 @@ pub async fn serve(args: ServeArgs) -> CliResult {
         Some(path) => mummer::api::TenantTokens::load(path)?,
         None => mummer::api::TenantTokens::new(),
     };
+    let mut policy = DestinationPolicy::public_only().allow_private(args.allow_private);
+    for entry in &args.allow_destination {
+        policy = policy
+            .allow(entry)
+            .map_err(|e| format!("--allow-destination: {e}"))?;
+    }
+    let policy = Arc::new(policy);
     // Everything that can be refused is checked before anything starts.
     let tenants = !tenant_tokens.is_empty();
     mummer::api::check_exposure("API", args.listen, token.as_deref(), tenants)?;
@@ -201,7 +219,9 @@ pub async fn serve(args: ServeArgs) -> CliResult {
     }
     let engine = builder.start()?;
     if args.restore {
-        let parsed = defaults.parse_over(&TransportOptions::default())?;
+        let parsed = defaults
+            .parse_over(&TransportOptions::default())?
+            .with_destination(Some(policy.clone()));
         let restored = engine
             .restore_sessions(move |b| parsed.clone().apply(b))
             .await?;
@@ -233,6 +253,9 @@ pub async fn serve(args: ServeArgs) -> CliResult {
         }
         None => None,
     };
+    if let Some(p) = &proxy {
+        policy.refuse_own(p.local_addr());
+    }
     let api = ApiServer::start(
         engine.clone(),
         ApiConfig {
@@ -244,6 +267,7 @@ pub async fn serve(args: ServeArgs) -> CliResult {
             metrics: Some(metrics),
             allow_file_paths: args.allow_file_paths,
             limits: mummer::api::ServerLimits::default(),
+            destination: Some(policy),
         },
         proxy.as_ref().map(ForwardProxy::stats),
     )
