@@ -276,9 +276,22 @@ impl EngineBuilder {
         self
     }
 
-    /// At most `rate` requests to each target host, all sessions together.
+    /// At most `rate` requests to each target host, all sessions of a tenant together
+    /// (of all tenants with [`EngineBuilder::global_host_budget`]).
     pub fn rate_limit_per_host(mut self, rate: Rate) -> Self {
         self.config.rates.per_host = Some(rate);
+        self
+    }
+
+    /// Counts host breakers, host rate limits and 429 throttles over all tenants
+    /// instead of per tenant (the default, so one tenant's failures or 429s at a host
+    /// cannot stop or slow another's).
+    pub fn global_host_budget(mut self, global: bool) -> Self {
+        self.config.host_scope = if global {
+            mummer_actors::HostScope::Global
+        } else {
+            mummer_actors::HostScope::PerTenant
+        };
         self
     }
 
@@ -979,8 +992,11 @@ impl Engine {
             router.release(&exit);
             return Err(e);
         }
+        // The successor belongs to the same tenant (its store key, ticket partition,
+        // metrics and API visibility follow from that).
         let fresh = Session::builder(profile)
             .transport(move |_| settings)
+            .tenant(routed.tenant.clone())
             .build();
         let next = Routed {
             exit: exit.clone(),

@@ -69,12 +69,34 @@ pub fn ids_of(tenant: &str, keys: Vec<String>) -> Vec<String> {
 }
 
 /// The TLS-ticket partition of a session of `tenant` with `identifier` and `profile`.
+/// The identifier and profile name are caller-chosen, so `%`, `/` and `|` in them are
+/// percent-escaped: a default-tenant identifier `acme/alice` must not make tenant
+/// `acme`'s `alice` partition, nor an identifier with `|` another profile's.
 pub fn ticket_partition(tenant: &str, identifier: &str, profile: &str) -> String {
+    let (identifier, profile) = (escape(identifier), escape(profile));
     if tenant == DEFAULT_TENANT {
         format!("{identifier}|{profile}|tls")
     } else {
         format!("{tenant}/{identifier}|{profile}|tls")
     }
+}
+
+/// `s` with the partition's separators (and `%` itself) percent-escaped; unchanged,
+/// and not copied, when it has none (so existing partitions keep their keys).
+fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['%', '/', '|']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 6);
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            '|' => out.push_str("%7C"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -119,6 +141,23 @@ mod tests {
         assert_eq!(
             ticket_partition("default", "alice", "chrome-156"),
             "alice|chrome-156|tls"
+        );
+    }
+
+    #[test]
+    fn an_identifier_cannot_spell_another_tenants_partition() {
+        // Issue 16 defect 12 (b): concatenation made these equal.
+        assert_ne!(
+            ticket_partition("default", "acme/alice", "chrome-156"),
+            ticket_partition("acme", "alice", "chrome-156")
+        );
+        assert_ne!(
+            ticket_partition("default", "a|firefox", "chrome"),
+            ticket_partition("default", "a", "firefox|chrome")
+        );
+        assert_ne!(
+            ticket_partition("default", "a%2Fb", "p"),
+            ticket_partition("default", "a/b", "p")
         );
     }
 }

@@ -759,6 +759,8 @@ proxies = ["http://127.0.0.1:11"]
         .await;
     assert_eq!(rotated.status, 201, "{:?}", rotated.json);
     assert_ne!(rotated.json["id"], id.as_str());
+    // The successor stays in the tenant (issue 16 defect 12 a: it went to `default`).
+    assert_eq!(rotated.json["tenant"], "acme", "{:?}", rotated.json);
     assert_eq!(api.get(&format!("/v1/sessions/{id}")).await.status, 404);
     assert_eq!(
         api.post(&format!("/v1/sessions/{id}/rotate"), json!({}))

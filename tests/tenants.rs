@@ -22,6 +22,9 @@ struct Site {
 /// `/login?as=NAME` sets `sid=NAME`; every other path answers what cookie it got.
 async fn site() -> Site {
     let server = HttpsServer::start(|req| {
+        if req.path() == "/fail" {
+            return Reply::new(503);
+        }
         if let Some(name) = req.path().strip_prefix("/login/") {
             let name = name.to_owned();
             return Reply::ok("in").header(
@@ -167,20 +170,33 @@ async fn tls_tickets_resume_within_a_tenant_never_across() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // On another engine: acme's alice resumes; bolt's and the default tenant's alice
-    // (same identifier) do a full handshake.
+    // (same identifier) do a full handshake, and so does a default-tenant session whose
+    // identifier spells acme's partition (`acme/alice`: issue 16 defect 12 b).
     let mut resumed = Vec::new();
-    for tenant in ["acme", "bolt", "default"] {
+    for (tenant, identifier) in [
+        ("acme", "alice"),
+        ("bolt", "alice"),
+        ("default", "alice"),
+        ("default", "acme/alice"),
+    ] {
         let id = b
-            .create_session(site.session(tenant).identifier("alice"))
+            .create_session(site.session(tenant).identifier(identifier))
             .await
             .expect("create");
         body(&b, &id, "https://shop.test/b").await;
         let s = b.session(&id).await.expect("live");
-        resumed.push((tenant, s.session().stats().transport.tls_resumed));
+        resumed.push((identifier, s.session().stats().transport.tls_resumed));
     }
-    assert_eq!(resumed, [("acme", 1), ("bolt", 0), ("default", 0)]);
+    assert_eq!(
+        resumed,
+        [("alice", 1), ("alice", 0), ("alice", 0), ("acme/alice", 0)]
+    );
     let seen: Vec<bool> = site.server.requests().iter().map(|r| r.resumed).collect();
-    assert_eq!(seen, [false, true, false, false], "as the server saw it");
+    assert_eq!(
+        seen,
+        [false, true, false, false, false],
+        "as the server saw it"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -273,4 +289,63 @@ async fn snapshots_stay_in_their_tenant_in_redis() {
         redis.cli(&["--scan", "--pattern", "iso:session:*"])
     })
     .await;
+}
+
+/// Issue 16 defect 12 (c): one tenant's failures at a host open that tenant's host
+/// breaker only; another tenant's traffic to the same host goes on. With a global
+/// budget the operator chose, the breaker is shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_failures_open_only_its_own_host_breaker() {
+    let site = site().await;
+    for global in [false, true] {
+        let engine = Engine::builder()
+            .retry(mummer_actors::policy::RetryPolicy {
+                max_retries: 0,
+                // An open breaker is answered at once, not waited out to its probe.
+                deadline: Duration::from_secs(2),
+                ..Default::default()
+            })
+            .global_host_budget(global)
+            .start()
+            .expect("engine");
+        // Many acme sessions, so no session breaker opens before the host's.
+        let mut opened = false;
+        for _ in 0..40 {
+            let id = engine
+                .create_session(site.session("acme"))
+                .await
+                .expect("create");
+            let s = engine.session(&id).await.expect("live");
+            match s.get("https://shop.test/fail").send().await {
+                Err(e) if e.is_breaker_open() => {
+                    assert!(e.to_string().contains("host"), "{e}");
+                    opened = true;
+                    break;
+                }
+                _ => {}
+            }
+            engine.close_session(&id).await.expect("close");
+        }
+        assert!(
+            opened,
+            "acme's host breaker never opened (global: {global})"
+        );
+        let bolt = engine
+            .create_session(site.session("bolt"))
+            .await
+            .expect("create");
+        let s = engine.session(&bolt).await.expect("live");
+        let answer = s.get("https://shop.test/ok").send().await;
+        if global {
+            assert!(
+                answer.as_ref().is_err_and(|e| e.is_breaker_open()),
+                "a global budget shares the breaker: {:?}",
+                answer.map(|r| r.status())
+            );
+        } else {
+            let r = answer.expect("bolt is not stopped by acme's breaker");
+            assert_eq!(r.status(), 200);
+        }
+        engine.shutdown().await;
+    }
 }

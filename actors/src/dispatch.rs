@@ -304,12 +304,25 @@ impl State {
     }
 }
 
+/// Whose traffic a host's breaker, rate limit and throttle count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostScope {
+    /// Each tenant's own: tenant `acme`'s failures at `shop.test` open only `acme`'s
+    /// breaker for it, and each tenant gets the per-host rate. Sessions of the default
+    /// tenant keep the bare host as key.
+    #[default]
+    PerTenant,
+    /// One per host, for every tenant (a global budget the operator chose).
+    Global,
+}
+
 /// The state every dispatcher of a system shares.
 #[derive(Clone)]
 pub struct SharedState {
     state: Arc<Mutex<State>>,
     /// Fixed for the system's life, so read without the lock.
     policy: Arc<RetryPolicy>,
+    host_scope: HostScope,
 }
 
 impl SharedState {
@@ -339,6 +352,24 @@ impl SharedState {
         SharedState {
             state,
             policy: Arc::new(policy),
+            host_scope: HostScope::default(),
+        }
+    }
+
+    /// Keeps host breakers, limits and throttles per tenant or for all ([`HostScope`]).
+    pub fn with_host_scope(mut self, scope: HostScope) -> Self {
+        self.host_scope = scope;
+        self
+    }
+
+    /// The key a request of `tenant` to `host` is counted under by the host breaker,
+    /// limiter and throttle: the host itself for the default tenant or a global scope,
+    /// `TENANT/HOST` otherwise (a tenant name has no `/`, a host neither).
+    pub fn host_key<'a>(&self, tenant: &str, host: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.host_scope == HostScope::Global || tenant == crate::core::DEFAULT_TENANT {
+            std::borrow::Cow::Borrowed(host)
+        } else {
+            std::borrow::Cow::Owned(format!("{tenant}/{host}"))
         }
     }
 
@@ -847,11 +878,15 @@ where
     // deadline passes waiting for a slot or a breaker), this is what the caller gets,
     // and what is dead-lettered, instead of a bare deadline error.
     let mut previous: Option<Previous<C>> = None;
+    let tenant = core.tenant_label();
     loop {
         attempt += 1;
         // Borrowed from the request, so taken again on each pass: a re-authentication
-        // replaces the request.
+        // replaces the request. Breakers, limits and throttles count `host` (the target
+        // scoped by tenant); letters and events name the bare target.
         let target = C::target(&request);
+        let host_key = state.host_key(&tenant, target);
+        let host = host_key.as_ref();
         // Quarantine, breakers, the limiters and the throttle, under one lock; an
         // open breaker is waited out when its probe time is within the deadline.
         let mut probes: Vec<ProbeGuard> = Vec::new();
@@ -862,7 +897,7 @@ where
                     return Err(ActorError::Quarantined(id.to_string()));
                 }
                 let mut refused = None;
-                for (scope, name) in [(Scope::Session, id), (Scope::Host, target)] {
+                for (scope, name) in [(Scope::Session, id), (Scope::Host, host)] {
                     match st.admit(scope, name) {
                         Admission::Allowed => {}
                         Admission::Probe(number) => probes.push(ProbeGuard {
@@ -888,9 +923,9 @@ where
                             None => 0,
                         };
                         break (
-                            st.limits.for_request(target, id),
+                            st.limits.for_request(host, id),
                             st.shared_rate.clone(),
-                            st.throttle_wait(target),
+                            st.throttle_wait(host),
                             refreshes,
                         );
                     }
@@ -925,7 +960,7 @@ where
             metrics::counter!("breaker_waits_total", "scope" => scope.label()).increment(1);
             tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
         };
-        if !wait_for_slot(pause, limiters, shared, target, started + policy.deadline).await {
+        if !wait_for_slot(pause, limiters, shared, host, started + policy.deadline).await {
             if let Some(last) = previous.take() {
                 return last.give_up(state, id, target, "no rate slot within the deadline");
             }
@@ -997,9 +1032,9 @@ where
                 probe.settle(&mut st, Scope::Host, signals.host);
             }
             st.record(Scope::Session, id, signals.session, &reason);
-            st.record(Scope::Host, target, signals.host, &reason);
+            st.record(Scope::Host, host, signals.host, &reason);
             st.throttle_after(
-                target,
+                host,
                 cuts_at_send,
                 status,
                 pause,

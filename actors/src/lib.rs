@@ -26,6 +26,7 @@ pub mod system;
 pub mod throttle;
 
 pub use crate::core::{BoxFuture, SessionCore};
+pub use crate::dispatch::HostScope;
 pub use crate::error::ActorError;
 pub use crate::events::{CloseReason, EngineEvent};
 pub use crate::system::{ActorSystem, RequestSite, SessionRef, SystemConfig};

@@ -14,7 +14,7 @@ use crate::breaker::{BreakerConfig, BreakerState};
 use crate::core::SessionCore;
 use crate::dispatch::{
     dispatch, BlockDetector, DeadLetter, DeadLetterSink, DeadLetters, Dispatch, DispatchContext,
-    Dispatched, Dispatcher, Hooks, OpenBreakers, ReauthHook, SharedState,
+    Dispatched, Dispatcher, Hooks, HostScope, OpenBreakers, ReauthHook, SharedState,
 };
 use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
@@ -72,6 +72,10 @@ pub struct SystemConfig<C: SessionCore> {
     pub on_close: Option<CloseHook<C>>,
     /// Receives every dead letter as it is made (a durable queue).
     pub dead_letter_sink: Option<DeadLetterSink>,
+    /// Whether host breakers, host rate limits and 429 throttles are kept per tenant
+    /// (the default: one tenant cannot trip or slow another's traffic to a host) or
+    /// shared by all tenants (one budget per host).
+    pub host_scope: HostScope,
     /// Run the system thread's clock paused (tests: sleeps advance instantly when idle).
     /// Puts session actors on the system thread; needs the `paused-time` feature.
     pub paused_time: bool,
@@ -92,6 +96,7 @@ impl<C: SessionCore> Default for SystemConfig<C> {
             throttle: ThrottleConfig::default(),
             on_close: None,
             dead_letter_sink: None,
+            host_scope: HostScope::default(),
             paused_time: false,
         }
     }
@@ -177,6 +182,7 @@ impl<C: SessionCore> ActorSystem<C> {
                     throttle,
                     on_close,
                     dead_letter_sink,
+                    host_scope,
                     ..
                 } = config;
                 let hooks = Hooks {
@@ -187,7 +193,8 @@ impl<C: SessionCore> ActorSystem<C> {
                     let shared = SharedState::new(retry, breaker, rates, ev.clone())
                         .with_shared_rate(shared_rate)
                         .with_throttle(throttle)
-                        .with_dead_letter_sink(dead_letter_sink);
+                        .with_dead_letter_sink(dead_letter_sink)
+                        .with_host_scope(host_scope);
                     let (state, hook) = (shared.clone(), hooks.clone());
                     let forgetting = shared.clone();
                     // One dispatcher per arbiter, next to the sessions it serves.

@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// Requests per second per target host, across sessions.
     #[arg(long = "rps-per-host", value_parser = mummer::flags::rate)]
     rps_per_host: Option<f64>,
+    /// Count host breakers, --rps-per-host and 429 slow-downs over all tenants, not per
+    /// tenant (by default one tenant's failures or 429s cannot stop or slow another's).
+    #[arg(long)]
+    global_host_budget: bool,
     /// Requests per second per session.
     #[arg(long = "rps-per-session", value_parser = mummer::flags::rate)]
     rps_per_session: Option<f64>,
@@ -200,7 +204,8 @@ pub async fn serve(args: ServeArgs) -> CliResult {
             deadline: args.request_deadline,
             ..RetryPolicy::default()
         })
-        .respect_robots(args.robots.then_some("mummer"));
+        .respect_robots(args.robots.then_some("mummer"))
+        .global_host_budget(args.global_host_budget);
     if let Some(r) = args.rps_per_host {
         builder = builder.rate_limit_per_host(Rate::per_second(r));
     }
