@@ -235,6 +235,14 @@ async fn bad_bodies_name_the_field_and_the_limit_is_in_the_detail() {
         "{}",
         malformed.detail()
     );
+    // A JSON array is not an object, though serde would read it as the fields in order.
+    let array = api.post_raw("/v1/sessions", b"[null, null]").await;
+    assert_eq!(array.status, 400, "{:?}", array.json);
+    assert!(
+        array.detail().contains("expected a JSON object"),
+        "{}",
+        array.detail()
+    );
     // Each bad body is a 400 naming the field it got wrong.
     for (body, field) in [
         (json!({"timeout_ms": "soon"}), "timeout_ms"),
@@ -684,6 +692,14 @@ async fn a_token_guards_every_route_but_health() {
     assert_eq!(anonymous.post("/v1/sessions", json!({})).await.status, 401);
     assert_eq!(f.engine.session_count().await, 0);
     assert_eq!(f.api.get("/v1/sessions").await.status, 200);
+    // The scheme is case-insensitive (RFC 9110 section 11.1).
+    let lower = reqwest::Client::new()
+        .get(format!("{}/v1/sessions", f.api.base))
+        .header("authorization", format!("bearer {token}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(lower.status().as_u16(), 200);
 
     let exposed =
         mummer::api::check_exposure("API", "192.0.2.1:7878".parse().expect("addr"), None, false)

@@ -119,20 +119,71 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// A JSON body whose errors name the field (`headers[2]`, `timeout_ms`).
+/// A request body read whole, whose failures are problems: 413 over the size limit,
+/// 408 when it did not arrive in time (the body timeout), 400 otherwise.
+pub struct BodyBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for BodyBytes {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        Bytes::from_request(req, state)
+            .await
+            .map(BodyBytes)
+            .map_err(|e| {
+                let text = e.body_text();
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body-too-large",
+                        "Request body too large",
+                        format!("the body is over the server's limit: {text}"),
+                    )
+                } else if timed_out(&e) {
+                    Problem::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body-timeout",
+                        "Request body too slow",
+                        "the body did not arrive within the server's body timeout",
+                    )
+                } else {
+                    Problem::invalid(None, format!("cannot read the body: {text}"))
+                }
+            })
+    }
+}
+
+/// Whether reading the body failed because the body timeout passed.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// A JSON body whose errors name the field (`headers[2]`, `timeout_ms`). The body must
+/// be a JSON object (serde would take an array as a struct's fields in order); an
+/// empty body is `{}`.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Problem::invalid(None, format!("cannot read the body: {e}")))?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
+        let BodyBytes(bytes) = BodyBytes::from_request(req, state).await?;
+        let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => b"{}",
+            Some(b'{') => &bytes,
+            Some(_) => {
+                return Err(Problem::invalid(
+                    None,
+                    "invalid JSON body: expected a JSON object",
+                ))
+            }
         };
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         serde_path_to_error::deserialize(de)
@@ -192,7 +243,13 @@ async fn authorize(State(state): State<ApiState>, mut request: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 9110 section 11.1).
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim_start())
+        })
         .map(str::as_bytes);
     let caller = match state.access.identify(given) {
         Some(caller) => caller,
@@ -513,7 +570,7 @@ async fn import_cookies(
     State(s): State<ApiState>,
     (Extension(caller), Path(id)): Addressed,
     QueryParams(q): QueryParams<CookieQuery>,
-    body: Bytes,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult<Response> {
     let format = cookie_format(&q)?;
     let text = std::str::from_utf8(&body)
@@ -546,7 +603,7 @@ async fn export_snapshot(
 async fn import_snapshot(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    body: Bytes,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult<Response> {
     let snapshot = crate::session::snapshot::decode(&body, s.snapshot_key.as_ref())
         .map_err(|why| Problem::from(crate::Error::snapshot("in the request body", why)))?;
