@@ -41,7 +41,7 @@ async fn session_file_persists_cookies_and_tickets_across_runs() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &server.cert_pem).unwrap();
     let file = dir.path().join("session.json");
-    let key = "11".repeat(32);
+    let key = mummer::SnapshotKey::generate().to_hex();
     let common = |url: &str| {
         vec![
             "fetch".to_string(),
@@ -188,7 +188,7 @@ async fn fetch_keeps_a_session_in_a_store_across_runs() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &server.cert_pem).unwrap();
     let store = format!("file:{}", dir.path().join("store").display());
-    let key = "22".repeat(32);
+    let key = mummer::SnapshotKey::generate().to_hex();
     let common = |url: &str, session: &str| {
         vec![
             "fetch".to_string(),

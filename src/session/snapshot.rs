@@ -105,6 +105,11 @@ impl SnapshotKey {
             .ok()
             .and_then(|v| <[u8; 32]>::try_from(v).ok())
             .ok_or_else(|| Error::invalid_input("a snapshot key is 64 hex digits (32 bytes)"))?;
+        if looks_made_up(&bytes) {
+            return Err(Error::invalid_input(
+                "this snapshot key is not random (all one byte, a short repeated pattern or a counting sequence): make one with `openssl rand -hex 32`",
+            ));
+        }
         Ok(SnapshotKey(bytes))
     }
 
@@ -117,6 +122,65 @@ impl SnapshotKey {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+}
+
+/// Whether 32 key bytes were typed rather than drawn: fewer than 12 distinct byte
+/// values (a random key has about 30; one below 12 has a chance under 1e-20), or bytes
+/// that step by a constant (`000102...`, `ffeedd...`).
+fn looks_made_up(bytes: &[u8; 32]) -> bool {
+    let mut seen = [false; 256];
+    for b in bytes {
+        seen[usize::from(*b)] = true;
+    }
+    let distinct = seen.iter().filter(|s| **s).count();
+    let step = bytes[1].wrapping_sub(bytes[0]);
+    let counting = bytes.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step);
+    distinct < 12 || counting
+}
+
+/// Removes temporary files a save interrupted by a crash left in `dir` (only those of
+/// `name` when given): `.NAME.tmp-PID-RANDOM` whose process is gone, or older than an
+/// hour (a save takes milliseconds; the age catches a reused process id). A save in
+/// progress, by this process or a live other one, is left alone. Returns how many were
+/// removed.
+pub(crate) fn sweep_interrupted_saves(dir: &Path, name: Option<&str>) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let Some((saved, rest)) = file_name
+            .strip_prefix('.')
+            .and_then(|f| f.rsplit_once(".tmp-"))
+        else {
+            continue;
+        };
+        if name.is_some_and(|n| n != saved) {
+            continue;
+        }
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let gone = !Path::new("/proc").join(pid.to_string()).exists();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        let alive_here = pid == std::process::id() && !old;
+        if (gone || old) && !alive_here && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(dir = %dir.display(), removed, "removed temporary files of saves interrupted by a crash");
+    }
+    removed
 }
 
 impl Session {
@@ -226,6 +290,12 @@ impl Session {
         transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
     ) -> Result<Session> {
         let path = path.as_ref();
+        if let (Some(name), dir) = (path.file_name().and_then(|n| n.to_str()), path.parent()) {
+            let dir = dir
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            sweep_interrupted_saves(dir, Some(name));
+        }
         let bytes = crate::files::read_capped(path, crate::files::MAX_SNAPSHOT_FILE_BYTES)
             .map_err(|e| Error::snapshot(path.display(), format!("cannot read: {e}")))?;
         let snapshot = decode(&bytes, key).map_err(|why| Error::snapshot(path.display(), why))?;
@@ -382,6 +452,45 @@ pub(crate) fn write_atomic(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn made_up_keys_are_refused_and_random_ones_taken() {
+        for made_up in [
+            "00".repeat(32),
+            "ab".repeat(32),
+            "deadbeef".repeat(8),
+            (0u8..32).map(|b| format!("{b:02x}")).collect::<String>(),
+            (0u8..32)
+                .map(|b| format!("{:02x}", 255 - b))
+                .collect::<String>(),
+        ] {
+            let err = SnapshotKey::from_hex(&made_up).unwrap_err();
+            assert!(err.to_string().contains("not random"), "{made_up}: {err}");
+        }
+        for _ in 0..1000 {
+            let key = SnapshotKey::generate().to_hex();
+            assert!(SnapshotKey::from_hex(&key).is_ok(), "{key}");
+        }
+    }
+
+    #[test]
+    fn temporary_files_of_dead_saves_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has id 2^32-1; this process is alive.
+        let dead = dir.path().join(".s.json.tmp-4294967295-0000abcd");
+        let other = dir.path().join(".t.json.tmp-4294967295-0000abcd");
+        let mine = dir
+            .path()
+            .join(format!(".s.json.tmp-{}-00001234", std::process::id()));
+        let unrelated = dir.path().join(".s.json.bak");
+        for p in [&dead, &other, &mine, &unrelated] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(sweep_interrupted_saves(dir.path(), Some("s.json")), 1);
+        assert!(!dead.exists() && other.exists() && mine.exists() && unrelated.exists());
+        assert_eq!(sweep_interrupted_saves(dir.path(), None), 1);
+        assert!(!other.exists() && mine.exists());
+    }
 
     #[test]
     fn a_crash_before_rename_leaves_the_old_file() {

@@ -72,6 +72,7 @@ impl FileStore {
                 "not a directory",
             ));
         }
+        crate::session::snapshot::sweep_interrupted_saves(&dir, None);
         Ok(FileStore {
             dir: Arc::new(dir),
             held: Arc::default(),
