@@ -213,6 +213,10 @@ async fn sessions_are_created_listed_read_touched_and_closed() {
     assert_eq!(api.delete(&format!("/v1/sessions/{id}")).await.status, 204);
     let gone = api.get(&format!("/v1/sessions/{id}")).await;
     assert_eq!(gone.status, 404);
+    // An id that is not UTF-8 names no session either (it was a text/plain 400).
+    let garbled = api.get("/v1/sessions/%FF").await;
+    assert_eq!(garbled.status, 404);
+    assert_eq!(garbled.json["type"], "/problems/session-not-found");
     assert_eq!(gone.json["type"], "/problems/session-not-found");
     assert_eq!(api.delete(&format!("/v1/sessions/{id}")).await.status, 404);
     assert_eq!(

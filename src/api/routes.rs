@@ -461,18 +461,39 @@ async fn created(s: &ApiState, caller: &Caller, id: &str) -> ApiResult<Response>
 }
 
 /// The path's session id and the caller, for the routes that address one session.
-type Addressed = (Extension<Caller>, Path<String>);
+type Addressed = (Extension<Caller>, PathId);
+
+/// The `{id}` of a route. An id that is not UTF-8 after percent-decoding names no
+/// session: a 404 problem, like any unknown id (axum's own rejection is a text/plain
+/// 400 the document does not list).
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Problem> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(PathId(id)),
+            Err(_) => Err(Problem::from(crate::Error::session_not_found(
+                "(an id that is not UTF-8)",
+            ))),
+        }
+    }
+}
 
 async fn get_session(
     State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
+    (Extension(caller), PathId(id)): Addressed,
 ) -> ApiResult<Response> {
     Ok(Json(session_view(&s, &caller, &id).await?).into_response())
 }
 
 async fn close_session(
     State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
+    (Extension(caller), PathId(id)): Addressed,
 ) -> ApiResult<StatusCode> {
     visible_session(&s.engine, &caller, &id).await?;
     s.engine.close_session(&id).await?;
@@ -482,7 +503,7 @@ async fn close_session(
 /// Runs `act` on the addressed session (when the caller may see it); 204.
 async fn on_session(
     s: &ApiState,
-    (Extension(caller), Path(id)): Addressed,
+    (Extension(caller), PathId(id)): Addressed,
     act: impl FnOnce(&crate::Session),
 ) -> ApiResult<StatusCode> {
     act(visible_session(&s.engine, &caller, &id).await?.session());
@@ -540,7 +561,7 @@ fn cookie_format(q: &CookieQuery) -> ApiResult<Option<CookieFormat>> {
 
 async fn export_cookies(
     State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
+    (Extension(caller), PathId(id)): Addressed,
     QueryParams(q): QueryParams<CookieQuery>,
 ) -> ApiResult<Response> {
     let format = cookie_format(&q)?;
@@ -568,7 +589,7 @@ async fn export_cookies(
 
 async fn import_cookies(
     State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
+    (Extension(caller), PathId(id)): Addressed,
     QueryParams(q): QueryParams<CookieQuery>,
     BodyBytes(body): BodyBytes,
 ) -> ApiResult<Response> {
@@ -588,7 +609,7 @@ async fn import_cookies(
 
 async fn export_snapshot(
     State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
+    (Extension(caller), PathId(id)): Addressed,
 ) -> ApiResult<Response> {
     let session = visible_session(&s.engine, &caller, &id).await?;
     let bytes = session.session().snapshot_bytes(s.snapshot_key.as_ref())?;
@@ -628,7 +649,7 @@ async fn import_snapshot(
 
 async fn save_session(
     State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
+    (Extension(caller), PathId(id)): Addressed,
 ) -> ApiResult<Response> {
     visible_session(&s.engine, &caller, &id).await?;
     let version = s.engine.save_session(&id).await?;
@@ -655,7 +676,7 @@ async fn stored_sessions(
 
 async fn checkout(
     State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
+    (Extension(caller), PathId(id)): Addressed,
     QueryParams(q): QueryParams<TenantQuery>,
     JsonBody(body): JsonBody<TransportOptions>,
 ) -> ApiResult<Response> {
@@ -672,7 +693,7 @@ async fn checkout(
 
 async fn perform(
     State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
+    (Extension(caller), PathId(id)): Addressed,
     JsonBody(spec): JsonBody<RequestSpec>,
 ) -> ApiResult<Response> {
     let method = spec.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
@@ -781,7 +802,7 @@ async fn set_routes(
 
 async fn rotate(
     State(s): State<ApiState>,
-    (Extension(caller), Path(id)): Addressed,
+    (Extension(caller), PathId(id)): Addressed,
     JsonBody(body): JsonBody<Rotate>,
 ) -> ApiResult<Response> {
     pools(&s)?;
