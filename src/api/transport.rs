@@ -14,6 +14,10 @@ use crate::client::{ClientBuilder, HttpVersionPref};
 use crate::error::{Error, Result};
 use crate::net::{ConnectTo, Proxy, ResolveOverride};
 
+/// Largest per-attempt timeout a caller may set: one hour (a larger one held requests
+/// long past the server's deadline, and `u64::MAX` never ended).
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
 /// Transport options of one session, or the server's defaults for every session.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +129,11 @@ impl TransportOptions {
                 return Err(Error::invalid_input(
                     "timeout_ms: must be a positive number of milliseconds",
                 ))
+            }
+            Some(ms) if ms > MAX_TIMEOUT_MS => {
+                return Err(Error::invalid_input(format!(
+                    "timeout_ms: at most {MAX_TIMEOUT_MS} (one hour)"
+                )))
             }
             ms => ms.map(Duration::from_millis),
         };
