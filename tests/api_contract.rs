@@ -254,6 +254,7 @@ async fn bad_bodies_name_the_field_and_the_limit_is_in_the_detail() {
         (json!({"profile": "netscape-4"}), "profile"),
         (json!({"resolve": ["nonsense"]}), "resolve[0]"),
         (json!({"http_version": "h9"}), "http_version"),
+        (json!({"identifier": "  "}), "identifier"),
     ] {
         let answer = api.post("/v1/sessions", body).await;
         assert_eq!((answer.status, answer.problem_field()), (400, Some(field)));

@@ -396,6 +396,13 @@ async fn create_session(
         .map_err(|e| Problem::invalid(Some("profile".into()), e))?;
     let mut config = SessionConfig::with_profile(profile).transport(move |b| transport.apply(b));
     if let Some(identifier) = body.identifier {
+        // The same rule as PUT .../identifier.
+        if identifier.trim().is_empty() {
+            return Err(Problem::invalid(
+                Some("identifier".into()),
+                "identifier must not be empty",
+            ));
+        }
         config = config.identifier(identifier);
     }
     config = config.tenant(tenant);

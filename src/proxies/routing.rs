@@ -127,6 +127,10 @@ impl RoutingTable {
                         "routes[{i}] has neither a domain nor a tenant; use default_pool for a catch-all"
                     )));
                 }
+                if let Some(t) = &spec.tenant {
+                    crate::tenant::check_tenant(t)
+                        .map_err(|e| Error::invalid_input(format!("routes[{i}].tenant: {e}")))?;
+                }
                 Ok(Rule {
                     domain: spec
                         .domain
@@ -186,6 +190,24 @@ mod tests {
         assert!(DomainPattern::parse("http://x").is_err());
         assert!(DomainPattern::parse(" ").is_err());
         assert!(glob_match(b"a*b*c", b"aXXbYYc") && !glob_match(b"a*b*c", b"aXXbYY"));
+    }
+
+    #[test]
+    fn a_route_tenant_follows_the_tenant_rules() {
+        for bad in ["", "a b", "a.b"] {
+            let spec = RouteSpec {
+                domain: None,
+                tenant: Some(bad.into()),
+                pool: "p".into(),
+            };
+            let Err(err) = RoutingTable::new(&[spec], None) else {
+                panic!("{bad:?} was taken");
+            };
+            assert!(
+                err.to_string().contains("routes[0].tenant"),
+                "{bad:?}: {err}"
+            );
+        }
     }
 
     #[test]
