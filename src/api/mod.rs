@@ -126,31 +126,46 @@ async fn serve_api(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let service = hyper_util::service::TowerToHyperService::new(app);
+    accept_until_stopped(&listener, &mut stop, "api", |tcp| {
+        let conn = limits
+            .http1()
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service.clone());
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(target: "mummer::api", error = %e, "client connection ended with an error");
+            }
+        });
+    })
+    .await;
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Accepts connections on `listener` (with `TCP_NODELAY`) and hands each to `serve`
+/// until `stop` turns true; a failed accept (out of file descriptors, say) is logged
+/// and retried after 50 ms. The one accept loop of the API and the proxy.
+pub(crate) async fn accept_until_stopped(
+    listener: &tokio::net::TcpListener,
+    stop: &mut watch::Receiver<bool>,
+    server: &'static str,
+    mut serve: impl FnMut(tokio::net::TcpStream),
+) {
     loop {
         tokio::select! {
             () = async { let _ = stop.wait_for(|s| *s).await; } => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
                     let _ = tcp.set_nodelay(true);
-                    let conn = limits
-                        .http1()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service.clone());
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(target: "mummer::api", error = %e, "client connection ended with an error");
-                        }
-                    });
+                    serve(tcp);
                 }
                 Err(e) => {
-                    tracing::warn!(target: "mummer::api", error = %e, "accept failed");
+                    tracing::warn!(target: "mummer::api", server, error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
         }
     }
-    drop(listener);
-    graceful.shutdown().await;
 }
 
 /// Binds a listener for the API or the proxy; the error names the address.

@@ -21,7 +21,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::IntoResponse;
@@ -184,21 +184,10 @@ impl ForwardProxy {
         });
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = async { let _ = stopped.wait_for(|s| *s).await; } => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            tokio::spawn(serve_connection(ctx.clone(), stream));
-                        }
-                        Err(e) => {
-                            tracing::warn!(target: "mummer::proxy", error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    },
-                }
-            }
+            super::accept_until_stopped(&listener, &mut stopped, "proxy", |stream| {
+                tokio::spawn(serve_connection(ctx.clone(), stream));
+            })
+            .await;
             ctx.stats.running.store(false, Ordering::Relaxed);
         });
         Ok(ForwardProxy {
