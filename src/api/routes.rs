@@ -59,8 +59,12 @@ type ApiResult<T> = Result<T, Problem>;
 
 impl ApiState {
     /// A caller's transport options laid over the server's defaults, with the server's
-    /// destination policy: how every session the API builds gets its transport.
+    /// destination policy: how every session the API builds gets its transport. A
+    /// caller's file path is refused first, unless the operator allows them.
     fn transport_for(&self, options: &TransportOptions) -> ApiResult<ParsedTransport> {
+        options
+            .check_caller_paths(self.allow_file_paths)
+            .map_err(|e| field_problem(e.to_string()))?;
         Ok(options
             .parse_over(&self.defaults)
             .map_err(|e| field_problem(e.to_string()))?
@@ -387,11 +391,7 @@ async fn create_session(
     JsonBody(body): JsonBody<CreateSession>,
 ) -> ApiResult<Response> {
     let tenant = acting_tenant(&caller, body.tenant.as_deref())?;
-    let options = body.transport();
-    options
-        .check_caller_paths(s.allow_file_paths)
-        .map_err(|e| field_problem(e.to_string()))?;
-    let transport = s.transport_for(&options)?;
+    let transport = s.transport_for(&body.transport())?;
     let profile = caller_profile(body.profile.as_ref(), s.allow_file_paths)
         .map_err(|e| Problem::invalid(Some("profile".into()), e))?;
     let mut config = SessionConfig::with_profile(profile).transport(move |b| transport.apply(b));
@@ -688,8 +688,6 @@ async fn checkout(
     JsonBody(body): JsonBody<TransportOptions>,
 ) -> ApiResult<Response> {
     let tenant = acting_tenant(&caller, q.tenant.as_deref())?;
-    body.check_caller_paths(s.allow_file_paths)
-        .map_err(|e| field_problem(e.to_string()))?;
     let transport = s.transport_for(&body)?;
     let id = s
         .engine
