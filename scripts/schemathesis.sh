@@ -11,7 +11,8 @@
 # this script never builds it.
 #
 # What it does:
-#   1. Installs schemathesis==4.32.5 with pip unless that version is already there.
+#   1. Installs schemathesis==4.32.5 with pip into a virtual environment (ST_VENV,
+#      default ~/.cache/mummer-schemathesis-venv) unless that version is already there.
 #   2. Re-runs itself inside a new network namespace (`unshare -n`, or `unshare -rn`
 #      when not root) holding nothing but loopback, when the machine allows one. The
 #      session request route POST /v1/sessions/{id}/requests makes the server fetch
@@ -37,7 +38,9 @@
 #      loopback port or an unresolvable name, failed: not a server bug), createSession and
 #      rotateSession their documented 503 (the pool's closed-port proxies get benched once
 #      requests fail through them); no operation documents 500, so a 500 is still caught
-#      by status_code_conformance. And GET /cookies after
+#      by status_code_conformance. importSnapshot and importCookies may refuse a
+#      schema-valid body with 400 (an opaque snapshot; a cookie body whose shape the
+#      `format` parameter picks, which OpenAPI cannot express). And GET /cookies after
 #      DELETE /cookies is not a use-after-free (that DELETE empties the jar, the
 #      collection stays).
 #   5. GET /v1/events (a never-ending SSE stream) on its own: 3 examples, each read
@@ -68,21 +71,26 @@ DEADLINE=${ST_DEADLINE:-150}
 REPORT_DIR=${ST_REPORT_DIR:-${TMPDIR:-/tmp}/mummer-schemathesis-report}
 SCHEMA=${ST_SCHEMA:-$(dirname "$SELF")/../docs/openapi.json}
 NETNS=${ST_NETNS:-auto}
+VENV=${ST_VENV:-$HOME/.cache/mummer-schemathesis-venv}
 
 if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
     echo "schemathesis.sh: no mummer binary at ${1:-${CARGO_TARGET_DIR:-$HOME/.cache/mummer-target}/debug/mummer} (build it first)" >&2
     exit 2
 fi
 
+# schemathesis lives in its own virtual environment: Debian's python3 refuses a
+# system-wide pip install (PEP 668), and nothing else on the machine is touched.
+PY="$VENV/bin/python"
 st_version() {
-    python3 -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true
+    "$PY" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true
 }
 
 # Outside the namespace: install (pip needs the registry), then move into one.
 if [ -z "${_MUMMER_ST_INNER:-}" ]; then
     if [ "$(st_version)" != "$ST_VERSION" ]; then
-        echo "schemathesis.sh: installing schemathesis==$ST_VERSION" >&2
-        python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
+        echo "schemathesis.sh: installing schemathesis==$ST_VERSION into $VENV" >&2
+        [ -x "$PY" ] || python3 -m venv "$VENV"
+        "$PY" -m pip install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
     fi
     if [ "$NETNS" != no ] && command -v unshare >/dev/null && command -v ip >/dev/null; then
         for flags in -n -rn; do
@@ -191,8 +199,40 @@ checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
 [[operations]]
 include-operation-id = "exportCookies"
 checks.use_after_free.enabled = false
+
+# Bodies a schema cannot describe, so a schema-valid body may still be refused (400):
+# importSnapshot takes an opaque snapshot (sealed bytes, or JSON whose fields are checked
+# against each other), importCookies a body whose shape the `format` query parameter
+# chooses (OpenAPI cannot tie a body schema to a parameter's value).
+[[operations]]
+include-operation-id = ["importSnapshot", "importCookies"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 EOF
-ST=(python3 -c 'import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())'
+# createSession's `profile` may be inline profile JSON, documented only as an object (the
+# profile format is the JSON `mummer profile show` prints, far more than a schema here
+# could carry). A generated object is never a usable profile, so the hook puts a real
+# one in its place: inline profiles are then tested as a caller sends them, and
+# positive_data_acceptance still holds for every other field.
+"$BIN" profile show chromium-156-linux >"$TMP/profile.json"
+cat > "$TMP/hooks.py" <<'EOF'
+import copy, json, os
+
+import schemathesis
+
+with open(os.environ["MUMMER_ST_PROFILE"]) as f:
+    PROFILE = json.load(f)
+
+
+# map_case, not map_body: the coverage phase builds its cases without the body hooks.
+@schemathesis.hook.apply_to(operation_id="createSession")
+def map_case(context, case):
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("profile"), dict):
+        case.body = dict(body, profile=copy.deepcopy(PROFILE))
+    return case
+EOF
+export SCHEMATHESIS_HOOKS="$TMP/hooks.py" MUMMER_ST_PROFILE="$TMP/profile.json"
+ST=("$PY" -c 'import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())'
     --config-file "$TMP/schemathesis.toml")
 COMMON=(-H "Authorization: Bearer $TOKEN" --checks all --seed "$SEED"
     --generation-database none --no-color --report junit,json --report-dir "$REPORT_DIR")

@@ -944,7 +944,7 @@ impl Engine {
     /// # Errors
     ///
     /// [`Error::is_session_not_found`], [`Error::is_no_healthy_proxy`] (nothing was
-    /// closed), [`Error::is_invalid_input`] for a session not routed to a pool.
+    /// closed), [`Error::is_conflict`] for a session not routed to a pool.
     ///
     /// Rotating a session that is already being rotated waits for that rotation and
     /// returns its new id (one successor per session, whoever asked).
@@ -979,7 +979,7 @@ impl Engine {
             .ok()
             .and_then(|e| e.get(id).cloned())
             .ok_or_else(|| {
-                Error::invalid_input(format!(
+                Error::conflict(format!(
                     "session {id} was not routed to a proxy pool; nothing to rotate"
                 ))
             })?;

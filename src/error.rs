@@ -36,6 +36,7 @@ enum Kind {
     UnknownProfile,
     InvalidProfile,
     InvalidInput,
+    Conflict,
     InvalidUrl,
     Dns,
     Connect,
@@ -110,6 +111,10 @@ impl Error {
 
     pub(crate) fn invalid_input(message: impl Into<String>) -> Self {
         Error::new(Kind::InvalidInput, message)
+    }
+
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
+        Error::new(Kind::Conflict, message)
     }
 
     pub(crate) fn invalid_url(url: &str, why: impl fmt::Display) -> Self {
@@ -276,6 +281,12 @@ impl Error {
     /// An argument from the caller is malformed (header, option, request kind).
     pub fn is_invalid_input(&self) -> bool {
         self.kind == Kind::InvalidInput
+    }
+
+    /// A well-formed request the current state cannot take: routes naming a pool that
+    /// is not defined, rotating a session that no pool routes. Nothing was changed.
+    pub fn is_conflict(&self) -> bool {
+        self.kind == Kind::Conflict
     }
 
     /// The session store could not be reached (the state waits in memory).

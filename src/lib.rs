@@ -18,6 +18,7 @@ pub mod fuzzing;
 mod h1;
 mod h2;
 pub mod inspect;
+mod json_int;
 pub mod net;
 pub mod profile;
 pub mod proxies;

@@ -123,6 +123,12 @@ const STATUSES: &[Row] = &[
         "Invalid request",
     ),
     (
+        Error::is_conflict,
+        StatusCode::CONFLICT,
+        "conflict",
+        "Conflicts with the server's state",
+    ),
+    (
         Error::is_snapshot,
         StatusCode::BAD_REQUEST,
         "invalid-snapshot",

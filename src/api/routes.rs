@@ -396,13 +396,7 @@ async fn create_session(
         .map_err(|e| Problem::invalid(Some("profile".into()), e))?;
     let mut config = SessionConfig::with_profile(profile).transport(move |b| transport.apply(b));
     if let Some(identifier) = body.identifier {
-        // The same rule as PUT .../identifier.
-        if identifier.trim().is_empty() {
-            return Err(Problem::invalid(
-                Some("identifier".into()),
-                "identifier must not be empty",
-            ));
-        }
+        check_identifier(&identifier)?;
         config = config.identifier(identifier);
     }
     config = config.tenant(tenant);
@@ -529,17 +523,27 @@ async fn clear_cookies(State(s): State<ApiState>, addressed: Addressed) -> ApiRe
     on_session(&s, addressed, crate::Session::clear_cookies).await
 }
 
+/// The rule for a TLS-ticket partition named by a caller (create and PUT
+/// .../identifier): at least one character that is not an ASCII space or control
+/// character. docs/openapi.json states it as the pattern `[^\x00-\x20\x7F]`, so the
+/// two say the same thing.
+fn check_identifier(identifier: &str) -> ApiResult<()> {
+    if identifier.chars().any(|c| c > ' ' && c != '\x7f') {
+        Ok(())
+    } else {
+        Err(Problem::invalid(
+            Some("identifier".into()),
+            "identifier must hold a character other than spaces and control characters",
+        ))
+    }
+}
+
 async fn set_identifier(
     State(s): State<ApiState>,
     addressed: Addressed,
     JsonBody(body): JsonBody<SetIdentifier>,
 ) -> ApiResult<StatusCode> {
-    if body.identifier.trim().is_empty() {
-        return Err(Problem::invalid(
-            Some("identifier".into()),
-            "identifier must not be empty",
-        ));
-    }
+    check_identifier(&body.identifier)?;
     on_session(&s, addressed, |session| {
         session.set_identifier(&body.identifier)
     })
@@ -741,7 +745,7 @@ async fn perform(
     let mut request = session.request(method, &spec.url).kind(kind);
     for (i, (name, value)) in headers.iter().enumerate() {
         let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            http::HeaderName::from_bytes(name.as_bytes()),
             http::HeaderValue::from_str(value.trim()),
         ) else {
             return Err(Problem::invalid(
@@ -801,7 +805,15 @@ async fn set_routes(
     operator_only(&caller, "the routing table")?;
     pools(&s)?
         .set_routes(&body.routes, body.default_pool)
-        .map_err(|e| Problem::invalid(Some("routes".into()), e.to_string()))?;
+        .map_err(|e| {
+            let mut problem = if e.is_conflict() {
+                Problem::from(e)
+            } else {
+                Problem::invalid(None, e.to_string())
+            };
+            problem.field = Some("routes".into());
+            problem
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

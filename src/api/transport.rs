@@ -41,7 +41,11 @@ pub struct TransportOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_version: Option<String>,
     /// Per-attempt timeout in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json_int::opt_u64"
+    )]
     pub timeout_ms: Option<u64>,
 }
 

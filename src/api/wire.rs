@@ -45,7 +45,7 @@ pub struct CreateSession {
     #[serde(default)]
     pub http_version: Option<String>,
     /// Per-attempt timeout in milliseconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::opt_u64")]
     pub timeout_ms: Option<u64>,
     /// The session's tenant (default `default`), for proxy routing.
     #[serde(default)]

@@ -86,6 +86,7 @@ pub struct CookieRecord {
     /// SameSite, when the cookie set one.
     pub same_site: Option<SameSitePolicy>,
     /// Expiry as Unix seconds; `None` for a session cookie.
+    #[serde(default, deserialize_with = "crate::json_int::opt_i64")]
     pub expires: Option<i64>,
 }
 

@@ -187,14 +187,15 @@ impl ProxyRouter {
     ///
     /// # Errors
     ///
-    /// A bad rule, or a rule naming an unknown pool (the old table stays).
+    /// A bad rule ([`Error::is_invalid_input`]), or a rule naming an unknown pool
+    /// ([`Error::is_conflict`]); the old table stays.
     pub fn set_routes(&self, routes: &[RouteSpec], default_pool: Option<String>) -> Result<()> {
         let table = RoutingTable::new(routes, default_pool)?;
         {
             let pools = self.pools.lock().map_err(poisoned)?;
             if let Some(missing) = table.pools().find(|p| !pools.contains_key(*p)) {
                 let known: Vec<&str> = pools.keys().map(String::as_str).collect();
-                return Err(Error::invalid_input(format!(
+                return Err(Error::conflict(format!(
                     "the routes name pool `{missing}`, which is not defined (pools: {})",
                     known.join(", ")
                 )));
