@@ -13,6 +13,3 @@ cargo clippy --workspace --all-targets -- -D warnings
 # examples only as test harnesses.
 cargo build --workspace --examples
 cargo test --workspace --all-targets
-# The served OpenAPI document against the server it describes (schemathesis, every
-# operation, 200 cases each, in a loopback-only network namespace; about a minute).
-bash scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/mummer"
