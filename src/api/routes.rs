@@ -806,11 +806,8 @@ async fn set_routes(
     pools(&s)?
         .set_routes(&body.routes, body.default_pool)
         .map_err(|e| {
-            let mut problem = if e.is_conflict() {
-                Problem::from(e)
-            } else {
-                Problem::invalid(None, e.to_string())
-            };
+            // A bad rule is a 400, an undefined pool a 409 (STATUSES in problem.rs).
+            let mut problem = Problem::from(e);
             problem.field = Some("routes".into());
             problem
         })?;
