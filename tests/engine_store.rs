@@ -124,6 +124,66 @@ async fn sessions_survive_a_restart_in_redis() {
     survives_a_restart(Arc::new(RedisStore::open(&redis.url(), "restart").unwrap())).await;
 }
 
+/// A store whose lease release takes a while (a slow Redis round trip, a loaded disk).
+struct SlowRelease(FileStore);
+
+#[async_trait::async_trait]
+impl SessionStore for SlowRelease {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    async fn load(&self, id: &str) -> mummer::Result<Option<mummer::store::StoredSession>> {
+        self.0.load(id).await
+    }
+    async fn save(&self, id: &str, version: u64, bytes: &[u8]) -> mummer::Result<()> {
+        self.0.save(id, version, bytes).await
+    }
+    async fn delete(&self, id: &str) -> mummer::Result<()> {
+        self.0.delete(id).await
+    }
+    async fn list(&self) -> mummer::Result<Vec<String>> {
+        self.0.list().await
+    }
+    async fn acquire(&self, id: &str, ttl: Duration) -> mummer::Result<mummer::store::Lease> {
+        self.0.acquire(id, ttl).await
+    }
+    async fn renew(&self, lease: &mummer::store::Lease, ttl: Duration) -> mummer::Result<bool> {
+        self.0.renew(lease, ttl).await
+    }
+    async fn release(&self, lease: &mummer::store::Lease) -> mummer::Result<bool> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.0.release(lease).await
+    }
+}
+
+/// Closing a session (and so shutdown) returns only once its lease is released: the
+/// next worker can check it out at once. It once returned after the final save, with
+/// the release still on its way, and a worker started right after was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_waits_for_the_lease_release() {
+    let site = site().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn SessionStore> = Arc::new(SlowRelease(FileStore::open(dir.path()).unwrap()));
+    let first = engine(store.clone());
+    let id = first.create_session(site.session()).await.unwrap();
+    let s = first.session(&id).await.unwrap();
+    assert_eq!(
+        s.get("https://shop.test/login")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    first.close_session(&id).await.unwrap();
+    let lease = store
+        .acquire(&id, Duration::from_secs(1))
+        .await
+        .expect("released once close_session returned");
+    store.release(&lease).await.unwrap();
+    first.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_engine_at_a_time_owns_a_session() {
     let site = site().await;

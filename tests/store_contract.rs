@@ -92,6 +92,53 @@ async fn file_store_keeps_the_contract() {
     b.acquire("shared", TTL).await.unwrap();
 }
 
+/// A lease taken on a session that is never saved (a checkout of an id that is not
+/// there, a creation that failed) leaves no lease file behind, so callers cannot fill
+/// the directory by asking for ids; a saved session's lease file stays, and a lease
+/// taken right after the removal works.
+#[tokio::test]
+async fn file_leases_on_unsaved_sessions_leave_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    };
+    for i in 0..50 {
+        let lease = store.acquire(&format!("ghost-{i}"), TTL).await.unwrap();
+        assert!(store.release(&lease).await.unwrap());
+    }
+    assert_eq!(names(), Vec::<String>::new(), "no lease files left");
+
+    let lease = store.acquire("kept", TTL).await.unwrap();
+    store.save("kept", 1, b"state").await.unwrap();
+    store.release(&lease).await.unwrap();
+    assert_eq!(names(), ["kept.lease", "kept.session"]);
+
+    // Held by one store, refused to another; released (file removed), then the
+    // other takes it, and the first is refused in turn.
+    let other = FileStore::open(dir.path()).unwrap();
+    let first = store.acquire("ghost", TTL).await.unwrap();
+    assert!(other
+        .acquire("ghost", TTL)
+        .await
+        .unwrap_err()
+        .is_lease_held());
+    store.release(&first).await.unwrap();
+    let second = other.acquire("ghost", TTL).await.unwrap();
+    assert!(store
+        .acquire("ghost", TTL)
+        .await
+        .unwrap_err()
+        .is_lease_held());
+    other.release(&second).await.unwrap();
+}
+
 #[tokio::test]
 async fn redis_store_keeps_the_contract() {
     let redis = RedisServer::start();

@@ -134,6 +134,75 @@ fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
     options.open(path)
 }
 
+/// How many times [`lock_lease_file`] starts over on a lease file that was replaced.
+const LEASE_LOCK_ATTEMPTS: usize = 8;
+
+/// Why a lease file could not be locked.
+enum LeaseLock {
+    /// Another holder has it.
+    Held(Error),
+    /// The file system failed.
+    Io(std::io::Error),
+}
+
+/// Opens (creating) and locks the lease file at `path` for session `id`.
+///
+/// A released lease on a never-saved session has its file removed while locked (see
+/// `release`), so the file this call opened may be unlinked by the time it holds the
+/// lock: locking an unlinked file leases nothing, because the next caller creates a
+/// new file at the path. So after locking, the path must still name the locked file
+/// (same device and inode); if not, it starts over on the new file.
+/// Gives up after [`LEASE_LOCK_ATTEMPTS`] replacements in a row.
+fn lock_lease_file(path: &Path, id: &str) -> std::result::Result<File, LeaseLock> {
+    for _ in 0..LEASE_LOCK_ATTEMPTS {
+        let mut file = open_private(path, false).map_err(LeaseLock::Io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let pid = holder
+                    .lines()
+                    .find_map(|l| l.strip_prefix("pid "))
+                    .unwrap_or("?")
+                    .to_string();
+                return Err(LeaseLock::Held(Error::lease_held(
+                    id,
+                    format!("locked by process {pid}"),
+                )));
+            }
+            Err(TryLockError::Error(e)) => return Err(LeaseLock::Io(e)),
+        }
+        if still_at(&file, path).map_err(LeaseLock::Io)? {
+            return Ok(file);
+        }
+    }
+    Err(LeaseLock::Io(std::io::Error::other(format!(
+        "{} kept being replaced while it was locked",
+        path.display()
+    ))))
+}
+
+/// Whether `path` still names the open `file` (it was not removed or replaced).
+fn still_at(file: &File, path: &Path) -> std::io::Result<bool> {
+    let open = file.metadata()?;
+    let named = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(open.dev() == named.dev() && open.ino() == named.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (open, named);
+        Ok(true)
+    }
+}
+
 /// Splits a stored file into its version and the snapshot bytes.
 fn parse_stored(path: &Path, data: Vec<u8>) -> Result<StoredSession> {
     let corrupt = |why: &str| Error::snapshot(path.display(), why);
@@ -285,21 +354,10 @@ impl SessionStore for FileStore {
         let id = id.to_string();
         self.blocking(move |s| {
             let path = s.lease_path(&id);
-            let mut file = open_private(&path, false).map_err(|e| s.unavailable(e))?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => {
-                    let mut holder = String::new();
-                    let _ = file.read_to_string(&mut holder);
-                    let pid = holder
-                        .lines()
-                        .find_map(|l| l.strip_prefix("pid "))
-                        .unwrap_or("?")
-                        .to_string();
-                    return Err(Error::lease_held(&id, format!("locked by process {pid}")));
-                }
-                Err(TryLockError::Error(e)) => return Err(s.unavailable(e)),
-            }
+            let mut file = lock_lease_file(&path, &id).map_err(|e| match e {
+                LeaseLock::Held(e) => e,
+                LeaseLock::Io(e) => s.unavailable(e),
+            })?;
             let token = new_token();
             write_lease(&mut file, &token, ttl).map_err(|e| s.unavailable(e))?;
             s.held
@@ -332,8 +390,18 @@ impl SessionStore for FileStore {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&lease.token);
+            let Some(file) = file else {
+                return Ok(false);
+            };
+            // A lease on a session that was never saved (a checkout of an unknown
+            // id, a creation that failed) leaves no file behind: removed while still
+            // locked, which `lock_lease_file` makes safe for a concurrent acquirer.
+            if !s.session_path(&lease.id).exists() {
+                let _ = std::fs::remove_file(s.lease_path(&lease.id));
+            }
             // Closing the file releases the lock.
-            Ok(file.is_some())
+            drop(file);
+            Ok(true)
         })
         .await
     }

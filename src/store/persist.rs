@@ -287,7 +287,10 @@ impl Persister {
         let release = {
             let mut st = self.lock();
             if final_write {
-                st.closing.remove(id).and_then(|o| o.lease)
+                // The entry stays in `closing` until its lease is released, so
+                // `settled` (and so shutdown) returns only once another worker can
+                // check the session out.
+                st.closing.get_mut(id).and_then(|o| o.lease.take())
             } else if let Some(o) = st.owned.get_mut(id) {
                 o.version = next;
                 o.saved_requests = requests;
@@ -305,6 +308,9 @@ impl Persister {
             if let Err(e) = self.store.release(&lease).await {
                 tracing::debug!(session = id, error = %e, "lease not released; it expires by itself");
             }
+        }
+        if final_write {
+            self.lock().closing.remove(id);
         }
         self.emit(EngineEvent::SessionSaved {
             id: crate::tenant::split_store_key(id).1.to_string(),
