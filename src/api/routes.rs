@@ -614,8 +614,12 @@ async fn import_cookies(
         Some(f) => formats::parse(f, text)?,
     };
     let session = visible_session(&s.engine, &caller, &id).await?;
-    session.session().import_cookies(&records)?;
-    Ok(Json(serde_json::json!({ "imported": records.len() })).into_response())
+    let counted = session.session().import_cookies(&records)?;
+    Ok(Json(serde_json::json!({
+        "imported": counted.stored,
+        "expired": counted.expired,
+    }))
+    .into_response())
 }
 
 async fn export_snapshot(

@@ -520,20 +520,24 @@ impl CookieJar {
     }
 
     /// Adds cookies from records (an import or a snapshot). Every record is checked
-    /// first; if any is invalid nothing is added.
+    /// first; if any is invalid nothing is added. Records already expired are skipped
+    /// and counted apart.
     ///
     /// # Errors
     ///
     /// [`Error::is_invalid_input`] naming the first bad record by index and name.
-    pub fn import(&mut self, records: &[CookieRecord]) -> Result<()> {
+    pub fn import(&mut self, records: &[CookieRecord]) -> Result<ImportedCookies> {
         let mut staged = self.clone();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut counted = ImportedCookies::default();
         for (i, record) in records.iter().enumerate() {
             // Expired since it was exported (a snapshot saved yesterday): gone, as in a
             // browser, not a reason to refuse the rest.
             if record.expires.is_some_and(|t| t <= now) {
+                counted.expired += 1;
                 continue;
             }
+            counted.stored += 1;
             let (raw, url) = raw_cookie_of(record).map_err(|why| {
                 Error::invalid_input(format!("cookie #{} `{}`: {why}", i + 1, record.name))
             })?;
@@ -549,8 +553,17 @@ impl CookieJar {
                 })?;
         }
         *self = staged;
-        Ok(())
+        Ok(counted)
     }
+}
+
+/// What [`CookieJar::import`] did with the records it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportedCookies {
+    /// Records stored (each replaces a cookie of the same name, domain and path).
+    pub stored: usize,
+    /// Records skipped because they had expired already.
+    pub expired: usize,
 }
 
 /// The characters a cookie's name and value may hold, whichever way it arrives (a

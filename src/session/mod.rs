@@ -35,7 +35,9 @@ pub use self::snapshot::{SessionSnapshot, SnapshotKey, SNAPSHOT_VERSION};
 use crate::client::{
     CacheStatus, Client, ClientBuilder, Redirect, RequestUrl, Response, TransportStats,
 };
-use crate::cookies::{CookieContext, CookieJar, CookieLimits, CookieRecord, TrackingFilter};
+use crate::cookies::{
+    CookieContext, CookieJar, CookieLimits, CookieRecord, ImportedCookies, TrackingFilter,
+};
 use crate::error::{Error, Result};
 use crate::profile::{Profile, RequestKind};
 
@@ -417,12 +419,13 @@ impl Session {
         self.state().jar.delete(domain, path, name)
     }
 
-    /// Adds cookies, all or nothing.
+    /// Adds cookies, all or nothing; says how many were stored and how many skipped
+    /// as already expired.
     ///
     /// # Errors
     ///
     /// The first invalid record, by position and name; nothing is added then.
-    pub fn import_cookies(&self, records: &[CookieRecord]) -> Result<()> {
+    pub fn import_cookies(&self, records: &[CookieRecord]) -> Result<ImportedCookies> {
         self.state().jar.import(records)
     }
 

@@ -160,11 +160,12 @@ pub fn cookies(command: CookiesCommand) -> CliResult {
             let records = formats::parse(format, &text)?;
             let file = SessionFile::new(file, session_key(key.as_deref())?);
             let session = file.open_or_create(&profile, |b| b)?;
-            session.import_cookies(&records)?;
+            let counted = session.import_cookies(&records)?;
             file.save(&session)?;
             eprintln!(
-                "imported {} cookies; the session now holds {}",
-                records.len(),
+                "imported {} cookies ({} skipped as already expired); the session now holds {}",
+                counted.stored,
+                counted.expired,
                 session.stats().cookie_count
             );
             Ok(())
