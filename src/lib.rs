@@ -22,6 +22,7 @@ mod json_int;
 pub mod net;
 pub mod profile;
 pub mod proxies;
+mod proxy_syntax;
 pub mod robots;
 pub mod session;
 pub mod store;

@@ -250,8 +250,13 @@ impl Proxy {
     ///
     /// # Errors
     ///
-    /// [`Error::is_invalid_input`] for an unknown scheme or a missing host.
+    /// [`Error::is_invalid_input`] for an unknown scheme, or a text that is not a proxy
+    /// URL as `src/proxy_syntax.rs` defines it (the reason is named; a password is
+    /// never repeated).
     pub fn parse(url: &str) -> Result<Proxy> {
+        crate::proxy_syntax::check(url).map_err(|why| {
+            Error::invalid_input(format!("invalid proxy URL `{}`: {why}", mask_password(url)))
+        })?;
         let parsed = url::Url::parse(url).map_err(|e| {
             Error::invalid_input(format!("invalid proxy URL `{}`: {e}", mask_password(url)))
         })?;

@@ -572,6 +572,18 @@ async fn cookies_cache_and_snapshots_round_trip() {
         )
         .await;
     assert_eq!(imported.json["imported"], 1);
+    assert_eq!(imported.json["expired"], 0);
+    // A record that expired before it arrived is counted apart, not as imported.
+    let stale = api
+        .post(
+            &format!("{base}/cookies"),
+            json!([{"name": "old", "value": "1", "domain": "127.0.0.1", "path": "/",
+                    "host_only": false, "expires": 1_000_000, "secure": false,
+                    "http_only": false}]),
+        )
+        .await;
+    assert_eq!(stale.status, 200, "{:?}", stale.json);
+    assert_eq!(stale.json, json!({"imported": 0, "expired": 1}));
     let account = api
         .post(
             &format!("{base}/requests"),
@@ -948,6 +960,105 @@ fn the_openapi_document_is_valid_and_covers_every_route() {
     }
     assert_eq!(routed, documented, "router and OpenAPI document differ");
     assert!(routed.len() >= 20, "{routed:?}");
+}
+
+/// The `proxy` pattern of `docs/openapi.json` and `Proxy::parse` (src/proxy_syntax.rs)
+/// draw the same line: on a table of typos and tricks, on strings generated from the
+/// pattern (all must parse), and on those strings with one character changed (each
+/// side must agree). Only escapes of non-ASCII UTF-8 in credentials are accepted by
+/// the server beyond the pattern (a pattern cannot say "decodes as UTF-8"); the
+/// mutations never write a `%`.
+#[test]
+fn the_documented_proxy_pattern_is_what_the_server_accepts() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let doc = support::api::openapi();
+    let pattern = doc["components"]["schemas"]["CreateSession"]["properties"]["proxy"]["pattern"]
+        .as_str()
+        .expect("CreateSession.proxy has a pattern")
+        .to_string();
+    assert_eq!(
+        doc["components"]["schemas"]["TransportOptions"]["properties"]["proxy"]["pattern"].as_str(),
+        Some(pattern.as_str()),
+        "one proxy pattern"
+    );
+    let documented =
+        regex::Regex::new(&pattern).expect("an ECMA-262 pattern the regex crate reads");
+    let accepted = |url: &str| mummer::net::Proxy::parse(url).is_ok();
+    for (url, ok) in [
+        ("http://proxy.example:3128", true),
+        ("HTTP://Proxy.Example", true),
+        ("socks5h://user:p%40ss@10.0.0.1:1080/", true),
+        ("https://[2001:db8::1]:8443", true),
+        ("http://[1:2:3:4:5:6:7::]", true),
+        ("http://[::]", true),
+        ("http://my_proxy:0", true),
+        ("http://u:@h", true),
+        ("http://250.250.250.200*", false),
+        ("http://127.1:8080", false),
+        ("http://010.0.0.1", false),
+        ("http://0x7f.0.0.1", false),
+        ("http://1.2.3.4a", false),
+        ("http://h:", false),
+        ("http://h:080", false),
+        ("http://h:65536", false),
+        ("http://h/path", false),
+        ("http://h?q", false),
+        ("http://:pw@h", false),
+        ("http://@h", false),
+        ("http://u:p w@h", false),
+        ("http://[::ffff:1.2.3.4]", false),
+        ("http://[fe80::1%25eth0]", false),
+        ("http://[::1", false),
+        ("http://-", false),
+        ("http://a..b", false),
+        ("ftp://h", false),
+    ] {
+        assert_eq!(documented.is_match(url), ok, "pattern on {url}");
+        assert_eq!(accepted(url), ok, "Proxy::parse on {url}");
+    }
+
+    let body = pattern
+        .strip_prefix('^')
+        .and_then(|p| p.strip_suffix('$'))
+        .expect("an anchored pattern");
+    let generated =
+        proptest::string::string_regex(body).expect("a pattern proptest generates from");
+    let edits = prop::sample::select(vec![
+        '*', '.', ':', '@', '/', '[', ']', '0', '9', 'a', '-', '_', ' ', '?', '#', '!',
+    ]);
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(generated, any::<prop::sample::Index>(), edits, 0..3u8),
+            |(url, at, c, how)| {
+                prop_assert!(accepted(&url), "generated from the pattern, refused: {url}");
+                let mut chars: Vec<char> = url.chars().collect();
+                let i = at.index(chars.len() + 1);
+                match how {
+                    0 => chars.insert(i, c),
+                    1 if i < chars.len() => {
+                        chars.remove(i);
+                    }
+                    _ if i < chars.len() => chars[i] = c,
+                    _ => chars.push(c),
+                }
+                let changed: String = chars.into_iter().collect();
+                prop_assert_eq!(
+                    documented.is_match(&changed),
+                    accepted(&changed),
+                    "the pattern and the server disagree on {}",
+                    changed
+                );
+                Ok(())
+            },
+        )
+        .expect("pattern and server agree");
 }
 
 /// A tenant's token sees, creates, closes, saves and checks out only its tenant's
