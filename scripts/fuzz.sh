@@ -1,44 +1,46 @@
 #!/usr/bin/env bash
-# Builds every cargo-fuzz target in fuzz/ and runs each for SECONDS (default 60) under
+# Builds the fuzz targets (fuzz/) and runs each for SECONDS (default 60) under
 # libFuzzer; exits non-zero if any target crashes, panics, overflows, times out on one
-# input or runs out of memory.
+# input or runs out of memory, or if a target found nothing to run.
 #
 #   scripts/fuzz.sh [SECONDS-PER-TARGET] [TARGET...]
 #
+# The test command (scripts/test.sh) runs it as `FUZZ_SANITIZER=none scripts/fuzz.sh 10`:
+# every target for 10 s on its checked-in corpus. Longer runs search for new inputs.
+#
 # The targets are one-liners over mummer::fuzzing (src/fuzzing.rs); tests/fuzz_corpus.rs
 # replays the checked-in seeds (fuzz/corpus/<target>/) through the same functions on
-# stable `cargo test`, so this script is only needed to search for new inputs.
+# stable `cargo test`.
 #
-# Toolchain: the machine has one toolchain, stable (1.95), and no nightly can be
-# fetched. cargo-fuzz's coverage instrumentation is all stable flags (-Cpasses=sancov-
-# module, -Cllvm-args=...), but AddressSanitizer is -Zsanitizer=address, nightly-only:
-# with a sanitizer the build runs under RUSTC_BOOTSTRAP=1, which lets stable rustc take
-# -Z flags, and the stable toolchain ships the runtimes (librustc-stable_rt.asan.a), so
-# ASan links and works. ASan is the default: besides memory errors in the FFI around
-# BoringSSL, it gives libFuzzer its -malloc_limit_mb, which catches a single huge
-# allocation (a hostile length field) that never shows up as RSS.
-# FUZZ_SANITIZER=none builds on plain stable (no RUSTC_BOOTSTRAP), about twice as fast
-# from empty; panics and integer overflows are still found (Rust's own checks).
-# cargo-fuzz itself comes from crates.io (`cargo install cargo-fuzz`) when missing.
+# How it builds: one binary, fuzz/fuzz_targets/all.rs, holds every target
+# (MUMMER_FUZZ_TARGET picks one per run), built by plain `cargo build` with the flags
+# cargo-fuzz would pass: libFuzzer's coverage instrumentation (-Cpasses=sancov-module
+# and its -Cllvm-args), `--cfg fuzzing`, `--target` so that build scripts and proc
+# macros are not instrumented, and fuzz/Cargo.toml's release profile, which keeps
+# overflow checks and debug assertions (an integer overflow is a panic, a panic is a
+# crash to libFuzzer). No cargo-fuzz to install, and one link instead of nineteen.
+# The per-target binaries stay for `cargo fuzz run <target>` by hand.
 #
-# Cost on the 2-core machine, measured: from an empty target dir, 20 min to build all
-# targets with ASan and one codegen unit (the default), 11 min with FUZZ_SANITIZER=none
-# FUZZ_CODEGEN_UNITS=16; after a change to src/, about 6 min (ASan, 1 unit). Running
-# every target for 10 s takes about 4 min.
+# Sanitizer: AddressSanitizer (the default) is -Zsanitizer=address, a nightly flag; the
+# build runs under RUSTC_BOOTSTRAP=1, which lets stable rustc take it, and the stable
+# toolchain ships the runtime, so ASan links and works. Besides memory errors in the
+# FFI around BoringSSL, it gives libFuzzer its -malloc_limit_mb, which catches a single
+# huge allocation (a hostile length field) that never shows up as RSS.
+# FUZZ_SANITIZER=none builds on plain stable, about twice as fast; panics and integer
+# overflows are still found (Rust's own checks) and -rss_limit_mb still holds.
 #
-# Overflow checks and debug assertions are on (fuzz/Cargo.toml's [profile.release]), so
-# an integer overflow is a panic, and a panic is a crash to libFuzzer.
+# Cost on the 2-core machine is in docs/benchmarks.md ("Fuzzing").
 #
-# Limits per run: -max_total_time=SECONDS, -rss_limit_mb=2048 (and so malloc_limit_mb),
-# -timeout=10 s for any one input, -max_len per target (below). New inputs go to a
-# working corpus beside the build ($CARGO_TARGET_DIR/corpus/<target>), never into the
-# checked-in seeds; crashes go to fuzz/artifacts/<target>/ (git-ignored). To keep one,
-# copy it to fuzz/artifacts-found/<target>/ and report it; once fixed, move it into
+# Limits per run: -max_total_time=SECONDS, -rss_limit_mb=2048, -timeout=10 s for any
+# one input, -max_len per target (below). New inputs go to a working corpus beside the
+# build ($CARGO_TARGET_DIR/corpus/<target>), never into the checked-in seeds; crashes
+# go to fuzz/artifacts/<target>/ (git-ignored). To keep one, copy it to
+# fuzz/artifacts-found/<target>/ and report it; once fixed, move it into
 # fuzz/corpus/<target>/ as a regression seed.
 #
-# Environment: CARGO_TARGET_DIR (default ~/.cache/mummer-fuzz-target; keep it apart
-# from the main build's), FUZZ_SANITIZER (address | none), FUZZ_CODEGEN_UNITS (cargo
-# fuzz's default is 1, the fastest fuzzing code and the slowest build; 16 builds faster).
+# Environment: CARGO_TARGET_DIR (default ~/.cache/mummer-fuzz-target; kept apart from
+# the main build's, whose flags differ), FUZZ_SANITIZER (address | none),
+# FUZZ_CODEGEN_UNITS (default 16, the fastest build; 1 makes faster fuzzing code).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -46,18 +48,33 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mummer-fuzz-target}"
 seconds="${1:-60}"
 shift || true
+if ! [[ "$seconds" =~ ^[1-9][0-9]{0,5}$ ]]; then
+    echo "fuzz: SECONDS-PER-TARGET must be a whole number from 1 to 999999, not '$seconds'" >&2
+    exit 2
+fi
 sanitizer="${FUZZ_SANITIZER:-address}"
-if [[ "$sanitizer" != none ]]; then
-    export RUSTC_BOOTSTRAP=1
-fi
-build_flags=(-O --sanitizer "$sanitizer")
-if [[ -n "${FUZZ_CODEGEN_UNITS:-}" ]]; then
-    build_flags+=(--codegen-units "$FUZZ_CODEGEN_UNITS")
-fi
+triple="$(rustc -vV | sed -n 's/^host: //p')"
 
-if ! command -v cargo-fuzz >/dev/null 2>&1; then
-    cargo install cargo-fuzz --locked --version 0.13.2
-fi
+rustflags=(
+    -Cpasses=sancov-module
+    -Cllvm-args=-sanitizer-coverage-level=4
+    -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
+    -Cllvm-args=-sanitizer-coverage-pc-table
+    -Cllvm-args=-sanitizer-coverage-trace-compares
+    --cfg fuzzing
+    -Ccodegen-units="${FUZZ_CODEGEN_UNITS:-16}"
+)
+case "$sanitizer" in
+    none) ;;
+    address)
+        export RUSTC_BOOTSTRAP=1
+        rustflags+=(-Zsanitizer=address)
+        ;;
+    *)
+        echo "fuzz: FUZZ_SANITIZER is address or none, not '$sanitizer'" >&2
+        exit 2
+        ;;
+esac
 
 # The longest input worth trying, per target: a little over the largest seed.
 max_len() {
@@ -69,38 +86,35 @@ max_len() {
     esac
 }
 
-cd fuzz
 if [[ $# -gt 0 ]]; then
     targets=("$@")
 else
-    mapfile -t targets < <(cargo fuzz list)
-    if [[ ${#targets[@]} -eq 0 ]]; then
-        echo "fuzz: cargo fuzz list found no targets" >&2
-        exit 1
+    mapfile -t targets < <(ls fuzz/corpus)
+fi
+for t in "${targets[@]}"; do
+    if [[ ! -f "fuzz/fuzz_targets/$t.rs" || ! -d "fuzz/corpus/$t" ]]; then
+        echo "fuzz: no target '$t' (fuzz/fuzz_targets/$t.rs and fuzz/corpus/$t/)" >&2
+        exit 2
     fi
-fi
-build_start=$(date +%s)
-if [[ $# -eq 0 ]]; then
-    cargo fuzz build "${build_flags[@]}"
-else
-    for t in "${targets[@]}"; do
-        cargo fuzz build "${build_flags[@]}" "$t"
-    done
-fi
-echo "fuzz: build took $(($(date +%s) - build_start)) s"
+done
 
-bin_dir="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release"
+build_start=$(date +%s)
+RUSTFLAGS="${rustflags[*]}" cargo build --manifest-path fuzz/Cargo.toml --release \
+    --target "$triple" --bin all
+echo "fuzz: build (sanitizer $sanitizer) took $(($(date +%s) - build_start)) s"
+bin="$CARGO_TARGET_DIR/$triple/release/all"
+
 passed=0
 failed=()
 summary=()
+run_start=$(date +%s)
 for t in "${targets[@]}"; do
     work="$CARGO_TARGET_DIR/corpus/$t"
     artifacts="$root/fuzz/artifacts/$t/"
     log="$CARGO_TARGET_DIR/logs/$t.log"
     mkdir -p "$work" "$artifacts" "$(dirname "$log")"
-    echo "fuzz: $t for ${seconds} s"
     set +e
-    "$bin_dir/$t" "$work" "corpus/$t" \
+    MUMMER_FUZZ_TARGET="$t" "$bin" "$work" "fuzz/corpus/$t" \
         -max_total_time="$seconds" \
         -rss_limit_mb=2048 \
         -timeout=10 \
@@ -110,16 +124,16 @@ for t in "${targets[@]}"; do
     rc=$?
     set -e
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
-    cov=$(grep -oE '(DONE|pulse|NEW|REDUCE) +cov: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$' || true)
-    if [[ $rc -eq 0 ]]; then
+    cov=$(grep -oE '(DONE|pulse|NEW|REDUCE|INITED) +cov: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$' || true)
+    if [[ $rc -eq 0 && "${execs:-0}" -gt 0 ]]; then
         passed=$((passed + 1))
-        summary+=("$(printf '%-24s ok     %10s execs  cov %s' "$t" "${execs:-?}" "${cov:-?}")")
+        summary+=("$(printf '%-24s ok     %10s execs  cov %s' "$t" "$execs" "${cov:-?}")")
     else
         failed+=("$t")
         summary+=("$(printf '%-24s FAILED %10s execs  (exit %s; %s)' "$t" "${execs:-?}" "$rc" "$log")")
-        grep -E 'panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer|Test unit written' -A2 "$log" | head -20 || true
+        grep -E 'panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer|Test unit written|names no target' -A2 "$log" | head -20 >&2 || true
     fi
 done
 printf '%s\n' "${summary[@]}"
-echo "fuzz: ${passed} passed, ${#failed[@]} failed"
+echo "fuzz: ${passed} passed, ${#failed[@]} failed, ${seconds} s each, $(($(date +%s) - run_start)) s in all"
 [[ ${#failed[@]} -eq 0 ]]
