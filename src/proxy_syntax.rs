@@ -9,7 +9,8 @@
 //! none after the `:`, a path, a query, an empty user name whose password it drops.
 //! Each of those is a typo or a trick, and each is refused here with its reason.
 //!
-//! The rule: `SCHEME://[USER[:PASSWORD]@]HOST[:PORT][/]` where HOST is a DNS name
+//! The rule: `SCHEME://[USER[:PASSWORD]@]HOST[:PORT][/]` where SCHEME is `http`,
+//! `https`, `socks5` or `socks5h` in any case, HOST is a DNS name
 //! (dot-separated labels of 1-63 letters, digits, `-` and `_`, the last label
 //! starting with a letter; DNS's 253-byte bound on a whole name is left to the
 //! resolver, as a pattern cannot state it), four decimal numbers 0-255 without leading
@@ -22,9 +23,17 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// Checks the authority and the rest of `url` after its `scheme://`; the reason in
 /// words when it is refused.
 pub(crate) fn check(url: &str) -> Result<(), String> {
-    let Some((_, rest)) = url.split_once("://") else {
+    let Some((scheme, rest)) = url.split_once("://") else {
         return Err("no `://` after the scheme".into());
     };
+    if !["http", "https", "socks5", "socks5h"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(scheme))
+    {
+        return Err(format!(
+            "scheme `{scheme}` is not supported; use http, https, socks5 or socks5h"
+        ));
+    }
     let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, after) = rest.split_at(authority_len);
     if !(after.is_empty() || after == "/") {
@@ -177,6 +186,8 @@ mod tests {
             ("http://[::1", "closing `]`"),
             ("http://[::1]x", "expected `:PORT`"),
             ("proxy.example:3128", "no `://`"),
+            ("http:s://h", "scheme `http:s`"),
+            ("ftp://h", "scheme `ftp`"),
         ] {
             let why = check(url).unwrap_err();
             assert!(why.contains(reason), "{url}: {why}");

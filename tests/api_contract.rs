@@ -965,9 +965,10 @@ fn the_openapi_document_is_valid_and_covers_every_route() {
 /// The `proxy` pattern of `docs/openapi.json` and `Proxy::parse` (src/proxy_syntax.rs)
 /// draw the same line: on a table of typos and tricks, on strings generated from the
 /// pattern (all must parse), and on those strings with one character changed (each
-/// side must agree). Only escapes of non-ASCII UTF-8 in credentials are accepted by
-/// the server beyond the pattern (a pattern cannot say "decodes as UTF-8"); the
-/// mutations never write a `%`.
+/// side must agree). Two things a pattern cannot say are left out: escapes of non-ASCII
+/// UTF-8 in credentials are accepted beyond the pattern (the mutations never write a
+/// `%`), and a host label starting with `xn--` must also be valid punycode (such
+/// strings are skipped).
 #[test]
 fn the_documented_proxy_pattern_is_what_the_server_accepts() {
     use proptest::prelude::*;
@@ -1014,6 +1015,7 @@ fn the_documented_proxy_pattern_is_what_the_server_accepts() {
         ("http://-", false),
         ("http://a..b", false),
         ("ftp://h", false),
+        ("htTp:s://250.250.250.250:65530", false),
     ] {
         assert_eq!(documented.is_match(url), ok, "pattern on {url}");
         assert_eq!(accepted(url), ok, "Proxy::parse on {url}");
@@ -1028,15 +1030,26 @@ fn the_documented_proxy_pattern_is_what_the_server_accepts() {
     let edits = prop::sample::select(vec![
         '*', '.', ':', '@', '/', '[', ']', '0', '9', 'a', '-', '_', ' ', '?', '#', '!',
     ]);
-    let mut runner = TestRunner::new(Config {
-        cases: 2000,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    // A fixed seed: the same cases every run, so the test command cannot flake; a
+    // disagreement found by changing the seed goes into the table above.
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases: 3000,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
     runner
         .run(
             &(generated, any::<prop::sample::Index>(), edits, 0..3u8),
             |(url, at, c, how)| {
+                let punycode = |u: &str| u.to_ascii_lowercase().contains("xn--");
+                if punycode(&url) {
+                    return Ok(());
+                }
                 prop_assert!(accepted(&url), "generated from the pattern, refused: {url}");
                 let mut chars: Vec<char> = url.chars().collect();
                 let i = at.index(chars.len() + 1);
@@ -1049,6 +1062,9 @@ fn the_documented_proxy_pattern_is_what_the_server_accepts() {
                     _ => chars.push(c),
                 }
                 let changed: String = chars.into_iter().collect();
+                if punycode(&changed) {
+                    return Ok(());
+                }
                 prop_assert_eq!(
                     documented.is_match(&changed),
                     accepted(&changed),
