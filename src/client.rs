@@ -23,6 +23,7 @@ use crate::h1::H1Connection;
 use crate::h2::{self, H2Connection};
 use crate::net::{BoxedIo, ByteCounters, ConnectTo, CountingIo, Dialer, Proxy, ResolveOverride};
 use crate::profile::{HeaderTemplate, Profile, RequestKind};
+use crate::request::RequestUrl;
 use crate::tls::{TicketCache, TlsConnector, TlsInfo, TlsOptions};
 
 /// Default limit on a response body as received.
@@ -417,35 +418,6 @@ impl Client {
     }
 }
 
-/// A request's URL as the caller handed it over: the text, or already parsed (then it
-/// is not parsed again, and its text is the parsed URL's serialization, not a copy).
-#[derive(Clone, Debug)]
-pub(crate) enum RequestUrl {
-    /// Not parsed yet: parsed when the request is sent, and reported as written if it
-    /// does not parse.
-    Text(String),
-    /// Parsed by the caller.
-    Parsed(url::Url),
-}
-
-impl RequestUrl {
-    /// The URL's text.
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            RequestUrl::Text(text) => text,
-            RequestUrl::Parsed(url) => url.as_str(),
-        }
-    }
-
-    /// The URL's text, owned (a parsed URL gives up its serialization: no copy).
-    pub(crate) fn into_string(self) -> String {
-        match self {
-            RequestUrl::Text(text) => text,
-            RequestUrl::Parsed(url) => url.into(),
-        }
-    }
-}
-
 /// One request being put together; [`RequestBuilder::send`] performs it.
 #[derive(Debug)]
 pub struct RequestBuilder {
@@ -462,15 +434,10 @@ impl RequestBuilder {
     /// Adds a header. A name the profile's template knows takes the template's position;
     /// others go after the template's headers, in the order added.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        match (
-            HeaderName::from_bytes(name.trim().as_bytes()),
-            HeaderValue::from_str(value.trim()),
-        ) {
-            (Ok(n), Ok(v)) => self.headers.push((n, v)),
-            _ => {
-                self.error.get_or_insert(Error::invalid_input(format!(
-                    "invalid header `{name}: {value}`"
-                )));
+        match crate::request::parse_header(name, value) {
+            Ok(header) => self.headers.push(header),
+            Err(e) => {
+                self.error.get_or_insert(e);
             }
         }
         self

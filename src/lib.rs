@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod files;
 pub mod flags;
+mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
 mod h1;
@@ -23,6 +24,7 @@ pub mod net;
 pub mod profile;
 pub mod proxies;
 mod proxy_syntax;
+mod request;
 pub mod robots;
 pub mod session;
 pub mod store;
@@ -38,6 +40,12 @@ pub use engine::{
 pub use error::{Error, Result};
 /// Rate limits (per host, per session, shared): [`rate::Rate`], [`rate::SharedRateLimit`].
 pub use mummer_actors::rate;
+// The engine's configuration and event types, from the actor crate it runs on, so a
+// user of the engine needs no other crate.
+pub use mummer_actors::breaker::BreakerConfig;
+pub use mummer_actors::dispatch::DeadLetter;
+pub use mummer_actors::policy::{parse_retry_after, RetryPolicy};
+pub use mummer_actors::rate::Rate;
 pub use mummer_actors::{CloseReason, EngineEvent};
 pub use profile::{Profile, RequestKind};
 pub use session::{Session, SessionBuilder, SessionSnapshot, SessionStats, SnapshotKey};

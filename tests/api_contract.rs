@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use mummer::api::{ApiConfig, ApiServer, TenantTokens, TransportOptions};
 use mummer::Engine;
-use mummer_actors::policy::RetryPolicy;
+use mummer::RetryPolicy;
 use serde_json::{json, Value};
 use support::api::ApiClient;
 use support::https::{HttpsServer, Reply};

@@ -12,8 +12,8 @@ use std::time::Duration;
 use mummer::api::ca::LocalCa;
 use mummer::api::proxy::{ForwardProxy, ProxyConfig};
 use mummer::inspect::Inspector;
+use mummer::RetryPolicy;
 use mummer::{Engine, SessionConfig};
-use mummer_actors::policy::RetryPolicy;
 use support::https::{HttpsServer, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1057,7 +1057,7 @@ async fn the_chaos_site_answers_as_scripted() {
     let (status, retry_after, _, _) = get(HOST, "/busy-date", s).await;
     assert_eq!(status, 429);
     let date = retry_after.expect("an HTTP-date Retry-After");
-    let wait = mummer_actors::policy::parse_retry_after(&date, SystemTime::now())
+    let wait = mummer::parse_retry_after(&date, SystemTime::now())
         .unwrap_or_else(|| panic!("unreadable Retry-After {date:?}"));
     assert!(
         wait >= Duration::from_millis(900) && wait <= Duration::from_secs(2),

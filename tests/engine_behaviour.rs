@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mummer::net::ConnectTo;
+use mummer::EngineEvent;
+use mummer::RetryPolicy;
 use mummer::{Engine, SessionConfig};
-use mummer_actors::policy::RetryPolicy;
-use mummer_actors::EngineEvent;
 use support::https::{HttpsServer, Reply};
 
 struct Site {
@@ -303,7 +303,7 @@ async fn robots_txt_is_fetched_once_and_obeyed_with_its_crawl_delay() {
 async fn per_host_rate_limit_is_shared_by_sessions() {
     let site = site().await;
     let engine = Engine::builder()
-        .rate_limit_per_host(mummer_actors::rate::Rate::per_second(10.0))
+        .rate_limit_per_host(mummer::Rate::per_second(10.0))
         .start()
         .unwrap();
     let a = engine
@@ -386,7 +386,7 @@ async fn a_failing_host_opens_its_breaker_and_eviction_makes_room() {
             deadline: Duration::from_secs(5),
             ..fast_retries()
         })
-        .breaker(mummer_actors::breaker::BreakerConfig {
+        .breaker(mummer::BreakerConfig {
             consecutive_failures: 2,
             cooldown: Duration::from_secs(60),
             ..Default::default()
@@ -443,11 +443,11 @@ async fn a_blocked_session_reads_as_quarantined_and_closes_as_quarantined() {
     engine.close_session(&id).await.unwrap();
     let reason = loop {
         match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-            Ok(Ok(mummer_actors::EngineEvent::SessionClosed { reason, .. })) => break reason,
+            Ok(Ok(mummer::EngineEvent::SessionClosed { reason, .. })) => break reason,
             Ok(Ok(_)) => continue,
             other => panic!("no close event: {other:?}"),
         }
     };
-    assert_eq!(reason, mummer_actors::CloseReason::Quarantined);
+    assert_eq!(reason, mummer::CloseReason::Quarantined);
     engine.shutdown().await;
 }

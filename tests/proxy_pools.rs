@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use mummer::proxies::{ProxiesFile, ProxyRouter};
+use mummer::RetryPolicy;
 use mummer::{Engine, SessionConfig};
-use mummer_actors::policy::RetryPolicy;
 use support::dante::Dante;
 use support::https::{HttpsServer, Reply};
 use support::tinyproxy::Tinyproxy;

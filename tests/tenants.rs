@@ -299,7 +299,7 @@ async fn a_tenants_failures_open_only_its_own_host_breaker() {
     let site = site().await;
     for global in [false, true] {
         let engine = Engine::builder()
-            .retry(mummer_actors::policy::RetryPolicy {
+            .retry(mummer::RetryPolicy {
                 max_retries: 0,
                 // An open breaker is answered at once, not waited out to its probe.
                 deadline: Duration::from_secs(2),

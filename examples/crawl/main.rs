@@ -33,9 +33,9 @@ use clap::Parser;
 use mummer::cookies::site_of;
 use mummer::net::ResolveOverride;
 use mummer::store::{open_store, RedisRateLimit, RedisStore, RedisTickets};
+use mummer::Rate;
+use mummer::RetryPolicy;
 use mummer::{Engine, SessionConfig};
-use mummer_actors::policy::RetryPolicy;
-use mummer_actors::rate::Rate;
 use url::Url;
 
 use crate::frontier::{Frontier, Next};
@@ -256,7 +256,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (timeout, cooldown, deadline) = (args.timeout, args.breaker_cooldown, args.deadline);
     let mut builder = Engine::builder()
         .max_sessions(args.sessions.max(1))
-        .breaker(mummer_actors::breaker::BreakerConfig {
+        .breaker(mummer::BreakerConfig {
             cooldown,
             ..Default::default()
         })

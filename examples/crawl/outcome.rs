@@ -49,7 +49,7 @@ pub enum PageOutcome {
 /// The `Retry-After` of an answer in whole seconds, if readable.
 fn retry_after(response: &mummer::Response) -> Option<Duration> {
     let value = response.headers().get(http::header::RETRY_AFTER)?;
-    mummer_actors::policy::parse_retry_after(value.to_str().ok()?, std::time::SystemTime::now())
+    mummer::parse_retry_after(value.to_str().ok()?, std::time::SystemTime::now())
 }
 
 impl PageOutcome {

@@ -5,11 +5,13 @@
 //! `cookie_store`'s. On top of it this module enforces what browsers add and a crawler
 //! needs, each in one named place:
 //!
-//! - [`CookieJar::store_response`] is where a `Set-Cookie` is rejected: malformed,
+//! - [`admit`] (in `policy.rs`) is where a cookie is rejected, whichever way it
+//!   arrives (a response, [`CookieJar::set`], an import, a snapshot): malformed,
 //!   oversize, a Domain that is a public suffix (the bundled list of the `psl` crate),
 //!   `SameSite=None` without `Secure`, `__Secure-`/`__Host-` prefix rules, a Lax or
 //!   Strict cookie from a cross-site subresource, a tracking cookie under the opt-in
-//!   [`TrackingFilter`]. Each rejection comes back as a [`CookieRejection`].
+//!   [`TrackingFilter`]. Each rejection comes back as a [`CookieRejection`] with its
+//!   [`RejectReason`]; the session counts them (`cookies_rejected` in its stats).
 //! - [`CookieJar::header_for`] is where SameSite is enforced on the way out: a cross-site
 //!   subresource request does not carry Lax or Strict cookies; a cross-site top-level GET
 //!   navigation carries Lax but not Strict. Cookies without SameSite are Lax, as in
@@ -30,7 +32,10 @@ use cookie_store::{CookieDomain, CookiePath, CookieStore, RawCookie};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub use self::policy::{CookieLimits, TrackingFilter, TRACKING_COOKIES};
+pub use self::policy::{
+    admit, is_public_suffix, Admitted, CookieLimits, RejectReason, TrackingFilter, TRACKING_COOKIES,
+};
+use self::policy::{check_name_and_value, is_host_name};
 use crate::error::{Error, Result};
 
 /// How a request (or the response it gets) relates to the page that caused it.
@@ -102,8 +107,8 @@ impl CookieRecord {
 pub struct CookieRejection {
     /// The cookie's name, when it could be parsed.
     pub name: Option<String>,
-    /// What was wrong, in words.
-    pub reason: String,
+    /// The rule it broke (`Display` says it in words).
+    pub reason: RejectReason,
 }
 
 impl std::fmt::Display for CookieRejection {
@@ -128,6 +133,8 @@ pub struct CookieJar {
     by_domain: HashMap<String, HashMap<(String, String), Meta>>,
     /// Cookies per site (registrable domain), for the per-site limit.
     site_counts: HashMap<String, usize>,
+    /// Cookies refused by [`admit`] (or the store's rules) since the jar was made.
+    rejected: u64,
     /// Bytes of `name=value` over every stored cookie.
     bytes: usize,
     /// The earliest expiry among stored cookies (Unix seconds), when any expires.
@@ -181,7 +188,7 @@ impl CookieJar {
             let stored = RawCookie::parse(line.to_string())
                 .map_err(|e| CookieRejection {
                     name: None,
-                    reason: format!("malformed Set-Cookie ({e})"),
+                    reason: RejectReason::Malformed(e.to_string()),
                 })
                 .and_then(|raw| self.store_one(raw, url, ctx));
             if let Err(r) = stored {
@@ -189,7 +196,14 @@ impl CookieJar {
                 rejected.push(r);
             }
         }
+        self.rejected += rejected.len() as u64;
         rejected
+    }
+
+    /// How many cookies from responses this jar has rejected since it was made (or
+    /// restored): each one's reason is logged at debug level as it happens.
+    pub fn rejected_count(&self) -> u64 {
+        self.rejected
     }
 
     /// Sets one cookie as if `url` had answered `Set-Cookie: line` to a same-site request.
@@ -211,75 +225,21 @@ impl CookieJar {
         url: &Url,
         ctx: CookieContext,
     ) -> std::result::Result<(), CookieRejection> {
-        let reject = |name: Option<&str>, reason: String| CookieRejection {
-            name: name.map(str::to_string),
+        let name = raw.name().to_string();
+        let reject = |reason: RejectReason| CookieRejection {
+            name: Some(name.clone()),
             reason,
         };
-        let name = raw.name().to_string();
-        let n = Some(name.as_str());
-        check_name_and_value(&name, raw.value()).map_err(|why| reject(n, why))?;
-        let size = name.len() + raw.value().len();
-        if size > self.limits.max_cookie_bytes {
-            return Err(reject(
-                n,
-                format!(
-                    "{size} bytes is over the {}-byte limit per cookie",
-                    self.limits.max_cookie_bytes
-                ),
-            ));
-        }
-        if self.tracking.drops(&name) {
-            return Err(reject(
-                n,
-                "tracking cookie dropped by the tracking filter".into(),
-            ));
-        }
-        let https = url.scheme() == "https";
-        let secure = raw.secure().unwrap_or(false);
-        if secure && !https {
-            return Err(reject(n, "Secure cookie set over plain http".into()));
-        }
-        if raw.same_site() == Some(SameSite::None) && !secure {
-            return Err(reject(n, "SameSite=None requires Secure".into()));
-        }
-        if name.starts_with("__Secure-") && !secure {
-            return Err(reject(n, "__Secure- prefix requires Secure".into()));
-        }
-        if name.starts_with("__Host-")
-            && (!secure || raw.domain().is_some() || raw.path() != Some("/"))
-        {
-            return Err(reject(
-                n,
-                "__Host- prefix requires Secure, Path=/ and no Domain".into(),
-            ));
+        match admit(&raw, url, ctx, &self.limits, &self.tracking).map_err(reject)? {
+            Admitted::AsSent => {}
+            Admitted::HostOnly => raw.unset_domain(),
         }
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        if let Some(domain) = raw.domain() {
-            let domain = domain.trim_start_matches('.').to_ascii_lowercase();
-            if !is_host_name(&domain) {
-                return Err(reject(n, format!("Domain=`{domain}` is not a host name")));
-            }
-            if is_public_suffix(&domain) {
-                if domain != host {
-                    return Err(reject(n, format!("Domain={domain} is a public suffix")));
-                }
-                // RFC 6265 5.3 step 5 (and Chromium): a public-suffix Domain equal to
-                // the request host (`intranet`, `[::1]`) makes a host-only cookie, so
-                // it is stored, exported and restored as one.
-                raw.unset_domain();
-            }
-        }
-        if ctx.cross_site && !ctx.top_level_navigation && raw.same_site() != Some(SameSite::None) {
-            return Err(reject(
-                n,
-                "a cross-site subresource cannot set a Lax or Strict cookie".into(),
-            ));
-        }
         match self.store.insert_raw(&raw, url) {
             Ok(_) => {}
             // A cookie that arrives already expired deletes the stored one (or nothing).
             Err(cookie_store::CookieError::Expired) => {}
-            Err(e) => return Err(reject(n, e.to_string())),
+            Err(e) => return Err(reject(RejectReason::Store(e.to_string()))),
         }
         let domain = match CookieDomain::try_from(&raw) {
             Ok(CookieDomain::Suffix(d)) if !is_public_suffix(&d) => d,
@@ -566,40 +526,6 @@ pub struct ImportedCookies {
     pub expired: usize,
 }
 
-/// The characters a cookie's name and value may hold, whichever way it arrives (a
-/// response, an import, a snapshot), so whatever the jar stores it can also restore.
-/// As browsers parse (RFC 6265bis §5.6): no control characters but tab, no `;`, no `=`
-/// in the name, the name not empty; spaces inside and UTF-8 are kept.
-fn check_name_and_value(name: &str, value: &str) -> std::result::Result<(), String> {
-    let control = |b: u8| (b < b' ' && b != b'\t') || b == 0x7f;
-    if name.is_empty() {
-        return Err("empty name".into());
-    }
-    if name.bytes().any(|b| control(b) || b == b';' || b == b'=') {
-        return Err("name has a control character, `;` or `=`".into());
-    }
-    if value.bytes().any(|b| control(b) || b == b';') {
-        return Err("value has a control character or `;`".into());
-    }
-    Ok(())
-}
-
-/// A host name a cookie's Domain can be: letters, digits, `-`, `_` and dots (IDNs in
-/// their ASCII form), or an IP address.
-fn is_host_name(domain: &str) -> bool {
-    let name_like = !domain.is_empty()
-        && domain.len() <= 253
-        && domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && !domain.contains("..");
-    name_like
-        || domain
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok()
-}
-
 /// SameSite on the way out (see the module documentation).
 fn same_site_allows(policy: Option<SameSite>, ctx: CookieContext) -> bool {
     if !ctx.cross_site {
@@ -611,13 +537,6 @@ fn same_site_allows(policy: Option<SameSite>, ctx: CookieContext) -> bool {
         // Lax, and no attribute (Lax by default).
         _ => ctx.top_level_navigation && ctx.safe_method,
     }
-}
-
-/// True when `domain` is exactly a public suffix (`com`, `co.uk`, `github.io`, or an
-/// unlisted top-level name such as `test`, by the list's `*` rule).
-pub fn is_public_suffix(domain: &str) -> bool {
-    let domain = domain.trim_end_matches('.');
-    psl::suffix_str(domain) == Some(domain)
 }
 
 /// The registrable domain (eTLD+1) of `host`: the "site" of SameSite and of
@@ -768,7 +687,11 @@ mod tests {
         ] {
             let r = jar.store_response([line], &url(from), same());
             assert_eq!(r.len(), 1, "{line}");
-            assert!(r[0].reason.contains("public suffix"), "{}", r[0]);
+            assert!(
+                r[0].reason.to_string().contains("public suffix"),
+                "{}",
+                r[0]
+            );
         }
         assert!(jar.is_empty());
         // Domain equal to the host is a host cookie, even on a suffix.
@@ -848,7 +771,7 @@ mod tests {
             &from,
             same(),
         );
-        let reasons: Vec<String> = r.iter().map(|r| r.reason.clone()).collect();
+        let reasons: Vec<String> = r.iter().map(|r| r.reason.to_string()).collect();
         assert_eq!(r.len(), 5, "{reasons:?}");
         assert!(reasons[0].contains("limit"));
         assert!(reasons[2].contains("requires Secure"));
@@ -983,7 +906,11 @@ mod tests {
         let from = url("https://www.home.example.org/");
         let r = jar.store_response(["a=1; domain=  .  home.example.org"], &from, same());
         assert_eq!(r.len(), 1, "{r:?}");
-        assert!(r[0].reason.contains("not a host name"), "{}", r[0]);
+        assert!(
+            r[0].reason.to_string().contains("not a host name"),
+            "{}",
+            r[0]
+        );
         assert!(jar.is_empty());
     }
 

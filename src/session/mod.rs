@@ -32,14 +32,13 @@ use uuid::Uuid;
 use self::cache::Lookup;
 pub use self::cache::{CacheConfig, ConditionalCache};
 pub use self::snapshot::{SessionSnapshot, SnapshotKey, SNAPSHOT_VERSION};
-use crate::client::{
-    CacheStatus, Client, ClientBuilder, Redirect, RequestUrl, Response, TransportStats,
-};
+use crate::client::{CacheStatus, Client, ClientBuilder, Redirect, Response, TransportStats};
 use crate::cookies::{
     CookieContext, CookieJar, CookieLimits, CookieRecord, ImportedCookies, TrackingFilter,
 };
 use crate::error::{Error, Result};
 use crate::profile::{Profile, RequestKind};
+use crate::request::RequestUrl;
 
 /// Builds a [`Session`].
 pub struct SessionBuilder {
@@ -201,6 +200,9 @@ pub struct SessionStats {
     pub cookie_count: usize,
     /// Bytes of `name=value` over those cookies.
     pub cookie_bytes: usize,
+    /// Cookies from responses the jar rejected since the session was built or
+    /// restored in this process (why: `cookies::RejectReason`, logged at debug level).
+    pub cookies_rejected: u64,
     /// URLs with cache validators.
     pub cache_entry_count: usize,
     /// Cached body bytes.
@@ -290,12 +292,20 @@ impl Session {
     pub fn stats(&self) -> SessionStats {
         let now = SystemTime::now();
         let last_used = self.inner.last_used_ms.load(Ordering::Relaxed);
-        let (cookie_count, cookie_bytes, cache_entry_count, cache_body_bytes, identifier) = {
+        let (
+            cookie_count,
+            cookie_bytes,
+            cookies_rejected,
+            cache_entry_count,
+            cache_body_bytes,
+            identifier,
+        ) = {
             let mut st = self.state();
             st.jar.remove_expired();
             (
                 st.jar.len(),
                 st.jar.size_bytes(),
+                st.jar.rejected_count(),
                 st.cache.len(),
                 st.cache.body_bytes(),
                 st.identifier.clone(),
@@ -313,6 +323,7 @@ impl Session {
             in_flight: self.inner.in_flight.load(Ordering::Relaxed),
             cookie_count,
             cookie_bytes,
+            cookies_rejected,
             cache_entry_count,
             cache_body_bytes,
             age_secs: now
@@ -510,15 +521,10 @@ impl SessionRequest {
     /// Adds a header (a caller's `referer`, `origin` or `sec-fetch-site` replaces the
     /// computed one; a caller's `cookie` goes before the jar's).
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        match (
-            HeaderName::from_bytes(name.trim().as_bytes()),
-            HeaderValue::from_str(value.trim()),
-        ) {
-            (Ok(n), Ok(v)) => self.headers.push((n, v)),
-            _ => {
-                self.error.get_or_insert(Error::invalid_input(format!(
-                    "invalid header `{name}: {value}`"
-                )));
+        match crate::request::parse_header(name, value) {
+            Ok(header) => self.headers.push(header),
+            Err(e) => {
+                self.error.get_or_insert(e);
             }
         }
         self

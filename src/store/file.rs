@@ -28,7 +28,7 @@ use async_trait::async_trait;
 
 use super::{check_id, new_token, Lease, SessionStore, StoredSession};
 use crate::error::{Error, Result};
-use crate::session::snapshot::write_atomic;
+use crate::fs::write_atomic;
 
 /// The first bytes of a stored session file, before the version.
 const HEADER_PREFIX: &str = "mummer-store 1 ";
@@ -72,7 +72,7 @@ impl FileStore {
                 "not a directory",
             ));
         }
-        crate::session::snapshot::sweep_interrupted_saves(&dir, None);
+        crate::fs::sweep_interrupted_saves(&dir, None);
         Ok(FileStore {
             dir: Arc::new(dir),
             held: Arc::default(),

@@ -18,7 +18,6 @@
 
 pub mod dead_letters;
 pub mod file;
-pub(crate) mod persist;
 pub mod redis;
 pub mod redis_audit;
 pub mod redis_rate;

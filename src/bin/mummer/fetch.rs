@@ -4,10 +4,10 @@
 use std::io::Write;
 
 use mummer::api::TransportOptions;
+use mummer::RetryPolicy;
 use mummer::{
     Client, ClientBuilder, Engine, Profile, RequestKind, Response, Session, SessionConfig,
 };
-use mummer_actors::policy::RetryPolicy;
 
 use crate::session_cmd::{session_key, SessionFile};
 use crate::{CliResult, FetchArgs};

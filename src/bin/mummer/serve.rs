@@ -12,7 +12,7 @@ use mummer::api::proxy::{ForwardProxy, ProxyConfig};
 use mummer::api::{ApiConfig, ApiServer, TransportOptions};
 use mummer::rate::Rate;
 use mummer::Engine;
-use mummer_actors::policy::RetryPolicy;
+use mummer::RetryPolicy;
 
 use crate::session_cmd::session_key;
 use crate::CliResult;

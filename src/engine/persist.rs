@@ -25,9 +25,9 @@ use mummer_actors::{CloseReason, EngineEvent};
 use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
-use super::{Lease, SessionStore};
 use crate::error::{Error, Result};
 use crate::session::{Session, SnapshotKey};
+use crate::store::{Lease, SessionStore};
 
 /// When the engine saves and how long its leases last.
 #[derive(Clone, Copy, Debug)]
