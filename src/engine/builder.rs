@@ -3,8 +3,7 @@
 //! starts the actor system; [`SessionConfig`] is what one new session wears and how
 //! it connects.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -18,7 +17,7 @@ use mummer_actors::RequestSite;
 use mummer_actors::{ActorSystem, BoxFuture, CloseReason, SystemConfig};
 
 use super::audit::{AuditSink, AuditTask};
-use super::exits::Routed;
+use super::exits::Exits;
 use super::{Engine, EngineRequest};
 
 use super::persist::{PersistSettings, Persister};
@@ -366,19 +365,16 @@ impl EngineBuilder {
                 Some((persister, runtime))
             }
         };
-        let exits: Arc<Mutex<HashMap<String, Routed>>> = Arc::default();
+        let exits = Exits::new(self.proxies.take());
         {
             let persister = persister.as_ref().map(|(p, _)| p.clone());
-            let (router, exits) = (self.proxies.clone(), exits.clone());
+            let exits = exits.clone();
             self.config.on_close = Some(Arc::new(move |session: &Session, reason| {
                 let id = session.id().to_string();
                 if let Some(p) = &persister {
                     p.closing(&session.store_key(), reason);
                 }
-                let routed = exits.lock().ok().and_then(|mut e| e.remove(&id));
-                if let (Some(router), Some(routed)) = (&router, routed) {
-                    router.release(&routed.exit);
-                }
+                exits.release(&id);
             }));
         }
         let system = Arc::new(
@@ -425,9 +421,7 @@ impl EngineBuilder {
             persister,
             tickets: self.tickets,
             close_deadline,
-            proxies: self.proxies,
             exits,
-            rotations: Arc::default(),
             audit: audit.map(Arc::new),
         })
     }

@@ -4,8 +4,8 @@
 //! proxy again on the successor, so a dying proxy loses no request.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use mummer_actors::{EngineEvent, SessionRef};
 
@@ -20,29 +20,33 @@ use crate::session::Session;
 /// at the proxy while the proxy's benching rotates everything on it) waits for the first
 /// and gets the same successor; callers holding an old id can find the new one.
 #[derive(Default)]
-pub(super) struct Rotations {
-    pub(super) by_old: HashMap<String, (std::time::Instant, Arc<tokio::sync::OnceCell<String>>)>,
+struct Rotations {
+    by_old: HashMap<String, (Instant, Arc<tokio::sync::OnceCell<String>>)>,
 }
 
 impl Rotations {
     /// How long a finished rotation is remembered (to name the successor).
     const KEEP: Duration = Duration::from_secs(600);
+    /// Past this many remembered rotations, finished ones older than [`Self::KEEP`]
+    /// are forgotten.
+    const PRUNE_ABOVE: usize = 1024;
 
-    /// The rotation of `id`, started now unless one is under way or done.
-    pub(super) fn of(&mut self, id: &str) -> Arc<tokio::sync::OnceCell<String>> {
-        if self.by_old.len() > 1024 {
-            self.by_old
-                .retain(|_, (at, cell)| !cell.initialized() || at.elapsed() < Self::KEEP);
+    /// The rotation of `id`, started at `now` unless one is under way or done.
+    fn of(&mut self, id: &str, now: Instant) -> Arc<tokio::sync::OnceCell<String>> {
+        if self.by_old.len() > Self::PRUNE_ABOVE {
+            self.by_old.retain(|_, (at, cell)| {
+                !cell.initialized() || now.saturating_duration_since(*at) < Self::KEEP
+            });
         }
         self.by_old
             .entry(id.to_owned())
-            .or_insert_with(|| (std::time::Instant::now(), Arc::default()))
+            .or_insert_with(|| (now, Arc::default()))
             .1
             .clone()
     }
 
-    /// The live successor of `id`, following rotations of rotations.
-    pub(super) fn successor(&self, id: &str) -> Option<String> {
+    /// The live successor of `id`, following rotations of rotations (at most 16).
+    fn successor(&self, id: &str) -> Option<String> {
         let mut next = self.by_old.get(id)?.1.get()?.clone();
         for _ in 0..16 {
             match self.by_old.get(&next).and_then(|(_, c)| c.get()) {
@@ -51,6 +55,90 @@ impl Rotations {
             }
         }
         Some(next)
+    }
+}
+
+/// The engine's proxy exits: the router (when the engine has pools), the exit of every
+/// live session routed to a pool, and the rotations under way or done. Cheap to clone
+/// (the state is shared). What needs no I/O is decided here, without proxies: which
+/// sessions sit on an exit, the successor of an id, whether a rotation is known.
+#[derive(Clone, Default)]
+pub(super) struct Exits {
+    router: Option<ProxyRouter>,
+    live: Arc<Mutex<HashMap<String, Routed>>>,
+    rotations: Arc<Mutex<Rotations>>,
+}
+
+impl Exits {
+    pub(super) fn new(router: Option<ProxyRouter>) -> Exits {
+        Exits {
+            router,
+            ..Exits::default()
+        }
+    }
+
+    /// The proxy router, when the engine has pools.
+    pub(super) fn router(&self) -> Option<&ProxyRouter> {
+        self.router.as_ref()
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashMap<String, Routed>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn rotations(&self) -> MutexGuard<'_, Rotations> {
+        self.rotations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `id`'s exit (before the session can take requests).
+    pub(super) fn record(&self, id: &str, routed: &Routed) {
+        self.live().insert(id.to_owned(), routed.clone());
+    }
+
+    /// The exit `id` is on and what it was routed by.
+    pub(super) fn routed(&self, id: &str) -> Option<Routed> {
+        self.live().get(id).cloned()
+    }
+
+    /// Forgets `id`'s exit and gives it back to its pool (the session closed, or never
+    /// went live).
+    pub(super) fn release(&self, id: &str) {
+        let routed = self.live().remove(id);
+        self.give_back(routed.as_ref());
+    }
+
+    /// Gives an exit that was assigned but never recorded back to its pool.
+    pub(super) fn give_back(&self, routed: Option<&Routed>) {
+        if let (Some(router), Some(r)) = (&self.router, routed) {
+            router.release(&r.exit);
+        }
+    }
+
+    /// The live sessions on `exit`'s proxy (its pool and slot), sorted.
+    pub(super) fn sessions_on(&self, exit: &Assignment) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .live()
+            .iter()
+            .filter(|(_, r)| r.exit.pool == exit.pool && r.exit.slot == exit.slot)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The rotation of `id`: started at `now` unless one is under way or done.
+    pub(super) fn rotation(&self, id: &str, now: Instant) -> Arc<tokio::sync::OnceCell<String>> {
+        self.rotations().of(id, now)
+    }
+
+    /// The session that replaced `id` by rotation (following chains), if any.
+    pub(super) fn successor(&self, id: &str) -> Option<String> {
+        self.rotations().successor(id)
+    }
+
+    /// Whether `id` has a rotation under way or done.
+    pub(super) fn rotation_known(&self, id: &str) -> bool {
+        self.rotations().by_old.contains_key(id)
     }
 }
 
@@ -74,27 +162,21 @@ impl Engine {
         built: Result<Session>,
         routed: Option<Routed>,
     ) -> Result<String> {
-        let release = |routed: &Option<Routed>| {
-            if let (Some(router), Some(r)) = (&self.proxies, routed) {
-                router.release(&r.exit);
-            }
-        };
         let session = match built {
             Ok(s) => s,
             Err(e) => {
-                release(&routed);
+                self.exits.give_back(routed.as_ref());
                 return Err(e);
             }
         };
         let id = session.id().to_string();
-        if let (Some(r), Ok(mut exits)) = (&routed, self.exits.lock()) {
-            exits.insert(id.clone(), r.clone());
+        if let Some(r) = &routed {
+            self.exits.record(&id, r);
         }
         if let Err(e) = self.register(session, Origin::Created).await {
-            if let Ok(mut exits) = self.exits.lock() {
-                exits.remove(&id);
+            if routed.is_some() {
+                self.exits.release(&id);
             }
-            release(&routed);
             return Err(e);
         }
         if let Some(r) = routed {
@@ -110,10 +192,7 @@ impl Engine {
 
     /// The exit (pool and proxy) of the live session `id`, when it was routed to a pool.
     pub fn session_exit(&self, id: &str) -> Option<Assignment> {
-        self.exits
-            .lock()
-            .ok()
-            .and_then(|e| e.get(id).map(|r| r.exit.clone()))
+        self.exits.routed(id).map(|r| r.exit)
     }
 
     /// Replaces the live session `id` with a fresh one (new cookies, new TLS tickets;
@@ -129,11 +208,7 @@ impl Engine {
     /// Rotating a session that is already being rotated waits for that rotation and
     /// returns its new id (one successor per session, whoever asked).
     pub async fn rotate_session(&self, id: &str, reason: &str) -> Result<String> {
-        let rotation = self
-            .rotations
-            .lock()
-            .map_err(|_| Error::invalid_input("the rotation table was poisoned"))?
-            .of(id);
+        let rotation = self.exits.rotation(id, Instant::now());
         // A failed rotation leaves the cell empty: the next caller tries again.
         rotation
             .get_or_try_init(|| self.rotate_once(id, reason))
@@ -143,26 +218,21 @@ impl Engine {
 
     /// The session that replaced `id` by rotation (following chains), if any.
     pub fn successor(&self, id: &str) -> Option<String> {
-        self.rotations.lock().ok()?.successor(id)
+        self.exits.successor(id)
     }
 
     pub(super) async fn rotate_once(&self, id: &str, reason: &str) -> Result<String> {
-        let router = self.proxies.as_ref().ok_or_else(|| {
+        let router = self.exits.router().ok_or_else(|| {
             Error::invalid_input(
                 "this engine has no proxy pools: set them with EngineBuilder::proxies",
             )
         })?;
         let old = self.session(id).await?;
-        let routed = self
-            .exits
-            .lock()
-            .ok()
-            .and_then(|e| e.get(id).cloned())
-            .ok_or_else(|| {
-                Error::conflict(format!(
-                    "session {id} was not routed to a proxy pool; nothing to rotate"
-                ))
-            })?;
+        let routed = self.exits.routed(id).ok_or_else(|| {
+            Error::conflict(format!(
+                "session {id} was not routed to a proxy pool; nothing to rotate"
+            ))
+        })?;
         let exit = router.assign_in(&routed.exit.pool, &routed.key, Some(routed.exit.slot))?;
         let settings = old.session().client().settings().proxy(exit.proxy.clone());
         let profile = old.session().profile().clone();
@@ -198,16 +268,7 @@ impl Engine {
 
     /// Rotates every live session on `exit` (its proxy was benched), in the background.
     pub(super) fn rotate_all_on(&self, exit: &Assignment, why: &str) {
-        let ids: Vec<String> = self
-            .exits
-            .lock()
-            .map(|e| {
-                e.iter()
-                    .filter(|(_, r)| r.exit.pool == exit.pool && r.exit.slot == exit.slot)
-                    .map(|(id, _)| id.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ids = self.exits.sessions_on(exit);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(proxy = %exit.proxy, "proxy benched outside a tokio runtime; its sessions were not rotated");
             return;
@@ -225,7 +286,7 @@ impl Engine {
 
     /// The proxy router, when the engine has pools.
     pub fn proxy_router(&self) -> Option<&ProxyRouter> {
-        self.proxies.as_ref()
+        self.exits.router()
     }
 
     /// What the pools make of a request's outcome: it counts against the session's
@@ -239,15 +300,11 @@ impl Engine {
         outcome: Result<Response>,
         replay: Option<EngineRequest>,
     ) -> Result<Response> {
-        let Some(router) = &self.proxies else {
+        let Some(router) = self.exits.router() else {
             return outcome;
         };
         let proxy_failure = outcome.as_ref().err().filter(|e| e.is_proxy());
-        let routed = self
-            .exits
-            .lock()
-            .ok()
-            .and_then(|e| e.get(&found.id).map(|r| (r.exit.clone(), r.policy)));
+        let routed = self.exits.routed(&found.id).map(|r| (r.exit, r.policy));
         let (exit, policy) = match routed {
             Some(routed) => routed,
             // Rotated away while this request ran (another request's failure, or the
@@ -257,7 +314,7 @@ impl Engine {
             None if outcome
                 .as_ref()
                 .is_err_and(|e| e.is_proxy() || e.is_closed())
-                && self.rotation_known(&found.id) =>
+                && self.exits.rotation_known(&found.id) =>
             {
                 // Waits for a rotation under way; the old session is closed, so this
                 // never starts one.
@@ -320,17 +377,10 @@ impl Engine {
             .await
             .map_err(Error::from)
             .map(|done| done.response.with_attempts(done.attempts));
-        if let (Some(router), Some(exit)) = (&self.proxies, self.session_exit(next)) {
+        if let (Some(router), Some(exit)) = (self.exits.router(), self.session_exit(next)) {
             self.note_exit(router, &exit, &again);
         }
         Some(again)
-    }
-
-    /// Whether `id` has a rotation under way or done.
-    pub(super) fn rotation_known(&self, id: &str) -> bool {
-        self.rotations
-            .lock()
-            .is_ok_and(|r| r.by_old.contains_key(id))
     }
 
     /// Rotates `id` in a task of its own (the request that made it due is answered
@@ -367,5 +417,73 @@ impl Engine {
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routed(pool: &str, slot: usize) -> Routed {
+        Routed {
+            exit: Assignment {
+                pool: pool.into(),
+                slot,
+                proxy: crate::net::Proxy::parse(&format!("http://127.0.0.1:{}", 3000 + slot))
+                    .unwrap(),
+            },
+            policy: RotationPolicy::default(),
+            tenant: "acme".into(),
+            key: "acme".into(),
+        }
+    }
+
+    #[test]
+    fn the_sessions_on_an_exit_are_those_of_its_pool_and_slot() {
+        let exits = Exits::new(None);
+        exits.record("b", &routed("eu", 1));
+        exits.record("a", &routed("eu", 1));
+        exits.record("c", &routed("eu", 2));
+        exits.record("d", &routed("us", 1));
+        assert_eq!(exits.sessions_on(&routed("eu", 1).exit), ["a", "b"]);
+        assert_eq!(exits.routed("c").map(|r| r.exit.slot), Some(2));
+        exits.release("a");
+        assert_eq!(exits.sessions_on(&routed("eu", 1).exit), ["b"]);
+        assert!(exits.routed("a").is_none());
+    }
+
+    #[test]
+    fn a_rotation_is_shared_followed_through_chains_and_forgotten_late() {
+        let start = Instant::now();
+        let exits = Exits::new(None);
+        let first = exits.rotation("s1", start);
+        assert!(exits.rotation_known("s1") && !exits.rotation_known("s2"));
+        // A second rotation of the same session gets the same cell.
+        assert!(Arc::ptr_eq(&first, &exits.rotation("s1", start)));
+        assert_eq!(exits.successor("s1"), None, "not finished yet");
+        first.set("s2".into()).unwrap();
+        exits.rotation("s2", start).set("s3".into()).unwrap();
+        assert_eq!(exits.successor("s1").as_deref(), Some("s3"));
+        assert_eq!(exits.successor("s2").as_deref(), Some("s3"));
+
+        // Past PRUNE_ABOVE entries, finished rotations older than KEEP go; running
+        // ones and recent ones stay.
+        let mut rotations = Rotations::default();
+        rotations.of("old", start).set("x".into()).unwrap();
+        let _running = rotations.of("running", start);
+        for i in 0..Rotations::PRUNE_ABOVE {
+            rotations
+                .of(&format!("recent-{i}"), start + Rotations::KEEP)
+                .set("y".into())
+                .unwrap();
+        }
+        let later = start + Rotations::KEEP + Duration::from_secs(1);
+        rotations.of("trigger", later);
+        assert!(
+            !rotations.by_old.contains_key("old"),
+            "finished and old: forgotten"
+        );
+        assert!(rotations.by_old.contains_key("running"));
+        assert!(rotations.by_old.contains_key("recent-0"));
     }
 }

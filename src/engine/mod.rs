@@ -28,12 +28,11 @@ pub use self::builder::{
     BlockCheck, EngineBuilder, SessionConfig, BLOCK_CHECK_BYTES, MAX_STORE_PERIOD, MIN_STORE_PERIOD,
 };
 pub use self::core::EngineRequest;
-use self::exits::{Rotations, Routed};
+use self::exits::{Exits, Routed};
 use self::request::Bound;
 pub use self::request::{EngineRequestBuilder, EngineSession};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mummer_actors::dispatch::DeadLetter;
@@ -45,7 +44,6 @@ use tokio::sync::broadcast;
 
 use self::persist::Persister;
 use crate::error::{Error, Result};
-use crate::proxies::ProxyRouter;
 use crate::robots::RobotsCache;
 use crate::session::{Session, SessionStats};
 use crate::store::Lease;
@@ -76,12 +74,8 @@ pub struct Engine {
     tickets: Option<Arc<dyn TicketBackend>>,
     /// How long a closing session's requests may run.
     close_deadline: Duration,
-    /// Proxy pools and routes, when configured.
-    proxies: Option<ProxyRouter>,
-    /// Each live session's exit (sessions routed to a pool).
-    exits: Arc<Mutex<HashMap<String, Routed>>>,
-    /// Rotations under way or done, by the old id (see [`Engine::rotate_session`]).
-    rotations: Arc<Mutex<Rotations>>,
+    /// Proxy pools, each live session's exit, rotations (see [`Engine::rotate_session`]).
+    exits: Exits,
     /// The audit trail's writer task, when configured.
     audit: Option<Arc<AuditTask>>,
 }
@@ -113,7 +107,7 @@ impl Engine {
     /// shutdown.
     pub async fn create_session(&self, config: SessionConfig) -> Result<String> {
         let profile = config.profile.map_err(Error::invalid_input)?;
-        let exit = match &self.proxies {
+        let exit = match self.exits.router() {
             Some(router) => router.assign(
                 config.target.as_deref(),
                 &config.tenant,
@@ -138,8 +132,8 @@ impl Engine {
         builder = builder.tenant(tenant.clone());
         let routed = exit.map(|exit| Routed {
             policy: self
-                .proxies
-                .as_ref()
+                .exits
+                .router()
                 .map(|r| r.rotation(&exit.pool))
                 .unwrap_or_default(),
             exit,

@@ -226,8 +226,8 @@ impl EngineRequestBuilder {
         }
         let engine = &self.session.0.engine;
         // With pools, a request that fails at the proxy may be sent again elsewhere.
-        let replay =
-            (engine.proxies.is_some() && self.request.replayable()).then(|| self.request.clone());
+        let replay = (engine.exits.router().is_some() && self.request.replayable())
+            .then(|| self.request.clone());
         let outcome = engine
             .system
             .execute(&self.session.0.found, self.request)
