@@ -1,6 +1,7 @@
 //! A request through the engine: [`EngineSession`] (a live session's handle) and
-//! [`EngineRequestBuilder`], whose `send` checks robots.txt when the engine obeys it,
-//! then hands the request to the retry actor and the outcome to the proxy exits.
+//! [`EngineRequestBuilder`], whose `send` passes the robots.txt gate
+//! (`EngineSession::robots_gate`) when the engine obeys robots.txt, then hands the
+//! request to the retry actor and the outcome to the proxy exits.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::client::Response;
 use crate::error::{Error, Result};
 use crate::profile::RequestKind;
 use crate::request::RequestUrl;
+use crate::robots::RobotsCache;
 use crate::session::{Session, SessionStats};
 
 /// A live session of an engine: cheap to clone; requests go through the engine's retry
@@ -117,6 +119,50 @@ impl EngineSession {
         })
     }
 
+    /// The robots.txt gate: whether the engine's robots rules let this session fetch
+    /// `url`, fetching the host's robots.txt first when the cache has no fresh copy. A
+    /// fresh file's Crawl-delay becomes the host's rate before any request waiting for
+    /// the same rules is let through (`rules_for` calls it under its fetch gate).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_url`], the robots-unavailable error (with how long the
+    /// verdict holds) while robots.txt cannot be had, and the disallowed error
+    /// (reported as [`EngineEvent::RobotsBlocked`] too).
+    async fn robots_gate(&self, robots: &RobotsCache, url: &RequestUrl) -> Result<()> {
+        let url = url.to_url()?;
+        let engine = &self.0.engine;
+        let apply_delay = |rules: &crate::robots::Rules| {
+            if let (Some(delay), Some(host)) = (rules.crawl_delay(), url.host_str()) {
+                engine
+                    .system
+                    .set_host_rate(host, Rate::per_second(1.0 / delay.as_secs_f64()));
+            }
+        };
+        let (rules, _, holds_for) = robots
+            .rules_for(
+                &url,
+                |robots_url| self.fetch_robots(robots_url),
+                apply_delay,
+            )
+            .await;
+        if let Some(why) = rules.unavailable() {
+            return Err(Error::robots_unavailable(
+                &url.origin().ascii_serialization(),
+                why,
+                holds_for,
+            ));
+        }
+        if !rules.allows(url.as_str()) {
+            engine.system.emit(EngineEvent::RobotsBlocked {
+                id: self.0.found.id.clone(),
+                url: url.to_string(),
+            });
+            return Err(crate::robots::disallowed(&url));
+        }
+        Ok(())
+    }
+
     /// Starts a POST.
     pub fn post(&self, url: &str) -> EngineRequestBuilder {
         self.request(Method::POST, url)
@@ -189,40 +235,8 @@ impl EngineRequestBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let engine = &self.session.0.engine;
-        if let Some(robots) = &engine.robots {
-            let url = self.request.url.to_url()?;
-            let session = &self.session;
-            // A fresh file's Crawl-delay is applied before any request waiting for the
-            // same rules is let through (`rules_for` calls this under its fetch gate).
-            let apply_delay = |rules: &crate::robots::Rules| {
-                if let (Some(delay), Some(host)) = (rules.crawl_delay(), url.host_str()) {
-                    engine
-                        .system
-                        .set_host_rate(host, Rate::per_second(1.0 / delay.as_secs_f64()));
-                }
-            };
-            let (rules, _, holds_for) = robots
-                .rules_for(
-                    &url,
-                    |robots_url| session.fetch_robots(robots_url),
-                    apply_delay,
-                )
-                .await;
-            if let Some(why) = rules.unavailable() {
-                return Err(Error::robots_unavailable(
-                    &url.origin().ascii_serialization(),
-                    why,
-                    holds_for,
-                ));
-            }
-            if !rules.allows(url.as_str()) {
-                engine.system.emit(EngineEvent::RobotsBlocked {
-                    id: self.session.0.found.id.clone(),
-                    url: url.to_string(),
-                });
-                return Err(crate::robots::disallowed(&url));
-            }
+        if let Some(robots) = &self.session.0.engine.robots {
+            self.session.robots_gate(robots, &self.request.url).await?;
         }
         let engine = &self.session.0.engine;
         // With pools, a request that fails at the proxy may be sent again elsewhere.
