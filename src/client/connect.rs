@@ -1,0 +1,179 @@
+//! Opening a connection (the dial through any proxy, the TLS handshake, then the HTTP/2
+//! one when ALPN picked `h2`) and sending one request on it over HTTP/2
+//! ([`exchange_h2`]) or HTTP/1.1 ([`exchange_h1`]), each giving back an [`Exchange`].
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
+
+use super::pool::{Conn, MaybeTls, OriginKey, Pool};
+use super::request::Target;
+use super::response::Timings;
+use super::{ClientBuilder, ClientInner, HttpVersionPref};
+use crate::error::{Error, Result};
+use crate::h1::H1Connection;
+use crate::h2::{self, H2Connection};
+use crate::net::{BoxedIo, CountingIo};
+
+/// One response as a connection delivered it: status, header fields in wire order,
+/// body as received (still encoded).
+pub(super) struct Exchange {
+    pub(super) status: StatusCode,
+    pub(super) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(super) body: Bytes,
+    /// HTTP/1.1: whether the connection may take another request (always false for
+    /// HTTP/2, whose connection stays in the pool regardless).
+    pub(super) reusable: bool,
+}
+
+/// Dials `target` (through the proxy, if any), runs the TLS handshake for `https`
+/// and then the HTTP/2 one when ALPN picked `h2`, and pools a new HTTP/2 connection
+/// before the dial permit is released (so the requests waiting on it find it).
+pub(super) async fn open_connection(
+    client: &ClientInner,
+    target: &Target,
+    key: &OriginKey,
+    priority: crate::profile::Http2Priority,
+    dial_permit: Option<tokio::sync::OwnedMutexGuard<()>>,
+    timings: &mut Timings,
+) -> Result<Conn> {
+    let config = &client.config;
+    let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
+    let io: BoxedIo = Box::pin(CountingIo::new(io, client.counters.bytes.clone()));
+    client
+        .counters
+        .connections_opened
+        .fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("connections_opened_total").increment(1);
+    timings.dns = dial.dns;
+    timings.connect = dial.connect;
+    if !target.https {
+        return Ok(Conn::H1(H1Connection::new(MaybeTls::Plain(io)), None));
+    }
+    let alpn = match config.version {
+        HttpVersionPref::Auto => None,
+        HttpVersionPref::Http1Only => Some(vec!["http/1.1".to_string()]),
+        HttpVersionPref::Http2Only => Some(vec!["h2".to_string()]),
+    };
+    let tls_started = Instant::now();
+    let handshake = client.tls.connect(
+        &target.host,
+        target.port,
+        io,
+        alpn.as_deref(),
+        &client.tickets,
+    );
+    let (stream, info) = match config.tls_timeout {
+        Some(limit) => tokio::time::timeout(limit, handshake).await.map_err(|_| {
+            Error::timeout(format!(
+                "after {limit:?} in the TLS handshake with `{}`",
+                target.host
+            ))
+        })??,
+        None => handshake.await?,
+    };
+    timings.tls = tls_started.elapsed();
+    if info.resumed {
+        client.counters.tls_resumed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("tls_resumed_total").increment(1);
+    }
+    if info.alpn.as_deref() == Some("h2") {
+        let conn = h2::handshake(stream, &config.profile.http2, priority).await?;
+        Pool::lock(&client.pool)
+            .h2
+            .entry(key.clone())
+            .or_default()
+            .push((conn.clone(), info.clone()));
+        drop(dial_permit);
+        Ok(Conn::H2(conn, info))
+    } else {
+        Pool::lock(&client.pool).h1_origins.insert(key.clone());
+        drop(dial_permit);
+        Ok(Conn::H1(
+            H1Connection::new(MaybeTls::Tls(Box::new(stream))),
+            Some(info),
+        ))
+    }
+}
+
+/// Sends one request on a pooled HTTP/2 connection.
+pub(super) async fn exchange_h2(
+    conn: &H2Connection,
+    target: &Target,
+    method: &Method,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Option<Bytes>,
+    config: &ClientBuilder,
+    timings: &mut Timings,
+) -> Result<Exchange> {
+    let sent = Instant::now();
+    let head = http::Request::builder()
+        .method(method.clone())
+        .uri(&target.uri)
+        .version(Version::HTTP_2)
+        .body(())
+        .map_err(|e| Error::invalid_url(&target.uri, e))?;
+    let ex = conn
+        .send(
+            head,
+            headers,
+            body,
+            config.profile.http2.cookie_crumbling,
+            config.max_body,
+        )
+        .await?;
+    timings.first_byte = ex.first_byte.duration_since(sent);
+    let (parts, ()) = ex.response.into_parts();
+    let headers = parts
+        .headers
+        .into_iter()
+        .fold(Vec::new(), |mut acc, (n, v)| {
+            let name = n.or_else(|| {
+                acc.last()
+                    .map(|(n, _): &(HeaderName, HeaderValue)| n.clone())
+            });
+            if let Some(name) = name {
+                acc.push((name, v));
+            }
+            acc
+        });
+    Ok(Exchange {
+        status: parts.status,
+        headers,
+        body: ex.body,
+        reusable: false,
+    })
+}
+
+/// Sends one request on an HTTP/1.1 connection (this request's alone).
+pub(super) async fn exchange_h1(
+    conn: &mut H1Connection<MaybeTls>,
+    target: &Target,
+    method: &Method,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Option<&Bytes>,
+    config: &ClientBuilder,
+    timings: &mut Timings,
+) -> Result<Exchange> {
+    let sent = Instant::now();
+    let ex = conn
+        .send(
+            method,
+            &target.authority,
+            &target.path,
+            headers,
+            body,
+            &config.profile.http1,
+            config.max_body,
+        )
+        .await?;
+    timings.first_byte = ex.first_byte.duration_since(sent);
+    Ok(Exchange {
+        status: ex.status,
+        headers: ex.headers,
+        body: ex.body.into(),
+        reusable: ex.reusable,
+    })
+}

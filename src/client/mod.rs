@@ -1,0 +1,356 @@
+//! The transport client: one profile, a per-origin connection pool, and single
+//! request/response exchanges.
+//!
+//! [`Client`] is what `mummer fetch` uses and what the session layer builds on. It owns
+//! the TLS context (built once), the dialer (DNS overrides, proxy, connect deadline), the
+//! TLS ticket cache and the pool: one multiplexed HTTP/2 connection per origin (a second
+//! one when the server's stream limit is reached, a new one after GOAWAY) and up to
+//! [`ClientBuilder::max_idle_per_origin`] keep-alive HTTP/1.1 connections. It follows no
+//! redirects and keeps no cookies: those belong to the session layer.
+
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | [`ClientBuilder`] (every transport setting), [`Client`] and its counters |
+//! | `request.rs` | [`RequestBuilder`]: one exchange, from target to decoded [`Response`] |
+//! | `pool.rs` | the per-origin pool: pooled HTTP/2 and idle HTTP/1.1 connections, the dial gate |
+//! | `connect.rs` | opening a connection (dial, TLS, HTTP/2 handshake) and one HTTP/1.1 or HTTP/2 exchange on it |
+//! | `response.rs` | [`Response`], [`Timings`], [`Redirect`], [`CacheStatus`] |
+
+mod connect;
+mod pool;
+mod request;
+mod response;
+
+use self::pool::Pool;
+pub use self::request::RequestBuilder;
+pub use self::response::{CacheStatus, Redirect, Response, Timings};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Method;
+
+use crate::error::{Error, Result};
+use crate::net::{ByteCounters, ConnectTo, Dialer, Proxy, ResolveOverride};
+use crate::profile::{HeaderTemplate, Profile, RequestKind};
+use crate::request::RequestUrl;
+use crate::tls::{TicketCache, TlsConnector, TlsOptions};
+
+/// Default limit on a response body as received.
+pub const DEFAULT_MAX_BODY: u64 = 64 * 1024 * 1024;
+/// Default limit on a response body after Content-Encoding is undone.
+pub const DEFAULT_MAX_DECODED_BODY: u64 = 64 * 1024 * 1024;
+/// Keep-alive HTTP/1.1 connections kept per origin (Chromium allows 6 per host).
+pub const DEFAULT_MAX_IDLE_PER_ORIGIN: usize = 6;
+
+/// Which HTTP version to use over TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpVersionPref {
+    /// Let ALPN decide with the profile's list (h2 when the server offers it).
+    #[default]
+    Auto,
+    /// Offer only `http/1.1` (`--http1.1`).
+    Http1Only,
+    /// Offer only `h2` (`--http2`); a server without h2 fails the handshake.
+    Http2Only,
+}
+
+/// Builds a [`Client`].
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    profile: Profile,
+    tls: TlsOptions,
+    resolve: Vec<ResolveOverride>,
+    connect_to: Vec<ConnectTo>,
+    proxy: Option<Proxy>,
+    connect_timeout: Option<Duration>,
+    tls_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+    version: HttpVersionPref,
+    max_body: u64,
+    max_decoded_body: u64,
+    decode: bool,
+    max_idle_per_origin: usize,
+    destination: Option<std::sync::Arc<crate::destination::DestinationPolicy>>,
+}
+
+impl ClientBuilder {
+    /// Trust this CA bundle (PEM) instead of the system store, for origins and for an
+    /// `https://` proxy.
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Skip certificate verification of origins and of an `https://` proxy (tests,
+    /// debugging).
+    pub fn insecure(mut self, insecure: bool) -> Self {
+        self.tls.insecure = insecure;
+        self
+    }
+
+    /// Connect to another host and port for requests to one (curl's `--connect-to`);
+    /// TLS and headers still name the URL's host.
+    pub fn connect_to(mut self, rule: ConnectTo) -> Self {
+        self.connect_to.push(rule);
+        self
+    }
+
+    /// Connect to `addr` whenever a URL names `host:port` (curl's `--resolve`).
+    pub fn resolve(mut self, entry: ResolveOverride) -> Self {
+        self.resolve.push(entry);
+        self
+    }
+
+    /// Route every connection through this proxy.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// Refuse connections the policy refuses, checked on each address dialled (origin
+    /// or proxy) after resolution; no policy (the default) allows every address.
+    pub fn destination_policy(
+        mut self,
+        policy: std::sync::Arc<crate::destination::DestinationPolicy>,
+    ) -> Self {
+        self.destination = Some(policy);
+        self
+    }
+
+    /// Deadline for DNS plus TCP connect (and proxy set-up).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = Some(d);
+        self
+    }
+
+    /// Deadline for the TLS handshake.
+    pub fn tls_timeout(mut self, d: Duration) -> Self {
+        self.tls_timeout = Some(d);
+        self
+    }
+
+    /// Deadline for a whole exchange, from dialing to the last body byte.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// HTTP version preference.
+    pub fn http_version(mut self, v: HttpVersionPref) -> Self {
+        self.version = v;
+        self
+    }
+
+    /// Limit on the body as received (default [`DEFAULT_MAX_BODY`]).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Limit on the decoded body (default [`DEFAULT_MAX_DECODED_BODY`]).
+    pub fn max_decoded_body(mut self, bytes: u64) -> Self {
+        self.max_decoded_body = bytes;
+        self
+    }
+
+    /// Undo Content-Encoding (default on).
+    pub fn decode(mut self, on: bool) -> Self {
+        self.decode = on;
+        self
+    }
+
+    /// Idle keep-alive HTTP/1.1 connections kept per origin.
+    pub fn max_idle_per_origin(mut self, n: usize) -> Self {
+        self.max_idle_per_origin = n;
+        self
+    }
+
+    /// Builds the TLS context and the client.
+    ///
+    /// # Errors
+    ///
+    /// A profile BoringSSL cannot express, or an unreadable CA file.
+    pub fn build(self) -> Result<Client> {
+        self.profile
+            .validate()
+            .map_err(|e| Error::invalid_profile(self.profile.name.clone(), e))?;
+        let tls = TlsConnector::shared(&self.profile.tls, &self.tls)?;
+        let dialer = Dialer::new(&self.resolve, self.proxy.clone(), self.connect_timeout)
+            .with_connect_to(self.connect_to.clone())
+            .with_proxy_tls(self.tls.clone())
+            .with_destination_policy(self.destination.clone());
+        let templates = RequestKind::ALL
+            .into_iter()
+            .map(|kind| Ok((kind, HeaderTemplate::compile(self.profile.template(kind))?)))
+            .collect::<Result<_>>()
+            .map_err(|e| Error::invalid_profile(self.profile.name.clone(), e.to_string()))?;
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                templates,
+                tls,
+                dialer,
+                tickets: TicketCache::new(),
+                pool: Mutex::new(Pool::default()),
+                config: self,
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
+
+/// A browser-profiled HTTP client. Cheap to clone; clones share the pool and tickets.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    /// The profile's request templates, parsed once, by [`RequestKind`].
+    templates: HashMap<RequestKind, HeaderTemplate>,
+    tls: Arc<TlsConnector>,
+    dialer: Dialer,
+    tickets: TicketCache,
+    pool: Mutex<Pool>,
+    config: ClientBuilder,
+    counters: Counters,
+}
+
+/// Transport counters, updated on the request path with relaxed atomics.
+#[derive(Debug, Default)]
+struct Counters {
+    connections_opened: AtomicU64,
+    connections_reused: AtomicU64,
+    tls_resumed: AtomicU64,
+    bytes: ByteCounters,
+}
+
+/// What a client's transport has done so far, and what its pool holds now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransportStats {
+    /// Connections opened (TCP, plus TLS for https).
+    pub connections_opened: u64,
+    /// Requests that went out on a pooled connection instead of a new one.
+    pub connections_reused: u64,
+    /// TLS handshakes that resumed a session from a ticket.
+    pub tls_resumed: u64,
+    /// HTTP/2 connections in the pool.
+    pub http2_connections: usize,
+    /// HTTP/2 streams open now.
+    pub http2_streams_active: usize,
+    /// Idle HTTP/1.1 keep-alive connections in the pool.
+    pub http1_idle: usize,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+}
+
+impl std::fmt::Debug for ClientInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("profile", &self.config.profile.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A builder for `profile`.
+    pub fn builder(profile: Profile) -> ClientBuilder {
+        ClientBuilder {
+            profile,
+            tls: TlsOptions::default(),
+            resolve: Vec::new(),
+            connect_to: Vec::new(),
+            proxy: None,
+            connect_timeout: Some(Duration::from_secs(10)),
+            tls_timeout: Some(Duration::from_secs(10)),
+            timeout: Some(Duration::from_secs(60)),
+            version: HttpVersionPref::Auto,
+            max_body: DEFAULT_MAX_BODY,
+            max_decoded_body: DEFAULT_MAX_DECODED_BODY,
+            decode: true,
+            max_idle_per_origin: DEFAULT_MAX_IDLE_PER_ORIGIN,
+            destination: None,
+        }
+    }
+
+    /// The profile this client wears.
+    pub fn profile(&self) -> &Profile {
+        &self.inner.config.profile
+    }
+
+    /// The TLS tickets this client holds.
+    pub fn tickets(&self) -> &TicketCache {
+        &self.inner.tickets
+    }
+
+    /// Starts a request.
+    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        RequestBuilder {
+            client: self.clone(),
+            method,
+            url: RequestUrl::Text(url.to_string()),
+            headers: Vec::new(),
+            body: None,
+            kind: RequestKind::Navigation,
+            error: None,
+        }
+    }
+
+    /// Starts a request to a URL the caller already parsed (the session does, for its
+    /// cookies and cache): it is not parsed again.
+    pub(crate) fn request_parsed(&self, method: Method, url: url::Url) -> RequestBuilder {
+        RequestBuilder {
+            url: RequestUrl::Parsed(url),
+            ..self.request(method, "")
+        }
+    }
+
+    /// Starts a GET request (a navigation unless [`RequestBuilder::kind`] says otherwise).
+    pub fn get(&self, url: &str) -> RequestBuilder {
+        self.request(Method::GET, url)
+    }
+
+    /// A builder with this client's settings (profile, TLS options, resolve rules,
+    /// proxy, timeouts, limits): a client built from it has its own pool and tickets.
+    pub fn settings(&self) -> ClientBuilder {
+        self.inner.config.clone()
+    }
+
+    /// The transport counters and the pool's current size. Takes the pool lock briefly.
+    pub fn transport_stats(&self) -> TransportStats {
+        let c = &self.inner.counters;
+        let pool = Pool::lock(&self.inner.pool);
+        let h2 = pool
+            .h2
+            .values()
+            .flatten()
+            .filter(|(conn, _)| !conn.is_closed());
+        let (mut http2_connections, mut http2_streams_active) = (0, 0);
+        for (conn, _) in h2 {
+            http2_connections += 1;
+            http2_streams_active += conn.streams_in_flight();
+        }
+        TransportStats {
+            connections_opened: c.connections_opened.load(Ordering::Relaxed),
+            connections_reused: c.connections_reused.load(Ordering::Relaxed),
+            tls_resumed: c.tls_resumed.load(Ordering::Relaxed),
+            http2_connections,
+            http2_streams_active,
+            http1_idle: pool.h1.values().map(Vec::len).sum(),
+            bytes_in: c.bytes.read.load(Ordering::Relaxed),
+            bytes_out: c.bytes.written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Drops every pooled connection (tickets stay).
+    pub fn close_connections(&self) {
+        let mut pool = Pool::lock(&self.inner.pool);
+        pool.h1.clear();
+        pool.h2.clear();
+    }
+}

@@ -1,0 +1,309 @@
+//! One exchange: [`RequestBuilder`] puts a request together and `send` resolves the
+//! target, takes a pooled connection or opens one, sends the request in the profile's
+//! header order and decodes the body into a [`Response`].
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+
+use super::connect::{exchange_h1, exchange_h2, open_connection};
+use super::pool::{give_back_h1, take_pooled_or_gate, Conn, OriginKey};
+use super::response::{CacheStatus, Response, Timings};
+use super::Client;
+use crate::decode::decode_body;
+use crate::error::{Error, Result};
+use crate::profile::RequestKind;
+use crate::request::RequestUrl;
+
+/// One request being put together; [`RequestBuilder::send`] performs it.
+#[derive(Debug)]
+pub struct RequestBuilder {
+    pub(super) client: Client,
+    pub(super) method: Method,
+    pub(super) url: RequestUrl,
+    pub(super) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(super) body: Option<Bytes>,
+    pub(super) kind: RequestKind,
+    pub(super) error: Option<Error>,
+}
+
+impl RequestBuilder {
+    /// Adds a header. A name the profile's template knows takes the template's position;
+    /// others go after the template's headers, in the order added.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match crate::request::parse_header(name, value) {
+            Ok(header) => self.headers.push(header),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Adds parsed headers, in order (see [`RequestBuilder::header`]).
+    pub fn headers(mut self, headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+
+    /// Adds a header given as curl's `Name: value`.
+    pub fn header_line(self, line: &str) -> Self {
+        match line.split_once(':') {
+            Some((n, v)) => self.header(n, v),
+            None => {
+                let mut s = self;
+                s.error.get_or_insert(Error::invalid_input(format!(
+                    "invalid header `{line}`: expected `Name: value`"
+                )));
+                s
+            }
+        }
+    }
+
+    /// Sets the request body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// What the request is for; picks the profile's header template and priority.
+    pub fn kind(mut self, kind: RequestKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Performs the exchange.
+    ///
+    /// # Errors
+    ///
+    /// Every transport failure, see [`Error`]'s `is_*` methods; the URL is attached.
+    pub async fn send(self) -> Result<Response> {
+        let url = self.url.as_str().to_owned();
+        let timeout = self.client.inner.config.timeout;
+        let fut = self.send_inner();
+        let result = match timeout {
+            Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+                Err(Error::timeout(format!("after {limit:?} (total deadline)")))
+            }),
+            None => fut.await,
+        };
+        result.map_err(|e| e.with_url(&url))
+    }
+
+    async fn send_inner(self) -> Result<Response> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let started = Instant::now();
+        let target = match &self.url {
+            RequestUrl::Parsed(url) => Target::from_url(url, url.as_str())?,
+            RequestUrl::Text(text) => Target::parse(text)?,
+        };
+        let client = self.client.inner.clone();
+        let config = &client.config;
+        let template = config.profile.template(self.kind);
+        let mut extra = self.headers;
+        if let Some(body) = &self.body {
+            if !extra.iter().any(|(n, _)| n == http::header::CONTENT_LENGTH) {
+                extra.push((http::header::CONTENT_LENGTH, HeaderValue::from(body.len())));
+            }
+        }
+        let headers = client
+            .templates
+            .get(&self.kind)
+            .map(|t| t.render(&extra))
+            .unwrap_or(extra);
+        let mut timings = Timings::default();
+
+        // A pooled connection, or else a new one. Opening one is boxed: its futures
+        // (dial, TLS and HTTP/2 handshakes) made up a quarter of the request future
+        // but run once per connection, while a long session's requests reuse one; a
+        // smaller request future is cheaper to move and to allocate.
+        let key = target.key();
+        let (pooled, dial_permit) = take_pooled_or_gate(&client, &key, target.https).await;
+        let conn = match pooled {
+            Some(conn) => {
+                client
+                    .counters
+                    .connections_reused
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("connections_reused_total").increment(1);
+                conn
+            }
+            None => {
+                Box::pin(open_connection(
+                    &client,
+                    &target,
+                    &key,
+                    template.priority,
+                    dial_permit,
+                    &mut timings,
+                ))
+                .await?
+            }
+        };
+        let (status, version, resp_headers, body, tls) = match conn {
+            Conn::H2(conn, info) => {
+                let ex = exchange_h2(
+                    &conn,
+                    &target,
+                    &self.method,
+                    headers.clone(),
+                    self.body,
+                    config,
+                    &mut timings,
+                )
+                .await?;
+                (ex.status, Version::HTTP_2, ex.headers, ex.body, Some(info))
+            }
+            Conn::H1(mut conn, info) => {
+                let ex = exchange_h1(
+                    &mut conn,
+                    &target,
+                    &self.method,
+                    &headers,
+                    self.body.as_ref(),
+                    config,
+                    &mut timings,
+                )
+                .await?;
+                if ex.reusable {
+                    give_back_h1(&client, key, conn, info.clone());
+                }
+                (ex.status, Version::HTTP_11, ex.headers, ex.body, info)
+            }
+        };
+
+        let raw_len = body.len() as u64;
+        let content_encoding = resp_headers
+            .iter()
+            .filter(|(n, _)| n == http::header::CONTENT_ENCODING)
+            .filter_map(|(_, v)| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        let body = if config.decode && !content_encoding.is_empty() {
+            decode_body(Vec::from(body), &content_encoding, config.max_decoded_body)?.into()
+        } else {
+            body
+        };
+        timings.total = started.elapsed();
+        let mut map = HeaderMap::with_capacity(resp_headers.len());
+        for (n, v) in &resp_headers {
+            map.append(n.clone(), v.clone());
+        }
+        Ok(Response {
+            url: self.url.into_string(),
+            status,
+            version,
+            headers: map,
+            wire_headers: resp_headers,
+            body,
+            raw_body_len: raw_len,
+            timings,
+            tls,
+            request_headers: headers,
+            redirects: Vec::new(),
+            cache: CacheStatus::NotUsed,
+            attempts: 1,
+        })
+    }
+}
+
+/// A parsed request target.
+#[derive(Debug)]
+pub(super) struct Target {
+    pub(super) https: bool,
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// `host` or `host:port` when the port is not the scheme's default.
+    pub(super) authority: String,
+    pub(super) path: String,
+    pub(super) uri: String,
+}
+
+impl Target {
+    pub(super) fn parse(raw: &str) -> Result<Target> {
+        let url = url::Url::parse(raw).map_err(|e| Error::invalid_url(raw, e))?;
+        Target::from_url(&url, raw)
+    }
+
+    /// The target of `url` (`raw` as the caller wrote it, for errors).
+    fn from_url(url: &url::Url, raw: &str) -> Result<Target> {
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            other => {
+                return Err(Error::invalid_url(
+                    raw,
+                    format!("scheme `{other}` is not supported"),
+                ))
+            }
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => return Err(Error::invalid_url(raw, "no host")),
+        };
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if https { 443 } else { 80 });
+        let host_part = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let authority = match url.port() {
+            Some(p) => format!("{host_part}:{p}"),
+            None => host_part,
+        };
+        let mut path = url.path().to_string();
+        if let Some(q) = url.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        let uri = format!("{}://{authority}{path}", url.scheme());
+        Ok(Target {
+            https,
+            host,
+            port,
+            authority,
+            path,
+            uri,
+        })
+    }
+
+    fn key(&self) -> OriginKey {
+        (
+            if self.https { "https" } else { "http" }.to_string(),
+            self.host.clone(),
+            self.port,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("https://A.test:8443/p?q=1").unwrap();
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.authority.as_str(),
+                t.path.as_str()
+            ),
+            ("a.test", 8443, "a.test:8443", "/p?q=1")
+        );
+        let t = Target::parse("http://[::1]/").unwrap();
+        assert_eq!((t.authority.as_str(), t.port), ("[::1]", 80));
+        assert!(Target::parse("ftp://x/").unwrap_err().is_invalid_url());
+        assert!(Target::parse("not a url").unwrap_err().is_invalid_url());
+        assert!(Target::parse("/relative").unwrap_err().is_invalid_url());
+    }
+}
