@@ -5,9 +5,9 @@
 //! ```text
 //! cargo run --example demo_site -- --write-cert /tmp/ca.pem --port-file /tmp/port &
 //! P=$(cat /tmp/port)
-//! cargo run --example login_persist -- --base https://shop.test:$P --resolve shop.test:$P:127.0.0.1 \
+//! cargo run --features cli --example login_persist -- --base https://shop.test:$P --resolve shop.test:$P:127.0.0.1 \
 //!     --cacert /tmp/ca.pem --session-file /tmp/alice.session      # logs in
-//! cargo run --example login_persist -- ... (same again)            # restored: no login
+//! cargo run --features cli --example login_persist -- ... (same again)            # restored: no login
 //! ```
 //!
 //! With `--store file:DIR` (or `redis://HOST:PORT/DB`) instead of `--session-file`, the

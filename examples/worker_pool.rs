@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --example demo_site -- --write-cert /tmp/ca.pem --port-file /tmp/port &
-//! cargo run --example worker_pool -- --url https://shop.test:$(cat /tmp/port)/products/1 \
+//! cargo run --features cli --example worker_pool -- --url https://shop.test:$(cat /tmp/port)/products/1 \
 //!     --resolve shop.test:$(cat /tmp/port):127.0.0.1 --cacert /tmp/ca.pem --workers 4 --requests 10
 //! ```
 //!

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # Where rustup puts cargo on a machine that scripts/setup.sh just set up.
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mummer-target}"
-cargo build --quiet --bin mummer --example demo_site --example crawl
+cargo build --quiet --features full --bin mummer --example demo_site --example crawl
 bin="$CARGO_TARGET_DIR/debug/mummer"
 examples="$CARGO_TARGET_DIR/debug/examples"
 dir=$(mktemp -d)

@@ -9,11 +9,17 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mummer-target}"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+# The feature boundaries (Cargo.toml [features]): the library alone, each feature
+# alone, then everything, so a module that reaches past its feature fails here.
+cargo clippy --workspace --lib --no-default-features -- -D warnings
+for feature in redis api; do
+    cargo clippy --workspace --lib --no-default-features --features "$feature" -- -D warnings
+done
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 # The multi-process crawl test runs the crawl example's binary; `cargo test` builds
 # examples only as test harnesses.
-cargo build --workspace --examples
-cargo test --workspace --all-targets
+cargo build --workspace --examples --all-features
+cargo test --workspace --all-targets --all-features
 # schemathesis against the `mummer` binary `cargo test` just built (about 80 s).
 bash scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/mummer"
 # Every fuzz target for 10 s, built without a sanitizer in its own target directory

@@ -15,7 +15,7 @@
 //! never over its limit, what a jar stores it restores, a snapshot restores what it
 //! saved).
 //!
-//! Network I/O is replaced by [`Wire`]-style in-memory streams: the input is what the
+//! Network I/O is replaced by `Wire`-style in-memory streams: the input is what the
 //! peer sends, in short reads of varying size; whatever the code writes is dropped.
 
 use std::future::Future;

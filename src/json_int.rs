@@ -8,6 +8,9 @@
 //!
 //! Use with `#[serde(default, deserialize_with = "crate::json_int::opt_u64")]`.
 
+// Only the API's fields read unsigned integers this way (cookie expiries read signed).
+#![cfg_attr(not(feature = "api"), allow(dead_code))]
+
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};

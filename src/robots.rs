@@ -11,7 +11,7 @@
 //! | 3xx | followed, up to 5 redirects (more: unavailable, so allow all) |
 //! | 4xx but 429 | allow all |
 //! | 429 | as a 5xx (Google's crawler does the same: throttling is not "no file") |
-//! | 5xx, unreachable | nothing is fetched for now: [`Error::robots_unavailable`] with the time of the next fetch, which backs off 1 s, 2 s, 4 s ... up to 5 minutes |
+//! | 5xx, unreachable | nothing is fetched for now: a robots-unavailable error (`Error::is_robots_unavailable`) with the time of the next fetch, which backs off 1 s, 2 s, 4 s ... up to 5 minutes |
 //!
 //! A `Crawl-delay` only ever slows a host down: the engine applies it unless the
 //! operator's per-host limit is slower (`mummer_actors::rate::Limiters::set_host_rate`).

@@ -10,7 +10,7 @@
 //! failed (the last line of stderr says why). Rules in `outcome.rs`.
 //!
 //! ```text
-//! cargo run --example crawl -- --start https://shop.test:PORT/ --resolve shop.test:PORT:127.0.0.1 \
+//! cargo run --features cli --example crawl -- --start https://shop.test:PORT/ --resolve shop.test:PORT:127.0.0.1 \
 //!     --cacert ca.pem --sessions 4 --max-pages 50 --same-site --out pages.jsonl --summary summary.json
 //! ```
 //!

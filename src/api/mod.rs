@@ -1,5 +1,5 @@
 //! The supervisor's message API (`mummer serve`): an HTTP/JSON server over an
-//! [`Engine`](crate::Engine), and a local forward proxy that sends ordinary HTTP
+//! [`Engine`], and a local forward proxy that sends ordinary HTTP
 //! clients' requests out through its sessions, so programs in any language drive
 //! browser-true sessions without linking Rust.
 //!

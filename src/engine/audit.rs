@@ -9,6 +9,7 @@ use crate::audit::AuditLog;
 /// Where the audit trail goes.
 pub(super) enum AuditSink {
     File(AuditLog),
+    #[cfg(feature = "redis")]
     Redis(Box<crate::store::RedisAuditLog>),
 }
 
@@ -16,6 +17,7 @@ impl AuditSink {
     async fn write(&self, e: &EngineEvent) {
         let written = match self {
             AuditSink::File(log) => log.record(e),
+            #[cfg(feature = "redis")]
             AuditSink::Redis(log) => log.record(e).await,
         };
         if let Err(err) = written {
@@ -29,6 +31,7 @@ impl AuditSink {
 
     /// Writes what waited for an unreachable store (the file trail has nothing waiting).
     async fn flush(&self) {
+        #[cfg(feature = "redis")]
         if let AuditSink::Redis(log) = self {
             if let Err(e) = log.flush_waiting().await {
                 tracing::error!(error = %e, "audit entries still waiting for Redis at shutdown were not written");
@@ -51,6 +54,7 @@ impl AuditTask {
     ) -> AuditTask {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = runtime.spawn(async move {
+            #[cfg(feature = "redis")]
             if let AuditSink::Redis(log) = &sink {
                 // Retention once at start, as the file trail does when it opens.
                 if let Err(e) = log.purge().await {

@@ -64,6 +64,7 @@ pub struct EngineBuilder {
     pub(super) lease_ttl: Duration,
     pub(super) proxies: Option<ProxyRouter>,
     pub(super) audit: Option<AuditConfig>,
+    #[cfg(feature = "redis")]
     pub(super) audit_redis: Option<(crate::store::RedisStore, crate::store::RedisAuditConfig)>,
 }
 
@@ -272,7 +273,10 @@ impl EngineBuilder {
     /// ([`crate::audit`]). Needs a tokio runtime at [`EngineBuilder::start`];
     /// [`Engine::shutdown`] returns after the last close is written.
     pub fn audit(mut self, config: AuditConfig) -> Self {
-        self.audit_redis = None;
+        #[cfg(feature = "redis")]
+        {
+            self.audit_redis = None;
+        }
         self.audit = Some(config);
         self
     }
@@ -280,6 +284,7 @@ impl EngineBuilder {
     /// Writes the audit trail to the Redis stream `NS:audit` of `store` instead of a
     /// file (the same entries; [`crate::store::redis_audit`]), so every worker's
     /// sessions land in one trail. Needs a tokio runtime at [`EngineBuilder::start`].
+    #[cfg(feature = "redis")]
     pub fn audit_redis(
         mut self,
         store: &crate::store::RedisStore,
@@ -381,12 +386,15 @@ impl EngineBuilder {
             ActorSystem::start(self.config)
                 .map_err(|e| Error::io("starting the engine threads", e))?,
         );
-        let sink = match (self.audit.take(), self.audit_redis.take()) {
-            (Some(config), _) => Some(AuditSink::File(AuditLog::open(config)?)),
-            (None, Some((store, config))) => Some(AuditSink::Redis(Box::new(
-                crate::store::RedisAuditLog::new(&store, config),
-            ))),
-            (None, None) => None,
+        #[cfg(feature = "redis")]
+        let redis_sink = self.audit_redis.take().map(|(store, config)| {
+            AuditSink::Redis(Box::new(crate::store::RedisAuditLog::new(&store, config)))
+        });
+        #[cfg(not(feature = "redis"))]
+        let redis_sink = None;
+        let sink = match self.audit.take() {
+            Some(config) => Some(AuditSink::File(AuditLog::open(config)?)),
+            None => redis_sink,
         };
         let audit = match sink {
             None => None,

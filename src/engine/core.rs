@@ -132,7 +132,7 @@ impl SessionCore for Session {
 }
 
 /// The actors' errors as mummer's: a session's own error as it is, the engine's
-/// refusals (limit, breaker, quarantine, shutdown, deadline) as [`Error::engine`] kinds.
+/// refusals (limit, breaker, quarantine, shutdown, deadline) as engine error kinds (`Error::is_breaker_open` and the like).
 impl From<ActorError<Error>> for Error {
     fn from(e: ActorError<Error>) -> Error {
         match e {

@@ -94,6 +94,7 @@ impl Engine {
             lease_ttl: Duration::from_secs(30),
             proxies: None,
             audit: None,
+            #[cfg(feature = "redis")]
             audit_redis: None,
         }
     }

@@ -37,7 +37,7 @@ const MAX_DECODED_HEADERS: usize = 1 << 20;
 const MAX_RECORDED: usize = 1000;
 /// Longest a connection may stay open, however busy.
 const MAX_CONNECTION_TIME: Duration = Duration::from_secs(300);
-/// `GET` on this path (over HTTP/2) answers [`RESUME_PAGE`] and then closes the
+/// `GET` on this path (over HTTP/2) answers `RESUME_PAGE` and then closes the
 /// connection, so a browser comes back on a second, resumed TLS connection for the
 /// request its page makes with `fetch()`: the way to capture a browser's resumed handshake.
 pub const RESUME_PATH: &str = "/resume";

@@ -10,7 +10,7 @@
 //!
 //! This module owns lookup by name ([`Profile::named`]), aliases and validation. It does
 //! no I/O beyond reading a profile file; the TLS connector is built in [`crate::tls`],
-//! the HTTP/2 builder in [`crate::h2`], and the header list in [`headers`].
+//! the HTTP/2 builder in `src/h2.rs`, and the header list in `headers`.
 
 mod headers;
 

@@ -8,7 +8,7 @@
 //! a session: a session used from two places at once is the fastest way to get it
 //! flagged. The engine ([`crate::Engine`]) decides when to save; a store only stores.
 //!
-//! - [`file`]: one directory, atomic writes, an OS file lock per leased session;
+//! - [`file`](mod@file): one directory, atomic writes, an OS file lock per leased session;
 //! - [`redis`]: keys under a namespace, versioned saves and leases in Lua scripts;
 //! - [`dead_letters`]: the dead-letter queue as a Redis stream with consumer groups;
 //! - [`redis_rate`]: a per-host rate limit in Redis (GCRA), shared by all workers;
@@ -16,11 +16,16 @@
 //! - [`redis_audit`]: the audit trail as a Redis stream, shared by every worker;
 //! - [`url`]: `file:DIR` and `redis://HOST:PORT/DB` store URLs for the CLI and examples.
 
+#[cfg(feature = "redis")]
 pub mod dead_letters;
 pub mod file;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
 pub mod redis_audit;
+#[cfg(feature = "redis")]
 pub mod redis_rate;
+#[cfg(feature = "redis")]
 pub mod redis_tickets;
 pub mod url;
 
@@ -30,11 +35,16 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 
+#[cfg(feature = "redis")]
 pub use self::dead_letters::{ClaimedLetter, RedisDeadLetters};
 pub use self::file::FileStore;
+#[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+#[cfg(feature = "redis")]
 pub use self::redis_audit::{RedisAuditConfig, RedisAuditLog};
+#[cfg(feature = "redis")]
 pub use self::redis_rate::RedisRateLimit;
+#[cfg(feature = "redis")]
 pub use self::redis_tickets::RedisTickets;
 pub use self::url::open_store;
 

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{FileStore, RedisStore, SessionStore};
+#[cfg(feature = "redis")]
+use super::RedisStore;
+use super::{FileStore, SessionStore};
 use crate::error::{Error, Result};
 
 /// Opens the store `url` names; `namespace` applies to Redis (a file store is its own
@@ -28,7 +30,15 @@ pub fn open_store(url: &str, namespace: &str) -> Result<Arc<dyn SessionStore>> {
         || url.starts_with("rediss://")
         || url.starts_with("redis+unix://")
     {
+        #[cfg(feature = "redis")]
         return Ok(Arc::new(RedisStore::open(url, namespace)?));
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = namespace;
+            return Err(Error::invalid_input(format!(
+                "store `{url}`: this mummer was built without the `redis` feature"
+            )));
+        }
     }
     Err(Error::invalid_input(format!(
         "unknown store `{url}`: use file:DIR or redis://HOST:PORT/DB"
@@ -46,11 +56,18 @@ mod tests {
         let store = open_store(&format!("file:{}", path.display()), "ignored").unwrap();
         assert_eq!(store.describe(), format!("file:{}", path.display()));
         assert!(path.is_dir());
-        let store = open_store("redis://127.0.0.1:6390/2", "crawl").unwrap();
-        assert_eq!(
-            store.describe(),
-            "redis://127.0.0.1:6390/2 (namespace crawl)"
-        );
+        #[cfg(feature = "redis")]
+        {
+            let store = open_store("redis://127.0.0.1:6390/2", "crawl").unwrap();
+            assert_eq!(
+                store.describe(),
+                "redis://127.0.0.1:6390/2 (namespace crawl)"
+            );
+        }
+        #[cfg(not(feature = "redis"))]
+        assert!(open_store("redis://127.0.0.1:6390/2", "crawl")
+            .err()
+            .is_some_and(|e| e.to_string().contains("`redis` feature")));
         for bad in ["file:", "s3://bucket", "127.0.0.1:6379"] {
             let err = open_store(bad, "ns").err().unwrap();
             assert!(err.is_invalid_input(), "{bad}: {err}");
