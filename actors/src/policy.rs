@@ -269,8 +269,13 @@ impl RetryPolicy {
     }
 
     /// What to do after `outcome` (with the block detector's verdict), the result of
-    /// attempt number `attempt` (1-based), given the time left before the deadline and
-    /// a uniform random `unit` in `[0, 1]` for the jitter.
+    /// attempt number `attempt` (1-based), given the time left before the deadline, a
+    /// uniform random `unit` in `[0, 1]` for the jitter, and whether the request may be
+    /// sent again at all (`replayable`: an idempotent method or an `Idempotency-Key`,
+    /// see [`is_idempotent`]; one that may not is never retried).
+    ///
+    /// This is where a retry is decided; the dispatcher only carries it out.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &self,
         outcome: &Attempt,
@@ -279,14 +284,32 @@ impl RetryPolicy {
         now: SystemTime,
         time_left: Duration,
         unit: f64,
+        replayable: bool,
     ) -> Decision {
         let class = self.classification.class_of(outcome, detected);
-        self.decide_class(class, outcome, attempt, now, time_left, unit)
+        self.decide_class(class, outcome, attempt, now, time_left, unit, replayable)
     }
 
     /// [`RetryPolicy::decide`] for an outcome already classified as `class` (the
     /// dispatcher classifies once per attempt).
+    #[allow(clippy::too_many_arguments)]
     pub fn decide_class(
+        &self,
+        class: Class,
+        outcome: &Attempt,
+        attempt: usize,
+        now: SystemTime,
+        time_left: Duration,
+        unit: f64,
+        replayable: bool,
+    ) -> Decision {
+        match self.decide_retry(class, outcome, attempt, now, time_left, unit) {
+            Decision::RetryAfter(_) if !replayable => Decision::GiveUp,
+            decision => decision,
+        }
+    }
+
+    fn decide_retry(
         &self,
         class: Class,
         outcome: &Attempt,
@@ -456,7 +479,7 @@ mod tests {
         let now = SystemTime::now();
         let left = Duration::from_secs(100);
         let d = |a: Attempt, n: usize, left: Duration, unit: f64| {
-            p.decide(&a, None, n, now, left, unit)
+            p.decide(&a, None, n, now, left, unit, true)
         };
         assert_eq!(d(resp(200, None), 1, left, 0.5), Decision::Done);
         assert_eq!(d(resp(404, None), 1, left, 0.5), Decision::DeadLetter);
@@ -494,6 +517,13 @@ mod tests {
             Decision::GiveUp,
             "429 past the limit is given up, not a quarantine"
         );
+        // A request that may not be sent twice (a POST without an Idempotency-Key) is
+        // given up where another would be retried; its other verdicts stand.
+        let once = |a: Attempt| p.decide(&a, None, 1, now, left, 0.5, false);
+        assert_eq!(once(resp(503, None)), Decision::GiveUp, "not replayable");
+        assert_eq!(once(resp(404, None)), Decision::DeadLetter);
+        assert_eq!(once(resp(403, None)), Decision::Quarantine);
+        assert_eq!(once(resp(200, None)), Decision::Done);
         assert_eq!(
             d(resp(429, None), 1, left, 0.0),
             Decision::RetryAfter(Duration::from_millis(250)),
@@ -504,12 +534,28 @@ mod tests {
             Decision::RetryAfter(Duration::from_secs(1))
         );
         assert_eq!(
-            p.decide(&resp(200, None), Some(Detected::Blocked), 1, now, left, 0.5),
+            p.decide(
+                &resp(200, None),
+                Some(Detected::Blocked),
+                1,
+                now,
+                left,
+                0.5,
+                true
+            ),
             Decision::Quarantine,
             "a detected block page quarantines"
         );
         assert_eq!(
-            p.decide(&resp(200, None), Some(Detected::Retry), 1, now, left, 1.0),
+            p.decide(
+                &resp(200, None),
+                Some(Detected::Retry),
+                1,
+                now,
+                left,
+                1.0,
+                true
+            ),
             Decision::RetryAfter(Duration::from_millis(500)),
             "a detected soft failure is retried"
         );

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::core::SessionCore;
-use crate::dispatch::{Dispatcher, SharedState};
+use crate::dispatch::{Dispatcher, MarkQuarantined, SharedState};
 use crate::events::{CloseReason, EngineEvent};
 use crate::session_actor::{Retire, Running, SessionActor};
 
@@ -382,11 +382,6 @@ impl<C: SessionCore> Handler<ReapNow> for Supervisor<C> {
         self.reap(ctx);
     }
 }
-
-/// Mark a session quarantined (from the dispatcher).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MarkQuarantined(pub String);
 
 impl<C: SessionCore> Handler<MarkQuarantined> for Supervisor<C> {
     type Result = ();

@@ -201,12 +201,13 @@ impl<C: SessionCore> ActorSystem<C> {
                     let supervisor = Supervisor::create(move |ctx| {
                         let me = ctx.address();
                         let placements: Vec<Placement<C>> = if handles.is_empty() {
-                            vec![(None, Dispatcher::new(state, hook, me).start())]
+                            vec![(None, Dispatcher::new(state, hook, me.recipient()).start())]
                         } else {
                             handles
                                 .into_iter()
                                 .map(|h| {
-                                    let (st, hk, sup) = (state.clone(), hook.clone(), me.clone());
+                                    let (st, hk, sup) =
+                                        (state.clone(), hook.clone(), me.clone().recipient());
                                     let d = Dispatcher::start_in_arbiter(&h, move |_| {
                                         Dispatcher::new(st, hk, sup)
                                     });
@@ -219,7 +220,7 @@ impl<C: SessionCore> ActorSystem<C> {
                     });
                     // A dispatcher on the system thread for engine-wide calls (dead
                     // letters, breakers, host rates) and for stopping the system.
-                    let control = Dispatcher::new(shared, hooks, supervisor.clone());
+                    let control = Dispatcher::new(shared, hooks, supervisor.clone().recipient());
                     let context = control.context();
                     let _ = tx.send((supervisor, control.start(), context));
                 });

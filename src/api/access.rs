@@ -1,6 +1,7 @@
 //! Who is calling the API or the proxy, and what they may touch: the operator's token,
 //! the tenants' tokens ([`TenantTokens`], from `mummer serve --tenant-tokens FILE`) and
-//! the [`Caller`] a presented secret stands for.
+//! the [`Caller`] a presented secret stands for, and [`visible_session`], where every
+//! route and the proxy find a session the caller may see.
 //!
 //! The rules, enforced by the routes and the proxy:
 //! - no token configured at all: every caller is the operator (loopback only, see
@@ -21,8 +22,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use super::problem::Problem;
+use crate::engine::EngineSession;
 use crate::error::{Error, Result};
 use crate::tenant::check_tenant;
+use crate::Engine;
 
 /// Shortest token accepted (operator or tenant).
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -184,6 +188,23 @@ impl Access {
             }
         }
         found
+    }
+}
+
+/// The live session `id` when the caller may see it; another tenant's session is "not
+/// found", exactly like a missing one. Not marked used: reading a session (stats,
+/// cookies, a snapshot) never keeps it from being reaped. Sending on it marks it used
+/// by itself; `POST .../touch` does on purpose.
+pub(crate) async fn visible_session(
+    engine: &Engine,
+    caller: &Caller,
+    id: &str,
+) -> std::result::Result<EngineSession, Problem> {
+    let session = engine.peek_session(id).await?;
+    if caller.can_see(session.session().tenant()) {
+        Ok(session)
+    } else {
+        Err(Error::session_not_found(id).into())
     }
 }
 

@@ -17,6 +17,10 @@
 //! proxy headers are dropped both ways. Cookies belong to the session: the jar stores a
 //! response's `Set-Cookie` and it is not passed to the client, so a cookie-keeping
 //! client never sends the session's cookies twice. Redirects are returned to the client.
+//!
+//! Why one file (about 575 lines of code): plain-HTTP forwarding and the MITM tunnel
+//! share the header rules and the session lookup; both are one request's path through
+//! the proxy.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -350,7 +354,7 @@ async fn pick_session(
                 "no X-Mummer-Session header: name the session to send this through (create one with POST /v1/sessions), or start the proxy with --default-session",
             )
         })?;
-    let session = super::routes::visible_session(&ctx.engine, caller, &id).await?;
+    let session = super::access::visible_session(&ctx.engine, caller, &id).await?;
     // The proxy sends on it next: marked used before the reaper can take it.
     session.touch();
     Ok(session)

@@ -3,6 +3,10 @@
 //!
 //! The table of routes is [`router`]; `docs/openapi.json` describes the same table and a
 //! test checks that they agree.
+//!
+//! Why one file (about 890 lines): one short handler per operation beside the route
+//! table, in the order of `docs/openapi.json`; a handler is found by its path in the
+//! table, and the document test reads the table from this file.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,13 +26,14 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
+use super::access::visible_session;
 use super::access::{Access, Caller};
 use super::problem::Problem;
 use super::proxy::ProxyStats;
 use super::transport::{ParsedTransport, TransportOptions};
 use super::wire::{CreateSession, RequestSpec, ResponseView, Rotate, SetIdentifier, SetRoutes};
 use crate::cookies::formats::{self, CookieFormat};
-use crate::engine::{Engine, EngineSession, SessionConfig};
+use crate::engine::{Engine, SessionConfig};
 use crate::profile::RequestKind;
 use crate::session::SnapshotKey;
 
@@ -271,24 +276,6 @@ fn operator_only(caller: &Caller, what: &str) -> ApiResult<()> {
         Caller::Tenant(t) => Err(Problem::forbidden(format!(
             "{what} spans every tenant: it takes the operator's token, not tenant {t}'s"
         ))),
-    }
-}
-
-/// The live session `id`, when the caller may see it; another tenant's session is
-/// "not found", exactly like a missing one.
-/// The addressed session when the caller may see it, not marked used: reading a
-/// session (stats, cookies, a snapshot) never keeps it from being reaped. Sending on
-/// it marks it used by itself; `POST .../touch` does on purpose.
-pub(crate) async fn visible_session(
-    engine: &Engine,
-    caller: &Caller,
-    id: &str,
-) -> ApiResult<EngineSession> {
-    let session = engine.peek_session(id).await?;
-    if caller.can_see(session.session().tenant()) {
-        Ok(session)
-    } else {
-        Err(crate::Error::session_not_found(id).into())
     }
 }
 

@@ -21,6 +21,11 @@
 //!
 //! [`formats`] reads and writes Netscape `cookies.txt`, Playwright `storageState` and
 //! the DevTools `Network.setCookies` shape.
+//!
+//! Why one file (about 620 lines of code, 380 of tests): the jar's bookkeeping (indexes
+//! by domain, per-site counts, expiry) must stay consistent with `cookie_store` on
+//! every insert and eviction, and is easiest to check in one place; the rules are
+//! `policy.rs`, the file formats `formats.rs`.
 
 pub mod formats;
 mod policy;

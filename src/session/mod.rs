@@ -14,6 +14,7 @@
 //! written on it.
 
 pub mod cache;
+mod hop;
 pub mod nav;
 pub mod redirect;
 pub(crate) mod snapshot;
@@ -29,13 +30,10 @@ use serde::Serialize;
 use url::Url;
 use uuid::Uuid;
 
-use self::cache::Lookup;
 pub use self::cache::{CacheConfig, ConditionalCache};
 pub use self::snapshot::{SessionSnapshot, SnapshotKey, SNAPSHOT_VERSION};
 use crate::client::{CacheStatus, Client, ClientBuilder, Redirect, Response, TransportStats};
-use crate::cookies::{
-    CookieContext, CookieJar, CookieLimits, CookieRecord, ImportedCookies, TrackingFilter,
-};
+use crate::cookies::{CookieJar, CookieLimits, CookieRecord, ImportedCookies, TrackingFilter};
 use crate::error::{Error, Result};
 use crate::profile::{Profile, RequestKind};
 use crate::request::RequestUrl;
@@ -585,250 +583,75 @@ impl SessionRequest {
         if !session.is_active() {
             return Err(Error::closed(format!("session {}", s.id)));
         }
-        let mut url = http_url(self.url)?;
+        let url = http_url(self.url)?;
         session.touch();
         s.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlightGuard(&s.in_flight);
 
         let kind = self.kind;
-        let top_level = kind == RequestKind::Navigation;
-        let initiator = if top_level && self.typed {
+        let initiator = if kind == RequestKind::Navigation && self.typed {
             None
         } else {
             session.state().document.clone()
         };
-        let template_has_site = session
-            .profile()
-            .template(kind)
-            .headers
-            .iter()
-            .any(|(n, _)| n == "sec-fetch-site");
-        let mut site = nav::fetch_site(initiator.as_ref(), &url);
-        let mut method = self.method;
-        let mut body = self.body;
-        let mut caller = self.headers;
-        let mut redirects = Vec::new();
-        let use_cache = self.use_cache;
-
+        let profile = session.profile();
+        let plan = hop::Plan {
+            profile,
+            kind,
+            template_has_site: profile
+                .template(kind)
+                .headers
+                .iter()
+                .any(|(n, _)| n == "sec-fetch-site"),
+            initiator,
+            use_cache: self.use_cache,
+            follow_redirects: self.follow_redirects,
+            max_redirects: s.max_redirects,
+        };
+        let mut hop = hop::Hop {
+            site: nav::fetch_site(plan.initiator.as_ref(), &url),
+            method: self.method,
+            url,
+            body: self.body,
+            caller: self.headers,
+            redirects: Vec::new(),
+        };
         loop {
-            let safe = matches!(method, Method::GET | Method::HEAD);
-            let ctx = CookieContext {
-                cross_site: site.is_cross_site(),
-                top_level_navigation: top_level,
-                safe_method: safe,
+            // The session lock is taken for each decision, never across the exchange.
+            let outgoing = hop::outgoing(&mut session.state(), &plan, &hop, SystemTime::now());
+            let (headers, sent) = match outgoing {
+                hop::Outgoing::Fresh(resp) => {
+                    return Ok(finish(
+                        &session,
+                        kind,
+                        hop.url,
+                        resp,
+                        hop.redirects,
+                        CacheStatus::Hit,
+                    ))
+                }
+                hop::Outgoing::Send(headers, sent) => (headers, sent),
             };
-            let caller_has = |n: &HeaderName| caller.iter().any(|(h, _)| h == n);
-            let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(caller.len() + 8);
-            if template_has_site && !caller_has(&SESSION_HEADERS[2]) {
-                extra.push((
-                    SESSION_HEADERS[2].clone(),
-                    HeaderValue::from_static(site.as_str()),
-                ));
-            }
-            if let Some(from) = &initiator {
-                if !caller_has(&http::header::REFERER) {
-                    if let Some(r) =
-                        nav::referrer(from, &url).and_then(|r| HeaderValue::from_str(&r).ok())
-                    {
-                        extra.push((http::header::REFERER, r));
-                    }
-                }
-            }
-            if nav::sends_origin(kind, &method, site) && !caller_has(&http::header::ORIGIN) {
-                if let Ok(v) = HeaderValue::from_str(&nav::origin_value(initiator.as_ref())) {
-                    extra.push((http::header::ORIGIN, v));
-                }
-            }
-            let now = SystemTime::now();
-            let cache_req =
-                (use_cache && method == Method::GET).then(|| cache_request(&url, &caller));
-            let (jar_cookie, hints, lookup) = {
-                let mut st = session.state();
-                let jar_cookie = st.jar.header_for(&url, ctx);
-                // The origin is serialized (an allocation) only when some origin asked
-                // for client hints.
-                let hints = if st.accept_ch.is_empty() {
-                    Default::default()
-                } else {
-                    st.accept_ch
-                        .get(&url.origin().ascii_serialization())
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                let lookup = cache_req
-                    .as_ref()
-                    .map(|req| st.cache.lookup(url.as_str(), req, now));
-                (jar_cookie, hints, lookup)
-            };
-            if let Some(Lookup::Fresh(hit)) = lookup {
-                let resp = Response::from_cache(
-                    url.to_string(),
-                    hit.status,
-                    hit.headers,
-                    hit.body,
-                    CacheStatus::Hit,
-                );
-                return Ok(finish(
-                    &session,
-                    kind,
-                    url,
-                    resp,
-                    redirects,
-                    CacheStatus::Hit,
-                ));
-            }
-            for (name, value) in &session.profile().client_hints {
-                if hints.iter().any(|h| h == name) && !extra.iter().any(|(n, _)| n == name.as_str())
-                {
-                    if let (Ok(n), Ok(v)) = (
-                        HeaderName::from_bytes(name.as_bytes()),
-                        HeaderValue::from_str(value),
-                    ) {
-                        extra.push((n, v));
-                    }
-                }
-            }
-            let mut sent_validators = false;
-            if let Some(Lookup::Revalidate(validators)) = &lookup {
-                for (n, v) in validators {
-                    if !caller_has(n) {
-                        extra.push((n.clone(), v.clone()));
-                        sent_validators = true;
-                    }
-                }
-            }
-            let mut headers: Vec<(HeaderName, HeaderValue)> = caller
-                .iter()
-                .filter(|(n, _)| n != http::header::COOKIE)
-                .cloned()
-                .collect();
-            headers.extend(extra);
-            let caller_cookie: Vec<&str> = caller
-                .iter()
-                .filter(|(n, _)| n == http::header::COOKIE)
-                .filter_map(|(_, v)| v.to_str().ok())
-                .collect();
-            let cookie = caller_cookie
-                .into_iter()
-                .map(str::to_string)
-                .chain(jar_cookie)
-                .collect::<Vec<_>>()
-                .join("; ");
-            if !cookie.is_empty() {
-                if let Ok(v) = HeaderValue::from_str(&cookie) {
-                    headers.push((http::header::COOKIE, v));
-                }
-            }
-
             s.request_count.fetch_add(1, Ordering::Relaxed);
             let mut req = s
                 .client
-                .request_parsed(method.clone(), url.clone())
+                .request_parsed(hop.method.clone(), hop.url.clone())
                 .kind(kind)
                 .headers(headers);
-            if let Some(b) = &body {
+            if let Some(b) = &hop.body {
                 req = req.body(b.clone());
             }
             let resp = req.send().await?;
-
-            // Cookies from every response: redirects and errors included.
-            let set_cookies: Vec<&str> = resp
-                .wire_headers()
-                .iter()
-                .filter(|(n, _)| n == http::header::SET_COOKIE)
-                // UTF-8, not only visible ASCII: browsers keep UTF-8 octets in values.
-                .filter_map(|(_, v)| std::str::from_utf8(v.as_bytes()).ok())
-                .collect();
-            let accept_ch: Option<Vec<String>> = (url.scheme() == "https")
-                .then(|| resp.headers().get("accept-ch"))
-                .flatten()
-                .and_then(|v| v.to_str().ok())
-                .map(|v| {
-                    v.split(',')
-                        .map(|h| h.trim().to_ascii_lowercase())
-                        .filter(|h| !h.is_empty())
-                        .collect()
-                });
-            let mut cache_status = match (&lookup, sent_validators) {
-                (None, _) => CacheStatus::NotUsed,
-                (Some(_), false) => CacheStatus::Miss,
-                (Some(_), true) if resp.status() == http::StatusCode::NOT_MODIFIED => {
-                    CacheStatus::NotModified
-                }
-                (Some(_), true) => CacheStatus::Modified,
-            };
-            let served = {
+            let absorbed = {
                 let mut st = session.state();
-                st.jar.store_response(set_cookies, &url, ctx);
+                let absorbed =
+                    hop::absorb(&mut st, &plan, &mut hop, &sent, resp, SystemTime::now());
                 metrics::histogram!("cookie_jar_size_bytes").record(st.jar.size_bytes() as f64);
-                if let Some(hints) = accept_ch {
-                    st.accept_ch
-                        .insert(url.origin().ascii_serialization(), hints);
-                }
-                match &cache_req {
-                    Some(req) => st.cache.update(
-                        url.as_str(),
-                        req,
-                        resp.status(),
-                        resp.wire_headers(),
-                        resp.body(),
-                        SystemTime::now(),
-                    ),
-                    None => None,
-                }
-            };
-            if let Some(hit) = served.filter(|_| sent_validators) {
-                cache_status = CacheStatus::Revalidated;
-                let resp = Response::from_cache(
-                    url.to_string(),
-                    hit.status,
-                    hit.headers,
-                    hit.body,
-                    cache_status,
-                );
-                return Ok(finish(&session, kind, url, resp, redirects, cache_status));
+                absorbed
+            }?;
+            if let hop::Absorbed::Done(resp, cache) = absorbed {
+                return Ok(finish(&session, kind, hop.url, resp, hop.redirects, cache));
             }
-
-            let location = resp
-                .headers()
-                .get(http::header::LOCATION)
-                .and_then(|v| v.to_str().ok());
-            let hop = if self.follow_redirects {
-                redirect::next_hop(resp.status(), &method, &url, location)
-            } else {
-                None
-            };
-            let Some(hop) = hop else {
-                return Ok(finish(&session, kind, url, resp, redirects, cache_status));
-            };
-            if redirects.len() >= s.max_redirects {
-                return Err(Error::redirect(format!(
-                    "more than {} redirects (last: {} to {}); raise the limit with max_redirects",
-                    s.max_redirects,
-                    resp.status().as_u16(),
-                    hop.url
-                ))
-                .with_url(url));
-            }
-            redirects.push(Redirect {
-                url: url.to_string(),
-                status: resp.status().as_u16(),
-            });
-            if hop.cross_origin {
-                caller
-                    .retain(|(n, _)| n != http::header::AUTHORIZATION && n != http::header::COOKIE);
-            }
-            if !hop.keep_body {
-                body = None;
-                caller.retain(|(n, _)| {
-                    n != http::header::CONTENT_TYPE && n != http::header::CONTENT_LENGTH
-                });
-            }
-            if initiator.is_some() {
-                site = site.worst(nav::fetch_site(initiator.as_ref(), &hop.url));
-            }
-            method = hop.method;
-            url = hop.url;
         }
     }
 }

@@ -5,9 +5,7 @@ use std::io::Write;
 
 use mummer::api::TransportOptions;
 use mummer::RetryPolicy;
-use mummer::{
-    Client, ClientBuilder, Engine, Profile, RequestKind, Response, Session, SessionConfig,
-};
+use mummer::{Client, ClientBuilder, Engine, Profile, RequestKind, Response, SessionConfig};
 
 use crate::session_cmd::{session_key, SessionFile};
 use crate::{CliResult, FetchArgs};
@@ -237,14 +235,4 @@ fn print_response(args: &FetchArgs, response: &Response) -> CliResult {
     }
     std::io::stdout().write_all(&out)?;
     Ok(())
-}
-
-/// A session for `profile` with the given transport, not loaded from anywhere.
-pub fn new_session(
-    profile: &str,
-    transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
-) -> CliResult<Session> {
-    Ok(Session::builder(Profile::resolve(profile)?)
-        .transport(transport)
-        .build()?)
 }

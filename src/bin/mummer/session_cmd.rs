@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 
 use mummer::cookies::formats::{self, CookieFormat};
-use mummer::{ClientBuilder, Session, SnapshotKey};
+use mummer::{ClientBuilder, Profile, Session, SnapshotKey};
 
-use crate::fetch::new_session;
 use crate::{CliResult, CookiesCommand, SessionCommand};
 
 /// The key from `--session-key`, else `MUMMER_SESSION_KEY`, else none (plain JSON).
@@ -171,4 +170,14 @@ pub fn cookies(command: CookiesCommand) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// A session for `profile` with the given transport, not loaded from anywhere.
+fn new_session(
+    profile: &str,
+    transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> CliResult<Session> {
+    Ok(Session::builder(Profile::resolve(profile)?)
+        .transport(transport)
+        .build()?)
 }
