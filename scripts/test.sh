@@ -16,6 +16,8 @@ for feature in redis api; do
     cargo clippy --workspace --lib --no-default-features --features "$feature" -- -D warnings
 done
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# The API documentation as docs.rs builds it (all features): no broken or private link.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 # The multi-process crawl test runs the crawl example's binary; `cargo test` builds
 # examples only as test harnesses.
 cargo build --workspace --examples --all-features

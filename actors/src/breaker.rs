@@ -18,7 +18,7 @@
 //!   for longer than [`BreakerConfig::probe_timeout`] is presumed lost, so the breaker
 //!   can never stay wedged.
 //!
-//! What counts as a failure for which breaker is decided in [`crate::policy::signals`];
+//! What counts as a failure for which breaker is decided in [`crate::policy::Classification::signals`];
 //! this module only counts.
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Who is calling the API or the proxy, and what they may touch: the operator's token,
 //! the tenants' tokens ([`TenantTokens`], from `mummer serve --tenant-tokens FILE`) and
-//! the [`Caller`] a presented secret stands for, and [`visible_session`], where every
+//! the [`Caller`] a presented secret stands for, and `visible_session`, where every
 //! route and the proxy find a session the caller may see.
 //!
 //! The rules, enforced by the routes and the proxy:
