@@ -620,7 +620,8 @@ impl SessionRequest {
             // The session lock is taken for each decision, never across the exchange.
             let outgoing = hop::outgoing(&mut session.state(), &plan, &hop, SystemTime::now());
             let (headers, sent) = match outgoing {
-                hop::Outgoing::Fresh(resp) => {
+                hop::Outgoing::Fresh(hit) => {
+                    let resp = cached(&hop.url, hit, CacheStatus::Hit);
                     return Ok(finish(
                         &session,
                         kind,
@@ -628,7 +629,7 @@ impl SessionRequest {
                         resp,
                         hop.redirects,
                         CacheStatus::Hit,
-                    ))
+                    ));
                 }
                 hop::Outgoing::Send(headers, sent) => (headers, sent),
             };
@@ -645,15 +646,28 @@ impl SessionRequest {
             let absorbed = {
                 let mut st = session.state();
                 let absorbed =
-                    hop::absorb(&mut st, &plan, &mut hop, &sent, resp, SystemTime::now());
+                    hop::absorb(&mut st, &plan, &mut hop, &sent, &resp, SystemTime::now());
                 metrics::histogram!("cookie_jar_size_bytes").record(st.jar.size_bytes() as f64);
                 absorbed
             }?;
-            if let hop::Absorbed::Done(resp, cache) = absorbed {
-                return Ok(finish(&session, kind, hop.url, resp, hop.redirects, cache));
+            match absorbed {
+                hop::Absorbed::Done(cache) => {
+                    return Ok(finish(&session, kind, hop.url, resp, hop.redirects, cache));
+                }
+                hop::Absorbed::Revalidated(hit) => {
+                    let cache = CacheStatus::Revalidated;
+                    let resp = cached(&hop.url, hit, cache);
+                    return Ok(finish(&session, kind, hop.url, resp, hop.redirects, cache));
+                }
+                hop::Absorbed::Follow => {}
             }
         }
     }
+}
+
+/// The cache's copy of `url` as the response.
+fn cached(url: &Url, hit: cache::CachedResponse, status: CacheStatus) -> Response {
+    Response::from_cache(url.to_string(), hit.status, hit.headers, hit.body, status)
 }
 
 /// Records a navigation's final URL as the document and fills in the session details.
