@@ -303,26 +303,16 @@ impl RetryPolicy {
         unit: f64,
         replayable: bool,
     ) -> Decision {
-        match self.decide_retry(class, outcome, attempt, now, time_left, unit) {
-            Decision::RetryAfter(_) if !replayable => Decision::GiveUp,
-            decision => decision,
-        }
-    }
-
-    fn decide_retry(
-        &self,
-        class: Class,
-        outcome: &Attempt,
-        attempt: usize,
-        now: SystemTime,
-        time_left: Duration,
-        unit: f64,
-    ) -> Decision {
         match class {
             Class::Success => return Decision::Done,
             Class::NonRecoverable => return Decision::DeadLetter,
             Class::Blocked => return Decision::Quarantine,
             Class::Recoverable => {}
+        }
+        // Everything below ends in a retry or giving up: one that may not be sent
+        // twice is given up at once.
+        if !replayable {
+            return Decision::GiveUp;
         }
         let (status, retry_after) = match outcome {
             Attempt::Response {
