@@ -22,6 +22,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quie
 # examples only as test harnesses.
 cargo build --workspace --examples --all-features
 cargo test --workspace --all-targets --all-features
+# The examples in the API documentation run too (`--all-targets` leaves them out).
+cargo test --workspace --doc --all-features
 # schemathesis against the `mummer` binary `cargo test` just built (about 80 s).
 bash scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/mummer"
 # Every fuzz target for 10 s, built without a sanitizer in its own target directory

@@ -78,7 +78,7 @@ pub mod store;
 pub mod tenant;
 pub mod tls;
 
-pub use client::{Client, ClientBuilder, HttpVersionPref, RequestBuilder, Response, Timings};
+pub use client::{Client, ClientBuilder, ClientRequest, HttpVersionPref, Response, Timings};
 pub use decode::decode_body;
 pub use engine::{
     BlockCheck, Detected, Engine, EngineBuilder, EngineSession, RequestSite, SessionConfig,
@@ -95,4 +95,5 @@ pub use mummer_actors::policy::{parse_retry_after, RetryPolicy};
 pub use mummer_actors::rate::Rate;
 pub use mummer_actors::{CloseReason, EngineEvent};
 pub use profile::{Profile, RequestKind};
+pub use request::{Request, RequestBuilder, RequestOptions, SessionTarget};
 pub use session::{Session, SessionBuilder, SessionSnapshot, SessionStats, SnapshotKey};

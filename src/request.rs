@@ -1,12 +1,282 @@
-//! What every request builder shares: the URL as the caller handed it over
-//! ([`RequestUrl`]) and the one parser of a header given as text
-//! ([`parse_header`]). The client's `RequestBuilder`, the session's `SessionRequest`
-//! and the engine's `EngineRequestBuilder` all hold their URL and parse their headers
-//! here, so each rule is written once.
+//! One request, whichever layer sends it: [`Request`] (method, URL, headers, body, kind
+//! and options, everything needed to send it again) and [`RequestBuilder`], the one
+//! builder that puts it together. The client, the session and the engine each start a
+//! `RequestBuilder` on themselves and end it with their own `send`, which hands the
+//! built `Request` to `Client::execute`, `Session::execute` or the engine's retry actor:
+//! a request is put together once and carried as it is from the engine to the wire.
+//!
+//! The one parser of a header given as text ([`parse_header`]) and the URL as the
+//! caller handed it over ([`RequestUrl`]) are here too, so each rule is written once.
 
-use http::{HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
 
 use crate::error::{Error, Result};
+use crate::profile::RequestKind;
+
+/// One request: method, URL, headers, body, [`RequestKind`] and [`RequestOptions`].
+///
+/// Built by a [`RequestBuilder`] (`client.get(url)`, `session.post(url)`,
+/// `engine_session.request(method, url)`) or directly, and sent by `Client::execute`,
+/// `Session::execute` or a builder's `send`. Cheap to clone: the body is shared.
+///
+/// ```
+/// use mummer::{Request, RequestKind};
+///
+/// let mut request = Request::new(http::Method::GET, "https://example.test/api");
+/// request.set_kind(RequestKind::Fetch);
+/// request.headers_mut().push((http::header::ACCEPT, "application/json".parse().unwrap()));
+/// assert_eq!(request.url(), "https://example.test/api");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub(crate) method: Method,
+    /// Parsed when the request was made (a text that did not parse stays text and is
+    /// reported when the request is sent): each layer reads the parsed URL, none
+    /// parses it again.
+    pub(crate) url: RequestUrl,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) body: Option<Bytes>,
+    pub(crate) kind: RequestKind,
+    pub(crate) options: RequestOptions,
+}
+
+/// How a session treats a request. A bare `Client` follows no redirects and has no
+/// cache or navigation context, so it reads none of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// A navigation the user typed: no initiator, so `sec-fetch-site: none` and no
+    /// `Referer` (default false: a link followed from the current document).
+    pub typed: bool,
+    /// Consult and fill the conditional cache (default true).
+    pub use_cache: bool,
+    /// Follow redirects up to the session's limit (default true); false returns them.
+    pub follow_redirects: bool,
+}
+
+impl Default for RequestOptions {
+    fn default() -> Self {
+        RequestOptions {
+            typed: false,
+            use_cache: true,
+            follow_redirects: true,
+        }
+    }
+}
+
+impl Request {
+    /// A request for `url`, a navigation with default options. The URL is parsed now;
+    /// one that does not parse is reported (as written) when the request is sent.
+    pub fn new(method: Method, url: &str) -> Request {
+        Request::with_url(method, RequestUrl::parse(url))
+    }
+
+    /// A request for a URL the caller already parsed.
+    pub fn from_url(method: Method, url: url::Url) -> Request {
+        Request::with_url(method, RequestUrl::Parsed(url))
+    }
+
+    fn with_url(method: Method, url: RequestUrl) -> Request {
+        Request {
+            method,
+            url,
+            headers: Vec::new(),
+            body: None,
+            kind: RequestKind::Navigation,
+            options: RequestOptions::default(),
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The URL: as serialized when it parsed, as written when it did not.
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// The caller's headers, in order. A name the profile's template knows takes the
+    /// template's position when sent; others go after the template's, in this order.
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
+
+    /// The caller's headers, to change.
+    pub fn headers_mut(&mut self) -> &mut Vec<(HeaderName, HeaderValue)> {
+        &mut self.headers
+    }
+
+    /// Adds a header given as text (see [`RequestBuilder::header`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`] naming the header when the name is not a token or
+    /// the value holds a byte a header value may not; the request is unchanged then.
+    pub fn push_header(&mut self, name: &str, value: &str) -> Result<()> {
+        self.headers.push(parse_header(name, value)?);
+        Ok(())
+    }
+
+    /// The body, if any.
+    pub fn body(&self) -> Option<&Bytes> {
+        self.body.as_ref()
+    }
+
+    /// Sets or removes the body.
+    pub fn set_body(&mut self, body: Option<Bytes>) {
+        self.body = body;
+    }
+
+    /// What the request is for: picks the profile's header template and priority.
+    pub fn kind(&self) -> RequestKind {
+        self.kind
+    }
+
+    /// Sets the kind.
+    pub fn set_kind(&mut self, kind: RequestKind) {
+        self.kind = kind;
+    }
+
+    /// The options a session reads.
+    pub fn options(&self) -> RequestOptions {
+        self.options
+    }
+
+    /// The options, to change.
+    pub fn options_mut(&mut self) -> &mut RequestOptions {
+        &mut self.options
+    }
+
+    /// Whether the caller named a header (case-insensitive, as header names are).
+    pub(crate) fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(n, _)| n == name)
+    }
+}
+
+/// A [`Request`] being put together on `T` (a `Client`, a `Session` or an
+/// `EngineSession`); `T`'s `send` performs it. A malformed header is kept as the first
+/// error and reported by `send` or [`RequestBuilder::build`], so a chain of setters
+/// never needs a `?`.
+#[derive(Debug)]
+pub struct RequestBuilder<T> {
+    target: T,
+    request: Request,
+    error: Option<Error>,
+}
+
+impl<T> RequestBuilder<T> {
+    /// A builder sending `request` on `target`.
+    pub(crate) fn new(target: T, request: Request) -> Self {
+        RequestBuilder {
+            target,
+            request,
+            error: None,
+        }
+    }
+
+    /// Adds a header given as text. A name the profile's template knows takes the
+    /// template's position; others go after the template's headers, in the order
+    /// added. On a session, a caller's `referer`, `origin` or `sec-fetch-site`
+    /// replaces the computed one, and a caller's `cookie` goes before the jar's.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match parse_header(name, value) {
+            Ok(header) => self.request.headers.push(header),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Adds a header given as curl's `Name: value`.
+    pub fn header_line(mut self, line: &str) -> Self {
+        match line.split_once(':') {
+            Some((n, v)) => self.header(n, v),
+            None => {
+                self.error.get_or_insert(Error::invalid_input(format!(
+                    "invalid header `{line}`: expected `Name: value`"
+                )));
+                self
+            }
+        }
+    }
+
+    /// Adds a parsed header (see [`RequestBuilder::header`]).
+    pub fn header_value(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.request.headers.push((name, value));
+        self
+    }
+
+    /// Adds parsed headers, in order (see [`RequestBuilder::header`]).
+    pub fn headers(mut self, headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Self {
+        self.request.headers.extend(headers);
+        self
+    }
+
+    /// Sets the body (in memory, so a 307/308 or a retry can send it again).
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.request.body = Some(body.into());
+        self
+    }
+
+    /// What the request is for: picks the profile's headers and priority, and on a
+    /// session how the navigation context applies (a navigation replaces the current
+    /// document).
+    pub fn kind(mut self, kind: RequestKind) -> Self {
+        self.request.kind = kind;
+        self
+    }
+
+    /// The request, without sending it.
+    ///
+    /// # Errors
+    ///
+    /// The first malformed header given ([`Error::is_invalid_input`]).
+    pub fn build(self) -> Result<Request> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.request),
+        }
+    }
+
+    /// The target, the request and the first error met while building.
+    pub(crate) fn into_parts(self) -> (T, Request, Option<Error>) {
+        (self.target, self.request, self.error)
+    }
+}
+
+/// Targets with a navigation context, a cache and redirects to follow: a `Session`
+/// and an `EngineSession` (sealed).
+pub trait SessionTarget: sealed::Sealed {}
+
+pub(crate) mod sealed {
+    /// Keeps [`super::SessionTarget`] to this crate's types.
+    pub trait Sealed {}
+}
+
+impl<T: SessionTarget> RequestBuilder<T> {
+    /// A navigation the user typed (no initiator: `sec-fetch-site: none`, no
+    /// `Referer`), instead of a link followed from the current document.
+    pub fn typed(mut self) -> Self {
+        self.request.options.typed = true;
+        self
+    }
+
+    /// Bypass the conditional cache for this request (no validators sent, nothing
+    /// stored).
+    pub fn no_cache(mut self) -> Self {
+        self.request.options.use_cache = false;
+        self
+    }
+
+    /// Return redirects instead of following them.
+    pub fn no_redirects(mut self) -> Self {
+        self.request.options.follow_redirects = false;
+        self
+    }
+}
 
 /// A header given as text, parsed: the name and value with surrounding whitespace
 /// trimmed (as a header line would be read).

@@ -12,7 +12,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | [`ClientBuilder`] (every transport setting), [`Client`] and its counters |
-//! | `request.rs` | [`RequestBuilder`]: one exchange, from target to decoded [`Response`] |
+//! | `request.rs` | [`Client::execute`]: one exchange of a [`Request`], from target to decoded [`Response`] |
 //! | `pool.rs` | the per-origin pool: pooled HTTP/2 and idle HTTP/1.1 connections, the dial gate |
 //! | `connect.rs` | opening a connection (dial, TLS, HTTP/2 handshake) and one HTTP/1.1 or HTTP/2 exchange on it |
 //! | `response.rs` | [`Response`], [`Timings`], [`Redirect`], [`CacheStatus`] |
@@ -23,7 +23,7 @@ mod request;
 mod response;
 
 use self::pool::Pool;
-pub use self::request::RequestBuilder;
+pub use self::request::ClientRequest;
 pub use self::response::{CacheStatus, Redirect, Response, Timings};
 
 use std::collections::HashMap;
@@ -36,7 +36,7 @@ use http::Method;
 use crate::error::{Error, Result};
 use crate::net::{ByteCounters, ConnectTo, Dialer, Proxy, ResolveOverride};
 use crate::profile::{HeaderTemplate, Profile, RequestKind};
-use crate::request::RequestUrl;
+use crate::request::{Request, RequestBuilder};
 use crate::tls::{TicketCache, TlsConnector, TlsOptions};
 
 /// Default limit on a response body as received.
@@ -288,30 +288,14 @@ impl Client {
         &self.inner.tickets
     }
 
-    /// Starts a request.
-    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        RequestBuilder {
-            client: self.clone(),
-            method,
-            url: RequestUrl::Text(url.to_string()),
-            headers: Vec::new(),
-            body: None,
-            kind: RequestKind::Navigation,
-            error: None,
-        }
-    }
-
-    /// Starts a request to a URL the caller already parsed (the session does, for its
-    /// cookies and cache): it is not parsed again.
-    pub(crate) fn request_parsed(&self, method: Method, url: url::Url) -> RequestBuilder {
-        RequestBuilder {
-            url: RequestUrl::Parsed(url),
-            ..self.request(method, "")
-        }
+    /// Starts a request (a navigation unless [`RequestBuilder::kind`] says otherwise);
+    /// `send` performs it.
+    pub fn request(&self, method: Method, url: &str) -> ClientRequest {
+        RequestBuilder::new(self.clone(), Request::new(method, url))
     }
 
     /// Starts a GET request (a navigation unless [`RequestBuilder::kind`] says otherwise).
-    pub fn get(&self, url: &str) -> RequestBuilder {
+    pub fn get(&self, url: &str) -> ClientRequest {
         self.request(Method::GET, url)
     }
 

@@ -1,12 +1,12 @@
-//! One exchange: [`RequestBuilder`] puts a request together and `send` resolves the
-//! target, takes a pooled connection or opens one, sends the request in the profile's
-//! header order and decodes the body into a [`Response`].
+//! One exchange: [`Client::execute`] resolves a [`Request`]'s target, takes a pooled
+//! connection or opens one, sends the request in the profile's header order and
+//! decodes the body into a [`Response`]; `RequestBuilder<Client>::send` ends a
+//! builder with it.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+use http::{HeaderMap, HeaderValue, Version};
 
 use super::connect::{exchange_h1, exchange_h2, open_connection};
 use super::pool::{give_back_h1, take_pooled_or_gate, Conn, OriginKey};
@@ -14,75 +14,40 @@ use super::response::{CacheStatus, Response, Timings};
 use super::Client;
 use crate::decode::decode_body;
 use crate::error::{Error, Result};
-use crate::profile::RequestKind;
-use crate::request::RequestUrl;
+use crate::request::{Request, RequestBuilder, RequestUrl};
 
-/// One request being put together; [`RequestBuilder::send`] performs it.
-#[derive(Debug)]
-pub struct RequestBuilder {
-    pub(super) client: Client,
-    pub(super) method: Method,
-    pub(super) url: RequestUrl,
-    pub(super) headers: Vec<(HeaderName, HeaderValue)>,
-    pub(super) body: Option<Bytes>,
-    pub(super) kind: RequestKind,
-    pub(super) error: Option<Error>,
-}
+/// A request on a bare client: no cookies, cache or redirects.
+pub type ClientRequest = RequestBuilder<Client>;
 
-impl RequestBuilder {
-    /// Adds a header. A name the profile's template knows takes the template's position;
-    /// others go after the template's headers, in the order added.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        match crate::request::parse_header(name, value) {
-            Ok(header) => self.headers.push(header),
-            Err(e) => {
-                self.error.get_or_insert(e);
-            }
-        }
-        self
-    }
-
-    /// Adds parsed headers, in order (see [`RequestBuilder::header`]).
-    pub fn headers(mut self, headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Self {
-        self.headers.extend(headers);
-        self
-    }
-
-    /// Adds a header given as curl's `Name: value`.
-    pub fn header_line(self, line: &str) -> Self {
-        match line.split_once(':') {
-            Some((n, v)) => self.header(n, v),
-            None => {
-                let mut s = self;
-                s.error.get_or_insert(Error::invalid_input(format!(
-                    "invalid header `{line}`: expected `Name: value`"
-                )));
-                s
-            }
-        }
-    }
-
-    /// Sets the request body.
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = Some(body.into());
-        self
-    }
-
-    /// What the request is for; picks the profile's header template and priority.
-    pub fn kind(mut self, kind: RequestKind) -> Self {
-        self.kind = kind;
-        self
-    }
-
+impl RequestBuilder<Client> {
     /// Performs the exchange.
     ///
     /// # Errors
     ///
-    /// Every transport failure, see [`Error`]'s `is_*` methods; the URL is attached.
+    /// A malformed header given to the builder, and every transport failure, see
+    /// [`Error`]'s `is_*` methods; the URL is attached.
     pub async fn send(self) -> Result<Response> {
-        let url = self.url.as_str().to_owned();
-        let timeout = self.client.inner.config.timeout;
-        let fut = self.send_inner();
+        let (client, request, error) = self.into_parts();
+        match error {
+            Some(e) => Err(e.with_url(request.url())),
+            None => client.execute(request).await,
+        }
+    }
+}
+
+impl Client {
+    /// Performs one exchange of `request`: the target is resolved, a pooled
+    /// connection taken or one opened, the request sent in the profile's header order
+    /// and the body decoded. The request's options are a session's (see
+    /// [`crate::RequestOptions`]) and are not read here.
+    ///
+    /// # Errors
+    ///
+    /// Every transport failure, see [`Error`]'s `is_*` methods; the URL is attached.
+    pub async fn execute(&self, request: Request) -> Result<Response> {
+        let url = request.url().to_owned();
+        let timeout = self.inner.config.timeout;
+        let fut = send_inner(self, request);
         let result = match timeout {
             Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
                 Err(Error::timeout(format!("after {limit:?} (total deadline)")))
@@ -91,124 +56,122 @@ impl RequestBuilder {
         };
         result.map_err(|e| e.with_url(&url))
     }
+}
 
-    async fn send_inner(self) -> Result<Response> {
-        if let Some(e) = self.error {
-            return Err(e);
+/// The exchange under [`Client::execute`]'s deadline.
+async fn send_inner(client: &Client, request: Request) -> Result<Response> {
+    let started = Instant::now();
+    let target = match &request.url {
+        RequestUrl::Parsed(url) => Target::from_url(url, url.as_str())?,
+        RequestUrl::Text(text) => Target::parse(text)?,
+    };
+    let client = &client.inner;
+    let config = &client.config;
+    let template = config.profile.template(request.kind);
+    let mut extra = request.headers;
+    if let Some(body) = &request.body {
+        if !extra.iter().any(|(n, _)| n == http::header::CONTENT_LENGTH) {
+            extra.push((http::header::CONTENT_LENGTH, HeaderValue::from(body.len())));
         }
-        let started = Instant::now();
-        let target = match &self.url {
-            RequestUrl::Parsed(url) => Target::from_url(url, url.as_str())?,
-            RequestUrl::Text(text) => Target::parse(text)?,
-        };
-        let client = self.client.inner.clone();
-        let config = &client.config;
-        let template = config.profile.template(self.kind);
-        let mut extra = self.headers;
-        if let Some(body) = &self.body {
-            if !extra.iter().any(|(n, _)| n == http::header::CONTENT_LENGTH) {
-                extra.push((http::header::CONTENT_LENGTH, HeaderValue::from(body.len())));
-            }
-        }
-        let headers = client
-            .templates
-            .get(&self.kind)
-            .map(|t| t.render(&extra))
-            .unwrap_or(extra);
-        let mut timings = Timings::default();
-
-        // A pooled connection, or else a new one. Opening one is boxed: its futures
-        // (dial, TLS and HTTP/2 handshakes) made up a quarter of the request future
-        // but run once per connection, while a long session's requests reuse one; a
-        // smaller request future is cheaper to move and to allocate.
-        let key = target.key();
-        let (pooled, dial_permit) = take_pooled_or_gate(&client, &key, target.https).await;
-        let conn = match pooled {
-            Some(conn) => {
-                client
-                    .counters
-                    .connections_reused
-                    .fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("connections_reused_total").increment(1);
-                conn
-            }
-            None => {
-                Box::pin(open_connection(
-                    &client,
-                    &target,
-                    &key,
-                    template.priority,
-                    dial_permit,
-                    &mut timings,
-                ))
-                .await?
-            }
-        };
-        let (status, version, resp_headers, body, tls) = match conn {
-            Conn::H2(conn, info) => {
-                let ex = exchange_h2(
-                    &conn,
-                    &target,
-                    &self.method,
-                    headers.clone(),
-                    self.body,
-                    config,
-                    &mut timings,
-                )
-                .await?;
-                (ex.status, Version::HTTP_2, ex.headers, ex.body, Some(info))
-            }
-            Conn::H1(mut conn, info) => {
-                let ex = exchange_h1(
-                    &mut conn,
-                    &target,
-                    &self.method,
-                    &headers,
-                    self.body.as_ref(),
-                    config,
-                    &mut timings,
-                )
-                .await?;
-                if ex.reusable {
-                    give_back_h1(&client, key, conn, info.clone());
-                }
-                (ex.status, Version::HTTP_11, ex.headers, ex.body, info)
-            }
-        };
-
-        let raw_len = body.len() as u64;
-        let content_encoding = resp_headers
-            .iter()
-            .filter(|(n, _)| n == http::header::CONTENT_ENCODING)
-            .filter_map(|(_, v)| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(",");
-        let body = if config.decode && !content_encoding.is_empty() {
-            decode_body(Vec::from(body), &content_encoding, config.max_decoded_body)?.into()
-        } else {
-            body
-        };
-        timings.total = started.elapsed();
-        let mut map = HeaderMap::with_capacity(resp_headers.len());
-        for (n, v) in &resp_headers {
-            map.append(n.clone(), v.clone());
-        }
-        Ok(Response {
-            url: self.url.into_string(),
-            status,
-            version,
-            headers: map,
-            wire_headers: resp_headers,
-            body,
-            raw_body_len: raw_len,
-            timings,
-            tls,
-            request_headers: headers,
-            redirects: Vec::new(),
-            cache: CacheStatus::NotUsed,
-            attempts: 1,
-        })
     }
+    let headers = client
+        .templates
+        .get(&request.kind)
+        .map(|t| t.render(&extra))
+        .unwrap_or(extra);
+    let mut timings = Timings::default();
+
+    // A pooled connection, or else a new one. Opening one is boxed: its futures
+    // (dial, TLS and HTTP/2 handshakes) made up a quarter of the request future
+    // but run once per connection, while a long session's requests reuse one; a
+    // smaller request future is cheaper to move and to allocate.
+    let key = target.key();
+    let (pooled, dial_permit) = take_pooled_or_gate(client, &key, target.https).await;
+    let conn = match pooled {
+        Some(conn) => {
+            client
+                .counters
+                .connections_reused
+                .fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("connections_reused_total").increment(1);
+            conn
+        }
+        None => {
+            Box::pin(open_connection(
+                client,
+                &target,
+                &key,
+                template.priority,
+                dial_permit,
+                &mut timings,
+            ))
+            .await?
+        }
+    };
+    let (status, version, resp_headers, body, tls) = match conn {
+        Conn::H2(conn, info) => {
+            let ex = exchange_h2(
+                &conn,
+                &target,
+                &request.method,
+                headers.clone(),
+                request.body,
+                config,
+                &mut timings,
+            )
+            .await?;
+            (ex.status, Version::HTTP_2, ex.headers, ex.body, Some(info))
+        }
+        Conn::H1(mut conn, info) => {
+            let ex = exchange_h1(
+                &mut conn,
+                &target,
+                &request.method,
+                &headers,
+                request.body.as_ref(),
+                config,
+                &mut timings,
+            )
+            .await?;
+            if ex.reusable {
+                give_back_h1(client, key, conn, info.clone());
+            }
+            (ex.status, Version::HTTP_11, ex.headers, ex.body, info)
+        }
+    };
+
+    let raw_len = body.len() as u64;
+    let content_encoding = resp_headers
+        .iter()
+        .filter(|(n, _)| n == http::header::CONTENT_ENCODING)
+        .filter_map(|(_, v)| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let body = if config.decode && !content_encoding.is_empty() {
+        decode_body(Vec::from(body), &content_encoding, config.max_decoded_body)?.into()
+    } else {
+        body
+    };
+    timings.total = started.elapsed();
+    let mut map = HeaderMap::with_capacity(resp_headers.len());
+    for (n, v) in &resp_headers {
+        map.append(n.clone(), v.clone());
+    }
+    Ok(Response {
+        url: request.url.into_string(),
+        status,
+        version,
+        headers: map,
+        wire_headers: resp_headers,
+        body,
+        raw_body_len: raw_len,
+        timings,
+        tls,
+        request_headers: headers,
+        redirects: Vec::new(),
+        cache: CacheStatus::NotUsed,
+        attempts: 1,
+    })
 }
 
 /// A parsed request target.

@@ -18,7 +18,8 @@ use mummer_actors::{ActorSystem, BoxFuture, CloseReason, SystemConfig};
 
 use super::audit::{AuditSink, AuditTask};
 use super::exits::Exits;
-use super::{Engine, EngineRequest};
+use super::Engine;
+use crate::request::Request;
 
 use super::persist::{PersistSettings, Persister};
 use crate::audit::{AuditConfig, AuditLog};
@@ -176,14 +177,14 @@ impl EngineBuilder {
     {
         let hook = Arc::new(hook);
         self.config.reauth = Some(Arc::new(
-            move |session: &Session, _request: &EngineRequest, status: u16| {
+            move |session: &Session, _request: &Request, status: u16| {
                 let fut = hook(session.clone(), status);
                 Box::pin(async move {
                     let headers = fut
                         .await
                         .ok_or_else(|| "the re-authentication hook gave up".to_string())?;
                     let rewrite: mummer_actors::dispatch::Rewrite<Session> =
-                        Arc::new(move |request: &EngineRequest| {
+                        Arc::new(move |request: &Request| {
                             let mut request = request.clone();
                             for (name, value) in &headers {
                                 request.headers.retain(|(n, _)| n != name);

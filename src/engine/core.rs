@@ -1,78 +1,35 @@
-//! The engine's glue to the actors: [`EngineRequest`], the request the retry actor
-//! carries (everything needed to send it again), `impl SessionCore for Session` (what
+//! The engine's glue to the actors: `impl SessionCore for Session` (the retry actor
+//! carries a [`Request`], everything needed to send it again; what
 //! an attempt is, how its outcome is described to the retry policy, what its target
 //! host is), and the actors' errors as mummer's [`Error`].
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method};
 use mummer_actors::policy::Attempt;
 use mummer_actors::{ActorError, BoxFuture, SessionCore};
 
 use crate::client::Response;
 use crate::error::{EngineErrorKind, Error, Result};
-use crate::profile::RequestKind;
-use crate::request::RequestUrl;
+use crate::request::{Request, RequestUrl};
 use crate::session::{Session, SessionStats};
 
-/// One request as the engine carries it: everything needed to send it again.
-#[derive(Clone, Debug)]
-pub struct EngineRequest {
-    pub(super) method: Method,
-    /// The URL, parsed once: the session sends it as it is, and its host names the
-    /// target for breakers and rate limits. A text that did not parse stays text, and
-    /// the session reports it when the request is sent.
-    pub(super) url: RequestUrl,
-    pub(super) headers: Vec<(HeaderName, HeaderValue)>,
-    pub(super) body: Option<Bytes>,
-    pub(super) kind: RequestKind,
-    pub(super) typed: bool,
-    pub(super) no_cache: bool,
-    pub(super) no_redirects: bool,
-}
-
-impl EngineRequest {
-    /// The URL as the caller gave it (serialized, when it parsed).
-    pub(super) fn url_text(&self) -> &str {
-        self.url.as_str()
-    }
-
-    /// Whether it may be sent twice: an idempotent method, or an `Idempotency-Key`.
-    pub(super) fn replayable(&self) -> bool {
-        let (method, keyed) = <Session as SessionCore>::method(self);
-        mummer_actors::policy::is_idempotent(method, keyed)
-    }
+/// Whether `request` may be sent twice: an idempotent method, or an `Idempotency-Key`.
+pub(super) fn replayable(request: &Request) -> bool {
+    let (method, keyed) = <Session as SessionCore>::method(request);
+    mummer_actors::policy::is_idempotent(method, keyed)
 }
 
 impl SessionCore for Session {
-    type Request = EngineRequest;
+    type Request = Request;
     type Response = Response;
     type Error = Error;
     type Stats = SessionStats;
 
-    fn execute(&self, r: &EngineRequest) -> BoxFuture<Result<Response>> {
-        let req = match &r.url {
-            RequestUrl::Parsed(url) => self.request_parsed(r.method.clone(), url.clone()),
-            RequestUrl::Text(text) => self.request(r.method.clone(), text),
-        };
-        let mut req = req.kind(r.kind);
-        for (n, v) in &r.headers {
-            req = req.header_value(n.clone(), v.clone());
-        }
-        if let Some(b) = &r.body {
-            req = req.body(b.clone());
-        }
-        if r.typed {
-            req = req.typed();
-        }
-        if r.no_cache {
-            req = req.no_cache();
-        }
-        if r.no_redirects {
-            req = req.no_redirects();
-        }
-        Box::pin(req.send())
+    fn execute(&self, r: &Request) -> BoxFuture<Result<Response>> {
+        // The actor keeps its copy to send again; an attempt owns its own.
+        let session = self.clone();
+        let request = r.clone();
+        Box::pin(async move { session.execute(request).await })
     }
 
     fn stats(&self) -> SessionStats {
@@ -99,7 +56,7 @@ impl SessionCore for Session {
         metrics::SharedString::from(self.tenant_shared())
     }
 
-    fn target(r: &EngineRequest) -> &str {
+    fn target(r: &Request) -> &str {
         // `url` lower-cases the hosts of http and https URLs as it parses them.
         match &r.url {
             RequestUrl::Parsed(url) => url.host_str().unwrap_or(""),
@@ -107,8 +64,8 @@ impl SessionCore for Session {
         }
     }
 
-    fn method(r: &EngineRequest) -> (&str, bool) {
-        let keyed = r.headers.iter().any(|(n, _)| n == "idempotency-key");
+    fn method(r: &Request) -> (&str, bool) {
+        let keyed = r.has_header("idempotency-key");
         (r.method.as_str(), keyed)
     }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use mummer_actors::{EngineEvent, SessionRef};
 
-use super::{Engine, EngineRequest, Origin};
+use super::{Engine, Origin};
+use crate::request::Request;
 
 use crate::client::Response;
 use crate::error::{Error, Result};
@@ -298,7 +299,7 @@ impl Engine {
         &self,
         found: &SessionRef<Session>,
         outcome: Result<Response>,
-        replay: Option<EngineRequest>,
+        replay: Option<Request>,
     ) -> Result<Response> {
         let Some(router) = self.exits.router() else {
             return outcome;
@@ -357,16 +358,16 @@ impl Engine {
     }
 
     /// Sends `request` (kept only when it may be sent twice, see
-    /// [`EngineRequest::replayable`]) on `next`, the successor of `old`; `None` when
+    /// [`super::core::replayable`]) on `next`, the successor of `old`; `None` when
     /// there was nothing to send.
     pub(super) async fn replay(
         &self,
         old: &str,
         next: &str,
-        request: Option<EngineRequest>,
+        request: Option<Request>,
     ) -> Option<Result<Response>> {
         let request = request?;
-        tracing::info!(old = %old, new = %next, url = %request.url_text(), "sending a request that failed at the proxy again on the rotated session");
+        tracing::info!(old = %old, new = %next, url = %request.url(), "sending a request that failed at the proxy again on the rotated session");
         let successor = match self.session(next).await {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),

@@ -9,8 +9,8 @@
 //! | file | owns |
 //! |---|---|
 //! | `builder.rs` | [`EngineBuilder`] (every setting and `start()`) and [`SessionConfig`] |
-//! | `core.rs` | the glue to the actors: [`EngineRequest`], `impl SessionCore for Session` (what an attempt is, how its outcome is classified, what its target host is) and the actors' errors as [`Error`] |
-//! | `request.rs` | [`EngineSession`] and [`EngineRequestBuilder`]: a request through the engine, with the robots.txt gate |
+//! | `core.rs` | the glue to the actors: `impl SessionCore for Session` (what an attempt is, how its outcome is classified, what its target host is) and the actors' errors as [`Error`] |
+//! | `request.rs` | [`EngineSession`] and its `execute` (what [`EngineRequestBuilder`] sends with): a request through the engine, with the robots.txt gate |
 //! | `exits.rs` | proxy exits and rotations: which exit a session has, moving it to a successor, replaying a request that failed at the proxy |
 //! | `stored.rs` | the session store's lifecycle: checkout, restore, save |
 //! | `audit.rs` | the audit trail's writer task |
@@ -27,7 +27,6 @@ use self::audit::AuditTask;
 pub use self::builder::{
     BlockCheck, EngineBuilder, SessionConfig, BLOCK_CHECK_BYTES, MAX_STORE_PERIOD, MIN_STORE_PERIOD,
 };
-pub use self::core::EngineRequest;
 use self::exits::{Exits, Routed};
 use self::request::Bound;
 pub use self::request::{EngineRequestBuilder, EngineSession};

@@ -1,21 +1,20 @@
-//! A request through the engine: [`EngineSession`] (a live session's handle) and
-//! [`EngineRequestBuilder`], whose `send` passes the robots.txt gate
-//! (`EngineSession::robots_gate`) when the engine obeys robots.txt, then hands the
-//! request to the retry actor and the outcome to the proxy exits.
+//! A request through the engine: [`EngineSession`] (a live session's handle) and its
+//! `execute` (what [`EngineRequestBuilder`]'s `send` calls), which passes the
+//! robots.txt gate (`EngineSession::robots_gate`) when the engine obeys robots.txt,
+//! then hands the request to the retry actor and the outcome to the proxy exits.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method};
+use http::Method;
 use mummer_actors::rate::Rate;
 use mummer_actors::{EngineEvent, SessionRef};
 
-use super::{Engine, EngineRequest};
+use super::core::replayable;
+use super::Engine;
 
 use crate::client::Response;
 use crate::error::{Error, Result};
-use crate::profile::RequestKind;
-use crate::request::RequestUrl;
+use crate::request::{Request, RequestBuilder, RequestOptions, RequestUrl};
 use crate::robots::RobotsCache;
 use crate::session::{Session, SessionStats};
 
@@ -70,24 +69,10 @@ impl EngineSession {
         self.0.found.core.touch();
     }
 
-    /// Starts a request (a navigation unless `kind` says otherwise).
+    /// Starts a request (a navigation unless `kind` says otherwise); `send` performs
+    /// it through the engine.
     pub fn request(&self, method: Method, url: &str) -> EngineRequestBuilder {
-        // An unparsable URL is kept as text; the session reports it when sent.
-        let url = RequestUrl::parse(url);
-        EngineRequestBuilder {
-            session: self.clone(),
-            request: EngineRequest {
-                method,
-                url,
-                headers: Vec::new(),
-                body: None,
-                kind: RequestKind::Navigation,
-                typed: false,
-                no_cache: false,
-                no_redirects: false,
-            },
-            error: None,
-        }
+        RequestBuilder::new(self.clone(), Request::new(method, url))
     }
 
     /// Starts a GET.
@@ -99,8 +84,12 @@ impl EngineSession {
     /// quarantine or dead letter sees its status), redirects returned, not followed
     /// (`robots` follows them by RFC 9309's rule).
     async fn fetch_robots(&self, url: String) -> Result<crate::robots::Fetched> {
-        let mut request = self.get(&url).typed().no_cache().no_redirects().request;
-        request.kind = RequestKind::Navigation;
+        let mut request = Request::new(Method::GET, &url);
+        *request.options_mut() = RequestOptions {
+            typed: true,
+            use_cache: false,
+            follow_redirects: false,
+        };
         let response = self
             .0
             .engine
@@ -169,87 +158,51 @@ impl EngineSession {
     }
 }
 
-/// A request being put together on an engine session.
-pub struct EngineRequestBuilder {
-    session: EngineSession,
-    request: EngineRequest,
-    error: Option<Error>,
-}
+/// A request on an engine session; `send` performs it through the engine.
+pub type EngineRequestBuilder = RequestBuilder<EngineSession>;
 
-impl EngineRequestBuilder {
-    /// Adds a header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        match crate::request::parse_header(name, value) {
-            Ok(header) => self.request.headers.push(header),
-            Err(e) => {
-                self.error.get_or_insert(e);
-            }
-        }
-        self
-    }
+impl crate::request::sealed::Sealed for EngineSession {}
+impl crate::request::SessionTarget for EngineSession {}
 
-    /// Adds a header already parsed (see [`EngineRequestBuilder::header`]).
-    pub fn header_value(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.request.headers.push((name, value));
-        self
-    }
-
-    /// Sets the body.
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.request.body = Some(body.into());
-        self
-    }
-
-    /// The request kind.
-    pub fn kind(mut self, kind: RequestKind) -> Self {
-        self.request.kind = kind;
-        self
-    }
-
-    /// A typed navigation (no initiator).
-    pub fn typed(mut self) -> Self {
-        self.request.typed = true;
-        self
-    }
-
-    /// Skip the conditional cache.
-    pub fn no_cache(mut self) -> Self {
-        self.request.no_cache = true;
-        self
-    }
-
-    /// Return redirects instead of following them.
-    pub fn no_redirects(mut self) -> Self {
-        self.request.no_redirects = true;
-        self
-    }
-
-    /// Sends it through the engine (retries, breakers, quarantine).
+impl RequestBuilder<EngineSession> {
+    /// Sends it through the engine: the robots.txt gate when the engine obeys
+    /// robots.txt, then the retry actor (retries, breakers, rate limits, quarantine),
+    /// then the proxy exits' verdict on the outcome.
     ///
     /// # Errors
     ///
-    /// [`Error::is_breaker_open`], [`Error::is_quarantined`], [`Error::is_session_not_found`]
-    /// (closed meanwhile), [`Error::is_closed`] (shut down), and the session's errors
-    /// after retries.
+    /// A malformed header given to the builder, [`Error::is_breaker_open`],
+    /// [`Error::is_quarantined`], [`Error::is_session_not_found`] (closed meanwhile),
+    /// [`Error::is_closed`] (shut down), and the session's errors after retries.
     pub async fn send(self) -> Result<Response> {
-        if let Some(e) = self.error {
+        let (session, request, error) = self.into_parts();
+        if let Some(e) = error {
             return Err(e);
         }
-        if let Some(robots) = &self.session.0.engine.robots {
-            self.session.robots_gate(robots, &self.request.url).await?;
+        session.execute(request).await
+    }
+}
+
+impl EngineSession {
+    /// Sends `request` through the engine (see `RequestBuilder<EngineSession>::send`).
+    ///
+    /// # Errors
+    ///
+    /// As `send`.
+    pub async fn execute(&self, request: Request) -> Result<Response> {
+        let engine = &self.0.engine;
+        if let Some(robots) = &engine.robots {
+            self.robots_gate(robots, &request.url).await?;
         }
-        let engine = &self.session.0.engine;
         // With pools, a request that fails at the proxy may be sent again elsewhere.
-        let replay = (engine.exits.router().is_some() && self.request.replayable())
-            .then(|| self.request.clone());
+        let replay =
+            (engine.exits.router().is_some() && replayable(&request)).then(|| request.clone());
         let outcome = engine
             .system
-            .execute(&self.session.0.found, self.request)
+            .execute(&self.0.found, request)
             .await
             .map_err(Error::from)
             .map(|done| done.response.with_attempts(done.attempts));
-        engine
-            .after_request(&self.session.0.found, outcome, replay)
-            .await
+        engine.after_request(&self.0.found, outcome, replay).await
     }
 }

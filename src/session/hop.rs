@@ -2,7 +2,7 @@
 //! carries ([`outgoing`]: the session's own headers, cookies, client hints and cache
 //! validators, or a fresh cached answer instead of a request) and what its answer
 //! changes ([`absorb`]: cookies, `Accept-CH`, the cache, then done or a redirect to
-//! follow). No I/O: `SessionRequest::send` is the loop that sends between them, and the
+//! follow). No I/O: `Session::execute` is the loop that sends between them, and the
 //! tests here run them on canned responses, without a server.
 
 use std::time::SystemTime;

@@ -3,7 +3,7 @@
 //! the current top-level document, the origins that asked for client hints, its
 //! identifier and its counters.
 //!
-//! Every request goes through [`SessionRequest::send`], which is the one place that
+//! Every request goes through [`Session::execute`], which is the one place that
 //! decides, per hop of a redirect chain: `sec-fetch-site`, `Referer` and `Origin`
 //! ([`nav`]), the cookies ([`crate::cookies::CookieJar`]), the client hints, the
 //! validators ([`cache`]), and whether and where to go next ([`redirect`]).
@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use serde::Serialize;
 use url::Url;
@@ -36,7 +35,7 @@ use crate::client::{CacheStatus, Client, ClientBuilder, Redirect, Response, Tran
 use crate::cookies::{CookieJar, CookieLimits, CookieRecord, ImportedCookies, TrackingFilter};
 use crate::error::{Error, Result};
 use crate::profile::{Profile, RequestKind};
-use crate::request::RequestUrl;
+use crate::request::{Request, RequestBuilder, RequestUrl};
 
 /// Builds a [`Session`].
 pub struct SessionBuilder {
@@ -438,29 +437,10 @@ impl Session {
         self.state().jar.import(records)
     }
 
-    /// Starts a request (a navigation unless [`SessionRequest::kind`] says otherwise).
+    /// Starts a request (a navigation unless [`RequestBuilder::kind`] says otherwise);
+    /// `send` performs it.
     pub fn request(&self, method: Method, url: &str) -> SessionRequest {
-        SessionRequest {
-            session: self.clone(),
-            method,
-            url: RequestUrl::Text(url.to_string()),
-            headers: Vec::new(),
-            body: None,
-            kind: RequestKind::Navigation,
-            use_cache: true,
-            typed: false,
-            follow_redirects: true,
-            error: None,
-        }
-    }
-
-    /// Starts a request to a URL the caller already parsed (the engine parses each
-    /// request's URL once, for its breakers and rate limits): it is not parsed again.
-    pub(crate) fn request_parsed(&self, method: Method, url: Url) -> SessionRequest {
-        SessionRequest {
-            url: RequestUrl::Parsed(url),
-            ..self.request(method, "")
-        }
+        RequestBuilder::new(self.clone(), Request::new(method, url))
     }
 
     /// Starts a GET.
@@ -474,20 +454,11 @@ impl Session {
     }
 }
 
-/// A request being put together on a session; [`SessionRequest::send`] performs it.
-pub struct SessionRequest {
-    session: Session,
-    method: Method,
-    /// Parsed already when the caller had it parsed (the engine does).
-    url: RequestUrl,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    body: Option<Bytes>,
-    kind: RequestKind,
-    use_cache: bool,
-    typed: bool,
-    follow_redirects: bool,
-    error: Option<Error>,
-}
+/// A request on a session; `send` performs it, following redirects.
+pub type SessionRequest = RequestBuilder<Session>;
+
+impl crate::request::sealed::Sealed for Session {}
+impl crate::request::SessionTarget for Session {}
 
 /// Headers the session computes; a caller's own value for one of them wins.
 const SESSION_HEADERS: [HeaderName; 3] = [
@@ -515,81 +486,51 @@ fn http_url(url: RequestUrl) -> Result<Url> {
     Ok(url)
 }
 
-impl SessionRequest {
-    /// Adds a header (a caller's `referer`, `origin` or `sec-fetch-site` replaces the
-    /// computed one; a caller's `cookie` goes before the jar's).
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        match crate::request::parse_header(name, value) {
-            Ok(header) => self.headers.push(header),
-            Err(e) => {
-                self.error.get_or_insert(e);
-            }
+impl RequestBuilder<Session> {
+    /// Performs the request, following redirects (see [`Session::execute`]).
+    ///
+    /// # Errors
+    ///
+    /// A malformed header given to the builder, and [`Session::execute`]'s errors.
+    pub async fn send(self) -> Result<Response> {
+        let (session, request, error) = self.into_parts();
+        match error {
+            Some(e) => Err(e),
+            None => session.execute(request).await,
         }
-        self
     }
+}
 
-    /// Adds a parsed header (see [`SessionRequest::header`]).
-    pub fn header_value(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-
-    /// Sets the body. Bodies are in memory, so a 307/308 can always replay them.
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = Some(body.into());
-        self
-    }
-
-    /// What the request is for: picks headers, priority, and how the navigation context
-    /// applies (a navigation replaces the current document).
-    pub fn kind(mut self, kind: RequestKind) -> Self {
-        self.kind = kind;
-        self
-    }
-
-    /// A navigation the user typed (no initiator: `sec-fetch-site: none`, no
-    /// `Referer`), instead of a link followed from the current document.
-    pub fn typed(mut self) -> Self {
-        self.typed = true;
-        self
-    }
-
-    /// Bypass the conditional cache for this request (no validators sent, nothing
-    /// stored).
-    pub fn no_cache(mut self) -> Self {
-        self.use_cache = false;
-        self
-    }
-
-    /// Return redirects instead of following them.
-    pub fn no_redirects(mut self) -> Self {
-        self.follow_redirects = false;
-        self
-    }
-
-    /// Performs the request, following redirects.
+impl Session {
+    /// Performs `request`, following redirects: per hop, the navigation context,
+    /// cookies, client hints and cache validators go out ([`hop::outgoing`]) and the
+    /// answer's cookies, hints, cache entry and redirect come in ([`hop::absorb`]).
     ///
     /// # Errors
     ///
     /// [`Error::is_closed`] on a closed session, [`Error::is_invalid_url`],
     /// [`Error::is_redirect`] past the redirect limit, and every transport error. Cookies
     /// from responses before a failure are kept.
-    pub async fn send(self) -> Result<Response> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        let session = self.session.clone();
+    pub async fn execute(&self, request: Request) -> Result<Response> {
+        let session = self;
         let s = &session.inner;
         if !session.is_active() {
             return Err(Error::closed(format!("session {}", s.id)));
         }
-        let url = http_url(self.url)?;
+        let Request {
+            method,
+            url,
+            headers,
+            body,
+            kind,
+            options,
+        } = request;
+        let url = http_url(url)?;
         session.touch();
         s.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlightGuard(&s.in_flight);
 
-        let kind = self.kind;
-        let initiator = if kind == RequestKind::Navigation && self.typed {
+        let initiator = if kind == RequestKind::Navigation && options.typed {
             None
         } else {
             session.state().document.clone()
@@ -604,16 +545,16 @@ impl SessionRequest {
                 .iter()
                 .any(|(n, _)| n == "sec-fetch-site"),
             initiator,
-            use_cache: self.use_cache,
-            follow_redirects: self.follow_redirects,
+            use_cache: options.use_cache,
+            follow_redirects: options.follow_redirects,
             max_redirects: s.max_redirects,
         };
         let mut hop = hop::Hop {
             site: nav::fetch_site(plan.initiator.as_ref(), &url),
-            method: self.method,
+            method,
             url,
-            body: self.body,
-            caller: self.headers,
+            body,
+            caller: headers,
             redirects: Vec::new(),
         };
         loop {
@@ -623,7 +564,7 @@ impl SessionRequest {
                 hop::Outgoing::Fresh(hit) => {
                     let resp = cached(&hop.url, hit, CacheStatus::Hit);
                     return Ok(finish(
-                        &session,
+                        session,
                         kind,
                         hop.url,
                         resp,
@@ -634,15 +575,15 @@ impl SessionRequest {
                 hop::Outgoing::Send(headers, sent) => (headers, sent),
             };
             s.request_count.fetch_add(1, Ordering::Relaxed);
-            let mut req = s
-                .client
-                .request_parsed(hop.method.clone(), hop.url.clone())
-                .kind(kind)
-                .headers(headers);
-            if let Some(b) = &hop.body {
-                req = req.body(b.clone());
-            }
-            let resp = req.send().await?;
+            let wire = Request {
+                method: hop.method.clone(),
+                url: RequestUrl::Parsed(hop.url.clone()),
+                headers,
+                body: hop.body.clone(),
+                kind,
+                options,
+            };
+            let resp = s.client.execute(wire).await?;
             let absorbed = {
                 let mut st = session.state();
                 let absorbed =
@@ -652,12 +593,12 @@ impl SessionRequest {
             }?;
             match absorbed {
                 hop::Absorbed::Done(cache) => {
-                    return Ok(finish(&session, kind, hop.url, resp, hop.redirects, cache));
+                    return Ok(finish(session, kind, hop.url, resp, hop.redirects, cache));
                 }
                 hop::Absorbed::Revalidated(hit) => {
                     let cache = CacheStatus::Revalidated;
                     let resp = cached(&hop.url, hit, cache);
-                    return Ok(finish(&session, kind, hop.url, resp, hop.redirects, cache));
+                    return Ok(finish(session, kind, hop.url, resp, hop.redirects, cache));
                 }
                 hop::Absorbed::Follow => {}
             }

@@ -5,7 +5,9 @@ use std::io::Write;
 
 use mummer::api::TransportOptions;
 use mummer::RetryPolicy;
-use mummer::{Client, ClientBuilder, Engine, Profile, RequestKind, Response, SessionConfig};
+use mummer::{
+    Client, ClientBuilder, Engine, Profile, Request, RequestKind, Response, SessionConfig,
+};
 
 use crate::session_cmd::{session_key, SessionFile};
 use crate::{CliResult, FetchArgs};
@@ -57,37 +59,35 @@ fn header_pair(line: &str) -> CliResult<(&str, &str)> {
         .ok_or_else(|| format!("invalid header `{line}`: expected `Name: value`").into())
 }
 
+/// The one request the flags describe, whichever way it is sent.
+fn request(args: &FetchArgs) -> CliResult<Request> {
+    let mut request = Request::new(method(args)?, &args.url);
+    request.set_kind(args.kind.parse::<RequestKind>()?);
+    for h in &args.headers {
+        let (n, v) = header_pair(h)?;
+        request.push_header(n, v)?;
+    }
+    if let Some(d) = &args.data {
+        request.set_body(Some(d.clone().into_bytes().into()));
+    }
+    Ok(request)
+}
+
 pub async fn fetch(args: FetchArgs) -> CliResult {
-    let kind: RequestKind = args.kind.parse()?;
-    let method = method(&args)?;
+    let request = request(&args)?;
     let transport = transport(&args)?;
     let response = match &args.session {
         None => {
             let client = transport(Client::builder(Profile::resolve(&args.profile)?)).build()?;
-            let mut request = client.request(method, &args.url).kind(kind);
-            for h in &args.headers {
-                request = request.header_line(h);
-            }
-            if let Some(d) = &args.data {
-                request = request.body(d.clone().into_bytes());
-            }
-            request.send().await?
+            client.execute(request).await?
         }
         Some(id) if args.store.is_some() => {
-            through_store(&args, &id.to_string_lossy(), method, kind, transport).await?
+            through_store(&args, &id.to_string_lossy(), request, transport).await?
         }
         Some(path) => {
             let file = SessionFile::new(path.clone(), session_key(args.session_key.as_deref())?);
             let session = file.open_or_create(&args.profile, transport)?;
-            let mut request = session.request(method, &args.url).kind(kind);
-            for h in &args.headers {
-                let (n, v) = header_pair(h)?;
-                request = request.header(n, v);
-            }
-            if let Some(d) = &args.data {
-                request = request.body(d.clone().into_bytes());
-            }
-            let result = request.send().await;
+            let result = session.execute(request).await;
             // Saved whatever happened: cookies from hops before a failure are kept.
             file.save(&session)?;
             if args.verbose {
@@ -112,8 +112,7 @@ pub async fn fetch(args: FetchArgs) -> CliResult {
 async fn through_store(
     args: &FetchArgs,
     wanted: &str,
-    method: http::Method,
-    kind: RequestKind,
+    request: Request,
     transport: impl FnOnce(ClientBuilder) -> ClientBuilder + Send + 'static,
 ) -> CliResult<Response> {
     let url = args.store.as_deref().unwrap_or_default();
@@ -136,15 +135,7 @@ async fn through_store(
         engine.checkout_session(wanted, transport).await?
     };
     let session = engine.session(&id).await?;
-    let mut request = session.request(method, &args.url).kind(kind);
-    for h in &args.headers {
-        let (n, v) = header_pair(h)?;
-        request = request.header(n, v);
-    }
-    if let Some(d) = &args.data {
-        request = request.body(d.clone().into_bytes());
-    }
-    let result = request.send().await;
+    let result = session.execute(request).await;
     // Saved whatever happened: cookies from hops before a failure are kept.
     let saved = engine.save_session(&id).await;
     engine.shutdown().await;
