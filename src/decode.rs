@@ -16,46 +16,101 @@ use crate::error::{Error, Result};
 /// [`Error::is_body_too_large`] when the decoded size would pass `limit` bytes;
 /// [`Error::is_decode`] for corrupt data or an unknown coding.
 pub fn decode_body(body: Vec<u8>, content_encoding: &str, limit: u64) -> Result<Vec<u8>> {
-    let codings: Vec<String> = content_encoding
-        .split(',')
-        .map(|c| c.trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty() && c != "identity")
-        .collect();
     let mut data = body;
-    for coding in codings.iter().rev() {
-        data = match coding.as_str() {
-            "gzip" | "x-gzip" => read_limited(flate2::read::MultiGzDecoder::new(&data[..]), coding, limit)?,
-            "deflate" => decode_deflate(&data, limit)?,
-            "br" => read_limited(brotli::Decompressor::new(&data[..], 8192), coding, limit)?,
-            "zstd" => {
+    for coding in codings(content_encoding)?.iter().rev() {
+        data = match coding {
+            Coding::Gzip => {
+                read_limited(flate2::read::MultiGzDecoder::new(&data[..]), coding, limit)?
+            }
+            Coding::Deflate => decode_deflate(&data, limit)?,
+            Coding::Brotli => {
+                read_limited(brotli::Decompressor::new(&data[..], 8192), coding, limit)?
+            }
+            Coding::Zstd => {
                 let decoder = zstd::stream::read::Decoder::new(&data[..])
                     .map_err(|e| Error::decode(format!("zstd: {e}")))?;
                 read_limited(decoder, coding, limit)?
-            }
-            other => {
-                return Err(Error::decode(format!(
-                    "unknown Content-Encoding `{other}`; fetch with decoding disabled to get the raw bytes"
-                )))
             }
         };
     }
     Ok(data)
 }
 
-/// `deflate` is meant to be zlib-wrapped (RFC 9110 §8.4.1.2), but some servers send raw
-/// deflate, and browsers accept both.
-fn decode_deflate(data: &[u8], limit: u64) -> Result<Vec<u8>> {
-    let looks_zlib = data.len() >= 2
-        && data[0] & 0x0f == 8
-        && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0;
-    if looks_zlib {
-        read_limited(flate2::read::ZlibDecoder::new(data), "deflate", limit)
-    } else {
-        read_limited(flate2::read::DeflateDecoder::new(data), "deflate", limit)
+/// A content coding mummer undoes: the one list both the buffered decoder here and
+/// the streaming one (`crate::body`) take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Coding {
+    /// `gzip`, `x-gzip` (several members are read as one stream, as browsers do).
+    Gzip,
+    /// `deflate`: zlib-wrapped or raw.
+    Deflate,
+    /// `br`.
+    Brotli,
+    /// `zstd`.
+    Zstd,
+}
+
+impl std::fmt::Display for Coding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Coding::Gzip => "gzip",
+            Coding::Deflate => "deflate",
+            Coding::Brotli => "br",
+            Coding::Zstd => "zstd",
+        })
     }
 }
 
-fn read_limited(reader: impl Read, coding: &str, limit: u64) -> Result<Vec<u8>> {
+/// The codings a `Content-Encoding` value lists, in the order applied (`identity`
+/// and empty members left out).
+///
+/// # Errors
+///
+/// [`Error::is_decode`] naming a coding mummer does not know.
+pub(crate) fn codings(content_encoding: &str) -> Result<Vec<Coding>> {
+    content_encoding
+        .split(',')
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
+        .map(|c| match c.to_ascii_lowercase().as_str() {
+            "gzip" | "x-gzip" => Ok(Coding::Gzip),
+            "deflate" => Ok(Coding::Deflate),
+            "br" => Ok(Coding::Brotli),
+            "zstd" => Ok(Coding::Zstd),
+            other => Err(Error::decode(format!(
+                "unknown Content-Encoding `{other}`; fetch with decoding disabled to get the raw bytes"
+            ))),
+        })
+        .collect()
+}
+
+/// Whether a `deflate` body is zlib-wrapped (RFC 9110 §8.4.1.2 says it is; some
+/// servers send raw deflate, and browsers accept both), from its first two bytes.
+pub(crate) fn looks_zlib(data: &[u8]) -> bool {
+    data.len() >= 2
+        && data[0] & 0x0f == 8
+        && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0
+}
+
+/// `deflate` is meant to be zlib-wrapped (RFC 9110 §8.4.1.2), but some servers send raw
+/// deflate, and browsers accept both.
+fn decode_deflate(data: &[u8], limit: u64) -> Result<Vec<u8>> {
+    if looks_zlib(data) {
+        read_limited(
+            flate2::read::ZlibDecoder::new(data),
+            &Coding::Deflate,
+            limit,
+        )
+    } else {
+        read_limited(
+            flate2::read::DeflateDecoder::new(data),
+            &Coding::Deflate,
+            limit,
+        )
+    }
+}
+
+fn read_limited(reader: impl Read, coding: &Coding, limit: u64) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     reader
         .take(limit.saturating_add(1))

@@ -30,6 +30,37 @@ pub(crate) struct H1Connection<S> {
     io: BufReader<S>,
 }
 
+/// A response head, with where its body stands.
+pub(crate) struct H1Head {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The server did not ask to close the connection.
+    pub keep_alive: bool,
+    pub first_byte: Instant,
+    pub body: BodyReader,
+}
+
+/// How much of a response body is still to be read, by its framing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyReader {
+    /// `Content-Length`: this many bytes to come.
+    Length { remaining: u64 },
+    /// Chunked: bytes left in the current chunk (0: a chunk-size line comes next).
+    Chunked { in_chunk: u64 },
+    /// Neither: the body ends when the connection does.
+    UntilClose,
+    /// Read to its end; `delimited` when the framing said where (the connection may
+    /// carry another request then).
+    Done { delimited: bool },
+}
+
+impl BodyReader {
+    /// The body was read to an end the framing declared.
+    pub fn delimited(&self) -> bool {
+        matches!(self, BodyReader::Done { delimited: true })
+    }
+}
+
 /// A parsed response.
 pub(crate) struct H1Exchange {
     pub status: StatusCode,
@@ -47,7 +78,7 @@ impl<S: Io> H1Connection<S> {
         }
     }
 
-    /// Writes the request and reads the response.
+    /// Writes the request and reads the whole response (the body under `max_body`).
     #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &mut self,
@@ -59,6 +90,41 @@ impl<S: Io> H1Connection<S> {
         profile: &Http1Profile,
         max_body: u64,
     ) -> Result<H1Exchange> {
+        let head = self
+            .send_head(method, authority, path, headers, body, profile, max_body)
+            .await?;
+        let mut reader = head.body;
+        let mut body = Vec::new();
+        if let BodyReader::Length { remaining } = reader {
+            body.reserve(remaining.min(1 << 20) as usize);
+        }
+        while self
+            .read_body(&mut reader, &mut body, usize::MAX, max_body)
+            .await?
+        {}
+        Ok(H1Exchange {
+            status: head.status,
+            headers: head.headers,
+            body,
+            first_byte: head.first_byte,
+            reusable: head.keep_alive && reader.delimited(),
+        })
+    }
+
+    /// Writes the request and reads the response head; the body is read after, with
+    /// [`H1Connection::read_body`] and the returned [`BodyReader`]. A `Content-Length`
+    /// over `max_body` is refused here, before any of it is read.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_head(
+        &mut self,
+        method: &Method,
+        authority: &str,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Option<&Bytes>,
+        profile: &Http1Profile,
+        max_body: u64,
+    ) -> Result<H1Head> {
         let head = encode_head(
             method,
             authority,
@@ -84,26 +150,119 @@ impl<S: Io> H1Connection<S> {
             }
             break (status, headers, keep_alive, first_byte);
         };
-
-        let framing = framing(method, status, &headers)?;
-        let (body, delimited) = match framing {
-            Framing::Empty => (Vec::new(), true),
-            Framing::Length(n) => {
-                if n > max_body {
-                    return Err(too_large(max_body));
-                }
-                (self.read_exact_body(n).await?, true)
-            }
-            Framing::Chunked => (self.read_chunked(max_body).await?, true),
-            Framing::UntilClose => (self.read_to_close(max_body).await?, false),
+        let body = match framing(method, status, &headers)? {
+            Framing::Empty => BodyReader::Done { delimited: true },
+            Framing::Length(n) if n > max_body => return Err(too_large(max_body)),
+            Framing::Length(0) => BodyReader::Done { delimited: true },
+            Framing::Length(n) => BodyReader::Length { remaining: n },
+            Framing::Chunked => BodyReader::Chunked { in_chunk: 0 },
+            Framing::UntilClose => BodyReader::UntilClose,
         };
-        Ok(H1Exchange {
+        Ok(H1Head {
             status,
             headers,
-            body,
+            keep_alive,
             first_byte,
-            reusable: keep_alive && delimited,
+            body,
         })
+    }
+
+    /// Appends the next piece of the body (at most `max` bytes, and never past
+    /// `budget` bytes of body in all: `out.len()` counts as read) to `out`; false once
+    /// the body has ended, true while more may follow.
+    ///
+    /// # Errors
+    ///
+    /// A body that would pass `budget` ([`Error::is_body_too_large`], decided from a
+    /// declared chunk size before the chunk is read), a truncated body or a malformed
+    /// chunked framing ([`Error::is_protocol`]).
+    pub async fn read_body(
+        &mut self,
+        reader: &mut BodyReader,
+        out: &mut Vec<u8>,
+        max: usize,
+        budget: u64,
+    ) -> Result<bool> {
+        // Buffering (no `max`) reads whole pieces, straight into `out`; streaming
+        // hands on whatever has arrived.
+        let exact = max == usize::MAX;
+        let max = max as u64;
+        match *reader {
+            BodyReader::Done { .. } => Ok(false),
+            BodyReader::Length { remaining } => {
+                let got = self
+                    .read_piece(remaining.min(max), exact, out)
+                    .await
+                    .map_err(|_| {
+                        Error::protocol(format!(
+                            "truncated body: the connection closed with {remaining} bytes of the Content-Length still to come"
+                        ))
+                    })?;
+                let remaining = remaining - got;
+                *reader = if remaining == 0 {
+                    BodyReader::Done { delimited: true }
+                } else {
+                    BodyReader::Length { remaining }
+                };
+                Ok(remaining > 0)
+            }
+            BodyReader::UntilClose => {
+                let room = budget.saturating_sub(out.len() as u64);
+                let n = (&mut self.io)
+                    .take(max.min(room.saturating_add(1)))
+                    .read_to_end(out)
+                    .await
+                    .map_err(read_error)?;
+                if out.len() as u64 > budget {
+                    return Err(too_large(budget));
+                }
+                // `read_to_end` on a `take` stops at the cap or at EOF: EOF only when
+                // it read less than it could.
+                if (n as u64) < max.min(room.saturating_add(1)) {
+                    *reader = BodyReader::Done { delimited: false };
+                    return Ok(false);
+                }
+                Ok(true)
+            }
+            BodyReader::Chunked { in_chunk } => {
+                let mut in_chunk = in_chunk;
+                if in_chunk == 0 {
+                    match self.read_chunk_size().await? {
+                        None => {
+                            *reader = BodyReader::Done { delimited: true };
+                            return Ok(false);
+                        }
+                        Some(size) => {
+                            // Compared without adding: a peer's size near u64::MAX must
+                            // not wrap past the limit (hyper's CVE-2021-32714 was this).
+                            if size > budget.saturating_sub(out.len() as u64) {
+                                return Err(too_large(budget));
+                            }
+                            in_chunk = size;
+                        }
+                    }
+                }
+                let got = self
+                    .read_piece(in_chunk.min(max), exact, out)
+                    .await
+                    .map_err(|_| {
+                        Error::protocol(format!(
+                            "truncated chunked body: the connection closed inside a {in_chunk}-byte chunk"
+                        ))
+                    })?;
+                in_chunk -= got;
+                if in_chunk == 0 {
+                    let end = self.read_line("chunk end").await?;
+                    if end != b"\r\n" && end != b"\n" {
+                        return Err(Error::protocol(
+                            "chunk data is longer than its declared size",
+                        ));
+                    }
+                }
+                *reader = BodyReader::Chunked { in_chunk };
+                Ok(true)
+            }
+        }
     }
 
     async fn read_head(&mut self) -> Result<Vec<u8>> {
@@ -133,32 +292,34 @@ impl<S: Io> H1Connection<S> {
         }
     }
 
-    async fn read_exact_body(&mut self, n: u64) -> Result<Vec<u8>> {
-        let mut body = Vec::with_capacity(n.min(1 << 20) as usize);
+    /// Appends `n` bytes to `out` when `exact`, else between 1 and `n` (what has
+    /// arrived); how many. An error if the connection ends first.
+    async fn read_piece(&mut self, n: u64, exact: bool, out: &mut Vec<u8>) -> Result<u64> {
+        if exact || n == 0 {
+            self.read_exact_into(n, out).await?;
+            return Ok(n);
+        }
+        let arrived = self.io.fill_buf().await.map_err(read_error)?;
+        if arrived.is_empty() {
+            return Err(Error::protocol("truncated body"));
+        }
+        let take = arrived.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+        out.extend_from_slice(&arrived[..take]);
+        self.io.consume(take);
+        Ok(take as u64)
+    }
+
+    /// Appends exactly `n` bytes to `out`; an error if the connection ends first.
+    async fn read_exact_into(&mut self, n: u64, out: &mut Vec<u8>) -> Result<()> {
         let got = (&mut self.io)
             .take(n)
-            .read_to_end(&mut body)
+            .read_to_end(out)
             .await
             .map_err(read_error)?;
         if (got as u64) < n {
-            return Err(Error::protocol(format!(
-                "truncated body: the connection closed after {got} of {n} bytes (Content-Length)"
-            )));
+            return Err(Error::protocol("truncated body"));
         }
-        Ok(body)
-    }
-
-    async fn read_to_close(&mut self, max_body: u64) -> Result<Vec<u8>> {
-        let mut body = Vec::new();
-        (&mut self.io)
-            .take(max_body + 1)
-            .read_to_end(&mut body)
-            .await
-            .map_err(read_error)?;
-        if body.len() as u64 > max_body {
-            return Err(too_large(max_body));
-        }
-        Ok(body)
+        Ok(())
     }
 
     async fn read_line(&mut self, what: &str) -> Result<Vec<u8>> {
@@ -180,45 +341,28 @@ impl<S: Io> H1Connection<S> {
         Ok(line)
     }
 
-    async fn read_chunked(&mut self, max_body: u64) -> Result<Vec<u8>> {
-        let mut body = Vec::new();
+    /// The next chunk's size, or `None` at the last chunk (whose trailers are read and
+    /// dropped).
+    async fn read_chunk_size(&mut self) -> Result<Option<u64>> {
+        let line = self.read_line("chunk size").await?;
+        let text = std::str::from_utf8(&line)
+            .map_err(|_| Error::protocol("chunk size line is not ASCII"))?;
+        let size_text = text.split(';').next().unwrap_or("").trim();
+        let size = parse_chunk_size(size_text)
+            .ok_or_else(|| Error::protocol(format!("invalid chunk size `{size_text}`")))?;
+        if size > 0 {
+            return Ok(Some(size));
+        }
+        // Trailers until the blank line; they are read and dropped.
+        let mut trailer_bytes = 0usize;
         loop {
-            let line = self.read_line("chunk size").await?;
-            let text = std::str::from_utf8(&line)
-                .map_err(|_| Error::protocol("chunk size line is not ASCII"))?;
-            let size_text = text.split(';').next().unwrap_or("").trim();
-            let size = parse_chunk_size(size_text)
-                .ok_or_else(|| Error::protocol(format!("invalid chunk size `{size_text}`")))?;
-            if size == 0 {
-                // Trailers until the blank line; they are read and dropped.
-                let mut trailer_bytes = 0usize;
-                loop {
-                    let line = self.read_line("trailer").await?;
-                    trailer_bytes += line.len();
-                    if trailer_bytes > MAX_HEAD_BYTES {
-                        return Err(Error::protocol("chunked trailers are too large"));
-                    }
-                    if line == b"\r\n" || line == b"\n" {
-                        return Ok(body);
-                    }
-                }
+            let line = self.read_line("trailer").await?;
+            trailer_bytes += line.len();
+            if trailer_bytes > MAX_HEAD_BYTES {
+                return Err(Error::protocol("chunked trailers are too large"));
             }
-            // Compared without adding: a peer's size near u64::MAX must not wrap past
-            // the limit (hyper's CVE-2021-32714 was this).
-            if size > max_body.saturating_sub(body.len() as u64) {
-                return Err(too_large(max_body));
-            }
-            let chunk = self.read_exact_body(size).await.map_err(|_| {
-                Error::protocol(format!(
-                    "truncated chunked body: the connection closed inside a {size}-byte chunk"
-                ))
-            })?;
-            body.extend_from_slice(&chunk);
-            let end = self.read_line("chunk end").await?;
-            if end != b"\r\n" && end != b"\n" {
-                return Err(Error::protocol(
-                    "chunk data is longer than its declared size",
-                ));
+            if line == b"\r\n" || line == b"\n" {
+                return Ok(None);
             }
         }
     }

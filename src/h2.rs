@@ -114,13 +114,6 @@ fn setting_id(s: Http2Setting) -> SettingId {
     }
 }
 
-/// A response head and body read from one stream.
-pub(crate) struct H2Exchange {
-    pub response: Response<()>,
-    pub body: Bytes,
-    pub first_byte: Instant,
-}
-
 impl H2Connection {
     /// True once the connection has ended; the pool drops it.
     pub fn is_closed(&self) -> bool {
@@ -139,17 +132,17 @@ impl H2Connection {
         !self.is_closed() && self.in_flight.load(Ordering::Acquire) < max
     }
 
-    /// Sends one request and reads the whole body, refusing more than `max_body` bytes.
-    pub async fn send(
+    /// Sends one request and waits for the response head; the body is read after,
+    /// from the returned [`H2Body`].
+    pub async fn send_head(
         &self,
         head: Request<()>,
         headers: Vec<(HeaderName, HeaderValue)>,
         body: Option<Bytes>,
         crumble_cookies: bool,
-        max_body: u64,
-    ) -> Result<H2Exchange> {
+    ) -> Result<H2Head> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let _guard = InFlight(self.in_flight.clone());
+        let guard = InFlight(self.in_flight.clone());
         let (mut parts, ()) = head.into_parts();
         parts.headers = header_map(headers, crumble_cookies);
         let request = Request::from_parts(parts, ());
@@ -170,15 +163,54 @@ impl H2Connection {
         }
         let response = response.await.map_err(h2_error)?;
         let first_byte = Instant::now();
-        let (parts, mut recv) = response.into_parts();
+        let (parts, recv) = response.into_parts();
+        Ok(H2Head {
+            response: Response::from_parts(parts, ()),
+            first_byte,
+            body: H2Body {
+                recv,
+                _in_flight: guard,
+            },
+        })
+    }
+}
+
+/// A response head; its body is still on the stream.
+pub(crate) struct H2Head {
+    pub response: Response<()>,
+    pub first_byte: Instant,
+    pub body: H2Body,
+}
+
+/// A response body still arriving on its stream; the stream counts as in flight on
+/// its connection until this is dropped (dropping it unread resets the stream).
+pub(crate) struct H2Body {
+    recv: http2::RecvStream,
+    _in_flight: InFlight,
+}
+
+impl H2Body {
+    /// The next DATA frame's bytes (their flow-control capacity is given back at
+    /// once), `None` at the end of the stream.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        match self.recv.data().await {
+            None => Ok(None),
+            Some(Err(e)) => Err(h2_error(e)),
+            Some(Ok(chunk)) => {
+                let _ = self.recv.flow_control().release_capacity(chunk.len());
+                Ok(Some(chunk))
+            }
+        }
+    }
+
+    /// The whole body, refusing more than `max_body` bytes.
+    pub async fn read_to_end(mut self, max_body: u64) -> Result<Bytes> {
         // A body that arrives in one DATA frame is kept as that frame's buffer (no copy);
         // longer ones are gathered into one buffer.
         let mut first: Option<Bytes> = None;
         let mut gathered = bytes::BytesMut::new();
         let mut len = 0usize;
-        while let Some(chunk) = recv.data().await {
-            let chunk = chunk.map_err(h2_error)?;
-            let _ = recv.flow_control().release_capacity(chunk.len());
+        while let Some(chunk) = self.chunk().await? {
             len += chunk.len();
             if len as u64 > max_body {
                 return Err(Error::body_too_large(format!(
@@ -195,12 +227,7 @@ impl H2Connection {
                 }
             }
         }
-        let body = first.unwrap_or_else(|| gathered.freeze());
-        Ok(H2Exchange {
-            response: Response::from_parts(parts, ()),
-            body,
-            first_byte,
-        })
+        Ok(first.unwrap_or_else(|| gathered.freeze()))
     }
 }
 

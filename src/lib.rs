@@ -51,6 +51,7 @@
 #[cfg(feature = "api")]
 pub mod api;
 pub mod audit;
+mod body;
 pub mod client;
 pub mod cookies;
 mod decode;
@@ -78,7 +79,10 @@ pub mod store;
 pub mod tenant;
 pub mod tls;
 
-pub use client::{Client, ClientBuilder, ClientRequest, HttpVersionPref, Response, Timings};
+pub use body::{BodyStream, STREAM_CHUNK};
+pub use client::{
+    Client, ClientBuilder, ClientRequest, HttpVersionPref, Response, StreamingResponse, Timings,
+};
 pub use decode::decode_body;
 pub use engine::{
     BlockCheck, Detected, Engine, EngineBuilder, EngineSession, RequestSite, SessionConfig,

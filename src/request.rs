@@ -39,6 +39,8 @@ pub struct Request {
     pub(crate) body: Option<Bytes>,
     pub(crate) kind: RequestKind,
     pub(crate) options: RequestOptions,
+    /// Hand the body back as a stream (`send_streaming`) instead of buffering it.
+    pub(crate) stream_body: bool,
 }
 
 /// How a session treats a request. A bare `Client` follows no redirects and has no
@@ -84,6 +86,7 @@ impl Request {
             body: None,
             kind: RequestKind::Navigation,
             options: RequestOptions::default(),
+            stream_body: false,
         }
     }
 

@@ -12,6 +12,7 @@ use super::pool::{Conn, MaybeTls, OriginKey, Pool};
 use super::request::Target;
 use super::response::Timings;
 use super::{ClientBuilder, ClientInner, HttpVersionPref};
+use crate::body::Chunks;
 use crate::error::{Error, Result};
 use crate::h1::H1Connection;
 use crate::h2::{self, H2Connection};
@@ -22,11 +23,28 @@ use crate::net::{BoxedIo, CountingIo};
 pub(super) struct Exchange {
     pub(super) status: StatusCode,
     pub(super) headers: Vec<(HeaderName, HeaderValue)>,
-    pub(super) body: Bytes,
-    /// HTTP/1.1: whether the connection may take another request (always false for
-    /// HTTP/2, whose connection stays in the pool regardless).
-    pub(super) reusable: bool,
+    pub(super) body: WireBody,
 }
+
+/// A response body as received (still encoded): read whole, or still arriving (a
+/// streaming request's).
+pub(super) enum WireBody {
+    Full(Bytes),
+    Open(Chunks),
+}
+
+/// The request as it goes on the wire: every header in its final order.
+pub(super) struct Outgoing<'a> {
+    pub(super) method: &'a Method,
+    pub(super) headers: &'a [(HeaderName, HeaderValue)],
+    pub(super) body: Option<&'a Bytes>,
+    /// Hand the response body back as it arrives ([`WireBody::Open`]).
+    pub(super) streaming: bool,
+}
+
+/// What a streaming HTTP/1.1 body does with its connection once the body ended where
+/// its framing said: the pool takes it back.
+pub(super) type GiveBack = Box<dyn FnOnce(H1Connection<MaybeTls>) + Send>;
 
 /// Dials `target` (through the proxy, if any), runs the TLS handshake for `https`
 /// and then the HTTP/2 one when ALPN picked `h2`, and pools a new HTTP/2 connection
@@ -102,12 +120,17 @@ pub(super) async fn open_connection(
 pub(super) async fn exchange_h2(
     conn: &H2Connection,
     target: &Target,
-    method: &Method,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    body: Option<Bytes>,
+    out: Outgoing<'_>,
     config: &ClientBuilder,
     timings: &mut Timings,
 ) -> Result<Exchange> {
+    let Outgoing {
+        method,
+        headers,
+        body,
+        streaming,
+    } = out;
+    let (headers, body) = (headers.to_vec(), body.cloned());
     let sent = Instant::now();
     let head = http::Request::builder()
         .method(method.clone())
@@ -116,15 +139,17 @@ pub(super) async fn exchange_h2(
         .body(())
         .map_err(|e| Error::invalid_url(&target.uri, e))?;
     let ex = conn
-        .send(
-            head,
-            headers,
-            body,
-            config.profile.http2.cookie_crumbling,
-            config.max_body,
-        )
+        .send_head(head, headers, body, config.profile.http2.cookie_crumbling)
         .await?;
     timings.first_byte = ex.first_byte.duration_since(sent);
+    let body = if streaming {
+        let chunks = futures_util::stream::try_unfold(ex.body, |mut body| async move {
+            Ok(body.chunk().await?.map(|chunk| (chunk, body)))
+        });
+        WireBody::Open(Box::pin(chunks))
+    } else {
+        WireBody::Full(ex.body.read_to_end(config.max_body).await?)
+    };
     let (parts, ()) = ex.response.into_parts();
     let headers = parts
         .headers
@@ -142,38 +167,90 @@ pub(super) async fn exchange_h2(
     Ok(Exchange {
         status: parts.status,
         headers,
-        body: ex.body,
-        reusable: false,
+        body,
     })
 }
 
-/// Sends one request on an HTTP/1.1 connection (this request's alone).
+/// Sends one request on an HTTP/1.1 connection (this request's alone). The
+/// connection goes to `give_back` once the body ended where its framing said and the
+/// server keeps the connection open; otherwise it is dropped (closed).
 pub(super) async fn exchange_h1(
-    conn: &mut H1Connection<MaybeTls>,
+    mut conn: H1Connection<MaybeTls>,
     target: &Target,
-    method: &Method,
-    headers: &[(HeaderName, HeaderValue)],
-    body: Option<&Bytes>,
+    out: Outgoing<'_>,
     config: &ClientBuilder,
     timings: &mut Timings,
+    give_back: GiveBack,
 ) -> Result<Exchange> {
+    let Outgoing {
+        method,
+        headers,
+        body,
+        streaming,
+    } = out;
     let sent = Instant::now();
-    let ex = conn
-        .send(
+    if !streaming {
+        let ex = conn
+            .send(
+                method,
+                &target.authority,
+                &target.path,
+                headers,
+                body,
+                &config.profile.http1,
+                config.max_body,
+            )
+            .await?;
+        timings.first_byte = ex.first_byte.duration_since(sent);
+        if ex.reusable {
+            give_back(conn);
+        }
+        return Ok(Exchange {
+            status: ex.status,
+            headers: ex.headers,
+            body: WireBody::Full(ex.body.into()),
+        });
+    }
+    // A stream has no total limit: a declared length is not refused.
+    let head = conn
+        .send_head(
             method,
             &target.authority,
             &target.path,
             headers,
             body,
             &config.profile.http1,
-            config.max_body,
+            u64::MAX,
         )
         .await?;
-    timings.first_byte = ex.first_byte.duration_since(sent);
+    timings.first_byte = head.first_byte.duration_since(sent);
+    let keep_alive = head.keep_alive;
+    let state = (conn, head.body, Some(give_back));
+    let chunks = futures_util::stream::try_unfold(state, move |mut state| async move {
+        loop {
+            let (conn, reader, _) = &mut state;
+            let mut piece = Vec::new();
+            let more = conn
+                .read_body(reader, &mut piece, crate::body::STREAM_CHUNK, u64::MAX)
+                .await?;
+            if !piece.is_empty() {
+                return Ok(Some((Bytes::from(piece), state)));
+            }
+            if !more {
+                let (conn, reader, give_back) = state;
+                if keep_alive && reader.delimited() {
+                    if let Some(give_back) = give_back {
+                        give_back(conn);
+                    }
+                }
+                return Ok(None);
+            }
+        }
+    });
+    let body = WireBody::Open(Box::pin(chunks));
     Ok(Exchange {
-        status: ex.status,
-        headers: ex.headers,
-        body: ex.body.into(),
-        reusable: ex.reusable,
+        status: head.status,
+        headers: head.headers,
+        body,
     })
 }

@@ -24,7 +24,7 @@ mod response;
 
 use self::pool::Pool;
 pub use self::request::ClientRequest;
-pub use self::response::{CacheStatus, Redirect, Response, Timings};
+pub use self::response::{CacheStatus, Redirect, Response, StreamingResponse, Timings};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -6,12 +6,14 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Version};
 
-use super::connect::{exchange_h1, exchange_h2, open_connection};
+use super::connect::{exchange_h1, exchange_h2, open_connection, GiveBack, Outgoing, WireBody};
 use super::pool::{give_back_h1, take_pooled_or_gate, Conn, OriginKey};
-use super::response::{CacheStatus, Response, Timings};
+use super::response::{CacheStatus, Response, StreamingResponse, Timings};
 use super::Client;
+use crate::body::BodyStream;
 use crate::decode::decode_body;
 use crate::error::{Error, Result};
 use crate::request::{Request, RequestBuilder, RequestUrl};
@@ -35,7 +37,37 @@ impl RequestBuilder<Client> {
     }
 }
 
+impl RequestBuilder<Client> {
+    /// Performs the exchange and returns as soon as the head has arrived; the body is
+    /// read from the [`StreamingResponse`] as it comes.
+    ///
+    /// # Errors
+    ///
+    /// As `send`.
+    pub async fn send_streaming(self) -> Result<StreamingResponse> {
+        let (client, request, error) = self.into_parts();
+        match error {
+            Some(e) => Err(e.with_url(request.url())),
+            None => client.execute_streaming(request).await,
+        }
+    }
+}
+
 impl Client {
+    /// Performs one exchange of `request` and returns at its head; the body is read
+    /// from the [`StreamingResponse`] as it arrives. The client's deadline bounds the
+    /// head and then each wait for body bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::execute`].
+    pub async fn execute_streaming(&self, mut request: Request) -> Result<StreamingResponse> {
+        request.stream_body = true;
+        self.execute(request)
+            .await
+            .map(StreamingResponse::from_response)
+    }
+
     /// Performs one exchange of `request`: the target is resolved, a pooled
     /// connection taken or one opened, the request sent in the profile's header order
     /// and the body decoded. The request's options are a session's (see
@@ -108,49 +140,61 @@ async fn send_inner(client: &Client, request: Request) -> Result<Response> {
             .await?
         }
     };
+    let outgoing = Outgoing {
+        method: &request.method,
+        headers: &headers,
+        body: request.body.as_ref(),
+        streaming: request.stream_body,
+    };
     let (status, version, resp_headers, body, tls) = match conn {
         Conn::H2(conn, info) => {
-            let ex = exchange_h2(
-                &conn,
-                &target,
-                &request.method,
-                headers.clone(),
-                request.body,
-                config,
-                &mut timings,
-            )
-            .await?;
+            let ex = exchange_h2(&conn, &target, outgoing, config, &mut timings).await?;
             (ex.status, Version::HTTP_2, ex.headers, ex.body, Some(info))
         }
-        Conn::H1(mut conn, info) => {
-            let ex = exchange_h1(
-                &mut conn,
-                &target,
-                &request.method,
-                &headers,
-                request.body.as_ref(),
-                config,
-                &mut timings,
-            )
-            .await?;
-            if ex.reusable {
-                give_back_h1(client, key, conn, info.clone());
-            }
+        Conn::H1(conn, info) => {
+            let pool = client.clone();
+            let tls = info.clone();
+            let give_back: GiveBack = Box::new(move |conn| give_back_h1(&pool, key, conn, tls));
+            let ex = exchange_h1(conn, &target, outgoing, config, &mut timings, give_back).await?;
             (ex.status, Version::HTTP_11, ex.headers, ex.body, info)
         }
     };
 
-    let raw_len = body.len() as u64;
     let content_encoding = resp_headers
         .iter()
         .filter(|(n, _)| n == http::header::CONTENT_ENCODING)
         .filter_map(|(_, v)| v.to_str().ok())
         .collect::<Vec<_>>()
         .join(",");
-    let body = if config.decode && !content_encoding.is_empty() {
-        decode_body(Vec::from(body), &content_encoding, config.max_decoded_body)?.into()
-    } else {
-        body
+    let decoding = config.decode && !content_encoding.is_empty();
+    let (body, raw_len, pending) = match body {
+        WireBody::Full(body) => {
+            let raw_len = body.len() as u64;
+            let body = if decoding {
+                decode_body(Vec::from(body), &content_encoding, config.max_decoded_body)?.into()
+            } else {
+                body
+            };
+            (body, raw_len, None)
+        }
+        WireBody::Open(chunks) => {
+            // A stalled body is bounded like a stalled head: the total deadline
+            // becomes the longest wait for each chunk.
+            let chunks = match config.timeout {
+                Some(limit) => crate::body::with_idle_timeout(chunks, limit),
+                None => chunks,
+            };
+            let (chunks, limit) = if decoding {
+                let codings = crate::decode::codings(&content_encoding)?;
+                (
+                    crate::body::decoded(chunks, codings),
+                    config.max_decoded_body,
+                )
+            } else {
+                (chunks, config.max_body)
+            };
+            (Bytes::new(), 0, Some(BodyStream::new(chunks, limit)))
+        }
     };
     timings.total = started.elapsed();
     let mut map = HeaderMap::with_capacity(resp_headers.len());
@@ -171,6 +215,7 @@ async fn send_inner(client: &Client, request: Request) -> Result<Response> {
         redirects: Vec::new(),
         cache: CacheStatus::NotUsed,
         attempts: 1,
+        pending,
     })
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
+use crate::body::BodyStream;
 use crate::tls::TlsInfo;
 
 /// Where the time of one exchange went.
@@ -34,7 +35,7 @@ fn as_micros<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S:
 }
 
 /// A complete response: head, decoded body, timings and TLS details.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Response {
     pub(super) url: String,
     pub(super) status: StatusCode,
@@ -49,6 +50,85 @@ pub struct Response {
     pub(super) redirects: Vec<Redirect>,
     pub(super) cache: CacheStatus,
     pub(super) attempts: usize,
+    /// A streaming request's body, still arriving (`body` is empty then); `None` for
+    /// a buffered one.
+    pub(super) pending: Option<BodyStream>,
+}
+
+/// A response whose body is still arriving: the head now, the body as a
+/// [`BodyStream`] (from `send_streaming` on a builder, or `execute_streaming`).
+///
+/// Streaming changes when the bytes are seen, not what is sent: the same request goes
+/// out. A session does not cache a streamed response (nor send validators for it),
+/// and an engine decides retries and quarantine from the status and headers alone.
+#[derive(Debug)]
+pub struct StreamingResponse {
+    head: Response,
+    body: BodyStream,
+}
+
+impl StreamingResponse {
+    /// Splits a response into its head and its body, whether still arriving or whole.
+    pub(crate) fn from_response(mut head: Response) -> StreamingResponse {
+        let body = match head.pending.take() {
+            Some(body) => body,
+            None => BodyStream::full(std::mem::take(&mut head.body)),
+        };
+        StreamingResponse { head, body }
+    }
+
+    /// Everything but the body: URL, status, headers, redirects, timings, TLS
+    /// details (the head's own `body()` is empty).
+    pub fn head(&self) -> &Response {
+        &self.head
+    }
+
+    /// Status code.
+    pub fn status(&self) -> StatusCode {
+        self.head.status
+    }
+
+    /// Response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.head.headers
+    }
+
+    /// The URL requested (after a session's redirects: the final URL).
+    pub fn url(&self) -> &str {
+        &self.head.url
+    }
+
+    /// The body, to read from.
+    pub fn body_mut(&mut self) -> &mut BodyStream {
+        &mut self.body
+    }
+
+    /// The next chunk of the body (see [`BodyStream::chunk`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`BodyStream::chunk`].
+    pub async fn chunk(&mut self) -> crate::Result<Option<Bytes>> {
+        self.body.chunk().await
+    }
+
+    /// The head and the body, apart.
+    pub fn into_parts(self) -> (Response, BodyStream) {
+        (self.head, self.body)
+    }
+
+    /// The rest of the body read into a buffered [`Response`] (see
+    /// [`BodyStream::bytes`] for the limit).
+    ///
+    /// # Errors
+    ///
+    /// As [`BodyStream::bytes`].
+    pub async fn into_response(self) -> crate::Result<Response> {
+        let mut head = self.head;
+        head.body = self.body.bytes().await?;
+        head.raw_body_len = head.body.len() as u64;
+        Ok(head)
+    }
 }
 
 /// One redirect a session followed on the way to a response.
@@ -95,6 +175,11 @@ impl Response {
     /// engine).
     pub fn attempts(&self) -> usize {
         self.attempts
+    }
+
+    /// A streaming request's body, still arriving.
+    pub(crate) fn pending_mut(&mut self) -> Option<&mut BodyStream> {
+        self.pending.as_mut()
     }
 
     pub(crate) fn with_attempts(mut self, attempts: usize) -> Self {
@@ -145,6 +230,7 @@ impl Response {
             redirects: Vec::new(),
             cache,
             attempts: 1,
+            pending: None,
         }
     }
     /// Status code.

@@ -12,7 +12,7 @@ use mummer_actors::{EngineEvent, SessionRef};
 use super::core::replayable;
 use super::Engine;
 
-use crate::client::Response;
+use crate::client::{Response, StreamingResponse};
 use crate::error::{Error, Result};
 use crate::request::{Request, RequestBuilder, RequestOptions, RequestUrl};
 use crate::robots::RobotsCache;
@@ -183,7 +183,41 @@ impl RequestBuilder<EngineSession> {
     }
 }
 
+impl RequestBuilder<EngineSession> {
+    /// Sends it through the engine as `send` does and returns at the final head; the
+    /// body is read from the [`StreamingResponse`] (see
+    /// [`EngineSession::execute_streaming`]).
+    ///
+    /// # Errors
+    ///
+    /// As `send`.
+    pub async fn send_streaming(self) -> Result<StreamingResponse> {
+        let (session, request, error) = self.into_parts();
+        if let Some(e) = error {
+            return Err(e);
+        }
+        session.execute_streaming(request).await
+    }
+}
+
 impl EngineSession {
+    /// Sends `request` through the engine and returns at the final head. Retries,
+    /// breakers and quarantine decide from the status and headers (a block check that
+    /// reads the body sees it empty); an attempt that is retried has its body dropped
+    /// unread. The session is busy, and not reaped, until the body ends or is
+    /// dropped; it is not cached.
+    ///
+    /// # Errors
+    ///
+    /// As `send`.
+    pub async fn execute_streaming(&self, mut request: Request) -> Result<StreamingResponse> {
+        request.stream_body = true;
+        request.options.use_cache = false;
+        self.execute(request)
+            .await
+            .map(StreamingResponse::from_response)
+    }
+
     /// Sends `request` through the engine (see `RequestBuilder<EngineSession>::send`).
     ///
     /// # Errors

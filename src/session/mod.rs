@@ -31,7 +31,9 @@ use uuid::Uuid;
 
 pub use self::cache::{CacheConfig, ConditionalCache};
 pub use self::snapshot::{SessionSnapshot, SnapshotKey, SNAPSHOT_VERSION};
-use crate::client::{CacheStatus, Client, ClientBuilder, Redirect, Response, TransportStats};
+use crate::client::{
+    CacheStatus, Client, ClientBuilder, Redirect, Response, StreamingResponse, TransportStats,
+};
 use crate::cookies::{CookieJar, CookieLimits, CookieRecord, ImportedCookies, TrackingFilter};
 use crate::error::{Error, Result};
 use crate::profile::{Profile, RequestKind};
@@ -185,7 +187,7 @@ pub struct SessionStats {
     pub identifier: String,
     /// Creation time, Unix milliseconds.
     pub created_at: u64,
-    /// When the last request started, Unix milliseconds.
+    /// When a request last started or ended, Unix milliseconds.
     pub last_used: u64,
     /// Requests that left (each redirect hop counts; failed ones too; cache hits not).
     pub request_count: u64,
@@ -206,7 +208,7 @@ pub struct SessionStats {
     pub cache_body_bytes: usize,
     /// Seconds since creation.
     pub age_secs: f64,
-    /// Seconds since the last request started.
+    /// Seconds since a request last started or ended; 0 while one is running.
     pub idle_secs: f64,
     /// Connections, reuse, resumption, streams and bytes.
     pub transport: TransportStats,
@@ -327,14 +329,22 @@ impl Session {
                 .duration_since(self.inner.created_at)
                 .unwrap_or_default()
                 .as_secs_f64(),
-            idle_secs: unix_ms(now).saturating_sub(last_used) as f64 / 1000.0,
+            idle_secs: if self.in_flight() > 0 {
+                0.0
+            } else {
+                unix_ms(now).saturating_sub(last_used) as f64 / 1000.0
+            },
             transport: self.inner.client.transport_stats(),
             quarantined: false,
         }
     }
 
-    /// Time since the last request started. Cost: one atomic load.
+    /// Time since a request last started or ended; zero while one is running (a
+    /// streamed body still being read counts). Cost: two atomic loads.
     pub fn idle_time(&self) -> Duration {
+        if self.in_flight() > 0 {
+            return Duration::ZERO;
+        }
         let last = self.inner.last_used_ms.load(Ordering::Relaxed);
         Duration::from_millis(unix_ms(SystemTime::now()).saturating_sub(last))
     }
@@ -501,7 +511,41 @@ impl RequestBuilder<Session> {
     }
 }
 
+impl RequestBuilder<Session> {
+    /// Performs the request, following redirects, and returns at the final head; the
+    /// body is read from the [`StreamingResponse`] as it arrives (see
+    /// [`Session::execute_streaming`]).
+    ///
+    /// # Errors
+    ///
+    /// As `send`.
+    pub async fn send_streaming(self) -> Result<StreamingResponse> {
+        let (session, request, error) = self.into_parts();
+        match error {
+            Some(e) => Err(e),
+            None => session.execute_streaming(request).await,
+        }
+    }
+}
+
 impl Session {
+    /// Performs `request` as [`Session::execute`] does and returns at the final
+    /// response's head; the body is read from the [`StreamingResponse`]. A streamed
+    /// response is not cached (and no validators are sent for it). Until its body
+    /// ends or is dropped, the request counts in [`Session::in_flight`]: the session
+    /// is not idle, so an engine does not reap it mid-download.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::execute`].
+    pub async fn execute_streaming(&self, mut request: Request) -> Result<StreamingResponse> {
+        request.stream_body = true;
+        request.options.use_cache = false;
+        self.execute(request)
+            .await
+            .map(StreamingResponse::from_response)
+    }
+
     /// Performs `request`, following redirects: per hop, the navigation context,
     /// cookies, client hints and cache validators go out ([`hop::outgoing`]) and the
     /// answer's cookies, hints, cache entry and redirect come in ([`hop::absorb`]).
@@ -524,11 +568,10 @@ impl Session {
             body,
             kind,
             options,
+            stream_body,
         } = request;
         let url = http_url(url)?;
-        session.touch();
-        s.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _in_flight = InFlightGuard(&s.in_flight);
+        let mut busy = Some(Busy::start(session));
 
         let initiator = if kind == RequestKind::Navigation && options.typed {
             None
@@ -582,6 +625,7 @@ impl Session {
                 body: hop.body.clone(),
                 kind,
                 options,
+                stream_body,
             };
             let resp = s.client.execute(wire).await?;
             let absorbed = {
@@ -593,7 +637,12 @@ impl Session {
             }?;
             match absorbed {
                 hop::Absorbed::Done(cache) => {
-                    return Ok(finish(session, kind, hop.url, resp, hop.redirects, cache));
+                    let mut resp = finish(session, kind, hop.url, resp, hop.redirects, cache);
+                    // A body still arriving keeps the request in flight until it ends.
+                    if let (Some(body), Some(busy)) = (resp.pending_mut(), busy.take()) {
+                        body.keep(Box::new(busy));
+                    }
+                    return Ok(resp);
                 }
                 hop::Absorbed::Revalidated(hit) => {
                     let cache = CacheStatus::Revalidated;
@@ -638,10 +687,24 @@ fn cache_request(url: &Url, caller: &[(HeaderName, HeaderValue)]) -> http::reque
     parts
 }
 
-struct InFlightGuard<'a>(&'a AtomicUsize);
+/// A request running on a session: counted in `in_flight` from its start until this
+/// is dropped (at the end of `execute`, or with a streamed body when the body ends),
+/// and the session marked used at both ends.
+struct Busy(Arc<Inner>);
 
-impl Drop for InFlightGuard<'_> {
+impl Busy {
+    fn start(session: &Session) -> Busy {
+        session.touch();
+        session.inner.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(session.inner.clone())
+    }
+}
+
+impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .last_used_ms
+            .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -87,6 +87,9 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub delay: Duration,
+    /// Send the body in pieces of this many bytes with this pause before each one
+    /// after the first (a slow download, or with a long pause a stalled one).
+    pub trickle: Option<(usize, Duration)>,
 }
 
 impl Reply {
@@ -96,6 +99,7 @@ impl Reply {
             headers: Vec::new(),
             body: Bytes::new(),
             delay: Duration::ZERO,
+            trickle: None,
         }
     }
     pub fn ok(body: impl Into<Bytes>) -> Reply {
@@ -108,6 +112,24 @@ impl Reply {
     pub fn body(mut self, body: impl Into<Bytes>) -> Reply {
         self.body = body.into();
         self
+    }
+    /// Sends the body `piece` bytes at a time, `pause` between pieces.
+    pub fn trickle(mut self, piece: usize, pause: Duration) -> Reply {
+        self.trickle = Some((piece.max(1), pause));
+        self
+    }
+    /// The body's pieces and the pause before each one after the first.
+    fn pieces(&self) -> (Vec<Bytes>, Duration) {
+        match self.trickle {
+            None => (vec![self.body.clone()], Duration::ZERO),
+            Some((n, pause)) => {
+                let pieces = (0..self.body.len())
+                    .step_by(n)
+                    .map(|at| self.body.slice(at..(at + n).min(self.body.len())))
+                    .collect();
+                (pieces, pause)
+            }
+        }
     }
     /// Answers only after `delay` (the request is recorded when it arrives).
     pub fn delay(mut self, delay: Duration) -> Reply {
@@ -319,8 +341,15 @@ impl Conn {
                 let Ok(resp) = resp.body(()) else { return };
                 let end = reply.body.is_empty();
                 if let Ok(mut stream) = respond.send_response(resp, end) {
-                    if !end {
-                        let _ = stream.send_data(reply.body, true);
+                    let (pieces, pause) = reply.pieces();
+                    let last = pieces.len().saturating_sub(1);
+                    for (i, piece) in pieces.into_iter().enumerate() {
+                        if i > 0 && !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
+                        if end || stream.send_data(piece, i == last).is_err() {
+                            break;
+                        }
                     }
                 }
             });
@@ -388,10 +417,17 @@ impl Conn {
                 out.push_str(&format!("{n}: {v}\r\n"));
             }
             out.push_str(&format!("content-length: {}\r\n\r\n", reply.body.len()));
-            let mut bytes = out.into_bytes();
-            bytes.extend_from_slice(&reply.body);
-            if io.write_all(&bytes).await.is_err() {
+            if io.write_all(out.as_bytes()).await.is_err() {
                 return;
+            }
+            let (pieces, pause) = reply.pieces();
+            for (i, piece) in pieces.into_iter().enumerate() {
+                if i > 0 && !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                if io.write_all(&piece).await.is_err() || io.flush().await.is_err() {
+                    return;
+                }
             }
         }
     }
