@@ -1,5 +1,9 @@
-//! A response body read as it arrives: [`BodyStream`], what a streaming request
-//! (`send_streaming` on any builder) hands back instead of a buffered body.
+//! Bodies both ways. A request's [`Body`]: bytes in memory, which can be sent as often
+//! as a 307/308 redirect or a retry needs, or a stream, read once as it is sent (so
+//! such a request is never retried, and a redirect that would send it again is an
+//! error saying so). A response body read as it arrives: [`BodyStream`], what a
+//! streaming request (`send_streaming` on any builder) hands back instead of a
+//! buffered body.
 //!
 //! The stream yields the body in chunks as the connection delivers them, decoded
 //! (`Content-Encoding`) on the way when the client decodes, in pieces of at most
@@ -32,6 +36,170 @@ pub(crate) type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 
 /// Something kept alive until the body ends (a session's in-flight mark).
 pub(crate) type Guard = Box<dyn Send + Sync>;
+
+/// A request body: bytes in memory, or a stream read once (see the module
+/// documentation). Cheap to clone; clones of a streamed body share the one stream.
+///
+/// ```
+/// use bytes::Bytes;
+/// use mummer::Body;
+///
+/// let body = Body::from("a=1");
+/// assert_eq!((body.len(), body.is_replayable()), (Some(3), true));
+///
+/// let parts = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("a=1"))]);
+/// let body = Body::wrap_stream(parts, None);
+/// assert_eq!((body.len(), body.is_replayable()), (None, false));
+/// ```
+#[derive(Clone)]
+pub struct Body(BodyKind);
+
+#[derive(Clone)]
+enum BodyKind {
+    Full(Bytes),
+    Stream {
+        /// Taken by the one send that reads it.
+        chunks: std::sync::Arc<std::sync::Mutex<Option<Chunks>>>,
+        len: Option<u64>,
+    },
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            BodyKind::Full(bytes) => f.debug_tuple("Body").field(&bytes.len()).finish(),
+            BodyKind::Stream { len, .. } => {
+                f.debug_struct("Body").field("stream_len", len).finish()
+            }
+        }
+    }
+}
+
+impl Body {
+    /// A body read from `stream` as it is sent, `len` bytes long when known (then
+    /// sent with that `Content-Length`, and a stream of another length is an error;
+    /// unknown: chunked over HTTP/1.1, open-ended DATA frames over HTTP/2). An error
+    /// from the stream aborts the request with it.
+    pub fn wrap_stream<S, E>(stream: S, len: Option<u64>) -> Body
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let chunks = stream.map(|item| {
+            item.map_err(|e| {
+                Error::invalid_input(format!("the request body stream failed: {}", e.into()))
+            })
+        });
+        Body(BodyKind::Stream {
+            chunks: std::sync::Arc::new(std::sync::Mutex::new(Some(Box::pin(chunks)))),
+            len,
+        })
+    }
+
+    /// The length, when known.
+    pub fn len(&self) -> Option<u64> {
+        match &self.0 {
+            BodyKind::Full(bytes) => Some(bytes.len() as u64),
+            BodyKind::Stream { len, .. } => *len,
+        }
+    }
+
+    /// Whether it is known to be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+
+    /// The bytes of a body in memory (`None` for a stream).
+    pub fn as_bytes(&self) -> Option<&Bytes> {
+        match &self.0 {
+            BodyKind::Full(bytes) => Some(bytes),
+            BodyKind::Stream { .. } => None,
+        }
+    }
+
+    /// Whether it can be sent more than once (it is in memory).
+    pub fn is_replayable(&self) -> bool {
+        matches!(self.0, BodyKind::Full(_))
+    }
+
+    /// What goes on the wire: the bytes, or the stream (taken: a second send of the
+    /// same streamed body finds it gone).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_input`] when the stream was already sent.
+    pub(crate) fn take(&self) -> Result<SendBody> {
+        match &self.0 {
+            BodyKind::Full(bytes) => Ok(SendBody::Full(bytes.clone())),
+            BodyKind::Stream { chunks, len } => {
+                let taken = chunks.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match taken {
+                    Some(chunks) => Ok(SendBody::Stream(chunks, *len)),
+                    None => Err(Error::invalid_input(
+                        "the streamed request body was already sent once and cannot be sent again (a retry or a 307/308 redirect needs a body in memory)",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// A request body as one send takes it.
+pub(crate) enum SendBody {
+    Full(Bytes),
+    /// The chunks, and the declared length if any.
+    Stream(Chunks, Option<u64>),
+}
+
+impl SendBody {
+    /// Nothing to send (no DATA frame, no body bytes).
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self, SendBody::Full(bytes) if bytes.is_empty())
+            || matches!(self, SendBody::Stream(_, Some(0)))
+    }
+}
+
+/// Counts a streamed request body against its declared length.
+pub(crate) struct LengthCheck {
+    declared: Option<u64>,
+    sent: u64,
+}
+
+impl LengthCheck {
+    pub(crate) fn new(declared: Option<u64>) -> LengthCheck {
+        LengthCheck { declared, sent: 0 }
+    }
+
+    /// Counts `n` more bytes; an error past the declared length.
+    pub(crate) fn add(&mut self, n: usize) -> Result<()> {
+        self.sent += n as u64;
+        match self.declared {
+            Some(declared) if self.sent > declared => Err(self.mismatch(declared)),
+            _ => Ok(()),
+        }
+    }
+
+    /// At the end of the stream: an error if it fell short of the declared length.
+    pub(crate) fn finish(&self) -> Result<()> {
+        match self.declared {
+            Some(declared) if self.sent != declared => Err(self.mismatch(declared)),
+            _ => Ok(()),
+        }
+    }
+
+    fn mismatch(&self, declared: u64) -> Error {
+        Error::invalid_input(format!(
+            "the request body stream gave {} bytes or more, not the {declared} it declared",
+            self.sent
+        ))
+    }
+}
+
+impl<T: Into<Bytes>> From<T> for Body {
+    fn from(bytes: T) -> Body {
+        Body(BodyKind::Full(bytes.into()))
+    }
+}
 
 /// A response body still arriving: see the module documentation.
 pub struct BodyStream {

@@ -10,10 +10,10 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+use crate::body::{LengthCheck, SendBody};
 use crate::error::{Error, Result};
 use crate::net::Io;
 use crate::profile::Http1Profile;
@@ -86,7 +86,7 @@ impl<S: Io> H1Connection<S> {
         authority: &str,
         path: &str,
         headers: &[(HeaderName, HeaderValue)],
-        body: Option<&Bytes>,
+        body: Option<SendBody>,
         profile: &Http1Profile,
         max_body: u64,
     ) -> Result<H1Exchange> {
@@ -121,22 +121,46 @@ impl<S: Io> H1Connection<S> {
         authority: &str,
         path: &str,
         headers: &[(HeaderName, HeaderValue)],
-        body: Option<&Bytes>,
+        body: Option<SendBody>,
         profile: &Http1Profile,
         max_body: u64,
     ) -> Result<H1Head> {
-        let head = encode_head(
-            method,
-            authority,
-            path,
-            headers,
-            body.map(|b| b.len()),
-            profile,
-        );
+        let request_framing = match &body {
+            None => BodyFraming::None,
+            Some(SendBody::Full(bytes)) => BodyFraming::Length(bytes.len() as u64),
+            Some(SendBody::Stream(_, Some(len))) => BodyFraming::Length(*len),
+            Some(SendBody::Stream(_, None)) => BodyFraming::Chunked,
+        };
+        let head = encode_head(method, authority, path, headers, request_framing, profile);
         let io = self.io.get_mut();
         io.write_all(&head).await.map_err(write_error)?;
-        if let Some(body) = body {
-            io.write_all(body).await.map_err(write_error)?;
+        match body {
+            None => {}
+            Some(SendBody::Full(bytes)) => io.write_all(&bytes).await.map_err(write_error)?,
+            Some(SendBody::Stream(mut chunks, len)) => {
+                use futures_util::StreamExt;
+                let chunked = len.is_none();
+                let mut count = LengthCheck::new(len);
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = chunk?;
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    count.add(chunk.len())?;
+                    if chunked {
+                        let size = format!("{:x}\r\n", chunk.len());
+                        io.write_all(size.as_bytes()).await.map_err(write_error)?;
+                    }
+                    io.write_all(&chunk).await.map_err(write_error)?;
+                    if chunked {
+                        io.write_all(b"\r\n").await.map_err(write_error)?;
+                    }
+                }
+                count.finish()?;
+                if chunked {
+                    io.write_all(b"0\r\n\r\n").await.map_err(write_error)?;
+                }
+            }
         }
         io.flush().await.map_err(write_error)?;
 
@@ -403,12 +427,23 @@ fn too_large(limit: u64) -> Error {
 
 /// The request head, in the profile's header order and case. `Host` and `Connection`
 /// come first, as in every browser.
+/// How a request body is delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyFraming {
+    /// No body.
+    None,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked` (a stream of unknown length).
+    Chunked,
+}
+
 pub(crate) fn encode_head(
     method: &Method,
     authority: &str,
     path: &str,
     headers: &[(HeaderName, HeaderValue)],
-    body_len: Option<usize>,
+    body: BodyFraming,
     profile: &Http1Profile,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
@@ -428,14 +463,24 @@ pub(crate) fn encode_head(
     let mut has_length = false;
     for (name, value) in headers {
         let n = name.as_str();
-        if n == "host" || n == "connection" || profile.drop_headers.iter().any(|d| d == n) {
+        // The framing is decided here, from the body, never by a caller's header.
+        if n == "host"
+            || n == "connection"
+            || (n == "transfer-encoding" && body != BodyFraming::None)
+            || (n == "content-length" && body == BodyFraming::Chunked)
+            || profile.drop_headers.iter().any(|d| d == n)
+        {
             continue;
         }
         has_length |= n == "content-length";
         put(n, value.as_bytes());
     }
-    if let (Some(len), false) = (body_len, has_length) {
-        put("content-length", len.to_string().as_bytes());
+    match body {
+        BodyFraming::Length(len) if !has_length => {
+            put("content-length", len.to_string().as_bytes())
+        }
+        BodyFraming::Chunked => put("transfer-encoding", b"chunked"),
+        _ => {}
     }
     out.extend_from_slice(b"\r\n");
     out
@@ -548,7 +593,14 @@ mod tests {
         let p = Profile::named("chromium-156-linux").unwrap();
         let headers =
             crate::profile::render_headers(p.template(RequestKind::Navigation), &[]).unwrap();
-        let head = encode_head(&Method::GET, "a.test", "/x?y", &headers, None, &p.http1);
+        let head = encode_head(
+            &Method::GET,
+            "a.test",
+            "/x?y",
+            &headers,
+            BodyFraming::None,
+            &p.http1,
+        );
         let text = String::from_utf8(head).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "GET /x?y HTTP/1.1");

@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http2::client::SendRequest;
 use http2::frame::{PseudoId, PseudoOrder, SettingId, SettingsOrder, StreamDependency, StreamId};
 
+use crate::body::{Chunks, LengthCheck, SendBody};
 use crate::error::{Error, Result};
 use crate::net::Io;
 use crate::profile::{Http2Priority, Http2Profile, Http2Setting};
@@ -138,7 +139,7 @@ impl H2Connection {
         &self,
         head: Request<()>,
         headers: Vec<(HeaderName, HeaderValue)>,
-        body: Option<Bytes>,
+        body: Option<SendBody>,
         crumble_cookies: bool,
     ) -> Result<H2Head> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -152,14 +153,16 @@ impl H2Connection {
             .ready()
             .await
             .map_err(|e| Error::protocol(format!("HTTP/2 connection unusable: {e}")))?;
-        let has_body = body.as_ref().is_some_and(|b| !b.is_empty());
+        let body = body.filter(|b| !b.is_empty());
         let (response, mut stream) = send
-            .send_request(request, !has_body)
+            .send_request(request, body.is_none())
             .map_err(|e| Error::protocol(format!("HTTP/2 send: {e}")))?;
-        if let Some(body) = body.filter(|b| !b.is_empty()) {
-            stream
-                .send_data(body, true)
-                .map_err(|e| Error::protocol(format!("HTTP/2 request body: {e}")))?;
+        match body {
+            None => {}
+            Some(SendBody::Full(bytes)) => stream
+                .send_data(bytes, true)
+                .map_err(|e| Error::protocol(format!("HTTP/2 request body: {e}")))?,
+            Some(SendBody::Stream(chunks, len)) => send_stream(&mut stream, chunks, len).await?,
         }
         let response = response.await.map_err(h2_error)?;
         let first_byte = Instant::now();
@@ -229,6 +232,35 @@ impl H2Body {
         }
         Ok(first.unwrap_or_else(|| gathered.freeze()))
     }
+}
+
+/// Sends a streamed request body as DATA frames, as the peer's flow-control window
+/// lets it, then ends the stream.
+async fn send_stream(
+    stream: &mut http2::SendStream<Bytes>,
+    mut chunks: Chunks,
+    len: Option<u64>,
+) -> Result<()> {
+    use futures_util::StreamExt;
+    let sending = |e: http2::Error| Error::protocol(format!("HTTP/2 request body: {e}"));
+    let mut count = LengthCheck::new(len);
+    while let Some(chunk) = chunks.next().await {
+        let mut chunk = chunk?;
+        count.add(chunk.len())?;
+        while !chunk.is_empty() {
+            stream.reserve_capacity(chunk.len());
+            let granted = std::future::poll_fn(|cx| stream.poll_capacity(cx))
+                .await
+                .ok_or_else(|| {
+                    Error::protocol("HTTP/2 stream closed while sending the request body")
+                })?
+                .map_err(sending)?;
+            let piece = chunk.split_to(granted.min(chunk.len()));
+            stream.send_data(piece, false).map_err(sending)?;
+        }
+    }
+    count.finish()?;
+    stream.send_data(Bytes::new(), true).map_err(sending)
 }
 
 fn h2_error(e: http2::Error) -> Error {

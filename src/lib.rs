@@ -79,7 +79,7 @@ pub mod store;
 pub mod tenant;
 pub mod tls;
 
-pub use body::{BodyStream, STREAM_CHUNK};
+pub use body::{Body, BodyStream, STREAM_CHUNK};
 pub use client::{
     Client, ClientBuilder, ClientRequest, HttpVersionPref, Response, StreamingResponse, Timings,
 };

@@ -8,9 +8,9 @@
 //! The one parser of a header given as text ([`parse_header`]) and the URL as the
 //! caller handed it over ([`RequestUrl`]) are here too, so each rule is written once.
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
+use crate::body::Body;
 use crate::error::{Error, Result};
 use crate::profile::RequestKind;
 
@@ -36,7 +36,7 @@ pub struct Request {
     /// parses it again.
     pub(crate) url: RequestUrl,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
-    pub(crate) body: Option<Bytes>,
+    pub(crate) body: Option<Body>,
     pub(crate) kind: RequestKind,
     pub(crate) options: RequestOptions,
     /// Hand the body back as a stream (`send_streaming`) instead of buffering it.
@@ -123,13 +123,23 @@ impl Request {
     }
 
     /// The body, if any.
-    pub fn body(&self) -> Option<&Bytes> {
+    pub fn body(&self) -> Option<&Body> {
         self.body.as_ref()
     }
 
     /// Sets or removes the body.
-    pub fn set_body(&mut self, body: Option<Bytes>) {
+    pub fn set_body(&mut self, body: Option<Body>) {
         self.body = body;
+    }
+
+    /// Whether it may be sent more than once: an idempotent method or an
+    /// `Idempotency-Key` (the retry rule, `policy::is_idempotent`), and no body or one
+    /// in memory.
+    pub fn is_replayable(&self) -> bool {
+        mummer_actors::policy::is_idempotent(
+            self.method.as_str(),
+            self.has_header("idempotency-key"),
+        ) && self.body.as_ref().is_none_or(Body::is_replayable)
     }
 
     /// What the request is for: picks the profile's header template and priority.
@@ -218,8 +228,9 @@ impl<T> RequestBuilder<T> {
         self
     }
 
-    /// Sets the body (in memory, so a 307/308 or a retry can send it again).
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+    /// Sets the body: bytes (which a 307/308 or a retry can send again) or a
+    /// [`Body::wrap_stream`] (sent once).
+    pub fn body(mut self, body: impl Into<Body>) -> Self {
         self.request.body = Some(body.into());
         self
     }

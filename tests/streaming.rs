@@ -14,7 +14,7 @@ use bytes::Bytes;
 use mummer::client::HttpVersionPref;
 use mummer::net::ConnectTo;
 use mummer::{
-    Client, CloseReason, Engine, EngineEvent, Profile, Session, SessionConfig, STREAM_CHUNK,
+    Body, Client, CloseReason, Engine, EngineEvent, Profile, Session, SessionConfig, STREAM_CHUNK,
 };
 use support::https::{HttpsServer, Reply};
 
@@ -41,6 +41,10 @@ async fn site() -> (HttpsServer, tempfile::NamedTempFile) {
             .header("content-encoding", "gzip")
             .trickle(100 * 1024, Duration::from_millis(5)),
         "/to-big" => Reply::new(302).header("location", "/big"),
+        "/upload" => Reply::ok(format!("{} bytes", req.body.len())),
+        "/upload-307" => Reply::new(307).header("location", "/upload"),
+        "/upload-303" => Reply::new(303).header("location", "/upload"),
+        "/unavailable" => Reply::new(503),
         "/slow" => Reply::ok(vec![b's'; 40 * 1024]).trickle(2 * 1024, Duration::from_millis(60)),
         "/stall" => Reply::ok(vec![b'x'; 64 * 1024]).trickle(32 * 1024, Duration::from_secs(20)),
         _ => Reply::ok("small"),
@@ -262,5 +266,178 @@ async fn the_engine_does_not_reap_a_session_while_its_download_is_open() {
     .await
     .expect("reaped once idle");
     assert_eq!(closed, (id, CloseReason::Idle));
+    engine.shutdown().await;
+}
+
+/// 2 MiB in 40 pieces, as a stream (of known length or not).
+fn upload(len_known: bool) -> Body {
+    let pieces: Vec<std::io::Result<Bytes>> = big_body()
+        .slice(..2 * 1024 * 1024)
+        .chunks(52_429)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Body::wrap_stream(
+        futures_util::stream::iter(pieces),
+        len_known.then_some(2 * 1024 * 1024),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_uploads_arrive_whole_and_a_wrong_length_is_refused() {
+    let (server, ca) = site().await;
+    let sent = big_body().slice(..2 * 1024 * 1024);
+    for version in [HttpVersionPref::Http2Only, HttpVersionPref::Http1Only] {
+        let client = client(&server, &ca, version);
+        for len_known in [true, false] {
+            let resp = client
+                .post("https://shop.test/upload")
+                .body(upload(len_known))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.text(), "2097152 bytes", "{version:?} {len_known}");
+        }
+        // Declared 3 MiB, gave 2: refused, named.
+        let short = Body::wrap_stream(
+            futures_util::stream::iter([Ok::<_, std::io::Error>(sent.clone())]),
+            Some(3 * 1024 * 1024),
+        );
+        let e = client
+            .post("https://shop.test/upload")
+            .body(short)
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            e.is_invalid_input() && e.to_string().contains("declared"),
+            "{version:?}: {e}"
+        );
+        // A failing stream aborts with its own error.
+        let failing = Body::wrap_stream(
+            futures_util::stream::iter([
+                Ok(Bytes::from_static(b"part")),
+                Err(std::io::Error::other("disk gone")),
+            ]),
+            None,
+        );
+        let e = client
+            .post("https://shop.test/upload")
+            .body(failing)
+            .send()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("disk gone"), "{version:?}: {e}");
+    }
+    let seen: Vec<(http::Version, Option<String>, Option<String>, usize)> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/upload")
+        .map(|r| {
+            (
+                r.version,
+                r.header("content-length").map(str::to_string),
+                r.header("transfer-encoding").map(str::to_string),
+                r.body.len(),
+            )
+        })
+        .collect();
+    // Whole bodies, framed by their length when known, chunked over HTTP/1.1 when not.
+    assert!(
+        seen.contains(&(http::Version::HTTP_2, Some("2097152".into()), None, 2097152)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&(http::Version::HTTP_2, None, None, 2097152)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&(
+            http::Version::HTTP_11,
+            Some("2097152".into()),
+            None,
+            2097152
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&(
+            http::Version::HTTP_11,
+            None,
+            Some("chunked".into()),
+            2097152
+        )),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_body_is_never_sent_twice() {
+    let (server, ca) = site().await;
+    let ca_path = ca.path().to_path_buf();
+    let to_server = route(&server);
+    let session = Session::builder(Profile::resolve("chrome-latest").unwrap())
+        .transport(move |b| b.ca_file(ca_path).connect_to(to_server))
+        .build()
+        .unwrap();
+    // A 303 drops the body: followed.
+    let resp = session
+        .post("https://shop.test/upload-303")
+        .body(upload(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), resp.text()),
+        (200, "0 bytes".to_string())
+    );
+    // A 307 would send it again: refused, saying why.
+    let e = session
+        .post("https://shop.test/upload-307")
+        .body(upload(true))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(e.is_invalid_input() && e.to_string().contains("307"), "{e}");
+
+    // The engine does not retry a request whose body was streamed: one attempt.
+    let engine = Engine::builder()
+        .retry(mummer::RetryPolicy {
+            base_delay: Duration::from_millis(10),
+            ..mummer::RetryPolicy::default()
+        })
+        .start()
+        .unwrap();
+    let ca_path = ca.path().to_path_buf();
+    let to_server = route(&server);
+    let config = SessionConfig::profile("chrome-latest")
+        .transport(move |b| b.ca_file(ca_path).connect_to(to_server));
+    let id = engine.create_session(config).await.unwrap();
+    let es = engine.session(&id).await.unwrap();
+    let resp = es
+        .request(http::Method::PUT, "https://shop.test/unavailable")
+        .body(upload(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((resp.status().as_u16(), resp.attempts()), (503, 1));
+    // The same PUT with the body in memory is retried.
+    let resp = es
+        .request(http::Method::PUT, "https://shop.test/unavailable")
+        .body(big_body().slice(..1000))
+        .send()
+        .await;
+    let attempts = match resp {
+        Ok(r) => r.attempts(),
+        Err(_) => 0,
+    };
+    let puts = server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/unavailable")
+        .count();
+    assert!(
+        puts > 2,
+        "the replayable PUT was retried ({puts} attempts seen, {attempts} reported)"
+    );
     engine.shutdown().await;
 }

@@ -63,9 +63,10 @@ pub trait SessionCore: Clone + Send + Sync + Unpin + 'static {
     /// the request, and copies it only into a dead letter or an event.
     fn target(request: &Self::Request) -> &str;
 
-    /// The request's method and whether it carries an `Idempotency-Key` (for the
-    /// retry rule).
-    fn method(request: &Self::Request) -> (&str, bool);
+    /// Whether the request may be sent again (the retry rule): an idempotent method
+    /// or an `Idempotency-Key` ([`crate::policy::is_idempotent`]), and a body that can
+    /// be sent twice (a streamed one cannot).
+    fn replayable(request: &Self::Request) -> bool;
 
     /// What an attempt produced, as the retry policy sees it.
     fn describe(result: &Result<Self::Response, Self::Error>) -> Attempt;

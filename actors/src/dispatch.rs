@@ -32,7 +32,7 @@ use crate::breaker::{Admission, Breaker, BreakerConfig, BreakerState};
 use crate::core::{SessionCore, DEFAULT_TENANT};
 use crate::error::ActorError;
 use crate::events::EngineEvent;
-use crate::policy::{self, is_idempotent, Attempt, Decision, Detected, RetryPolicy, Signal};
+use crate::policy::{self, Attempt, Decision, Detected, RetryPolicy, Signal};
 use crate::rate::{Limiters, Rate, RateLimits, SharedRateLimit};
 use crate::session_actor::{Aborted, Execute, SessionActor};
 use crate::throttle::{HostThrottle, ThrottleConfig};
@@ -884,8 +884,7 @@ where
         hooks,
     } = cx;
     let mut reauthenticated = false;
-    let (method, has_key) = C::method(&request);
-    let retryable = is_idempotent(method, has_key);
+    let retryable = C::replayable(&request);
     let (policy, started) = (&*state.policy, Instant::now());
     let time_left = || policy.deadline.saturating_sub(started.elapsed());
     let mut attempt = 0;

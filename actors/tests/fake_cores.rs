@@ -150,8 +150,8 @@ impl SessionCore for Fake {
     fn target(r: &Req) -> &str {
         r.host
     }
-    fn method(r: &Req) -> (&str, bool) {
-        (r.method, r.idempotency_key)
+    fn replayable(r: &Req) -> bool {
+        mummer_actors::policy::is_idempotent(r.method, r.idempotency_key)
     }
     fn describe(result: &Result<u16, String>) -> Attempt {
         match result {
@@ -198,8 +198,8 @@ impl SessionCore for WithRetryAfter {
     fn target(r: &Req) -> &str {
         r.host
     }
-    fn method(r: &Req) -> (&str, bool) {
-        (r.method, r.idempotency_key)
+    fn replayable(r: &Req) -> bool {
+        mummer_actors::policy::is_idempotent(r.method, r.idempotency_key)
     }
     fn describe(result: &Result<(u16, Option<&'static str>), String>) -> Attempt {
         match result {

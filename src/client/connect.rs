@@ -12,7 +12,7 @@ use super::pool::{Conn, MaybeTls, OriginKey, Pool};
 use super::request::Target;
 use super::response::Timings;
 use super::{ClientBuilder, ClientInner, HttpVersionPref};
-use crate::body::Chunks;
+use crate::body::{Body, Chunks};
 use crate::error::{Error, Result};
 use crate::h1::H1Connection;
 use crate::h2::{self, H2Connection};
@@ -37,7 +37,7 @@ pub(super) enum WireBody {
 pub(super) struct Outgoing<'a> {
     pub(super) method: &'a Method,
     pub(super) headers: &'a [(HeaderName, HeaderValue)],
-    pub(super) body: Option<&'a Bytes>,
+    pub(super) body: Option<&'a Body>,
     /// Hand the response body back as it arrives ([`WireBody::Open`]).
     pub(super) streaming: bool,
 }
@@ -130,7 +130,7 @@ pub(super) async fn exchange_h2(
         body,
         streaming,
     } = out;
-    let (headers, body) = (headers.to_vec(), body.cloned());
+    let (headers, body) = (headers.to_vec(), body.map(Body::take).transpose()?);
     let sent = Instant::now();
     let head = http::Request::builder()
         .method(method.clone())
@@ -188,6 +188,7 @@ pub(super) async fn exchange_h1(
         body,
         streaming,
     } = out;
+    let body = body.map(Body::take).transpose()?;
     let sent = Instant::now();
     if !streaming {
         let ex = conn

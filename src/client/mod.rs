@@ -299,6 +299,11 @@ impl Client {
         self.request(Method::GET, url)
     }
 
+    /// Starts a POST request.
+    pub fn post(&self, url: &str) -> ClientRequest {
+        self.request(Method::POST, url)
+    }
+
     /// A builder with this client's settings (profile, TLS options, resolve rules,
     /// proxy, timeouts, limits): a client built from it has its own pool and tickets.
     pub fn settings(&self) -> ClientBuilder {

@@ -13,7 +13,7 @@ use super::connect::{exchange_h1, exchange_h2, open_connection, GiveBack, Outgoi
 use super::pool::{give_back_h1, take_pooled_or_gate, Conn, OriginKey};
 use super::response::{CacheStatus, Response, StreamingResponse, Timings};
 use super::Client;
-use crate::body::BodyStream;
+use crate::body::{Body, BodyStream};
 use crate::decode::decode_body;
 use crate::error::{Error, Result};
 use crate::request::{Request, RequestBuilder, RequestUrl};
@@ -101,9 +101,9 @@ async fn send_inner(client: &Client, request: Request) -> Result<Response> {
     let config = &client.config;
     let template = config.profile.template(request.kind);
     let mut extra = request.headers;
-    if let Some(body) = &request.body {
+    if let Some(len) = request.body.as_ref().and_then(Body::len) {
         if !extra.iter().any(|(n, _)| n == http::header::CONTENT_LENGTH) {
-            extra.push((http::header::CONTENT_LENGTH, HeaderValue::from(body.len())));
+            extra.push((http::header::CONTENT_LENGTH, HeaderValue::from(len)));
         }
     }
     let headers = client

@@ -13,12 +13,6 @@ use crate::error::{EngineErrorKind, Error, Result};
 use crate::request::{Request, RequestUrl};
 use crate::session::{Session, SessionStats};
 
-/// Whether `request` may be sent twice: an idempotent method, or an `Idempotency-Key`.
-pub(super) fn replayable(request: &Request) -> bool {
-    let (method, keyed) = <Session as SessionCore>::method(request);
-    mummer_actors::policy::is_idempotent(method, keyed)
-}
-
 impl SessionCore for Session {
     type Request = Request;
     type Response = Response;
@@ -64,9 +58,8 @@ impl SessionCore for Session {
         }
     }
 
-    fn method(r: &Request) -> (&str, bool) {
-        let keyed = r.has_header("idempotency-key");
-        (r.method.as_str(), keyed)
+    fn replayable(r: &Request) -> bool {
+        r.is_replayable()
     }
 
     fn describe(result: &Result<Response>) -> Attempt {

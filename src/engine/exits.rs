@@ -358,7 +358,7 @@ impl Engine {
     }
 
     /// Sends `request` (kept only when it may be sent twice, see
-    /// [`super::core::replayable`]) on `next`, the successor of `old`; `None` when
+    /// [`Request::is_replayable`]) on `next`, the successor of `old`; `None` when
     /// there was nothing to send.
     pub(super) async fn replay(
         &self,

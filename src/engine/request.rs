@@ -9,7 +9,6 @@ use http::Method;
 use mummer_actors::rate::Rate;
 use mummer_actors::{EngineEvent, SessionRef};
 
-use super::core::replayable;
 use super::Engine;
 
 use crate::client::{Response, StreamingResponse};
@@ -230,7 +229,7 @@ impl EngineSession {
         }
         // With pools, a request that fails at the proxy may be sent again elsewhere.
         let replay =
-            (engine.exits.router().is_some() && replayable(&request)).then(|| request.clone());
+            (engine.exits.router().is_some() && request.is_replayable()).then(|| request.clone());
         let outcome = engine
             .system
             .execute(&self.0.found, request)

@@ -7,13 +7,13 @@
 
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use url::Url;
 
 use super::cache::{CachedResponse, Lookup};
 use super::nav::{self, FetchSite};
 use super::{cache_request, redirect, State, SESSION_HEADERS};
+use crate::body::Body;
 use crate::client::{CacheStatus, Redirect, Response};
 use crate::cookies::CookieContext;
 use crate::error::{Error, Result};
@@ -42,7 +42,7 @@ impl Plan<'_> {
 pub(super) struct Hop {
     pub(super) method: Method,
     pub(super) url: Url,
-    pub(super) body: Option<Bytes>,
+    pub(super) body: Option<Body>,
     /// The caller's headers (`Authorization` and `Cookie` go at a cross-origin hop,
     /// the body's headers when the body does).
     pub(super) caller: Vec<(HeaderName, HeaderValue)>,
@@ -266,6 +266,14 @@ pub(super) fn absorb(
         hop.caller
             .retain(|(n, _)| n != http::header::AUTHORIZATION && n != http::header::COOKIE);
     }
+    if next.keep_body && hop.body.as_ref().is_some_and(|b| !b.is_replayable()) {
+        return Err(Error::invalid_input(format!(
+            "the {} redirect to {} needs the request body sent again, but it was a stream (read once); give the body as bytes to follow it, or send with no_redirects",
+            resp.status().as_u16(),
+            next.url
+        ))
+        .with_url(url.clone()));
+    }
     if !next.keep_body {
         hop.body = None;
         hop.caller
@@ -283,6 +291,7 @@ pub(super) fn absorb(
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use std::collections::BTreeMap;
     use std::time::Duration;
 

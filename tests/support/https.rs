@@ -387,18 +387,53 @@ impl Conn {
                 }
             };
             let _ = buf.split_to(head_len);
-            let len: usize = headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            while buf.len() < len {
-                match io.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
+            let chunked = headers.iter().any(|(n, v)| {
+                n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+            });
+            let body = if chunked {
+                // Chunk sizes and data until the last chunk (no trailers).
+                let mut body = BytesMut::new();
+                loop {
+                    let line_end = loop {
+                        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                            break i;
+                        }
+                        match io.read_buf(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    };
+                    let size_line = buf.split_to(line_end + 2);
+                    let text = String::from_utf8_lossy(&size_line[..line_end]).to_string();
+                    let Ok(size) = usize::from_str_radix(text.trim(), 16) else {
+                        return;
+                    };
+                    while buf.len() < size + 2 {
+                        match io.read_buf(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                    body.extend_from_slice(&buf.split_to(size));
+                    let _ = buf.split_to(2);
+                    if size == 0 {
+                        break body.freeze();
+                    }
                 }
-            }
-            let body = buf.split_to(len).freeze();
+            } else {
+                let len: usize = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < len {
+                    match io.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+                buf.split_to(len).freeze()
+            };
             let seen = SeenRequest {
                 connection: self.number,
                 connected_at: self.connected_at,
