@@ -155,7 +155,17 @@ async fn send_inner(client: &Client, request: Request) -> Result<Response> {
             let pool = client.clone();
             let tls = info.clone();
             let give_back: GiveBack = Box::new(move |conn| give_back_h1(&pool, key, conn, tls));
-            let ex = exchange_h1(conn, &target, outgoing, config, &mut timings, give_back).await?;
+            // Boxed: the HTTP/1.1 exchange's future (head, streaming state) would
+            // otherwise size every request's future, HTTP/2 ones included.
+            let ex = Box::pin(exchange_h1(
+                conn,
+                &target,
+                outgoing,
+                config,
+                &mut timings,
+                give_back,
+            ))
+            .await?;
             (ex.status, Version::HTTP_11, ex.headers, ex.body, info)
         }
     };
@@ -193,7 +203,11 @@ async fn send_inner(client: &Client, request: Request) -> Result<Response> {
             } else {
                 (chunks, config.max_body)
             };
-            (Bytes::new(), 0, Some(BodyStream::new(chunks, limit)))
+            (
+                Bytes::new(),
+                0,
+                Some(Box::new(BodyStream::new(chunks, limit))),
+            )
         }
     };
     timings.total = started.elapsed();

@@ -21,9 +21,7 @@ impl SessionCore for Session {
 
     fn execute(&self, r: &Request) -> BoxFuture<Result<Response>> {
         // The actor keeps its copy to send again; an attempt owns its own.
-        let session = self.clone();
-        let request = r.clone();
-        Box::pin(async move { session.execute(request).await })
+        Box::pin(Session::execute(self, r.clone()))
     }
 
     fn stats(&self) -> SessionStats {

@@ -555,102 +555,112 @@ impl Session {
     /// [`Error::is_closed`] on a closed session, [`Error::is_invalid_url`],
     /// [`Error::is_redirect`] past the redirect limit, and every transport error. Cookies
     /// from responses before a failure are kept.
-    pub async fn execute(&self, request: Request) -> Result<Response> {
-        let session = self;
-        let s = &session.inner;
-        if !session.is_active() {
-            return Err(Error::closed(format!("session {}", s.id)));
-        }
-        let Request {
-            method,
-            url,
+    pub fn execute(
+        &self,
+        request: Request,
+    ) -> impl std::future::Future<Output = Result<Response>> + Send + 'static {
+        // The future owns its handle (one reference count), so the engine boxes it as
+        // it is, without a wrapping future.
+        execute_on(self.clone(), request)
+    }
+}
+
+/// [`Session::execute`]'s body.
+async fn execute_on(session: Session, request: Request) -> Result<Response> {
+    let session = &session;
+    let s = &session.inner;
+    if !session.is_active() {
+        return Err(Error::closed(format!("session {}", s.id)));
+    }
+    let Request {
+        method,
+        url,
+        headers,
+        body,
+        kind,
+        options,
+        stream_body,
+    } = request;
+    let url = http_url(url)?;
+    let mut busy = Some(Busy::start(session));
+
+    let initiator = if kind == RequestKind::Navigation && options.typed {
+        None
+    } else {
+        session.state().document.clone()
+    };
+    let profile = session.profile();
+    let plan = hop::Plan {
+        profile,
+        kind,
+        template_has_site: profile
+            .template(kind)
+            .headers
+            .iter()
+            .any(|(n, _)| n == "sec-fetch-site"),
+        initiator,
+        use_cache: options.use_cache,
+        follow_redirects: options.follow_redirects,
+        max_redirects: s.max_redirects,
+    };
+    let mut hop = hop::Hop {
+        site: nav::fetch_site(plan.initiator.as_ref(), &url),
+        method,
+        url,
+        body,
+        caller: headers,
+        redirects: Vec::new(),
+    };
+    loop {
+        // The session lock is taken for each decision, never across the exchange.
+        let outgoing = hop::outgoing(&mut session.state(), &plan, &hop, SystemTime::now());
+        let (headers, sent) = match outgoing {
+            hop::Outgoing::Fresh(hit) => {
+                let resp = cached(&hop.url, hit, CacheStatus::Hit);
+                return Ok(finish(
+                    session,
+                    kind,
+                    hop.url,
+                    resp,
+                    hop.redirects,
+                    CacheStatus::Hit,
+                ));
+            }
+            hop::Outgoing::Send(headers, sent) => (headers, sent),
+        };
+        s.request_count.fetch_add(1, Ordering::Relaxed);
+        let wire = Request {
+            method: hop.method.clone(),
+            url: RequestUrl::Parsed(hop.url.clone()),
             headers,
-            body,
+            body: hop.body.clone(),
             kind,
             options,
             stream_body,
-        } = request;
-        let url = http_url(url)?;
-        let mut busy = Some(Busy::start(session));
-
-        let initiator = if kind == RequestKind::Navigation && options.typed {
-            None
-        } else {
-            session.state().document.clone()
         };
-        let profile = session.profile();
-        let plan = hop::Plan {
-            profile,
-            kind,
-            template_has_site: profile
-                .template(kind)
-                .headers
-                .iter()
-                .any(|(n, _)| n == "sec-fetch-site"),
-            initiator,
-            use_cache: options.use_cache,
-            follow_redirects: options.follow_redirects,
-            max_redirects: s.max_redirects,
-        };
-        let mut hop = hop::Hop {
-            site: nav::fetch_site(plan.initiator.as_ref(), &url),
-            method,
-            url,
-            body,
-            caller: headers,
-            redirects: Vec::new(),
-        };
-        loop {
-            // The session lock is taken for each decision, never across the exchange.
-            let outgoing = hop::outgoing(&mut session.state(), &plan, &hop, SystemTime::now());
-            let (headers, sent) = match outgoing {
-                hop::Outgoing::Fresh(hit) => {
-                    let resp = cached(&hop.url, hit, CacheStatus::Hit);
-                    return Ok(finish(
-                        session,
-                        kind,
-                        hop.url,
-                        resp,
-                        hop.redirects,
-                        CacheStatus::Hit,
-                    ));
+        let resp = s.client.execute(wire).await?;
+        let absorbed = {
+            let mut st = session.state();
+            let absorbed = hop::absorb(&mut st, &plan, &mut hop, &sent, &resp, SystemTime::now());
+            metrics::histogram!("cookie_jar_size_bytes").record(st.jar.size_bytes() as f64);
+            absorbed
+        }?;
+        match absorbed {
+            hop::Absorbed::Done(cache) => {
+                let mut resp = finish(session, kind, hop.url, resp, hop.redirects, cache);
+                // A body still arriving keeps the request in flight until it ends.
+                if let (Some(body), Some(mut busy)) = (resp.pending_mut(), busy.take()) {
+                    busy.touch_at_end = true;
+                    body.keep(Box::new(busy));
                 }
-                hop::Outgoing::Send(headers, sent) => (headers, sent),
-            };
-            s.request_count.fetch_add(1, Ordering::Relaxed);
-            let wire = Request {
-                method: hop.method.clone(),
-                url: RequestUrl::Parsed(hop.url.clone()),
-                headers,
-                body: hop.body.clone(),
-                kind,
-                options,
-                stream_body,
-            };
-            let resp = s.client.execute(wire).await?;
-            let absorbed = {
-                let mut st = session.state();
-                let absorbed =
-                    hop::absorb(&mut st, &plan, &mut hop, &sent, &resp, SystemTime::now());
-                metrics::histogram!("cookie_jar_size_bytes").record(st.jar.size_bytes() as f64);
-                absorbed
-            }?;
-            match absorbed {
-                hop::Absorbed::Done(cache) => {
-                    let mut resp = finish(session, kind, hop.url, resp, hop.redirects, cache);
-                    // A body still arriving keeps the request in flight until it ends.
-                    if let (Some(body), Some(busy)) = (resp.pending_mut(), busy.take()) {
-                        body.keep(Box::new(busy));
-                    }
-                    return Ok(resp);
-                }
-                hop::Absorbed::Revalidated(hit) => {
-                    let cache = CacheStatus::Revalidated;
-                    let resp = cached(&hop.url, hit, cache);
-                    return Ok(finish(session, kind, hop.url, resp, hop.redirects, cache));
-                }
-                hop::Absorbed::Follow => {}
+                return Ok(resp);
             }
+            hop::Absorbed::Revalidated(hit) => {
+                let cache = CacheStatus::Revalidated;
+                let resp = cached(&hop.url, hit, cache);
+                return Ok(finish(session, kind, hop.url, resp, hop.redirects, cache));
+            }
+            hop::Absorbed::Follow => {}
         }
     }
 }
@@ -688,23 +698,33 @@ fn cache_request(url: &Url, caller: &[(HeaderName, HeaderValue)]) -> http::reque
 }
 
 /// A request running on a session: counted in `in_flight` from its start until this
-/// is dropped (at the end of `execute`, or with a streamed body when the body ends),
-/// and the session marked used at both ends.
-struct Busy(Arc<Inner>);
+/// is dropped (at the end of `execute`, or with a streamed body when the body ends).
+/// The session is marked used at the start, and at the end too when the end is a
+/// streamed body's (a buffered request ends moments after it started: one clock read
+/// per request saved).
+struct Busy {
+    inner: Arc<Inner>,
+    touch_at_end: bool,
+}
 
 impl Busy {
     fn start(session: &Session) -> Busy {
         session.touch();
         session.inner.in_flight.fetch_add(1, Ordering::Relaxed);
-        Busy(session.inner.clone())
+        Busy {
+            inner: session.inner.clone(),
+            touch_at_end: false,
+        }
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0
-            .last_used_ms
-            .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.touch_at_end {
+            self.inner
+                .last_used_ms
+                .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+        }
+        self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
