@@ -34,6 +34,30 @@
 //! # }
 //! ```
 //!
+//! # Requests and bodies
+//!
+//! Every layer sends the same [`Request`] (method, URL, headers, [`Body`], kind,
+//! [`RequestOptions`]): the builders (`client.get(url)`, `session.post(url)`,
+//! `engine_session.request(method, url)`) put one together and their `send` hands it
+//! to `Client::execute`, `Session::execute` or the engine's retry actor. A body is
+//! bytes (sent again as often as a 307/308 or a retry needs) or [`Body::wrap_stream`]
+//! (read once, so never retried). A response is buffered up to the client's limit by
+//! `send`; `send_streaming` returns a [`StreamingResponse`] at the head instead, whose
+//! [`BodyStream`] yields the decoded body in bounded chunks, with no total limit, and
+//! keeps the session busy (never reaped) until it ends.
+//!
+//! ```no_run
+//! # async fn download(session: mummer::Session) -> mummer::Result<()> {
+//! let mut answer = session.get("https://cdn.example/dump.jsonl.gz").send_streaming().await?;
+//! let mut total = 0;
+//! while let Some(chunk) = answer.chunk().await? {
+//!     total += chunk.len(); // decoded, at most mummer::STREAM_CHUNK bytes at a time
+//! }
+//! # let _ = total;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Features
 //!
 //! | feature | adds |

@@ -547,8 +547,8 @@ impl Session {
     }
 
     /// Performs `request`, following redirects: per hop, the navigation context,
-    /// cookies, client hints and cache validators go out ([`hop::outgoing`]) and the
-    /// answer's cookies, hints, cache entry and redirect come in ([`hop::absorb`]).
+    /// cookies, client hints and cache validators go out (`hop::outgoing`) and the
+    /// answer's cookies, hints, cache entry and redirect come in (`hop::absorb`).
     ///
     /// # Errors
     ///
