@@ -274,28 +274,11 @@ impl BodyStream {
     /// [`Error::is_body_too_large`] past the client's body limit (`max_decoded_body`
     /// when decoding, `max_body` otherwise), and [`BodyStream::chunk`]'s errors.
     pub async fn bytes(mut self) -> Result<Bytes> {
-        let limit = self.buffer_limit;
-        let mut first: Option<Bytes> = None;
-        let mut gathered = BytesMut::new();
-        let mut len = 0u64;
+        let mut whole = Gather::new(self.buffer_limit);
         while let Some(chunk) = self.chunk().await? {
-            len += chunk.len() as u64;
-            if len > limit {
-                return Err(Error::body_too_large(format!(
-                    "response body is larger than the {limit}-byte limit; read it as a stream to take more"
-                )));
-            }
-            match first.take() {
-                None if gathered.is_empty() => first = Some(chunk),
-                earlier => {
-                    if let Some(earlier) = earlier {
-                        gathered.extend_from_slice(&earlier);
-                    }
-                    gathered.extend_from_slice(&chunk);
-                }
-            }
+            whole.push(chunk)?;
         }
-        Ok(first.unwrap_or_else(|| gathered.freeze()))
+        Ok(whole.finish())
     }
 
     /// The rest of the body, buffered (as [`BodyStream::bytes`]) and read as UTF-8,
@@ -314,6 +297,52 @@ impl BodyStream {
         futures_util::stream::unfold(self, |mut body| async move {
             body.chunk().await.transpose().map(|item| (item, body))
         })
+    }
+}
+
+/// A body's chunks gathered into one buffer under a limit. A body that arrives in one
+/// chunk is kept as that chunk's buffer (no copy); longer ones are copied into one.
+pub(crate) struct Gather {
+    first: Option<Bytes>,
+    gathered: BytesMut,
+    len: u64,
+    limit: u64,
+}
+
+impl Gather {
+    pub(crate) fn new(limit: u64) -> Gather {
+        Gather {
+            first: None,
+            gathered: BytesMut::new(),
+            len: 0,
+            limit,
+        }
+    }
+
+    /// Adds the next chunk; [`Error::is_body_too_large`] past the limit.
+    pub(crate) fn push(&mut self, chunk: Bytes) -> Result<()> {
+        self.len += chunk.len() as u64;
+        if self.len > self.limit {
+            return Err(Error::body_too_large(format!(
+                "response body is larger than the {}-byte limit",
+                self.limit
+            )));
+        }
+        match self.first.take() {
+            None if self.gathered.is_empty() => self.first = Some(chunk),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    self.gathered.extend_from_slice(&earlier);
+                }
+                self.gathered.extend_from_slice(&chunk);
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole body.
+    pub(crate) fn finish(self) -> Bytes {
+        self.first.unwrap_or_else(|| self.gathered.freeze())
     }
 }
 

@@ -174,11 +174,48 @@ fn h1_exchanges(wire: Wire<'_>) {
     });
 }
 
+/// Reads one response from `wire` as a streaming request does: the head, then the
+/// body in pieces of at most 7 bytes, with no total limit. Invariant: no piece is
+/// larger than asked for.
+fn h1_streamed(wire: Wire<'_>) {
+    let profile = chromium();
+    let mut conn = crate::h1::H1Connection::new(wire);
+    block_on(async {
+        let head = conn
+            .send_head(
+                &http::Method::GET,
+                "example.test",
+                "/",
+                &[],
+                None,
+                &profile.http1,
+                u64::MAX,
+            )
+            .await;
+        let Ok(head) = head else { return };
+        let mut reader = head.body;
+        // Bounded: the input is finite, and every call either reads or ends.
+        for _ in 0..100_000 {
+            let mut piece = Vec::new();
+            match conn.read_body(&mut reader, &mut piece, 7, u64::MAX).await {
+                Ok(more) => {
+                    assert!(piece.len() <= 7, "a {}-byte piece", piece.len());
+                    if !more {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    });
+}
+
 /// `data` is a server's whole answer to a GET over HTTP/1.1 (`src/h1.rs`: the head
 /// through `httparse`, 1xx skipping, Content-Length / chunked / close framing, and the
 /// next response on a kept-alive connection). A HEAD is read from the same bytes too.
 pub fn h1_response(data: &[u8]) {
     h1_exchanges(Wire::new(data));
+    h1_streamed(Wire::new(data));
     let profile = chromium();
     let mut conn = crate::h1::H1Connection::new(Wire::new(data));
     let _ = block_on(conn.send(

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http2::client::SendRequest;
 use http2::frame::{PseudoId, PseudoOrder, SettingId, SettingsOrder, StreamDependency, StreamId};
 
-use crate::body::{Chunks, LengthCheck, SendBody};
+use crate::body::{Chunks, Gather, LengthCheck, SendBody};
 use crate::error::{Error, Result};
 use crate::net::Io;
 use crate::profile::{Http2Priority, Http2Profile, Http2Setting};
@@ -208,29 +208,11 @@ impl H2Body {
 
     /// The whole body, refusing more than `max_body` bytes.
     pub async fn read_to_end(mut self, max_body: u64) -> Result<Bytes> {
-        // A body that arrives in one DATA frame is kept as that frame's buffer (no copy);
-        // longer ones are gathered into one buffer.
-        let mut first: Option<Bytes> = None;
-        let mut gathered = bytes::BytesMut::new();
-        let mut len = 0usize;
+        let mut whole = Gather::new(max_body);
         while let Some(chunk) = self.chunk().await? {
-            len += chunk.len();
-            if len as u64 > max_body {
-                return Err(Error::body_too_large(format!(
-                    "response body is larger than the {max_body}-byte limit"
-                )));
-            }
-            match first.take() {
-                None if gathered.is_empty() => first = Some(chunk),
-                earlier => {
-                    if let Some(earlier) = earlier {
-                        gathered.extend_from_slice(&earlier);
-                    }
-                    gathered.extend_from_slice(&chunk);
-                }
-            }
+            whole.push(chunk)?;
         }
-        Ok(first.unwrap_or_else(|| gathered.freeze()))
+        Ok(whole.finish())
     }
 }
 

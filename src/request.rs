@@ -162,6 +162,15 @@ impl Request {
         &mut self.options
     }
 
+    /// The request as `execute_streaming` sends it: the body handed back as it
+    /// arrives, and the cache left out (a streamed answer is not stored, so no
+    /// validators are sent for it).
+    pub(crate) fn into_streaming(mut self) -> Request {
+        self.stream_body = true;
+        self.options.use_cache = false;
+        self
+    }
+
     /// Whether the caller named a header (case-insensitive, as header names are).
     pub(crate) fn has_header(&self, name: &str) -> bool {
         self.headers.iter().any(|(n, _)| n == name)

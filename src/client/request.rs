@@ -62,10 +62,10 @@ impl Client {
     ///
     /// As [`Client::execute`].
     pub async fn execute_streaming(&self, mut request: Request) -> Result<StreamingResponse> {
+        // The client has no cache: only the body changes.
         request.stream_body = true;
-        self.execute(request)
-            .await
-            .map(StreamingResponse::from_response)
+        let response = self.execute(request).await?;
+        Ok(StreamingResponse::from_response(response))
     }
 
     /// Performs one exchange of `request`: the target is resolved, a pooled

@@ -209,12 +209,9 @@ impl EngineSession {
     /// # Errors
     ///
     /// As `send`.
-    pub async fn execute_streaming(&self, mut request: Request) -> Result<StreamingResponse> {
-        request.stream_body = true;
-        request.options.use_cache = false;
-        self.execute(request)
-            .await
-            .map(StreamingResponse::from_response)
+    pub async fn execute_streaming(&self, request: Request) -> Result<StreamingResponse> {
+        let response = self.execute(request.into_streaming()).await?;
+        Ok(StreamingResponse::from_response(response))
     }
 
     /// Sends `request` through the engine (see `RequestBuilder<EngineSession>::send`).

@@ -538,12 +538,9 @@ impl Session {
     /// # Errors
     ///
     /// As [`Session::execute`].
-    pub async fn execute_streaming(&self, mut request: Request) -> Result<StreamingResponse> {
-        request.stream_body = true;
-        request.options.use_cache = false;
-        self.execute(request)
-            .await
-            .map(StreamingResponse::from_response)
+    pub async fn execute_streaming(&self, request: Request) -> Result<StreamingResponse> {
+        let response = self.execute(request.into_streaming()).await?;
+        Ok(StreamingResponse::from_response(response))
     }
 
     /// Performs `request`, following redirects: per hop, the navigation context,
