@@ -405,13 +405,13 @@ async fn create_session(
 fn caller_profile(
     spec: Option<&serde_json::Value>,
     allow_file_paths: bool,
-) -> Result<crate::Profile, String> {
+) -> Result<std::sync::Arc<crate::Profile>, String> {
     match spec {
-        None => crate::Profile::named("chrome-latest").map_err(|e| e.to_string()),
+        None => crate::Profile::shared("chrome-latest").map_err(|e| e.to_string()),
         Some(serde_json::Value::String(name)) if allow_file_paths => {
-            crate::Profile::resolve(name).map_err(|e| e.to_string())
+            crate::Profile::resolve_shared(name).map_err(|e| e.to_string())
         }
-        Some(serde_json::Value::String(name)) => crate::Profile::named(name).map_err(|e| {
+        Some(serde_json::Value::String(name)) => crate::Profile::shared(name).map_err(|e| {
             if e.is_unknown_profile() {
                 let names: Vec<&str> = crate::Profile::builtin_names().collect();
                 format!(
@@ -428,7 +428,7 @@ fn caller_profile(
             profile
                 .validate()
                 .map_err(|e| format!("inline profile: {e}"))?;
-            Ok(profile)
+            Ok(std::sync::Arc::new(profile))
         }
         Some(_) => Err("a built-in profile name (string) or an inline profile (object)".into()),
     }

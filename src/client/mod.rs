@@ -61,7 +61,7 @@ pub enum HttpVersionPref {
 /// Builds a [`Client`].
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
-    profile: Profile,
+    profile: Arc<Profile>,
     tls: TlsOptions,
     resolve: Vec<ResolveOverride>,
     connect_to: Vec<ConnectTo>,
@@ -183,11 +183,7 @@ impl ClientBuilder {
             .with_connect_to(self.connect_to.clone())
             .with_proxy_tls(self.tls.clone())
             .with_destination_policy(self.destination.clone());
-        let templates = RequestKind::ALL
-            .into_iter()
-            .map(|kind| Ok((kind, HeaderTemplate::compile(self.profile.template(kind))?)))
-            .collect::<Result<_>>()
-            .map_err(|e| Error::invalid_profile(self.profile.name.clone(), e.to_string()))?;
+        let templates = shared_templates(&self.profile)?;
         Ok(Client {
             inner: Arc::new(ClientInner {
                 templates,
@@ -202,6 +198,46 @@ impl ClientBuilder {
     }
 }
 
+/// A profile's request templates, compiled, by kind.
+type Templates = HashMap<RequestKind, HeaderTemplate>;
+
+/// The compiled templates of `profile`, compiled once per profile value: clients built
+/// from the same `Arc<Profile>` (a built-in from [`Profile::shared`], an engine's
+/// sessions) share one set, so an idle client holds none of its own. Keyed by the
+/// `Arc`'s address, checked against a weak reference, so a freed profile's address
+/// reused by another is never mistaken for it.
+fn shared_templates(profile: &Arc<Profile>) -> Result<Arc<Templates>> {
+    type Entry = (std::sync::Weak<Profile>, std::sync::Weak<Templates>);
+    static COMPILED: std::sync::OnceLock<Mutex<HashMap<usize, Entry>>> = std::sync::OnceLock::new();
+    let key = Arc::as_ptr(profile) as usize;
+    let compiled = COMPILED.get_or_init(Default::default);
+    {
+        let map = compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((owner, templates)) = map.get(&key) {
+            if std::ptr::eq(owner.as_ptr(), Arc::as_ptr(profile)) && owner.strong_count() > 0 {
+                if let Some(templates) = templates.upgrade() {
+                    return Ok(templates);
+                }
+            }
+        }
+    }
+    let templates: Templates = RequestKind::ALL
+        .into_iter()
+        .map(|kind| Ok((kind, HeaderTemplate::compile(profile.template(kind))?)))
+        .collect::<Result<_>>()
+        .map_err(|e| Error::invalid_profile(profile.name.clone(), e.to_string()))?;
+    let templates = Arc::new(templates);
+    let mut map = compiled.lock().unwrap_or_else(|p| p.into_inner());
+    // Profiles come and go (an inline profile per session): forget the dead ones.
+    if map.len() >= 64 {
+        map.retain(|_, (owner, templates)| {
+            owner.strong_count() > 0 && templates.strong_count() > 0
+        });
+    }
+    map.insert(key, (Arc::downgrade(profile), Arc::downgrade(&templates)));
+    Ok(templates)
+}
+
 /// A browser-profiled HTTP client. Cheap to clone; clones share the pool and tickets.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -209,8 +245,9 @@ pub struct Client {
 }
 
 struct ClientInner {
-    /// The profile's request templates, parsed once, by [`RequestKind`].
-    templates: HashMap<RequestKind, HeaderTemplate>,
+    /// The profile's request templates, parsed once per profile, by [`RequestKind`]
+    /// (shared by every client wearing the same `Arc<Profile>`).
+    templates: Arc<Templates>,
     tls: Arc<TlsConnector>,
     dialer: Dialer,
     tickets: TicketCache,
@@ -258,10 +295,11 @@ impl std::fmt::Debug for ClientInner {
 }
 
 impl Client {
-    /// A builder for `profile`.
-    pub fn builder(profile: Profile) -> ClientBuilder {
+    /// A builder for `profile` (a `Profile`, or an `Arc<Profile>` to share one copy
+    /// and its compiled templates with other clients: [`Profile::shared`]).
+    pub fn builder(profile: impl Into<Arc<Profile>>) -> ClientBuilder {
         ClientBuilder {
-            profile,
+            profile: profile.into(),
             tls: TlsOptions::default(),
             resolve: Vec::new(),
             connect_to: Vec::new(),
@@ -281,6 +319,12 @@ impl Client {
     /// The profile this client wears.
     pub fn profile(&self) -> &Profile {
         &self.inner.config.profile
+    }
+
+    /// The profile this client wears, as the shared value it was built with (a
+    /// client built from it shares the copy and the compiled templates).
+    pub fn shared_profile(&self) -> Arc<Profile> {
+        self.inner.config.profile.clone()
     }
 
     /// The TLS tickets this client holds.

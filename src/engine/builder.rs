@@ -438,7 +438,7 @@ impl EngineBuilder {
 
 /// What a new session wears and how it connects.
 pub struct SessionConfig {
-    pub(super) profile: std::result::Result<Profile, String>,
+    pub(super) profile: std::result::Result<Arc<Profile>, String>,
     pub(super) identifier: Option<String>,
     pub(super) transport: Box<dyn FnOnce(ClientBuilder) -> ClientBuilder + Send>,
     pub(super) tenant: String,
@@ -450,7 +450,7 @@ impl SessionConfig {
     /// A session wearing a built-in profile, alias or profile file.
     pub fn profile(name: &str) -> SessionConfig {
         SessionConfig {
-            profile: Profile::resolve(name).map_err(|e| e.to_string()),
+            profile: Profile::resolve_shared(name).map_err(|e| e.to_string()),
             identifier: None,
             transport: Box::new(|b| b),
             tenant: DEFAULT_TENANT.to_owned(),
@@ -459,10 +459,10 @@ impl SessionConfig {
         }
     }
 
-    /// A session wearing `profile`.
-    pub fn with_profile(profile: Profile) -> SessionConfig {
+    /// A session wearing `profile` (an `Arc<Profile>` is shared, not copied).
+    pub fn with_profile(profile: impl Into<Arc<Profile>>) -> SessionConfig {
         SessionConfig {
-            profile: Ok(profile),
+            profile: Ok(profile.into()),
             identifier: None,
             transport: Box::new(|b| b),
             tenant: DEFAULT_TENANT.to_owned(),

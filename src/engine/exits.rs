@@ -236,7 +236,7 @@ impl Engine {
         })?;
         let exit = router.assign_in(&routed.exit.pool, &routed.key, Some(routed.exit.slot))?;
         let settings = old.session().client().settings().proxy(exit.proxy.clone());
-        let profile = old.session().profile().clone();
+        let profile = old.session().client().shared_profile();
         drop(old);
         // The old one first, as the caller asked: drained, then closed (and saved).
         if let Err(e) = self.close_session(id).await {

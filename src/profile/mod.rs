@@ -18,10 +18,11 @@
 
 mod headers;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -365,17 +366,58 @@ impl Profile {
     /// [`Error::is_unknown_profile`] when no profile has that name; the message lists the
     /// closest names.
     pub fn named(name: &str) -> Result<Profile> {
+        Ok(Profile::shared(name)?.as_ref().clone())
+    }
+
+    /// A built-in profile or alias by name, shared: each built-in is parsed once per
+    /// process and every caller gets the same `Arc` (what keeps an idle session
+    /// light: sessions wearing one profile hold one copy of it, and one set of its
+    /// compiled header templates).
+    ///
+    /// # Errors
+    ///
+    /// As [`Profile::named`].
+    pub fn shared(name: &str) -> Result<Arc<Profile>> {
+        static PARSED: OnceLock<Mutex<HashMap<&'static str, Arc<Profile>>>> = OnceLock::new();
         let target = ALIASES
             .iter()
             .find(|(alias, _)| *alias == name)
             .map_or(name, |(_, target)| *target);
-        let (_, text) = BUILTIN
+        let (builtin, text) = BUILTIN
             .iter()
             .find(|(n, _)| *n == target)
             .ok_or_else(|| Error::unknown_profile(name, closest_names(name)))?;
-        Profile::from_json(text).map_err(|e| {
+        let parsed = PARSED.get_or_init(Default::default);
+        if let Some(hit) = parsed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(builtin)
+        {
+            return Ok(hit.clone());
+        }
+        let profile = Arc::new(Profile::from_json(text).map_err(|e| {
             Error::invalid_profile(format!("built-in profile {target}"), e.to_string())
-        })
+        })?);
+        let mut parsed = parsed.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(parsed.entry(builtin).or_insert(profile).clone())
+    }
+
+    /// [`Profile::resolve`], shared when `spec` names a built-in (see
+    /// [`Profile::shared`]); a file is read and parsed each time.
+    ///
+    /// # Errors
+    ///
+    /// As [`Profile::resolve`].
+    pub fn resolve_shared(spec: &str) -> Result<Arc<Profile>> {
+        if Profile::looks_like_path(spec) {
+            Profile::from_file(spec).map(Arc::new)
+        } else {
+            Profile::shared(spec)
+        }
+    }
+
+    fn looks_like_path(spec: &str) -> bool {
+        spec.contains('/') || spec.ends_with(".json") || Path::new(spec).is_file()
     }
 
     /// Resolves `spec` as a built-in name or alias, or, when it names an existing file
@@ -385,9 +427,7 @@ impl Profile {
     ///
     /// Unknown names and malformed files, see [`Profile::named`] and [`Profile::from_file`].
     pub fn resolve(spec: &str) -> Result<Profile> {
-        let looks_like_path =
-            spec.contains('/') || spec.ends_with(".json") || Path::new(spec).is_file();
-        if looks_like_path {
+        if Profile::looks_like_path(spec) {
             Profile::from_file(spec)
         } else {
             Profile::named(spec)

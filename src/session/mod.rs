@@ -222,8 +222,9 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 impl Session {
-    /// A builder wearing `profile`.
-    pub fn builder(profile: Profile) -> SessionBuilder {
+    /// A builder wearing `profile` (a `Profile`, or an `Arc<Profile>` shared with
+    /// other sessions: [`Profile::shared`]).
+    pub fn builder(profile: impl Into<Arc<Profile>>) -> SessionBuilder {
         SessionBuilder {
             transport: Client::builder(profile),
             identifier: None,

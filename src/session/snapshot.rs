@@ -142,8 +142,8 @@ impl Session {
     /// entries, and the ticket lock while encoding tickets; no I/O.
     pub fn snapshot(&self) -> SessionSnapshot {
         let profile = self.profile();
-        let profile = match Profile::named(&profile.name) {
-            Ok(builtin) if builtin == *profile => SnapshotProfile::Name(profile.name.clone()),
+        let profile = match Profile::shared(&profile.name) {
+            Ok(builtin) if *builtin == *profile => SnapshotProfile::Name(profile.name.clone()),
             _ => SnapshotProfile::Inline(Box::new(profile.clone())),
         };
         let tickets = self.inner.client.tickets().export();
@@ -178,9 +178,9 @@ impl Session {
         snapshot: SessionSnapshot,
         transport: impl FnOnce(ClientBuilder) -> ClientBuilder,
     ) -> Result<Session> {
-        let profile = match snapshot.profile {
-            SnapshotProfile::Name(name) => Profile::named(&name)?,
-            SnapshotProfile::Inline(p) => *p,
+        let profile: std::sync::Arc<Profile> = match snapshot.profile {
+            SnapshotProfile::Name(name) => Profile::shared(&name)?,
+            SnapshotProfile::Inline(p) => std::sync::Arc::new(*p),
         };
         let created_at = UNIX_EPOCH + Duration::from_millis(snapshot.created_at);
         let session = Session::builder(profile)
