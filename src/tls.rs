@@ -309,9 +309,30 @@ impl TlsConnector {
     ///
     /// As [`TlsConnector::new`].
     pub fn shared(profile: &TlsProfile, options: &TlsOptions) -> Result<Arc<Self>> {
+        TlsConnector::shared_keyed(&TlsConnector::profile_key(profile), profile, options)
+    }
+
+    /// The part of the shared-context key that comes from the profile (its settings
+    /// in full: two profiles share a context only when every setting agrees). A
+    /// client computes it once per profile, not per client.
+    pub fn profile_key(profile: &TlsProfile) -> String {
+        format!("{profile:?}")
+    }
+
+    /// [`TlsConnector::shared`] with the profile's part of the key already made
+    /// ([`TlsConnector::profile_key`] of `profile`).
+    ///
+    /// # Errors
+    ///
+    /// As [`TlsConnector::new`].
+    pub fn shared_keyed(
+        profile_key: &str,
+        profile: &TlsProfile,
+        options: &TlsOptions,
+    ) -> Result<Arc<Self>> {
         static CACHE: std::sync::OnceLock<Mutex<HashMap<String, std::sync::Weak<TlsConnector>>>> =
             std::sync::OnceLock::new();
-        let key = format!("{profile:?}|{options:?}");
+        let key = format!("{profile_key}|{options:?}");
         let cache = CACHE.get_or_init(Default::default);
         let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = map.get(&key).and_then(std::sync::Weak::upgrade) {

@@ -175,15 +175,14 @@ impl ClientBuilder {
     ///
     /// A profile BoringSSL cannot express, or an unreadable CA file.
     pub fn build(self) -> Result<Client> {
-        self.profile
-            .validate()
-            .map_err(|e| Error::invalid_profile(self.profile.name.clone(), e))?;
-        let tls = TlsConnector::shared(&self.profile.tls, &self.tls)?;
+        // Validated, compiled and keyed once per profile value, not per client.
+        let compiled = compiled(&self.profile)?;
+        let tls = TlsConnector::shared_keyed(&compiled.tls_key, &self.profile.tls, &self.tls)?;
         let dialer = Dialer::new(&self.resolve, self.proxy.clone(), self.connect_timeout)
             .with_connect_to(self.connect_to.clone())
             .with_proxy_tls(self.tls.clone())
             .with_destination_policy(self.destination.clone());
-        let templates = shared_templates(&self.profile)?;
+        let templates = compiled;
         Ok(Client {
             inner: Arc::new(ClientInner {
                 templates,
@@ -198,16 +197,28 @@ impl ClientBuilder {
     }
 }
 
-/// A profile's request templates, compiled, by kind.
-type Templates = HashMap<RequestKind, HeaderTemplate>;
+/// What a client needs of its profile beyond the profile itself, worked out once per
+/// profile value: the profile validated, its request templates compiled by kind, and
+/// its TLS settings as the key of the shared TLS context.
+struct Compiled {
+    templates: HashMap<RequestKind, HeaderTemplate>,
+    tls_key: String,
+}
 
-/// The compiled templates of `profile`, compiled once per profile value: clients built
-/// from the same `Arc<Profile>` (a built-in from [`Profile::shared`], an engine's
-/// sessions) share one set, so an idle client holds none of its own. Keyed by the
-/// `Arc`'s address, checked against a weak reference, so a freed profile's address
-/// reused by another is never mistaken for it.
-fn shared_templates(profile: &Arc<Profile>) -> Result<Arc<Templates>> {
-    type Entry = (std::sync::Weak<Profile>, std::sync::Weak<Templates>);
+impl std::ops::Deref for Compiled {
+    type Target = HashMap<RequestKind, HeaderTemplate>;
+    fn deref(&self) -> &Self::Target {
+        &self.templates
+    }
+}
+
+/// `profile` validated and compiled, once per profile value: clients built from the
+/// same `Arc<Profile>` (a built-in from [`Profile::shared`], an engine's sessions)
+/// share one set of templates, so an idle client holds none of its own, and a new one
+/// costs no validation. Keyed by the `Arc`'s address, checked against a weak
+/// reference, so a freed profile's address reused by another is never mistaken for it.
+fn compiled(profile: &Arc<Profile>) -> Result<Arc<Compiled>> {
+    type Entry = (std::sync::Weak<Profile>, std::sync::Weak<Compiled>);
     static COMPILED: std::sync::OnceLock<Mutex<HashMap<usize, Entry>>> = std::sync::OnceLock::new();
     let key = Arc::as_ptr(profile) as usize;
     let compiled = COMPILED.get_or_init(Default::default);
@@ -221,12 +232,18 @@ fn shared_templates(profile: &Arc<Profile>) -> Result<Arc<Templates>> {
             }
         }
     }
-    let templates: Templates = RequestKind::ALL
+    profile
+        .validate()
+        .map_err(|e| Error::invalid_profile(profile.name.clone(), e))?;
+    let templates = RequestKind::ALL
         .into_iter()
         .map(|kind| Ok((kind, HeaderTemplate::compile(profile.template(kind))?)))
         .collect::<Result<_>>()
         .map_err(|e| Error::invalid_profile(profile.name.clone(), e.to_string()))?;
-    let templates = Arc::new(templates);
+    let templates = Arc::new(Compiled {
+        templates,
+        tls_key: TlsConnector::profile_key(&profile.tls),
+    });
     let mut map = compiled.lock().unwrap_or_else(|p| p.into_inner());
     // Profiles come and go (an inline profile per session): forget the dead ones.
     if map.len() >= 64 {
@@ -247,7 +264,7 @@ pub struct Client {
 struct ClientInner {
     /// The profile's request templates, parsed once per profile, by [`RequestKind`]
     /// (shared by every client wearing the same `Arc<Profile>`).
-    templates: Arc<Templates>,
+    templates: Arc<Compiled>,
     tls: Arc<TlsConnector>,
     dialer: Dialer,
     tickets: TicketCache,
