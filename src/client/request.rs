@@ -61,10 +61,9 @@ impl Client {
     /// # Errors
     ///
     /// As [`Client::execute`].
-    pub async fn execute_streaming(&self, mut request: Request) -> Result<StreamingResponse> {
-        // The client has no cache: only the body changes.
-        request.stream_body = true;
-        let response = self.execute(request).await?;
+    pub async fn execute_streaming(&self, request: Request) -> Result<StreamingResponse> {
+        // The same switch as a session's (the client has no cache to leave out).
+        let response = self.execute(request.into_streaming()).await?;
         Ok(StreamingResponse::from_response(response))
     }
 
