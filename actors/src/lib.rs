@@ -6,6 +6,7 @@
 //! - [`breaker`]: the circuit breaker state machine (pure);
 //! - [`session_actor`]: one actor per session, running its requests concurrently;
 //! - [`supervisor`]: the registry (create, get, close, list, reap, limits, shutdown);
+//! - [`registry`]: the supervisor's sharded session table, walked in steps;
 //! - [`dispatch`]: the retry, breaker and rate-limit actor in front of the sessions;
 //! - [`rate`]: per-host and per-session rate limits (`governor`);
 //! - [`throttle`]: the adaptive per-host slow-down on 429 and `Retry-After` pauses (pure);
@@ -20,6 +21,7 @@ pub mod error;
 pub mod events;
 pub mod policy;
 pub mod rate;
+pub mod registry;
 pub mod session_actor;
 pub mod supervisor;
 pub mod system;

@@ -3,20 +3,20 @@
 //! It never sits on the request path: callers get a session's actor address once and
 //! send requests through the dispatcher.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
-    ResponseActFuture, WrapFuture,
+    MessageResult, ResponseActFuture, WrapFuture,
 };
 use actix_rt::ArbiterHandle;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 use crate::core::SessionCore;
 use crate::dispatch::{Dispatcher, MarkQuarantined, SharedState};
 use crate::events::{CloseReason, EngineEvent};
+use crate::registry::{Cursor, Registry};
 use crate::session_actor::{Retire, Running, SessionActor};
 
 /// What to do at the session limit.
@@ -78,7 +78,7 @@ struct Entry<C: SessionCore> {
 /// The supervisor actor.
 pub struct Supervisor<C: SessionCore> {
     config: SupervisorConfig,
-    sessions: HashMap<String, Entry<C>>,
+    sessions: Registry<Entry<C>>,
     /// Where session actors go, each with the dispatcher on the same arbiter.
     placements: Vec<Placement<C>>,
     next_arbiter: usize,
@@ -100,7 +100,7 @@ impl<C: SessionCore> Supervisor<C> {
     ) -> Self {
         Supervisor {
             config,
-            sessions: HashMap::new(),
+            sessions: Registry::default(),
             placements,
             next_arbiter: 0,
             events,
@@ -152,10 +152,19 @@ impl<C: SessionCore> Supervisor<C> {
         true
     }
 
-    fn reap(&mut self, ctx: &mut Context<Self>) {
-        let idle: Vec<String> = self
-            .sessions
-            .iter()
+    /// One step of a reaping pass: closes the idle sessions of a few shards from
+    /// `from`, then queues the next step behind the messages already waiting, so a
+    /// pass over a million sessions never holds up a lookup for more than a step.
+    /// `done` is told when the pass is over.
+    fn reap_step(
+        &mut self,
+        from: usize,
+        done: Option<oneshot::Sender<()>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (taken, next) = self.sessions.step(from, WALK_STEP);
+        let idle: Vec<String> = taken
+            .into_iter()
             .filter(|(_, e)| {
                 e.core.in_flight() == 0 && e.core.idle_time() >= self.config.idle_timeout
             })
@@ -164,6 +173,38 @@ impl<C: SessionCore> Supervisor<C> {
         for id in idle {
             tracing::debug!(session = %id, "reaping idle session");
             self.close_entry(&id, CloseReason::Idle, ctx);
+        }
+        match next {
+            Some(from) => ctx.notify(ReapStep { from, done }),
+            None => {
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+}
+
+/// How many sessions one step of a walk (a reaping pass, a page of a listing) takes
+/// at least: a few milliseconds of work at most.
+const WALK_STEP: usize = 1024;
+
+/// The next step of a reaping pass (sent by the supervisor to itself).
+struct ReapStep {
+    from: usize,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Message for ReapStep {
+    type Result = ();
+}
+
+impl<C: SessionCore> Handler<ReapStep> for Supervisor<C> {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReapStep, ctx: &mut Context<Self>) {
+        if !self.shutting_down {
+            self.reap_step(msg.from, msg.done, ctx);
         }
     }
 }
@@ -187,7 +228,9 @@ impl<C: SessionCore> Actor for Supervisor<C> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if !self.config.reap_interval.is_zero() {
-            ctx.run_interval(self.config.reap_interval, |act, ctx| act.reap(ctx));
+            ctx.run_interval(self.config.reap_interval, |act, ctx| {
+                act.reap_step(0, None, ctx)
+            });
         }
     }
 }
@@ -222,7 +265,7 @@ impl<C: SessionCore> Handler<Create<C>> for Supervisor<C> {
         if self.shutting_down {
             return Err(CreateError::ShuttingDown);
         }
-        if self.sessions.contains_key(&msg.id) {
+        if self.sessions.contains(&msg.id) {
             return Err(CreateError::Duplicate(msg.id));
         }
         if self.sessions.len() >= self.config.max_sessions {
@@ -339,21 +382,29 @@ impl<C: SessionCore> Handler<Close> for Supervisor<C> {
     }
 }
 
-/// Stats of every live session, with its id and quarantine mark.
-pub struct List<C>(pub std::marker::PhantomData<C>);
+/// One page of the live sessions, from a cursor: each with its id and quarantine mark.
+/// The caller asks page after page (the first from `Some(0)`) until the cursor comes
+/// back `None`, and works out the stats itself, so the supervisor copies a few
+/// thousand handles per message and never a million.
+pub struct ListPage<C>(pub usize, pub std::marker::PhantomData<C>);
 
-impl<C: SessionCore> Message for List<C> {
-    type Result = Vec<(String, C::Stats, bool)>;
+/// A page of sessions and where the next one starts.
+pub type Page<C> = (Vec<(String, C, bool)>, Cursor);
+
+impl<C: SessionCore> Message for ListPage<C> {
+    type Result = Page<C>;
 }
 
-impl<C: SessionCore> Handler<List<C>> for Supervisor<C> {
-    type Result = Vec<(String, C::Stats, bool)>;
+impl<C: SessionCore> Handler<ListPage<C>> for Supervisor<C> {
+    type Result = MessageResult<ListPage<C>>;
 
-    fn handle(&mut self, _: List<C>, _: &mut Context<Self>) -> Self::Result {
-        self.sessions
-            .iter()
-            .map(|(id, e)| (id.clone(), e.core.stats(), e.quarantined))
-            .collect()
+    fn handle(&mut self, msg: ListPage<C>, _: &mut Context<Self>) -> Self::Result {
+        let (taken, next) = self.sessions.step(msg.0, WALK_STEP);
+        let page = taken
+            .into_iter()
+            .map(|(id, e)| (id.clone(), e.core.clone(), e.quarantined))
+            .collect();
+        MessageResult((page, next))
     }
 }
 
@@ -370,16 +421,25 @@ impl<C: SessionCore> Handler<Count> for Supervisor<C> {
     }
 }
 
-/// Run the reaper now (tests, and `touch`-heavy callers that want prompt reaping).
+/// Run a reaping pass now, answered when the pass is over (tests, and `touch`-heavy
+/// callers that want prompt reaping). The pass goes in steps like the periodic one.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ReapNow;
 
 impl<C: SessionCore> Handler<ReapNow> for Supervisor<C> {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: ReapNow, ctx: &mut Context<Self>) {
-        self.reap(ctx);
+    fn handle(&mut self, _: ReapNow, ctx: &mut Context<Self>) -> Self::Result {
+        let (done, over) = oneshot::channel();
+        self.reap_step(0, Some(done), ctx);
+        Box::pin(
+            async move {
+                // A shutdown that stops the pass drops `done`: that is over too.
+                let _ = over.await;
+            }
+            .into_actor(self),
+        )
     }
 }
 
@@ -403,21 +463,18 @@ impl<C: SessionCore> Handler<Shutdown> for Supervisor<C> {
 
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shutting_down = true;
-        let ids: Vec<String> = self.sessions.keys().cloned().collect();
-        let mut entries = Vec::new();
-        for id in ids {
-            if let Some(entry) = self.sessions.remove(&id) {
-                if let Some(hook) = &self.on_close {
-                    hook(&entry.core, CloseReason::Shutdown);
-                }
-                entry.core.close();
-                metrics::counter!("session_destruction_total", "reason" => "shutdown", "tenant" => entry.core.tenant_label()).increment(1);
-                let _ = self.events.send(EngineEvent::SessionClosed {
-                    id,
-                    reason: CloseReason::Shutdown,
-                });
-                entries.push(entry);
+        let mut entries = Vec::with_capacity(self.sessions.len());
+        for (id, entry) in self.sessions.drain() {
+            if let Some(hook) = &self.on_close {
+                hook(&entry.core, CloseReason::Shutdown);
             }
+            entry.core.close();
+            metrics::counter!("session_destruction_total", "reason" => "shutdown", "tenant" => entry.core.tenant_label()).increment(1);
+            let _ = self.events.send(EngineEvent::SessionClosed {
+                id,
+                reason: CloseReason::Shutdown,
+            });
+            entries.push(entry);
         }
         let deadline = self.config.close_deadline;
         Box::pin(

@@ -22,7 +22,7 @@ use crate::policy::RetryPolicy;
 use crate::rate::{Rate, RateLimits, SharedRateLimit};
 use crate::session_actor::{Aborted, Running, SessionActor};
 use crate::supervisor::{
-    Close, CloseHook, Count, Create, CreateError, Get, List, Placement, ReapNow, Shutdown,
+    Close, CloseHook, Count, Create, CreateError, Get, ListPage, Placement, ReapNow, Shutdown,
     Supervisor, SupervisorConfig,
 };
 use crate::throttle::ThrottleConfig;
@@ -404,10 +404,24 @@ impl<C: SessionCore> ActorSystem<C> {
     /// Every live session: id, stats, quarantined.
     pub async fn list(&self) -> Result<Vec<(String, C::Stats, bool)>, ActorError<C::Error>> {
         self.live()?;
-        self.supervisor
-            .send(List(std::marker::PhantomData))
-            .await
-            .map_err(|_| ActorError::ShuttingDown)
+        // Page by page, the stats worked out here: between two pages the supervisor
+        // answers lookups and creates, and a session's stats (its lock, its strings)
+        // cost this caller, not every caller waiting on the supervisor.
+        let mut all = Vec::new();
+        let mut cursor = Some(0);
+        while let Some(from) = cursor {
+            let (page, next) = self
+                .supervisor
+                .send(ListPage(from, std::marker::PhantomData))
+                .await
+                .map_err(|_| ActorError::ShuttingDown)?;
+            all.extend(
+                page.into_iter()
+                    .map(|(id, core, quarantined)| (id, core.stats(), quarantined)),
+            );
+            cursor = next;
+        }
+        Ok(all)
     }
 
     /// Number of live sessions.
