@@ -82,6 +82,8 @@ pub struct Supervisor<C: SessionCore> {
     /// Where session actors go, each with the dispatcher on the same arbiter.
     placements: Vec<Placement<C>>,
     next_arbiter: usize,
+    /// Where the next eviction's sample starts (a shard).
+    evict_from: usize,
     events: broadcast::Sender<EngineEvent>,
     on_close: Option<CloseHook<C>>,
     shutting_down: bool,
@@ -103,6 +105,7 @@ impl<C: SessionCore> Supervisor<C> {
             sessions: Registry::default(),
             placements,
             next_arbiter: 0,
+            evict_from: 0,
             events,
             on_close,
             shutting_down: false,
@@ -184,6 +187,41 @@ impl<C: SessionCore> Supervisor<C> {
         }
     }
 }
+
+impl<C: SessionCore> Supervisor<C> {
+    /// The session to evict at the limit: the least recently used one with nothing in
+    /// flight. Up to [`EXACT_EVICTION`] sessions it is exactly that; above, it is the
+    /// least recently used of a sample (the sessions of the next shards, at least
+    /// [`WALK_STEP`] of them, the starting shard rotating from one eviction to the
+    /// next), as Redis approximates LRU: looking at every one of a million sessions
+    /// for each create would hold the supervisor up for most of a second each time.
+    fn eviction_victim(&mut self) -> Option<String> {
+        let idlest = |taken: Vec<(&String, &Entry<C>)>| {
+            taken
+                .into_iter()
+                .filter(|(_, e)| e.core.in_flight() == 0)
+                .max_by_key(|(_, e)| e.core.idle_time())
+                .map(|(id, _)| id.clone())
+        };
+        if self.sessions.len() <= EXACT_EVICTION {
+            return idlest(self.sessions.iter().collect());
+        }
+        // At most one round of the table, in samples, until one has an idle session.
+        let mut looked = 0;
+        while looked < self.sessions.len() {
+            let (taken, next) = self.sessions.step(self.evict_from, WALK_STEP);
+            looked += taken.len().max(1);
+            self.evict_from = next.unwrap_or(0);
+            if let Some(id) = idlest(taken) {
+                return Some(id);
+            }
+        }
+        None
+    }
+}
+
+/// Up to this many sessions, eviction looks at every one (a millisecond or so).
+const EXACT_EVICTION: usize = 4096;
 
 /// How many sessions one step of a walk (a reaping pass, a page of a listing) takes
 /// at least: a few milliseconds of work at most.
@@ -271,12 +309,7 @@ impl<C: SessionCore> Handler<Create<C>> for Supervisor<C> {
         if self.sessions.len() >= self.config.max_sessions {
             let victim = match self.config.at_limit {
                 LimitPolicy::Refuse => None,
-                LimitPolicy::EvictIdle => self
-                    .sessions
-                    .iter()
-                    .filter(|(_, e)| e.core.in_flight() == 0)
-                    .max_by_key(|(_, e)| e.core.idle_time())
-                    .map(|(id, _)| id.clone()),
+                LimitPolicy::EvictIdle => self.eviction_victim(),
             };
             match victim {
                 Some(id) => {

@@ -815,6 +815,61 @@ async fn the_limit_refuses_or_evicts_the_least_recently_used_idle_session() {
     sys.shutdown().await;
 }
 
+/// Past a few thousand sessions, listing and reaping go in steps and eviction picks
+/// from a sample: every session is still listed once, the limit still holds, and each
+/// create at the limit still evicts exactly one idle session.
+#[tokio::test]
+async fn a_large_table_is_listed_whole_and_evicts_one_per_create_at_the_limit() {
+    const K: usize = 6000;
+    let mut cfg = config::<Fake>();
+    cfg.supervisor.max_sessions = K;
+    cfg.supervisor.at_limit = LimitPolicy::EvictIdle;
+    let sys = ActorSystem::start(cfg).unwrap();
+    for i in 0..K {
+        sys.create(format!("s{i}"), Fake::new(vec![]))
+            .await
+            .unwrap();
+    }
+    let listed = sys.list().await.unwrap();
+    let ids: std::collections::HashSet<&String> = listed.iter().map(|(id, _, _)| id).collect();
+    assert_eq!(
+        (listed.len(), ids.len()),
+        (K, K),
+        "each session listed once"
+    );
+    let mut events = sys.events();
+    for i in 0..50 {
+        sys.create(format!("new{i}"), Fake::new(vec![]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(sys.count().await, K, "the limit holds");
+    // All are equally idle on the paused clock, so which ones go is the sample's pick;
+    // what holds is one distinct eviction per create, each really gone.
+    let evicted: Vec<String> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            EngineEvent::SessionClosed {
+                id,
+                reason: CloseReason::Evicted,
+            } => Some(id),
+            _ => None,
+        })
+        .collect();
+    let distinct: std::collections::HashSet<&String> = evicted.iter().collect();
+    assert_eq!(
+        (evicted.len(), distinct.len()),
+        (50, 50),
+        "one eviction per create"
+    );
+    for id in &evicted {
+        assert!(sys.session(id).await.is_err(), "{id} is gone");
+    }
+    sys.reap_now().await;
+    assert_eq!(sys.count().await, K, "nothing old enough to reap");
+    sys.shutdown().await;
+}
+
 #[tokio::test]
 async fn shutdown_is_graceful_and_idempotent() {
     shutdown_is_graceful_and_idempotent_on(RequestSite::Caller).await;
