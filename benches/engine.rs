@@ -9,6 +9,9 @@
 //! cargo bench --bench engine -- --only engine --case 2 --rounds 1   # one contender, one case
 //! ```
 //!
+//! `--cookies N --cached M` put N cookies in the jar and M entries in the cache of the
+//! one-session cases first.
+//!
 //! `--only plain|engine|arbiter` and `--case 1|2|3` run one contender in one case, for
 //! counting instructions per request under `valgrind --tool=callgrind` (see
 //! `docs/benchmarks.md`): with `--dump-before='*measured_phase_boundary'` the second
@@ -199,6 +202,29 @@ fn main() {
         }
         let one_plain = plain(1);
         let many_plain = plain(many);
+        // `--cookies N --cached M`: the one-session cases run with N cookies in the jar
+        // (each request carries them) and M entries in the conditional cache (URLs
+        // with validators, none of them the measured one): the session layer's cost
+        // with a lived-in session.
+        let (cookies, cached) = (value("--cookies").unwrap_or(0), value("--cached").unwrap_or(0));
+        let base = format!("https://bench.test:{}", server.port);
+        for one in [&one_plain, &targets[0].0, &targets[1].0] {
+            let session = match one {
+                Target::Plain(s) => s[0].clone(),
+                Target::Engine(s) => s[0].session().clone(),
+            };
+            for i in 0..cookies {
+                session
+                    .set_cookie(&base, &format!("c{i}=value-{i:08}; Path=/"))
+                    .expect("cookie");
+            }
+            for i in 0..cached {
+                let r = session.get(&format!("{base}/cached/{i}")).send().await.expect("fill");
+                assert_eq!(r.status(), 200);
+            }
+            assert_eq!(session.cookies().len(), cookies, "every cookie kept");
+            assert_eq!(session.stats().cache_entry_count, cached, "every entry kept");
+        }
 
         println!(
             "engine overhead: {requests} requests x {rounds} rounds, 1 KiB bodies, HTTP/2 over TLS 1.3 on loopback{}",

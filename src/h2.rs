@@ -260,10 +260,20 @@ fn header_map(headers: Vec<(HeaderName, HeaderValue)>, crumble_cookies: bool) ->
     for (name, value) in headers {
         if crumble_cookies && name == http::header::COOKIE {
             if let Ok(text) = value.to_str() {
-                for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-                    if let Ok(v) = HeaderValue::from_str(pair) {
-                        map.append(http::header::COOKIE, v);
+                // Every crumb is a slice of one shared copy of the value: one allocation
+                // for the header, not one per cookie.
+                let whole = Bytes::copy_from_slice(text.as_bytes());
+                let mut start = 0;
+                for piece in text.split(';') {
+                    let end = start + piece.len();
+                    let from = start + (piece.len() - piece.trim_start().len());
+                    let to = end - (piece.len() - piece.trim_end().len());
+                    if from < to {
+                        if let Ok(v) = HeaderValue::from_maybe_shared(whole.slice(from..to)) {
+                            map.append(http::header::COOKIE, v);
+                        }
                     }
+                    start = end + 1;
                 }
                 continue;
             }
@@ -301,5 +311,21 @@ mod tests {
         );
         let cookies: Vec<_> = map.get_all("cookie").iter().collect();
         assert_eq!(cookies, ["a=1", "b=2", "c=3"]);
+    }
+
+    #[test]
+    fn crumbs_lose_the_spaces_and_empty_pieces_around_them() {
+        let h = vec![(
+            http::header::COOKIE,
+            HeaderValue::from_static(" a=1;  b=2 ;;c=3 ; "),
+        )];
+        let map = header_map(h, true);
+        let cookies: Vec<_> = map.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2", "c=3"]);
+        let one = header_map(
+            vec![(http::header::COOKIE, HeaderValue::from_static("x=1"))],
+            true,
+        );
+        assert_eq!(one.get_all("cookie").iter().collect::<Vec<_>>(), ["x=1"]);
     }
 }

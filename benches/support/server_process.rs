@@ -1,6 +1,7 @@
 //! The benchmarks' HTTPS server, run in a child process (this benchmark binary executed
 //! again with an environment variable) so the CPU time a benchmark reads is the
-//! client's alone. It answers every request with a fixed body until its stdin closes.
+//! client's alone. It answers every request with a fixed body until its stdin closes
+//! (with an `ETag` under `/cached/`).
 
 use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
@@ -42,8 +43,15 @@ pub fn serve_if_child() -> bool {
         let payload = Bytes::from(vec![b'x'; body]);
         let server = https::HttpsServer::start_with_alpn(
             &[b"h2"],
-            Arc::new(move |_: &https::SeenRequest| {
-                https::Reply::ok(payload.clone()).header("content-type", "text/plain")
+            Arc::new(move |seen: &https::SeenRequest| {
+                let reply = https::Reply::ok(payload.clone()).header("content-type", "text/plain");
+                // Paths under /cached/ carry a validator, so a session keeps an entry
+                // for each (the engine bench fills a cache this way).
+                if seen.path().starts_with("/cached/") {
+                    reply.header("etag", "\"v1\"")
+                } else {
+                    reply
+                }
             }),
             false,
         )

@@ -145,6 +145,58 @@ pub struct CookieJar {
     /// The earliest expiry among stored cookies (Unix seconds), when any expires.
     next_expiry: Option<i64>,
     next: u64,
+    /// Bumped by every change to the stored cookies: what [`HeaderMemo`] checks.
+    generation: u64,
+    /// The last `Cookie` header worked out, for the next request to the same URL.
+    memo: MemoCell,
+}
+
+/// The last `Cookie` header [`CookieJar::header_for`] worked out, and for what: a
+/// session sending to the same URL again (an API it polls, a page it reloads) gets the
+/// header back without matching every cookie again (with 50 cookies, three hash lookups
+/// and a domain and path match each). It is used only while the jar is unchanged
+/// (`generation`) and before any cookie in it can expire (`valid_until`).
+#[derive(Clone, Debug)]
+struct HeaderMemo {
+    generation: u64,
+    valid_until: Option<i64>,
+    scheme: String,
+    host: String,
+    path: String,
+    ctx: CookieContext,
+    header: Option<String>,
+}
+
+impl HeaderMemo {
+    fn answers(&self, generation: u64, url: &Url, ctx: CookieContext, now: i64) -> bool {
+        self.generation == generation
+            && self.valid_until.is_none_or(|t| t > now)
+            && self.ctx == ctx
+            && self.path == url.path()
+            && self.host == url.host_str().unwrap_or_default()
+            && self.scheme == url.scheme()
+    }
+}
+
+/// The memo's cell: a jar is read under its session's lock, so this lock is never
+/// contended; a copied jar starts without a memo.
+#[derive(Debug, Default)]
+struct MemoCell(std::sync::Mutex<Option<HeaderMemo>>);
+
+impl Clone for MemoCell {
+    fn clone(&self) -> Self {
+        MemoCell::default()
+    }
+}
+
+impl MemoCell {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<HeaderMemo>> {
+        // A panic while holding it cannot leave a half-written memo that matters: the
+        // next change of the jar or of the URL replaces it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 type Key = (String, String, String);
@@ -272,6 +324,7 @@ impl CookieJar {
 
     /// Records `key` as set now.
     fn remember(&mut self, key: Key, size: usize, expires: Option<i64>) {
+        self.generation += 1;
         self.next += 1;
         let meta = Meta {
             seq: self.next,
@@ -299,6 +352,7 @@ impl CookieJar {
 
     /// Drops `key` from the bookkeeping (the store has already dropped the cookie).
     fn forget(&mut self, key: &Key) {
+        self.generation += 1;
         let Some(old) = self.index.remove(key) else {
             return;
         };
@@ -369,18 +423,50 @@ impl CookieJar {
     /// The `Cookie` header value for a request to `url` in `ctx` (`None` when no cookie
     /// applies): longer paths first, then older cookies first (RFC 6265 §5.4).
     pub fn header_for(&self, url: &Url, ctx: CookieContext) -> Option<String> {
-        let mut cookies: Vec<(usize, u64, &str, &str)> = self
-            .candidates(url)
-            .into_iter()
-            .filter(|(_, c)| same_site_allows(c.same_site(), ctx))
-            .map(|(meta, c)| (String::from(&c.path).len(), meta.seq, c.name(), c.value()))
-            .collect();
+        let now = time::OffsetDateTime::now_utc();
+        let secs = now.unix_timestamp();
+        if let Some(memo) = self.memo.slot().as_ref() {
+            if memo.answers(self.generation, url, ctx, secs) {
+                return memo.header.clone();
+            }
+        }
+        let header = self.work_out_header(url, ctx, now);
+        // Not while some cookie may have expired unnoticed (the jar purges on its own
+        // schedule): then every request looks again.
+        if self.next_expiry.is_none_or(|t| t > secs) {
+            *self.memo.slot() = Some(HeaderMemo {
+                generation: self.generation,
+                valid_until: self.next_expiry,
+                scheme: url.scheme().to_owned(),
+                host: url.host_str().unwrap_or_default().to_owned(),
+                path: url.path().to_owned(),
+                ctx,
+                header: header.clone(),
+            });
+        }
+        header
+    }
+
+    fn work_out_header(
+        &self,
+        url: &Url,
+        ctx: CookieContext,
+        now: time::OffsetDateTime,
+    ) -> Option<String> {
+        // (path length, set order, name, value): one pass, no copy of any string.
+        let mut cookies: Vec<(usize, u64, &str, &str)> = Vec::new();
+        self.each_candidate(url, now, |meta, c| {
+            if same_site_allows(c.same_site(), ctx) {
+                let path: &str = c.path.as_ref();
+                cookies.push((path.len(), meta.seq, c.name(), c.value()));
+            }
+        });
         if cookies.is_empty() {
             return None;
         }
-        cookies.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        cookies.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut out =
-            String::with_capacity(cookies.iter().map(|c| c.2.len() + c.3.len() + 3).sum());
+            String::with_capacity(cookies.iter().map(|c| c.2.len() + c.3.len() + 2).sum());
         for (i, (_, _, n, v)) in cookies.iter().enumerate() {
             if i > 0 {
                 out.push_str("; ");
@@ -392,10 +478,17 @@ impl CookieJar {
         Some(out)
     }
 
-    /// Unexpired cookies that match `url` (domain, path, Secure), found through the
-    /// host and its parent domains only.
-    fn candidates(&self, url: &Url) -> Vec<(&Meta, &cookie_store::Cookie<'static>)> {
-        let mut out = Vec::new();
+    /// Calls `found` with each unexpired cookie that matches `url` (domain, path,
+    /// Secure), found through the host and its parent domains only. A cookie's expiry
+    /// is looked at only when the jar's earliest expiry has passed (until then none can
+    /// have expired): this runs on every request.
+    fn each_candidate<'a>(
+        &'a self,
+        url: &Url,
+        now: time::OffsetDateTime,
+        mut found: impl FnMut(&'a Meta, &'a cookie_store::Cookie<'static>),
+    ) {
+        let may_have_expired = self.next_expiry.is_some_and(|t| t <= now.unix_timestamp());
         let mut domain = url.host_str().unwrap_or_default();
         loop {
             if let Some((d, keys)) = self.by_domain.get_key_value(domain) {
@@ -403,8 +496,8 @@ impl CookieJar {
                     let Some(cookie) = self.store.get_any(d, path, name) else {
                         continue;
                     };
-                    if !cookie.is_expired() && cookie.matches(url) {
-                        out.push((meta, cookie));
+                    if !(may_have_expired && cookie.expires_by(&now)) && cookie.matches(url) {
+                        found(meta, cookie);
                     }
                 }
             }
@@ -413,7 +506,6 @@ impl CookieJar {
                 None => break,
             }
         }
-        out
     }
 
     /// The cookies a same-site request to `url` would carry, as records.
@@ -423,11 +515,9 @@ impl CookieJar {
     /// An unparsable URL.
     pub fn get(&self, url: &str) -> Result<Vec<CookieRecord>> {
         let url = Url::parse(url).map_err(|e| Error::invalid_url(url, e))?;
-        let mut found: Vec<(u64, CookieRecord)> = self
-            .candidates(&url)
-            .into_iter()
-            .map(|(meta, c)| (meta.seq, record_of(c)))
-            .collect();
+        let mut found: Vec<(u64, CookieRecord)> = Vec::new();
+        let now = time::OffsetDateTime::now_utc();
+        self.each_candidate(&url, now, |meta, c| found.push((meta.seq, record_of(c))));
         found.sort_by_key(|(seq, _)| *seq);
         Ok(found.into_iter().map(|(_, r)| r).collect())
     }
@@ -441,6 +531,7 @@ impl CookieJar {
 
     /// Removes every cookie.
     pub fn clear(&mut self) {
+        self.generation += 1;
         self.store.clear();
         self.index.clear();
         self.by_domain.clear();
@@ -633,6 +724,81 @@ mod tests {
 
     fn same() -> CookieContext {
         CookieContext::same_site()
+    }
+
+    /// The remembered header is the one a fresh look would give: after every kind of
+    /// change to the jar, for another URL or context, and once a cookie has expired.
+    #[test]
+    fn the_remembered_header_never_outlives_what_it_was_made_from() {
+        let mut jar = CookieJar::new();
+        let page = url("https://shop.test/cart");
+        let h = |jar: &CookieJar, u: &Url, ctx| jar.header_for(u, ctx);
+        assert_eq!(h(&jar, &page, same()), None);
+        jar.set("https://shop.test/", "a=1; Path=/").unwrap();
+        assert_eq!(
+            h(&jar, &page, same()).as_deref(),
+            Some("a=1"),
+            "a set is seen"
+        );
+        assert_eq!(
+            h(&jar, &page, same()).as_deref(),
+            Some("a=1"),
+            "and remembered"
+        );
+        jar.set("https://shop.test/", "a=2; Path=/").unwrap();
+        assert_eq!(
+            h(&jar, &page, same()).as_deref(),
+            Some("a=2"),
+            "a replace is seen"
+        );
+        jar.set("https://shop.test/", "b=3; Path=/cart; SameSite=Strict")
+            .unwrap();
+        assert_eq!(h(&jar, &page, same()).as_deref(), Some("b=3; a=2"));
+        assert_eq!(
+            h(&jar, &page, CROSS_SUBRESOURCE),
+            None,
+            "another context is worked out (Lax by default, Strict: neither goes)"
+        );
+        assert_eq!(h(&jar, &page, same()).as_deref(), Some("b=3; a=2"));
+        assert_eq!(
+            h(&jar, &url("https://shop.test/"), same()).as_deref(),
+            Some("a=2")
+        );
+        assert_eq!(
+            h(&jar, &url("http://shop.test/cart"), same()).as_deref(),
+            Some("b=3; a=2")
+        );
+        assert!(jar.delete("shop.test", "/cart", "b"));
+        assert_eq!(
+            h(&jar, &page, same()).as_deref(),
+            Some("a=2"),
+            "a delete is seen"
+        );
+        jar.set("https://shop.test/", "a=gone; Max-Age=0; Path=/")
+            .unwrap();
+        assert_eq!(
+            h(&jar, &page, same()),
+            None,
+            "a deleting Set-Cookie is seen"
+        );
+        jar.set("https://shop.test/", "c=4; Path=/").unwrap();
+        assert_eq!(h(&jar, &page, same()).as_deref(), Some("c=4"));
+        jar.clear();
+        assert_eq!(h(&jar, &page, same()), None, "a clear is seen");
+
+        jar.set("https://shop.test/", "short=1; Max-Age=1; Path=/")
+            .unwrap();
+        jar.set("https://shop.test/", "long=2; Max-Age=3600; Path=/")
+            .unwrap();
+        assert_eq!(h(&jar, &page, same()).as_deref(), Some("short=1; long=2"));
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(
+            h(&jar, &page, same()).as_deref(),
+            Some("long=2"),
+            "an expiry is seen without any change to the jar"
+        );
+        let copy = jar.clone();
+        assert_eq!(h(&copy, &page, same()).as_deref(), Some("long=2"));
     }
 
     const CROSS_SUBRESOURCE: CookieContext = CookieContext {

@@ -242,17 +242,12 @@ fn encode_str(val: &[u8], dst: &mut BytesMut) {
             // This is just done to reserve space in the destination
             dst.put_slice(&buf[1..head_len]);
 
-            // Shift the header forward
-            for i in 0..huff_len {
-                let src_i = idx + 1 + (huff_len - (i + 1));
-                let dst_i = idx + head_len + (huff_len - (i + 1));
-                dst[dst_i] = dst[src_i];
-            }
+            // Shift the header forward (mummer patch, vendor/README.md: one
+            // `copy_within` instead of a byte-at-a-time loop with bounds checks).
+            dst.copy_within(idx + 1..idx + 1 + huff_len, idx + head_len);
 
             // Copy in the head
-            for i in 0..head_len {
-                dst[idx + i] = buf[i];
-            }
+            dst[idx..idx + head_len].copy_from_slice(&buf[..head_len]);
         }
     } else {
         // Write an empty string

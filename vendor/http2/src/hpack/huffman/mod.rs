@@ -41,27 +41,35 @@ pub fn decode(src: &[u8], buf: &mut BytesMut) -> Result<BytesMut, DecoderError> 
 }
 
 pub fn encode(src: &[u8], dst: &mut BytesMut) {
-    let mut bits: u64 = 0;
-    let mut bits_left = 40;
-
+    // mummer patch (vendor/README.md): bits gather in a u64 and leave 32 at a time,
+    // with the space reserved once, instead of one `put_u8` (a capacity check each)
+    // per output byte. Same output.
+    //
+    // `pending` holds the last `n` bits not yet written (n < 32 between bytes). A code
+    // is at most 30 bits, so `pending << nbits` keeps everything that is still needed;
+    // bits above `n` are already written and either fall off the top or are cut by the
+    // `as u32` below.
+    dst.reserve(src.len() + 4);
+    let mut pending: u64 = 0;
+    let mut n: usize = 0;
     for &b in src {
         let (nbits, code) = ENCODE_TABLE[b as usize];
-
-        bits |= code << (bits_left - nbits);
-        bits_left -= nbits;
-
-        while bits_left <= 32 {
-            dst.put_u8((bits >> 32) as u8);
-
-            bits <<= 8;
-            bits_left += 8;
+        pending = (pending << nbits) | code;
+        n += nbits;
+        if n >= 32 {
+            n -= 32;
+            dst.put_u32((pending >> n) as u32);
         }
     }
-
-    if bits_left != 40 {
-        // This writes the EOS token
-        bits |= (1 << bits_left) - 1;
-        dst.put_u8((bits >> 32) as u8);
+    if n > 0 {
+        // Pad to a whole byte with the most significant bits of EOS (all ones).
+        let pad = (8 - n % 8) % 8;
+        pending = (pending << pad) | ((1 << pad) - 1);
+        n += pad;
+        while n > 0 {
+            n -= 8;
+            dst.put_u8((pending >> n) as u8);
+        }
     }
 }
 
@@ -179,6 +187,40 @@ mod test {
             let decoded = decode(&dst).unwrap();
 
             assert_eq!(&decoded[..], s.as_bytes());
+        }
+    }
+
+    /// The encoder against a plain bit-at-a-time one, on every byte value and on
+    /// strings long enough to cross many 32-bit writes.
+    #[test]
+    fn encode_matches_a_bit_by_bit_reference() {
+        fn reference(src: &[u8]) -> Vec<u8> {
+            let mut bits = Vec::new();
+            for &b in src {
+                let (nbits, code) = ENCODE_TABLE[b as usize];
+                for i in (0..nbits).rev() {
+                    bits.push((code >> i) & 1 == 1);
+                }
+            }
+            while bits.len() % 8 != 0 {
+                bits.push(true);
+            }
+            bits.chunks(8)
+                .map(|byte| byte.iter().fold(0u8, |acc, &bit| (acc << 1) | bit as u8))
+                .collect()
+        }
+        let mut inputs: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        inputs.push((0..=255u8).collect());
+        inputs.push((0..=255u8).rev().cycle().take(5000).collect());
+        inputs.push(b"session=abc; theme=dark; ".repeat(60));
+        for len in 0..70 {
+            inputs.push((0..len).map(|i| (i * 37 % 256) as u8).collect());
+        }
+        for input in inputs {
+            let mut dst = BytesMut::new();
+            encode(&input, &mut dst);
+            assert_eq!(&dst[..], &reference(&input)[..], "input {input:?}");
+            assert_eq!(&decode(&dst).unwrap()[..], &input[..]);
         }
     }
 
