@@ -212,6 +212,26 @@ impl ConditionalCache {
         }
     }
 
+    /// Whether `url` has an entry (without marking it used).
+    pub fn holds(&self, url: &str) -> bool {
+        self.entries.contains(url)
+    }
+
+    /// Whether an answer with `status` and `headers` could be kept at all: a `304`, or
+    /// one with a validator or explicit freshness (`Cache-Control`, `Expires`;
+    /// heuristic freshness needs `Last-Modified`, a validator). Checked before any
+    /// policy is worked out, so most answers cost two scans of their header names:
+    /// the policy's parse was a twentieth of every request's cost.
+    pub fn may_keep(status: StatusCode, headers: &[(HeaderName, HeaderValue)]) -> bool {
+        status == StatusCode::NOT_MODIFIED
+            || headers.iter().any(|(n, _)| {
+                n == http::header::ETAG
+                    || n == http::header::LAST_MODIFIED
+                    || n == http::header::CACHE_CONTROL
+                    || n == http::header::EXPIRES
+            })
+    }
+
     /// Records the answer to `req` for `url`. Returns the cached response to hand back
     /// instead of a `304`, when the body is stored.
     pub fn update(
@@ -223,8 +243,8 @@ impl ConditionalCache {
         body: &Bytes,
         now: SystemTime,
     ) -> Option<CachedResponse> {
-        let resp = response_parts(status, headers);
         if status == StatusCode::NOT_MODIFIED {
+            let resp = response_parts(status, headers);
             let entry = self.entries.get_mut(url)?;
             return match entry.policy.after_response(req, &resp, now) {
                 AfterResponse::NotModified(policy, parts) => {
@@ -250,10 +270,15 @@ impl ConditionalCache {
                 }
             };
         }
-        let policy = CachePolicy::new_options(req, &resp, now, options());
         let has_validator = headers
             .iter()
             .any(|(n, _)| n == http::header::ETAG || n == http::header::LAST_MODIFIED);
+        if !ConditionalCache::may_keep(status, headers) {
+            self.remove(url);
+            return None;
+        }
+        let resp = response_parts(status, headers);
+        let policy = CachePolicy::new_options(req, &resp, now, options());
         if !policy.is_storable() || !(has_validator || policy.time_to_live(now).as_secs() > 0) {
             self.remove(url);
             return None;
@@ -495,6 +520,44 @@ mod tests {
             now,
         );
         assert!(c.is_empty());
+    }
+
+    /// Explicit freshness alone (no validator) still keeps a body, and a later answer
+    /// with neither freshness nor validator drops what was kept for that URL.
+    #[test]
+    fn freshness_without_validators_is_kept_and_a_plain_answer_drops_it() {
+        let now = SystemTime::now();
+        let req = get(URL);
+        let mut c = ConditionalCache::new(CacheConfig {
+            store_bodies: true,
+            ..CacheConfig::default()
+        });
+        for fresh in [
+            h(&[("cache-control", "max-age=600")]),
+            h(&[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")]),
+        ] {
+            c.update(
+                URL,
+                &req,
+                StatusCode::OK,
+                &fresh,
+                &Bytes::from_static(b"b"),
+                now,
+            );
+            assert!(
+                matches!(c.lookup(URL, &req, now), Lookup::Fresh(_)),
+                "{fresh:?}"
+            );
+            c.update(
+                URL,
+                &req,
+                StatusCode::OK,
+                &h(&[]),
+                &Bytes::from_static(b"b"),
+                now,
+            );
+            assert!(c.is_empty(), "the plain answer replaced it");
+        }
     }
 
     #[test]

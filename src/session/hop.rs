@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use http::{HeaderName, HeaderValue, Method};
 use url::Url;
 
-use super::cache::{CachedResponse, Lookup};
+use super::cache::{CachedResponse, ConditionalCache, Lookup};
 use super::nav::{self, FetchSite};
 use super::{cache_request, redirect, State, SESSION_HEADERS};
 use crate::body::Body;
@@ -111,8 +111,11 @@ pub(super) fn outgoing(st: &mut State, plan: &Plan<'_>, hop: &Hop, now: SystemTi
             extra.push((http::header::ORIGIN, v));
         }
     }
-    let cache_req =
-        (plan.use_cache && hop.method == Method::GET).then(|| cache_request(url, caller));
+    // The request as the cache sees it is built only when the cache holds this URL
+    // (otherwise the lookup is a miss without it; [`absorb`] builds it if the answer
+    // turns out to be worth keeping).
+    let cacheable = plan.use_cache && hop.method == Method::GET;
+    let cache_req = (cacheable && st.cache.holds(url.as_str())).then(|| cache_request(url, caller));
     let jar_cookie = st.jar.header_for(url, ctx);
     // The origin is serialized (an allocation) only when some origin asked for hints.
     let hints = if st.accept_ch.is_empty() {
@@ -172,7 +175,7 @@ pub(super) fn outgoing(st: &mut State, plan: &Plan<'_>, hop: &Hop, now: SystemTi
         headers,
         Sent {
             ctx,
-            looked_up: lookup.is_some(),
+            looked_up: cacheable,
             cache_req,
             sent_validators,
         },
@@ -218,7 +221,18 @@ pub(super) fn absorb(
                 .insert(url.origin().ascii_serialization(), hints);
         }
     }
-    let served = sent.cache_req.as_ref().and_then(|req| {
+    let built;
+    let cache_req = match &sent.cache_req {
+        Some(req) => Some(req),
+        None if sent.looked_up
+            && ConditionalCache::may_keep(resp.status(), resp.wire_headers()) =>
+        {
+            built = cache_request(url, &hop.caller);
+            Some(&built)
+        }
+        None => None,
+    };
+    let served = cache_req.and_then(|req| {
         st.cache.update(
             url.as_str(),
             req,

@@ -74,7 +74,15 @@ pub fn referrer(from: &Url, target: &Url) -> Option<String> {
     if !matches!(from.scheme(), "http" | "https") {
         return None;
     }
-    if from.origin() == target.origin() {
+    // Same origin, compared part by part (`Url::origin` allocates two copies of each
+    // host to compare them): `from` is http or https here, so its origin is a tuple.
+    let same_origin = from.scheme() == target.scheme()
+        && from.host_str() == target.host_str()
+        && from.port_or_known_default() == target.port_or_known_default();
+    if same_origin {
+        if from.fragment().is_none() && from.username().is_empty() && from.password().is_none() {
+            return Some(from.as_str().to_owned());
+        }
         let mut full = from.clone();
         full.set_fragment(None);
         let _ = full.set_username("");
@@ -150,6 +158,25 @@ mod tests {
             "https://www.shop.test/"
         );
         assert_eq!(referrer(&doc, &u("http://www.shop.test/")), None);
+        // Same origin part by part: the default port written out is the same origin,
+        // another port or scheme is not.
+        let plain = u("https://www.shop.test/a?b=1");
+        assert_eq!(
+            referrer(&plain, &u("https://www.shop.test:443/c")).unwrap(),
+            "https://www.shop.test/a?b=1"
+        );
+        assert_eq!(
+            referrer(&plain, &u("https://www.shop.test:8443/c")).unwrap(),
+            "https://www.shop.test/"
+        );
+        assert_eq!(
+            referrer(
+                &u("http://127.0.0.1:8080/x"),
+                &u("https://127.0.0.1:8080/y")
+            )
+            .unwrap(),
+            "http://127.0.0.1:8080/"
+        );
     }
 
     #[test]
