@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -92,7 +93,7 @@ where
     let closed = Arc::new(AtomicBool::new(false));
     let flag = closed.clone();
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        if let Err(e) = drive_coalescing_writes(connection).await {
             tracing::debug!(error = %e, "HTTP/2 connection ended");
         }
         flag.store(true, Ordering::Release);
@@ -102,6 +103,42 @@ where
         closed,
         in_flight: Arc::new(AtomicUsize::new(0)),
     })
+}
+
+/// Drives `connection` one scheduler turn behind its wake-ups. A wake-up (a request
+/// queued, bytes arrived) first lets the other tasks that are ready run, and the
+/// requests they queue meanwhile leave in one write with it. Polled at once, the
+/// driver wrote each request on its own: the scheduler runs a task woken by the
+/// running one next, so with 256 requests in flight every finished request's successor
+/// cost a `sendto` (20 105 for 20 000 requests against 1 437 batched, strace of the
+/// peers bench). One request alone waits for nothing: with nobody else ready, the
+/// yield returns at once.
+async fn drive_coalescing_writes<F: std::future::Future>(connection: F) -> F::Output {
+    let mut connection = std::pin::pin!(connection);
+    loop {
+        let polled = std::future::poll_fn(|cx| Poll::Ready(connection.as_mut().poll(cx))).await;
+        if let Poll::Ready(output) = polled {
+            return output;
+        }
+        // Pending: the connection left this task's waker where it waits. Sleep until
+        // that wakes the task (the first `Pending`), then wake it again from inside
+        // its own poll (the second), which the scheduler answers by queueing the task
+        // behind the ready ones. Not `yield_now`: that one waits for the scheduler's
+        // next look at the sockets, an `epoll_wait` per wake-up.
+        let mut turns = 0;
+        std::future::poll_fn(|cx| {
+            turns += 1;
+            match turns {
+                1 => Poll::Pending,
+                2 => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                _ => Poll::Ready(()),
+            }
+        })
+        .await;
+    }
 }
 
 fn setting_id(s: Http2Setting) -> SettingId {
@@ -286,6 +323,75 @@ fn header_map(headers: Vec<(HeaderName, HeaderValue)>, crumble_cookies: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection stand-in: each poll takes every request queued so far as one
+    /// write, and ends once `expected` requests went out.
+    struct FakeConnection {
+        shared: Arc<std::sync::Mutex<FakeWire>>,
+        expected: usize,
+    }
+
+    #[derive(Default)]
+    struct FakeWire {
+        queued: usize,
+        writes: Vec<usize>,
+        waker: Option<std::task::Waker>,
+    }
+
+    impl std::future::Future for FakeConnection {
+        type Output = ();
+
+        fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+            let mut wire = self.shared.lock().expect("wire");
+            if wire.queued > 0 {
+                let batch = std::mem::take(&mut wire.queued);
+                wire.writes.push(batch);
+            }
+            if wire.writes.iter().sum::<usize>() == self.expected {
+                return Poll::Ready(());
+            }
+            wire.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    // One worker, as in the peers bench: the scheduler runs a task woken by the
+    // running one next (its LIFO slot), which is what sent one write per request.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn requests_queued_by_tasks_that_are_ready_together_leave_in_one_write() {
+        let shared = Arc::new(std::sync::Mutex::new(FakeWire::default()));
+        let connection = FakeConnection {
+            shared: shared.clone(),
+            expected: 8,
+        };
+        let wire = shared.clone();
+        let driver = tokio::spawn(drive_coalescing_writes(connection));
+        // Spawned from the worker, so the eight requests wait in its local queue; the
+        // driver is waiting for them first.
+        tokio::spawn(async move {
+            while wire.lock().expect("wire").waker.is_none() {
+                tokio::task::yield_now().await;
+            }
+            for _ in 0..8 {
+                let wire = wire.clone();
+                tokio::spawn(async move {
+                    let mut w = wire.lock().expect("wire");
+                    w.queued += 1;
+                    if let Some(waker) = w.waker.take() {
+                        waker.wake();
+                    }
+                });
+            }
+        })
+        .await
+        .expect("spawned");
+        tokio::time::timeout(std::time::Duration::from_secs(10), driver)
+            .await
+            .expect("the driver ends once all eight went out")
+            .expect("driver");
+        let writes = shared.lock().expect("wire").writes.clone();
+        assert_eq!(writes, vec![8], "one write for the eight requests");
+    }
 
     #[test]
     fn cookies_are_crumbled_and_order_kept() {

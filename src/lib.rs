@@ -96,6 +96,7 @@ pub mod net;
 pub mod profile;
 pub mod proxies;
 mod proxy_syntax;
+mod read_ahead;
 mod request;
 pub mod robots;
 pub mod session;

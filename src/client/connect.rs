@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::h1::H1Connection;
 use crate::h2::{self, H2Connection};
 use crate::net::{BoxedIo, CountingIo};
+use crate::read_ahead::ReadAhead;
 
 /// One response as a connection delivered it: status, header fields in wire order,
 /// body as received (still encoded).
@@ -59,7 +60,7 @@ pub(super) async fn open_connection(
 ) -> Result<Conn> {
     let config = &client.config;
     let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
-    let io: BoxedIo = Box::pin(CountingIo::new(io, client.counters.bytes.clone()));
+    let counted = CountingIo::new(io, client.counters.bytes.clone());
     client
         .counters
         .connections_opened
@@ -68,8 +69,12 @@ pub(super) async fn open_connection(
     timings.dns = dial.dns;
     timings.connect = dial.connect;
     if !target.https {
+        let io: BoxedIo = Box::pin(counted);
         return Ok(Conn::H1(H1Connection::new(MaybeTls::Plain(io)), None));
     }
+    // BoringSSL reads a record header and then its body: the socket is read a buffer
+    // at a time beneath it (see `read_ahead`).
+    let io: BoxedIo = Box::pin(ReadAhead::new(counted));
     let alpn = match config.version {
         HttpVersionPref::Auto => None,
         HttpVersionPref::Http1Only => Some(vec!["http/1.1".to_string()]),
