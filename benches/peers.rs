@@ -19,6 +19,8 @@
 
 #[path = "support/bench_args.rs"]
 mod bench_args;
+#[path = "support/browser_headers.rs"]
+mod browser_headers;
 #[path = "../tests/support/https.rs"]
 mod https;
 #[path = "peers/protocol.rs"]
@@ -33,6 +35,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bench_args::BenchArgs;
+use browser_headers::browser_headers;
 use bytes::Bytes;
 use cap::Cap;
 use tokio::sync::OnceCell;
@@ -70,22 +73,6 @@ fn main() {
 }
 
 // ---- the peers that live in this binary ----
-
-/// The navigation headers of `chrome-latest` with their values: what reqwest and the
-/// floor send, so their HPACK and the server's work match mummer's.
-fn browser_headers() -> http::HeaderMap {
-    let profile = mummer::Profile::named("chrome-latest").expect("built-in profile");
-    let mut map = http::HeaderMap::new();
-    for (name, value) in &profile.template(mummer::RequestKind::Navigation).headers {
-        if let Some(value) = value {
-            map.append(
-                http::HeaderName::from_bytes(name.as_bytes()).expect("profile header name"),
-                http::HeaderValue::from_str(value).expect("profile header value"),
-            );
-        }
-    }
-    map
-}
 
 fn run_peer(peer: &str, args: &[String]) -> Result<String, String> {
     let job = protocol::Job::from_args(args)?;

@@ -18,12 +18,15 @@
 
 #[path = "support/bench_args.rs"]
 mod bench_args;
+#[path = "support/browser_headers.rs"]
+mod browser_headers;
 #[path = "../tests/support/https.rs"]
 mod https;
 #[path = "support/server_process.rs"]
 mod server_process;
 
 use bench_args::BenchArgs;
+use browser_headers::browser_headers;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -102,21 +105,6 @@ enum Client {
     Mummer(mummer::Client),
     Reqwest(reqwest::Client, http::HeaderMap),
     Floor(http2::client::SendRequest<Bytes>, http::HeaderMap),
-}
-
-/// The navigation headers of `chrome-latest` with their values (slots left out).
-fn browser_headers() -> http::HeaderMap {
-    let profile = mummer::Profile::named("chrome-latest").expect("built-in profile");
-    let mut map = http::HeaderMap::new();
-    for (name, value) in &profile.template(mummer::RequestKind::Navigation).headers {
-        if let Some(value) = value {
-            map.append(
-                http::HeaderName::from_bytes(name.as_bytes()).expect("profile header name"),
-                http::HeaderValue::from_str(value).expect("profile header value"),
-            );
-        }
-    }
-    map
 }
 
 impl Client {
