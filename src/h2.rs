@@ -92,8 +92,10 @@ where
         .map_err(|e| Error::protocol(format!("HTTP/2 handshake: {e}")))?;
     let closed = Arc::new(AtomicBool::new(false));
     let flag = closed.clone();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let streams = in_flight.clone();
     tokio::spawn(async move {
-        if let Err(e) = drive_coalescing_writes(connection).await {
+        if let Err(e) = drive_coalescing_writes(connection, streams).await {
             tracing::debug!(error = %e, "HTTP/2 connection ended");
         }
         flag.store(true, Ordering::Release);
@@ -101,7 +103,7 @@ where
     Ok(H2Connection {
         send,
         closed,
-        in_flight: Arc::new(AtomicUsize::new(0)),
+        in_flight,
     })
 }
 
@@ -111,15 +113,19 @@ where
 /// driver wrote each request on its own: the scheduler runs a task woken by the
 /// running one next, so with 256 requests in flight every finished request's successor
 /// cost a `sendto` (20 105 for 20 000 requests against 1 437 batched, strace of the
-/// peers bench). One request alone waits for nothing: with nobody else ready, the
-/// yield returns at once.
-async fn drive_coalescing_writes<F: std::future::Future>(connection: F) -> F::Output {
+/// peers bench). With at most one stream in flight (`streams`) nobody else can be
+/// queueing on this connection, and the driver runs at once, as it did.
+async fn drive_coalescing_writes<F: std::future::Future>(
+    connection: F,
+    streams: Arc<AtomicUsize>,
+) -> F::Output {
     let mut connection = std::pin::pin!(connection);
     loop {
         let polled = std::future::poll_fn(|cx| Poll::Ready(connection.as_mut().poll(cx))).await;
         if let Poll::Ready(output) = polled {
             return output;
         }
+        let alone = || streams.load(Ordering::Acquire) <= 1;
         // Pending: the connection left this task's waker where it waits. Sleep until
         // that wakes the task (the first `Pending`), then wake it again from inside
         // its own poll (the second), which the scheduler answers by queueing the task
@@ -130,7 +136,7 @@ async fn drive_coalescing_writes<F: std::future::Future>(connection: F) -> F::Ou
             turns += 1;
             match turns {
                 1 => Poll::Pending,
-                2 => {
+                2 if !alone() => {
                     cx.waker().wake_by_ref();
                     Poll::Pending
                 }
@@ -365,7 +371,9 @@ mod tests {
             expected: 8,
         };
         let wire = shared.clone();
-        let driver = tokio::spawn(drive_coalescing_writes(connection));
+        // Eight streams open, as each request's `InFlight` would count them.
+        let streams = Arc::new(AtomicUsize::new(8));
+        let driver = tokio::spawn(drive_coalescing_writes(connection, streams));
         // Spawned from the worker, so the eight requests wait in its local queue; the
         // driver is waiting for them first.
         tokio::spawn(async move {

@@ -501,7 +501,7 @@ impl TlsConnector {
         stream: S,
         alpn: Option<&[String]>,
         tickets: &TicketCache,
-    ) -> Result<(SslStream<S>, TlsInfo)>
+    ) -> Result<(SslStream<S>, Arc<TlsInfo>)>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -596,7 +596,8 @@ impl TlsConnector {
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             resumed: ssl.session_reused(),
         };
-        Ok((stream, info))
+        // Shared by the pooled connection and every response it carries.
+        Ok((stream, Arc::new(info)))
     }
 }
 

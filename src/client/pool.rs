@@ -14,14 +14,14 @@ use crate::h2::H2Connection;
 use crate::net::BoxedIo;
 use crate::tls::TlsInfo;
 
-pub(super) type OriginKey = (String, String, u16);
+pub(super) type OriginKey = (&'static str, String, u16);
 
 /// An idle keep-alive HTTP/1.1 connection and the TLS details it was opened with.
-pub(super) type IdleH1 = (H1Connection<MaybeTls>, Option<TlsInfo>);
+pub(super) type IdleH1 = (H1Connection<MaybeTls>, Option<Arc<TlsInfo>>);
 
 #[derive(Default)]
 pub(super) struct Pool {
-    pub(super) h2: HashMap<OriginKey, Vec<(H2Connection, TlsInfo)>>,
+    pub(super) h2: HashMap<OriginKey, Vec<(H2Connection, Arc<TlsInfo>)>>,
     pub(super) h1: HashMap<OriginKey, Vec<IdleH1>>,
     /// One connection attempt at a time per origin while it may speak HTTP/2, so that
     /// concurrent first requests share the connection the first one opens (as browsers
@@ -93,18 +93,19 @@ pub(super) mod tokio_util_either {
 /// A connection to send one request on.
 pub(super) enum Conn {
     /// HTTP/2 (over TLS), shared by concurrent requests.
-    H2(H2Connection, TlsInfo),
+    H2(H2Connection, Arc<TlsInfo>),
     /// HTTP/1.1, this request's alone until it is given back.
-    H1(H1Connection<MaybeTls>, Option<TlsInfo>),
+    H1(H1Connection<MaybeTls>, Option<Arc<TlsInfo>>),
 }
 
 /// A pooled HTTP/2 connection with room for a stream, or else an idle HTTP/1.1 one.
 pub(super) fn take_pooled(client: &ClientInner, key: &OriginKey) -> Option<Conn> {
     let mut pool = Pool::lock(&client.pool);
-    let conns = pool.h2.entry(key.clone()).or_default();
-    conns.retain(|(c, _)| !c.is_closed());
-    if let Some((conn, info)) = conns.iter().find(|(c, _)| c.has_capacity()).cloned() {
-        return Some(Conn::H2(conn, info));
+    if let Some(conns) = pool.h2.get_mut(key) {
+        conns.retain(|(c, _)| !c.is_closed());
+        if let Some((conn, info)) = conns.iter().find(|(c, _)| c.has_capacity()).cloned() {
+            return Some(Conn::H2(conn, info));
+        }
     }
     pool.h1
         .get_mut(key)
@@ -146,7 +147,7 @@ pub(super) fn give_back_h1(
     client: &ClientInner,
     key: OriginKey,
     conn: H1Connection<MaybeTls>,
-    info: Option<TlsInfo>,
+    info: Option<Arc<TlsInfo>>,
 ) {
     let mut pool = Pool::lock(&client.pool);
     let idle = pool.h1.entry(key).or_default();

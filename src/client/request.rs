@@ -275,20 +275,11 @@ impl Target {
         let port = url
             .port_or_known_default()
             .unwrap_or(if https { 443 } else { 80 });
-        let host_part = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.clone()
-        };
-        let authority = match url.port() {
-            Some(p) => format!("{host_part}:{p}"),
-            None => host_part,
-        };
-        let mut path = url.path().to_string();
-        if let Some(q) = url.query() {
-            path.push('?');
-            path.push_str(q);
-        }
+        // `host` or `host:port` as the URL writes them (an IPv6 address in brackets,
+        // no default port), and the path with its query: slices of the parsed URL,
+        // nothing formatted again.
+        let authority = url[url::Position::BeforeHost..url::Position::AfterPort].to_string();
+        let path = url[url::Position::BeforePath..url::Position::AfterQuery].to_string();
         let mut uri = String::with_capacity(url.scheme().len() + 3 + authority.len() + path.len());
         uri.push_str(url.scheme());
         uri.push_str("://");
@@ -306,7 +297,7 @@ impl Target {
 
     fn key(&self) -> OriginKey {
         (
-            if self.https { "https" } else { "http" }.to_string(),
+            if self.https { "https" } else { "http" },
             self.host.clone(),
             self.port,
         )
@@ -331,6 +322,23 @@ mod tests {
         );
         let t = Target::parse("http://[::1]/").unwrap();
         assert_eq!((t.authority.as_str(), t.port), ("[::1]", 80));
+        // Credentials and fragments stay out; the host is as the URL normalizes it.
+        let t = Target::parse("https://u:p@[::1]:8443/a/b?x=%20#frag").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.authority.as_str(), t.path.as_str()),
+            ("::1", "[::1]:8443", "/a/b?x=%20")
+        );
+        assert_eq!(t.uri, "https://[::1]:8443/a/b?x=%20");
+        let t = Target::parse("HTTPS://User@Example.TEST:443").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.authority.as_str(), t.uri.as_str()),
+            ("example.test", "example.test", "https://example.test/")
+        );
+        let t = Target::parse("http://127.000.0.1:8080/").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.authority.as_str()),
+            ("127.0.0.1", "127.0.0.1:8080")
+        );
         assert!(Target::parse("ftp://x/").unwrap_err().is_invalid_url());
         assert!(Target::parse("not a url").unwrap_err().is_invalid_url());
         assert!(Target::parse("/relative").unwrap_err().is_invalid_url());

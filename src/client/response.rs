@@ -2,6 +2,7 @@
 //! and what the session layer adds: redirects followed, cache status, attempts),
 //! [`Timings`], [`Redirect`] and [`CacheStatus`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,7 +46,7 @@ pub struct Response {
     pub(super) body: Bytes,
     pub(super) raw_body_len: u64,
     pub(super) timings: Timings,
-    pub(super) tls: Option<TlsInfo>,
+    pub(super) tls: Option<Arc<TlsInfo>>,
     pub(super) request_headers: Vec<(HeaderName, HeaderValue)>,
     pub(super) redirects: Vec<Redirect>,
     pub(super) cache: CacheStatus,
@@ -268,7 +269,7 @@ impl Response {
     }
     /// TLS details, for `https://`.
     pub fn tls(&self) -> Option<&TlsInfo> {
-        self.tls.as_ref()
+        self.tls.as_deref()
     }
     /// The regular headers sent, in wire order (pseudo-headers and `host` excluded).
     pub fn request_headers(&self) -> &[(HeaderName, HeaderValue)] {

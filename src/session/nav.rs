@@ -46,12 +46,26 @@ impl FetchSite {
     }
 }
 
+/// Whether `a` and `b` have the same origin, as `Url::origin` decides it. Compared
+/// part by part for the schemes whose origin is a (scheme, host, port) tuple: building
+/// the two origins copies both hosts, on every request.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    let tuple = |u: &Url| matches!(u.scheme(), "http" | "https" | "ws" | "wss" | "ftp");
+    if tuple(a) && tuple(b) {
+        a.scheme() == b.scheme()
+            && a.host() == b.host()
+            && a.port_or_known_default() == b.port_or_known_default()
+    } else {
+        a.origin() == b.origin()
+    }
+}
+
 /// How `target` relates to `initiator` (`None` initiator: typed navigation).
 pub fn fetch_site(initiator: Option<&Url>, target: &Url) -> FetchSite {
     let Some(from) = initiator else {
         return FetchSite::None;
     };
-    if from.origin() == target.origin() {
+    if same_origin(from, target) {
         return FetchSite::SameOrigin;
     }
     let host = |u: &Url| u.host_str().unwrap_or_default().to_ascii_lowercase();
@@ -74,12 +88,7 @@ pub fn referrer(from: &Url, target: &Url) -> Option<String> {
     if !matches!(from.scheme(), "http" | "https") {
         return None;
     }
-    // Same origin, compared part by part (`Url::origin` allocates two copies of each
-    // host to compare them): `from` is http or https here, so its origin is a tuple.
-    let same_origin = from.scheme() == target.scheme()
-        && from.host_str() == target.host_str()
-        && from.port_or_known_default() == target.port_or_known_default();
-    if same_origin {
+    if same_origin(from, target) {
         if from.fragment().is_none() && from.username().is_empty() && from.password().is_none() {
             return Some(from.as_str().to_owned());
         }
@@ -118,6 +127,35 @@ mod tests {
 
     fn u(s: &str) -> Url {
         Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn same_origin_agrees_with_the_origins_it_does_not_build() {
+        let urls = [
+            "https://a.test/x",
+            "https://A.TEST:443/y?q#f",
+            "https://u:p@a.test/",
+            "https://a.test:8443/",
+            "http://a.test/",
+            "http://a.test:80/",
+            "https://b.a.test/",
+            "https://127.0.0.1/",
+            "https://127.0.0.1:443/",
+            "https://[::1]/",
+            "https://[0:0::1]:443/",
+            "wss://a.test/",
+            "ftp://a.test/",
+            "blob:https://a.test/uuid",
+            "file:///etc/hosts",
+            "data:text/plain,hi",
+            "about:blank",
+        ];
+        for a in urls {
+            for b in urls {
+                let (a, b) = (u(a), u(b));
+                assert_eq!(same_origin(&a, &b), a.origin() == b.origin(), "{a} and {b}");
+            }
+        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn next_hop(
     if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
-    let cross_origin = url.origin() != current.origin();
+    let cross_origin = !super::nav::same_origin(&url, current);
     Some(Hop {
         url,
         method,
