@@ -24,7 +24,7 @@ pub(super) struct Plan<'a> {
     pub(super) profile: &'a Profile,
     pub(super) kind: RequestKind,
     /// The document that started the request (`None` for a typed navigation).
-    pub(super) initiator: Option<Url>,
+    pub(super) initiator: Option<std::sync::Arc<Url>>,
     /// Whether the profile's template for `kind` sends `sec-fetch-site`.
     pub(super) template_has_site: bool,
     pub(super) use_cache: bool,
@@ -107,7 +107,7 @@ pub(super) fn outgoing(st: &mut State, plan: &Plan<'_>, hop: &Hop, now: SystemTi
         }
     }
     if nav::sends_origin(plan.kind, &hop.method, hop.site) && !caller_has(&http::header::ORIGIN) {
-        if let Ok(v) = HeaderValue::from_str(&nav::origin_value(plan.initiator.as_ref())) {
+        if let Ok(v) = HeaderValue::from_str(&nav::origin_value(plan.initiator.as_deref())) {
             extra.push((http::header::ORIGIN, v));
         }
     }
@@ -296,7 +296,7 @@ pub(super) fn absorb(
     if plan.initiator.is_some() {
         hop.site = hop
             .site
-            .worst(nav::fetch_site(plan.initiator.as_ref(), &next.url));
+            .worst(nav::fetch_site(plan.initiator.as_deref(), &next.url));
     }
     hop.method = next.method;
     hop.url = next.url;
@@ -336,7 +336,7 @@ mod tests {
         Plan {
             profile,
             kind: RequestKind::Navigation,
-            initiator: initiator.map(|u| Url::parse(u).unwrap()),
+            initiator: initiator.map(|u| std::sync::Arc::new(Url::parse(u).unwrap())),
             template_has_site: true,
             use_cache: true,
             follow_redirects: true,
@@ -469,7 +469,7 @@ mod tests {
         let (profile, mut st) = (profile(), state());
         let plan = plan(&profile, Some("https://shop.example/"));
         let mut hop = hop("https://shop.example/1", &[]);
-        hop.site = nav::fetch_site(plan.initiator.as_ref(), &hop.url);
+        hop.site = nav::fetch_site(plan.initiator.as_deref(), &hop.url);
         assert_eq!(hop.site.as_str(), "same-origin");
         for (to, site) in [
             ("https://other.example/2", "cross-site"),

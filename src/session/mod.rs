@@ -158,8 +158,9 @@ struct Inner {
 struct State {
     jar: CookieJar,
     cache: ConditionalCache,
-    /// The current top-level document: the final URL of the last navigation.
-    document: Option<Url>,
+    /// The current top-level document: the final URL of the last navigation (shared
+    /// with the requests it initiates, so each does not copy it).
+    document: Option<Arc<Url>>,
     /// Origins that sent `Accept-CH`, and the hints they asked for (lower-case).
     accept_ch: BTreeMap<String, Vec<String>>,
     identifier: String,
@@ -407,7 +408,7 @@ impl Session {
 
     /// The current top-level document (the final URL of the last navigation).
     pub fn document(&self) -> Option<String> {
-        self.state().document.as_ref().map(Url::to_string)
+        self.state().document.as_ref().map(|u| u.to_string())
     }
 
     /// Every unexpired cookie, oldest first. Cost: the session lock, a copy of each.
@@ -602,7 +603,7 @@ async fn execute_on(session: Session, request: Request) -> Result<Response> {
         max_redirects: s.max_redirects,
     };
     let mut hop = hop::Hop {
-        site: nav::fetch_site(plan.initiator.as_ref(), &url),
+        site: nav::fetch_site(plan.initiator.as_deref(), &url),
         method,
         url,
         body,
@@ -677,10 +678,11 @@ fn finish(
     redirects: Vec<Redirect>,
     cache: CacheStatus,
 ) -> Response {
+    let text = url.to_string();
     if kind == RequestKind::Navigation {
-        session.state().document = Some(url.clone());
+        session.state().document = Some(Arc::new(url));
     }
-    resp.with_session_details(url.to_string(), redirects, cache)
+    resp.with_session_details(text, redirects, cache)
 }
 
 /// The request as the cache sees it: method, URL and the caller's headers (the ones a

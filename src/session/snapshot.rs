@@ -198,7 +198,8 @@ impl Session {
             st.document = snapshot
                 .document
                 .as_deref()
-                .and_then(|d| url::Url::parse(d).ok());
+                .and_then(|d| url::Url::parse(d).ok())
+                .map(std::sync::Arc::new);
         }
         session
             .inner
