@@ -112,8 +112,8 @@ where
 /// requests they queue meanwhile leave in one write with it. Polled at once, the
 /// driver wrote each request on its own: the scheduler runs a task woken by the
 /// running one next, so with 256 requests in flight every finished request's successor
-/// cost a `sendto` (20 105 for 20 000 requests against 1 437 batched, strace of the
-/// peers bench). With at most one stream in flight (`streams`) nobody else can be
+/// cost a `sendto` (20 105 for 20 000 requests at 256 in flight; 312 now, strace of
+/// the peers bench). With at most one stream in flight (`streams`) nobody else can be
 /// queueing on this connection, and the driver runs at once, as it did.
 async fn drive_coalescing_writes<F: std::future::Future>(
     connection: F,
