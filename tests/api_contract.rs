@@ -134,6 +134,78 @@ async fn create(api: &ApiClient) -> String {
     a.json["id"].as_str().expect("id").to_string()
 }
 
+/// `GET /v1/sessions?limit=` walks the sessions page by page through `Link` headers:
+/// every session once, no page over its limit, and bad parameters are 400s naming
+/// the parameter.
+#[tokio::test]
+async fn sessions_are_listed_page_by_page() {
+    let f = start(5000, false, None).await;
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..1500 {
+        let id = f
+            .engine
+            .create_session(mummer::SessionConfig::profile("chrome-latest"))
+            .await
+            .expect("session");
+        ids.insert(id);
+    }
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut path = "/v1/sessions?limit=200".to_string();
+    let mut pages = 0;
+    loop {
+        let page = f.api.get(&path).await;
+        assert_eq!(page.status, 200, "{}", page.json);
+        let listed = page.json.as_array().expect("an array");
+        assert!(
+            listed.len() <= 200,
+            "a page within its limit: {}",
+            listed.len()
+        );
+        for s in listed {
+            *seen
+                .entry(s["id"].as_str().expect("id").to_string())
+                .or_default() += 1;
+        }
+        pages += 1;
+        let Some(link) = page.headers.get("link") else {
+            break;
+        };
+        let link = link.to_str().expect("ascii");
+        path = link
+            .strip_prefix('<')
+            .and_then(|l| l.split_once(">; rel=\"next\""))
+            .map(|(url, _)| url.to_string())
+            .expect("a next link");
+        assert!(pages < 100, "the walk ends");
+    }
+    assert!(pages >= 8, "1500 sessions in pages of 200 or less: {pages}");
+    assert_eq!(seen.len(), ids.len(), "every session listed");
+    assert!(seen.values().all(|&n| n == 1), "and listed once");
+    assert!(ids.iter().all(|id| seen.contains_key(id)));
+
+    let unpaged = f.api.get("/v1/sessions").await;
+    assert_eq!(unpaged.json.as_array().expect("all").len(), 1500);
+    assert!(unpaged.headers.get("link").is_none());
+    let past = f.api.get("/v1/sessions?cursor=5000").await;
+    assert_eq!((past.status, past.json.clone()), (200, json!([])));
+    assert!(past.headers.get("link").is_none(), "nothing after the end");
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=many", "limit"),
+        ("cursor=-1", "cursor"),
+        ("page=2", "page"),
+    ] {
+        let bad = f.api.get(&format!("/v1/sessions?{query}")).await;
+        assert_eq!(bad.status, 400, "{query}: {}", bad.json);
+        assert!(
+            bad.json.to_string().contains(field),
+            "{query} names {field}: {}",
+            bad.json
+        );
+    }
+    f.engine.shutdown().await;
+}
+
 #[tokio::test]
 async fn sessions_are_created_listed_read_touched_and_closed() {
     let f = start(3, false, None).await;

@@ -93,13 +93,18 @@ impl<E> Registry<E> {
         self.shards.iter().flat_map(HashMap::iter)
     }
 
-    /// One step of a walk: the entries of whole shards from `from` on, until at least
-    /// `at_least` were taken or the last shard was, and where the next step starts.
-    pub fn step(&self, from: usize, at_least: usize) -> (Vec<(&String, &E)>, Cursor) {
+    /// One step of a walk: the entries of whole shards from `from` on, as many shards
+    /// as fit in `at_most` entries but always at least one (a shard holds about a
+    /// 1024th of the table), and where the next step starts.
+    pub fn step(&self, from: usize, at_most: usize) -> (Vec<(&String, &E)>, Cursor) {
         let mut taken = Vec::new();
         let mut shard = from;
-        while shard < SHARDS && taken.len() < at_least.max(1) {
-            taken.extend(self.shards[shard].iter());
+        while shard < SHARDS {
+            let here = &self.shards[shard];
+            if !taken.is_empty() && taken.len() + here.len() > at_most {
+                break;
+            }
+            taken.extend(here.iter());
             shard += 1;
         }
         (taken, (shard < SHARDS).then_some(shard))
@@ -184,5 +189,20 @@ mod tests {
         let small = filled(100);
         let (taken, next) = small.step(0, 4096);
         assert_eq!((taken.len(), next), (100, None));
+    }
+
+    /// A step takes whole shards up to its bound, and one shard even when that one
+    /// alone is over it.
+    #[test]
+    fn a_step_stays_within_its_bound_but_takes_a_shard() {
+        let r = filled(50_000);
+        let (taken, next) = r.step(0, 200);
+        assert!(taken.len() <= 200 && taken.len() >= 40, "{}", taken.len());
+        assert!(next.is_some());
+        let (one, next) = r.step(0, 1);
+        assert_eq!(next, Some(1), "exactly the first shard");
+        assert_eq!(one.len(), r.shards[0].len());
+        let (rest, next) = r.step(SHARDS - 1, usize::MAX);
+        assert_eq!((rest.len(), next), (r.shards[SHARDS - 1].len(), None));
     }
 }

@@ -223,9 +223,10 @@ impl<C: SessionCore> Supervisor<C> {
 /// Up to this many sessions, eviction looks at every one (a millisecond or so).
 const EXACT_EVICTION: usize = 4096;
 
-/// How many sessions one step of a walk (a reaping pass, a page of a listing) takes
-/// at least: a few milliseconds of work at most.
-const WALK_STEP: usize = 1024;
+/// How many sessions one step of a walk (a reaping pass, a sample for eviction, a
+/// page of a listing unless the caller asks for fewer) takes at most, give or take a
+/// shard: a millisecond of work or so.
+pub const WALK_STEP: usize = 1024;
 
 /// The next step of a reaping pass (sent by the supervisor to itself).
 struct ReapStep {
@@ -416,10 +417,18 @@ impl<C: SessionCore> Handler<Close> for Supervisor<C> {
 }
 
 /// One page of the live sessions, from a cursor: each with its id and quarantine mark.
-/// The caller asks page after page (the first from `Some(0)`) until the cursor comes
+/// The caller asks page after page (the first from `0`) until the cursor comes
 /// back `None`, and works out the stats itself, so the supervisor copies a few
 /// thousand handles per message and never a million.
-pub struct ListPage<C>(pub usize, pub std::marker::PhantomData<C>);
+pub struct ListPage<C> {
+    /// Where the page starts (a cursor from the page before, or 0).
+    pub from: usize,
+    /// At most this many sessions (bounded by [`WALK_STEP`]), except that a page is at
+    /// least one shard of the table.
+    pub limit: usize,
+    /// The session type.
+    pub sessions: std::marker::PhantomData<C>,
+}
 
 /// A page of sessions and where the next one starts.
 pub type Page<C> = (Vec<(String, C, bool)>, Cursor);
@@ -432,7 +441,7 @@ impl<C: SessionCore> Handler<ListPage<C>> for Supervisor<C> {
     type Result = MessageResult<ListPage<C>>;
 
     fn handle(&mut self, msg: ListPage<C>, _: &mut Context<Self>) -> Self::Result {
-        let (taken, next) = self.sessions.step(msg.0, WALK_STEP);
+        let (taken, next) = self.sessions.step(msg.from, msg.limit.min(WALK_STEP));
         let page = taken
             .into_iter()
             .map(|(id, e)| (id.clone(), e.core.clone(), e.quarantined))

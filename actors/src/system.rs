@@ -20,6 +20,7 @@ use crate::error::ActorError;
 use crate::events::{CloseReason, EngineEvent};
 use crate::policy::RetryPolicy;
 use crate::rate::{Rate, RateLimits, SharedRateLimit};
+use crate::registry::Cursor;
 use crate::session_actor::{Aborted, Running, SessionActor};
 use crate::supervisor::{
     Close, CloseHook, Count, Create, CreateError, Get, ListPage, Placement, ReapNow, Shutdown,
@@ -401,27 +402,53 @@ impl<C: SessionCore> ActorSystem<C> {
         closed
     }
 
-    /// Every live session: id, stats, quarantined.
+    /// Every live session: id, stats, quarantined. At a million sessions this is a
+    /// million entries in one vector; [`ActorSystem::list_page`] gives them a page at
+    /// a time.
     pub async fn list(&self) -> Result<Vec<(String, C::Stats, bool)>, ActorError<C::Error>> {
-        self.live()?;
-        // Page by page, the stats worked out here: between two pages the supervisor
-        // answers lookups and creates, and a session's stats (its lock, its strings)
-        // cost this caller, not every caller waiting on the supervisor.
         let mut all = Vec::new();
         let mut cursor = Some(0);
         while let Some(from) = cursor {
-            let (page, next) = self
-                .supervisor
-                .send(ListPage(from, std::marker::PhantomData))
-                .await
-                .map_err(|_| ActorError::ShuttingDown)?;
-            all.extend(
-                page.into_iter()
-                    .map(|(id, core, quarantined)| (id, core.stats(), quarantined)),
-            );
+            let (page, next) = self.list_page(from, usize::MAX).await?;
+            all.extend(page);
             cursor = next;
         }
         Ok(all)
+    }
+
+    /// One page of the live sessions (id, stats, quarantined) from the cursor `from`
+    /// (0 for the first page), and the cursor of the next page (`None` after the last).
+    /// A page holds at most `limit` sessions and at most about a thousand, except that
+    /// it always holds one whole shard of the table (about a 1024th of the sessions).
+    /// A walk page by page sees every session that lives through it exactly once;
+    /// sessions created or closed meanwhile may or may not be seen. A cursor past the
+    /// end gives an empty last page.
+    pub async fn list_page(
+        &self,
+        from: usize,
+        limit: usize,
+    ) -> Result<(Vec<(String, C::Stats, bool)>, Cursor), ActorError<C::Error>> {
+        self.live()?;
+        if from >= crate::registry::SHARDS {
+            return Ok((Vec::new(), None));
+        }
+        // The stats are worked out here: between two pages the supervisor answers
+        // lookups and creates, and a session's stats (its lock, its strings) cost
+        // this caller, not every caller waiting on the supervisor.
+        let (page, next) = self
+            .supervisor
+            .send(ListPage {
+                from,
+                limit,
+                sessions: std::marker::PhantomData,
+            })
+            .await
+            .map_err(|_| ActorError::ShuttingDown)?;
+        let page = page
+            .into_iter()
+            .map(|(id, core, quarantined)| (id, core.stats(), quarantined))
+            .collect();
+        Ok((page, next))
     }
 
     /// Number of live sessions.

@@ -355,13 +355,50 @@ async fn metrics_text(
         .into_response())
 }
 
+/// `?limit=&cursor=` of `GET /v1/sessions`: either one asks for a page.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<usize>,
+}
+
+/// A page's size when only `cursor` is given.
+const DEFAULT_PAGE: usize = 1000;
+
 async fn list_sessions(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Response> {
-    let mut all = s.engine.list_sessions().await?;
-    all.retain(|stats| caller.can_see(&stats.tenant));
-    Ok(Json(all).into_response())
+    if q.limit.is_none() && q.cursor.is_none() {
+        let mut all = s.engine.list_sessions().await?;
+        all.retain(|stats| caller.can_see(&stats.tenant));
+        return Ok(Json(all).into_response());
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 {
+        return Err(Problem::invalid(
+            Some("limit".into()),
+            "limit must be at least 1",
+        ));
+    }
+    let (mut page, next) = s
+        .engine
+        .list_sessions_page(q.cursor.unwrap_or(0), limit)
+        .await?;
+    page.retain(|stats| caller.can_see(&stats.tenant));
+    let mut response = Json(page).into_response();
+    if let Some(next) = next {
+        // RFC 8288: the next page, as GitHub's API and others give it.
+        let link = format!("</v1/sessions?limit={limit}&cursor={next}>; rel=\"next\"");
+        if let Ok(value) = header::HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
 }
 
 async fn session_view(

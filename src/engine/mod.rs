@@ -243,20 +243,52 @@ impl Engine {
         })))
     }
 
-    /// Stats of every live session.
+    /// Stats of every live session. At a million sessions that is a million entries
+    /// at once; [`Engine::list_sessions_page`] gives them a page at a time.
     ///
     /// # Errors
     ///
     /// [`Error::is_closed`] after shutdown.
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>> {
-        let all = self.system.list().await.map_err(Error::from)?;
-        Ok(all
+        let mut all = Vec::new();
+        let mut cursor = Some(0);
+        while let Some(from) = cursor {
+            let (page, next) = self.list_sessions_page(from, usize::MAX).await?;
+            all.extend(page);
+            cursor = next;
+        }
+        Ok(all)
+    }
+
+    /// One page of [`Engine::list_sessions`]: from the cursor `from` (0 for the first
+    /// page), the stats of at most `limit` sessions, and the cursor of the next page
+    /// (`None` after the last one). A page never holds more than about a thousand
+    /// sessions, and always at least one shard of the engine's table (about a 1024th
+    /// of the sessions, so with a million sessions a page is about a thousand whatever
+    /// `limit` says). Walking page by page sees every session that lives through the
+    /// walk exactly once; the engine goes on serving between pages.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_closed`] after shutdown.
+    pub async fn list_sessions_page(
+        &self,
+        from: usize,
+        limit: usize,
+    ) -> Result<(Vec<SessionInfo>, Option<usize>)> {
+        let (page, next) = self
+            .system
+            .list_page(from, limit)
+            .await
+            .map_err(Error::from)?;
+        let page = page
             .into_iter()
             .map(|(_, mut stats, quarantined)| {
                 stats.quarantined = quarantined;
                 stats
             })
-            .collect())
+            .collect();
+        Ok((page, next))
     }
 
     /// Number of live sessions.
