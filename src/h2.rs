@@ -1,13 +1,13 @@
 //! HTTP/2 with the `http2` crate, configured from a profile's [`Http2Profile`].
 //!
 //! Owns the connection preface (SETTINGS values and order, the connection WINDOW_UPDATE),
-//! the pseudo-header order, the HEADERS priority block, the first stream id, and cookie
-//! crumbling. Known limit: `http2` 0.5 takes the HEADERS priority from the connection
-//! builder, so every stream on one connection carries the priority of the request kind
-//! that opened it (see `docs/profiles.md`).
+//! the pseudo-header order, each stream's HEADERS priority block (worked out by
+//! [`crate::stream_priority`] and handed to the crate per request), the HPACK choices
+//! (Huffman only when shorter, what enters the dynamic table), the first stream id,
+//! and cookie crumbling.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ use crate::body::{Chunks, Gather, LengthCheck, SendBody};
 use crate::error::{Error, Result};
 use crate::net::Io;
 use crate::profile::{Http2Priority, Http2Profile, Http2Setting};
+use crate::stream_priority::{OpenStreams, PriorityRule};
 
 /// A live HTTP/2 connection: cheap to clone, one per origin in the pool.
 #[derive(Clone, Debug)]
@@ -29,15 +30,33 @@ pub(crate) struct H2Connection {
     closed: Arc<AtomicBool>,
     /// Streams this process has open on the connection.
     in_flight: Arc<AtomicUsize>,
+    /// How each stream's HEADERS priority is worked out.
+    rule: PriorityRule,
+    /// The open streams and their weights, for the Chromium rule (untouched with the
+    /// template rule).
+    open: Arc<Mutex<OpenStreams>>,
 }
 
-/// Decrements the in-flight count when a request ends, however it ends.
-struct InFlight(Arc<AtomicUsize>);
+/// Decrements the in-flight count when a request ends, however it ends, and takes
+/// its stream off the open list.
+struct InFlight {
+    count: Arc<AtomicUsize>,
+    stream: Option<(u32, Arc<Mutex<OpenStreams>>)>,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        if let Some((id, open)) = self.stream.take() {
+            lock(&open).closed(id);
+        }
     }
+}
+
+/// The open-stream list, even if a panic elsewhere poisoned it (it stays consistent:
+/// every change is one push or one remove).
+fn lock(open: &Mutex<OpenStreams>) -> MutexGuard<'_, OpenStreams> {
+    open.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Runs the HTTP/2 handshake over `io` with the profile's preface and spawns the
@@ -79,12 +98,13 @@ where
         });
     }
     builder.headers_pseudo_order(pseudo.build());
-    builder.headers_stream_dependency(StreamDependency::new(
-        StreamId::from(priority.depends_on),
-        (priority.weight.clamp(1, 256) - 1) as u8,
-        priority.exclusive,
-    ));
+    builder.headers_stream_dependency(stream_dependency(priority));
     builder.initial_stream_id(profile.initial_stream_id);
+    builder.hpack_encoding(http2::EncodingPolicy {
+        huffman_only_when_shorter: profile.huffman_only_when_shorter,
+        browser_indexing: true,
+        path_always_literal: profile.path_always_literal,
+    });
 
     let (send, connection) = builder
         .handshake::<_, Bytes>(io)
@@ -104,6 +124,8 @@ where
         send,
         closed,
         in_flight,
+        rule: profile.priority_rule,
+        open: Arc::default(),
     })
 }
 
@@ -147,6 +169,15 @@ async fn drive_coalescing_writes<F: std::future::Future>(
     }
 }
 
+/// A profile's priority block as the crate takes it (weight on the wire is one less).
+fn stream_dependency(priority: Http2Priority) -> StreamDependency {
+    StreamDependency::new(
+        StreamId::from(priority.depends_on),
+        (priority.weight.clamp(1, 256) - 1) as u8,
+        priority.exclusive,
+    )
+}
+
 fn setting_id(s: Http2Setting) -> SettingId {
     match s {
         Http2Setting::HeaderTableSize => SettingId::HeaderTableSize,
@@ -177,19 +208,23 @@ impl H2Connection {
     }
 
     /// Sends one request and waits for the response head; the body is read after,
-    /// from the returned [`H2Body`].
+    /// from the returned [`H2Body`]. `priority` is the request kind's template block.
     pub async fn send_head(
         &self,
         head: Request<()>,
         headers: Vec<(HeaderName, HeaderValue)>,
         body: Option<SendBody>,
         crumble_cookies: bool,
+        priority: Http2Priority,
     ) -> Result<H2Head> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let guard = InFlight(self.in_flight.clone());
+        let mut guard = InFlight {
+            count: self.in_flight.clone(),
+            stream: None,
+        };
         let (mut parts, ()) = head.into_parts();
         parts.headers = header_map(headers, crumble_cookies);
-        let request = Request::from_parts(parts, ());
+        let mut request = Request::from_parts(parts, ());
         let mut send = self
             .send
             .clone()
@@ -197,9 +232,29 @@ impl H2Connection {
             .await
             .map_err(|e| Error::protocol(format!("HTTP/2 connection unusable: {e}")))?;
         let body = body.filter(|b| !b.is_empty());
-        let (response, mut stream) = send
-            .send_request(request, body.is_none())
-            .map_err(|e| Error::protocol(format!("HTTP/2 send: {e}")))?;
+        // The block depends on the streams open at this moment, so it is worked out
+        // and the stream opened under one lock: two requests sent together see each
+        // other in the order they leave.
+        let (response, mut stream) = {
+            let mut open = match self.rule {
+                PriorityRule::Chromium => Some(lock(&self.open)),
+                PriorityRule::Template => None,
+            };
+            let block = match &open {
+                Some(open) => open.block_for(self.rule, priority),
+                None => priority,
+            };
+            request.extensions_mut().insert(stream_dependency(block));
+            let sent = send
+                .send_request(request, body.is_none())
+                .map_err(|e| Error::protocol(format!("HTTP/2 send: {e}")))?;
+            if let Some(open) = open.as_mut() {
+                let id = u32::from(sent.0.stream_id());
+                open.opened(id, block.weight);
+                guard.stream = Some((id, self.open.clone()));
+            }
+            sent
+        };
         match body {
             None => {}
             Some(SendBody::Full(bytes)) => stream

@@ -101,6 +101,7 @@ mod request;
 pub mod robots;
 pub mod session;
 pub mod store;
+mod stream_priority;
 pub mod tenant;
 pub mod tls;
 

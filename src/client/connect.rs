@@ -41,6 +41,8 @@ pub(super) struct Outgoing<'a> {
     pub(super) body: Option<&'a Body>,
     /// Hand the response body back as it arrives ([`WireBody::Open`]).
     pub(super) streaming: bool,
+    /// The request kind's HEADERS priority template (HTTP/2).
+    pub(super) priority: crate::profile::Http2Priority,
 }
 
 /// What a streaming HTTP/1.1 body does with its connection once the body ended where
@@ -134,6 +136,7 @@ pub(super) async fn exchange_h2(
         headers,
         body,
         streaming,
+        priority,
     } = out;
     let (headers, body) = (headers.to_vec(), body.map(Body::take).transpose()?);
     let sent = Instant::now();
@@ -144,7 +147,13 @@ pub(super) async fn exchange_h2(
         .body(())
         .map_err(|e| Error::invalid_url(&target.uri, e))?;
     let ex = conn
-        .send_head(head, headers, body, config.profile.http2.cookie_crumbling)
+        .send_head(
+            head,
+            headers,
+            body,
+            config.profile.http2.cookie_crumbling,
+            priority,
+        )
         .await?;
     timings.first_byte = ex.first_byte.duration_since(sent);
     let body = if streaming {
@@ -192,6 +201,7 @@ pub(super) async fn exchange_h1(
         headers,
         body,
         streaming,
+        ..
     } = out;
     let body = body.map(Body::take).transpose()?;
     let sent = Instant::now();

@@ -144,6 +144,7 @@ async fn send_inner(client: &Client, request: Request) -> Result<Response> {
         headers: &headers,
         body: request.body.as_ref(),
         streaming: request.stream_body,
+        priority: template.priority,
     };
     let (status, version, resp_headers, body, tls) = match conn {
         Conn::H2(conn, info) => {

@@ -74,6 +74,117 @@ pub struct HeadersFrame {
     pub priority: Option<PriorityBlock>,
     /// Header list in wire order, pseudo-headers included.
     pub headers: Vec<(String, String)>,
+    /// How each of those fields was written, in the same order.
+    pub representations: Vec<Representation>,
+    /// Dynamic table size updates at the start of the block.
+    pub table_size_updates: Vec<u64>,
+}
+
+/// How one header field was represented in its HPACK block (RFC 7541 section 6), in
+/// the words of the reference captures: `kind` is `indexed`,
+/// `literal_incremental_indexing`, `literal_without_indexing` or
+/// `literal_never_indexed`; `name` is `static_index` or `dynamic_index` for an indexed
+/// field, `indexed_name` or `literal_name` for a literal; `huffman` is whether the
+/// literal value was Huffman-coded (`None` for an indexed field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Representation {
+    /// The representation.
+    pub kind: &'static str,
+    /// Whether the value was Huffman-coded (literals only).
+    pub huffman: Option<bool>,
+    /// Where the name (or the whole field) came from.
+    pub name: &'static str,
+}
+
+/// Entries in the HPACK static table (RFC 7541 appendix A).
+const STATIC_ENTRIES: u64 = 61;
+
+/// Walks an HPACK header block and says how each field was represented, without
+/// decoding it (the decoder gives the values): the field representations in order,
+/// and the dynamic table size updates.
+///
+/// # Errors
+///
+/// A message when the block is truncated or an integer is too long.
+pub fn representations(block: &[u8]) -> Result<(Vec<Representation>, Vec<u64>), &'static str> {
+    let mut p = block;
+    let mut fields = Vec::new();
+    let mut updates = Vec::new();
+    while let Some(&first) = p.first() {
+        if first & 0x80 != 0 {
+            let (index, rest) = hpack_int(p, 7)?;
+            p = rest;
+            fields.push(Representation {
+                kind: "indexed",
+                huffman: None,
+                name: if index <= STATIC_ENTRIES {
+                    "static_index"
+                } else {
+                    "dynamic_index"
+                },
+            });
+            continue;
+        }
+        if first & 0xe0 == 0x20 {
+            let (size, rest) = hpack_int(p, 5)?;
+            p = rest;
+            updates.push(size);
+            continue;
+        }
+        let (kind, prefix) = match first {
+            b if b & 0xc0 == 0x40 => ("literal_incremental_indexing", 6),
+            b if b & 0xf0 == 0x10 => ("literal_never_indexed", 4),
+            _ => ("literal_without_indexing", 4),
+        };
+        let (name_index, rest) = hpack_int(p, prefix)?;
+        p = rest;
+        let name = if name_index == 0 {
+            let (_, rest) = hpack_string(p)?;
+            p = rest;
+            "literal_name"
+        } else {
+            "indexed_name"
+        };
+        let (huffman, rest) = hpack_string(p)?;
+        p = rest;
+        fields.push(Representation {
+            kind,
+            huffman: Some(huffman),
+            name,
+        });
+    }
+    Ok((fields, updates))
+}
+
+/// An HPACK integer with an `n`-bit prefix (RFC 7541 section 5.1), and what follows.
+fn hpack_int(p: &[u8], n: u32) -> Result<(u64, &[u8]), &'static str> {
+    let (&first, mut rest) = p.split_first().ok_or("HPACK block truncated")?;
+    let max = (1u64 << n) - 1;
+    let mut value = u64::from(first) & max;
+    if value < max {
+        return Ok((value, rest));
+    }
+    // At most 5 continuation octets: 35 bits, more than any length or index here.
+    for shift in (0..35).step_by(7) {
+        let (&b, more) = rest.split_first().ok_or("HPACK integer truncated")?;
+        rest = more;
+        value += u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok((value, rest));
+        }
+    }
+    Err("HPACK integer too long")
+}
+
+/// An HPACK string literal: whether it is Huffman-coded, and what follows it.
+fn hpack_string(p: &[u8]) -> Result<(bool, &[u8]), &'static str> {
+    let huffman = p.first().ok_or("HPACK block truncated")? & 0x80 != 0;
+    let (len, rest) = hpack_int(p, 7)?;
+    let len = usize::try_from(len).map_err(|_| "HPACK string too long")?;
+    if len > rest.len() {
+        return Err("HPACK string truncated");
+    }
+    Ok((huffman, &rest[len..]))
 }
 
 /// Splits a HEADERS payload into its priority block and header block fragment.
@@ -176,6 +287,70 @@ pub fn akamai(
 mod tests {
     use super::*;
 
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    fn kinds(block: &str) -> Vec<(&'static str, Option<bool>, &'static str)> {
+        let (fields, _) = representations(&hex(block)).expect("a valid block");
+        fields.iter().map(|r| (r.kind, r.huffman, r.name)).collect()
+    }
+
+    /// The examples of RFC 7541 appendix C, one per representation.
+    #[test]
+    fn representations_are_read_as_rfc_7541_writes_them() {
+        assert_eq!(
+            kinds("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572"),
+            [("literal_incremental_indexing", Some(false), "literal_name")],
+            "C.2.1"
+        );
+        assert_eq!(
+            kinds("040c 2f73 616d 706c 652f 7061 7468"),
+            [("literal_without_indexing", Some(false), "indexed_name")],
+            "C.2.2"
+        );
+        assert_eq!(
+            kinds("1008 7061 7373 776f 7264 0673 6563 7265 74"),
+            [("literal_never_indexed", Some(false), "literal_name")],
+            "C.2.3"
+        );
+        assert_eq!(
+            kinds("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"),
+            [
+                ("indexed", None, "static_index"),
+                ("indexed", None, "static_index"),
+                ("indexed", None, "static_index"),
+                ("literal_incremental_indexing", Some(true), "indexed_name"),
+            ],
+            "C.4.1, Huffman"
+        );
+        assert_eq!(
+            kinds("8286 84be 5808 6e6f 2d63 6163 6865"),
+            [
+                ("indexed", None, "static_index"),
+                ("indexed", None, "static_index"),
+                ("indexed", None, "static_index"),
+                ("indexed", None, "dynamic_index"),
+                ("literal_incremental_indexing", Some(false), "indexed_name"),
+            ],
+            "C.3.2"
+        );
+        let (fields, updates) = representations(&hex("3fe1 1f 82")).expect("valid");
+        assert_eq!((fields.len(), updates), (1, vec![4096]), "a size update");
+    }
+
+    #[test]
+    fn broken_blocks_are_errors_not_panics() {
+        for bad in ["40", "400a 6375", "0f", "ff ff ff ff ff ff ff", "4085 6162"] {
+            assert!(representations(&hex(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(representations(&[]).expect("empty"), (vec![], vec![]));
+    }
+
     #[test]
     fn headers_payload_with_priority_and_padding() {
         let mut payload = vec![2u8];
@@ -209,6 +384,8 @@ mod tests {
                 (":scheme".into(), "https".into()),
                 (":path".into(), "/".into()),
             ],
+            representations: vec![],
+            table_size_updates: vec![],
         };
         assert_eq!(
             akamai(

@@ -23,7 +23,7 @@ use super::server::ConnectionReport;
 use crate::error::{Error, Result};
 use crate::profile::{
     AlpsProfile, CertCompression, CodePoint, Http1Profile, Http2Priority, Http2Profile,
-    Http2Setting, Profile, RequestKind, RequestTemplate, TlsProfile,
+    Http2Setting, PriorityRule, Profile, RequestKind, RequestTemplate, TlsProfile,
 };
 
 /// Headers whose value changes per request; the template keeps their position only.
@@ -149,6 +149,25 @@ pub fn learn_profile(name: &str, reports: &[ConnectionReport]) -> Result<Profile
     let first_request = &requests[0];
     let http2 = match &first.http2 {
         Some(h2) => {
+            // The HEADERS rules, read from what the browser wrote: an exclusive
+            // block is Chromium's chain; a literal sent raw means Huffman only
+            // where shorter; `:path: /` as a literal is Firefox's.
+            let frames = || {
+                reports
+                    .iter()
+                    .filter_map(|r| r.http2.as_ref())
+                    .flat_map(|h| &h.requests)
+            };
+            let chained = frames().any(|f| f.priority.is_some_and(|p| p.exclusive));
+            let raw_literals = frames()
+                .flat_map(|f| &f.representations)
+                .any(|r| r.huffman == Some(false));
+            let path_literal = frames().any(|f| {
+                f.headers
+                    .iter()
+                    .zip(&f.representations)
+                    .any(|((n, v), r)| n == ":path" && v == "/" && r.kind != "indexed")
+            });
             let mut settings = Vec::new();
             for (id, value) in &h2.settings {
                 match setting_by_id(*id) {
@@ -169,6 +188,14 @@ pub fn learn_profile(name: &str, reports: &[ConnectionReport]) -> Result<Profile
                     .collect(),
                 initial_stream_id: first_request.stream,
                 cookie_crumbling: true,
+                // The templates below carry each kind's weight.
+                priority_rule: if chained {
+                    PriorityRule::Chromium
+                } else {
+                    PriorityRule::Template
+                },
+                huffman_only_when_shorter: raw_literals,
+                path_always_literal: path_literal,
             }
         }
         None => {

@@ -480,11 +480,14 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
                 )
                 .into());
             }
+            let (representations, table_size_updates) = h2frames::representations(&block)?;
             h2.requests.push(HeadersFrame {
                 stream,
                 flags: h2frames::headers_flag_names(flags),
                 priority,
                 headers,
+                representations,
+                table_size_updates,
             });
             h2.akamai = h2frames::akamai(
                 &h2.settings,

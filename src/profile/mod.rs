@@ -26,6 +26,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::stream_priority::PriorityRule;
+
 pub use self::headers::{render_headers, HeaderTemplate};
 use crate::error::{Error, Result};
 
@@ -153,6 +155,19 @@ pub struct Http2Profile {
     pub initial_stream_id: u32,
     /// Send each cookie pair as its own `cookie` field (RFC 9113 §8.2.3), as browsers do.
     pub cookie_crumbling: bool,
+    /// How each stream's HEADERS priority is worked out from its kind's template and
+    /// the streams open then (`src/stream_priority.rs`): `template` (Firefox, and the
+    /// default for profile files without it) or `chromium`.
+    #[serde(default)]
+    pub priority_rule: PriorityRule,
+    /// HPACK strings are Huffman-coded only when that is shorter than the raw octets
+    /// (Chromium sends `?0` and `"Linux"` raw); `false`: always (Firefox).
+    #[serde(default)]
+    pub huffman_only_when_shorter: bool,
+    /// `:path` is always an HPACK literal with the static name, even `/` that the
+    /// static table holds whole (Firefox); `false`: `/` is indexed (Chromium).
+    #[serde(default)]
+    pub path_always_literal: bool,
 }
 
 /// A SETTINGS identifier, by its RFC 9113 name.

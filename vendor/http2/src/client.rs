@@ -358,6 +358,9 @@ pub struct Builder {
 
     /// Priority stream list
     priorities: Option<Priorities>,
+
+    /// How header fields are represented (mummer patch).
+    hpack_policy: crate::hpack::EncodingPolicy,
 }
 
 #[derive(Debug)]
@@ -681,6 +684,7 @@ impl Builder {
             headers_pseudo_order: None,
             headers_stream_dependency: None,
             priorities: None,
+            hpack_policy: Default::default(),
         }
     }
 
@@ -1214,6 +1218,13 @@ impl Builder {
         self
     }
 
+    /// Sets how outgoing header fields are represented: Huffman coding only when it is
+    /// shorter, and which fields enter the dynamic table (mummer patch).
+    pub fn hpack_encoding(&mut self, policy: crate::hpack::EncodingPolicy) -> &mut Self {
+        self.hpack_policy = policy;
+        self
+    }
+
     /// Sets the HTTP/2 pseudo-header field order for outgoing HEADERS frames.
     ///
     /// This determines the order in which pseudo-header fields (such as `:method`, `:scheme`, etc.)
@@ -1415,6 +1426,8 @@ where
         if let Some(max) = builder.settings.max_header_list_size() {
             codec.set_max_recv_header_list_size(max as usize);
         }
+
+        codec.set_hpack_policy(builder.hpack_policy);
 
         // Send initial settings frame
         codec

@@ -140,6 +140,8 @@ pub use crate::share::{FlowControl, Ping, PingPong, Pong, RecvStream, SendStream
 
 #[cfg(feature = "unstable")]
 pub use codec::{Codec, SendError, UserError};
+/// How header fields are represented on the wire (mummer patch).
+pub use hpack::EncodingPolicy;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -95,6 +95,11 @@ impl<T, B> Codec<T, B> {
         self.framed_write().set_header_table_size(val)
     }
 
+    /// Set how header fields are represented (mummer patch).
+    pub fn set_hpack_policy(&mut self, policy: crate::hpack::EncodingPolicy) {
+        self.framed_write().set_hpack_policy(policy)
+    }
+
     /// Set the decoder header table size size.
     pub fn set_recv_header_table_size(&mut self, val: usize) {
         self.inner.set_header_table_size(val)

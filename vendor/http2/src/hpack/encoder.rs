@@ -9,6 +9,27 @@ use http::header::{HeaderName, HeaderValue};
 pub struct Encoder {
     table: Table,
     size_update: Option<SizeUpdate>,
+    policy: EncodingPolicy,
+}
+
+/// mummer patch (vendor/README.md): how header fields are represented, so that a
+/// client can write them as a given browser's HPACK encoder does. The default is
+/// the crate's own behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncodingPolicy {
+    /// Huffman-code a string only when that is shorter than its raw octets, as
+    /// Chromium does (`?0` and `"Linux"` go raw); otherwise every non-empty string
+    /// is Huffman-coded.
+    pub huffman_only_when_shorter: bool,
+    /// Insert every regular field into the dynamic table unless it is sensitive, and
+    /// of the pseudo-header fields only `:authority`, as Chromium's and Firefox's
+    /// encoders do (cookie crumbs and `content-length` included); otherwise the
+    /// fields nghttp2 never indexes (`:path`, `cookie`, `content-length`, `etag`,
+    /// ...) are left out of the table.
+    pub browser_indexing: bool,
+    /// With `browser_indexing`: `:path` is always a literal (without indexing, the
+    /// static name), even `/` that the static table holds whole, as Firefox writes it.
+    pub path_always_literal: bool,
 }
 
 #[derive(Debug, Copy, Clone, Eq, PartialEq)]
@@ -22,7 +43,13 @@ impl Encoder {
         Encoder {
             table: Table::new(max_size, capacity),
             size_update: None,
+            policy: EncodingPolicy::default(),
         }
+    }
+
+    /// Sets how fields are represented from the next header block on.
+    pub fn set_policy(&mut self, policy: EncodingPolicy) {
+        self.policy = policy;
     }
 
     /// Queues a max size update.
@@ -74,7 +101,7 @@ impl Encoder {
                 // The header has an associated name. In which case, try to
                 // index it in the table.
                 Ok(header) => {
-                    let index = self.table.index(header);
+                    let index = self.table.index(header, &self.policy);
                     self.encode_header(&index, dst);
 
                     last_index = Some(index);
@@ -113,6 +140,7 @@ impl Encoder {
     }
 
     fn encode_header(&mut self, index: &Index, dst: &mut BytesMut) {
+        let shorter = self.policy.huffman_only_when_shorter;
         match *index {
             Index::Indexed(idx, _) => {
                 encode_int(idx, 7, 0x80, dst);
@@ -120,7 +148,7 @@ impl Encoder {
             Index::Name(idx, _) => {
                 let header = self.table.resolve(index);
 
-                encode_not_indexed(idx, header.value_slice(), header.is_sensitive(), dst);
+                encode_not_indexed(idx, header.value_slice(), header.is_sensitive(), shorter, dst);
             }
             Index::Inserted(_) => {
                 let header = self.table.resolve(index);
@@ -129,8 +157,8 @@ impl Encoder {
 
                 dst.put_u8(0b0100_0000);
 
-                encode_str(header.name().as_slice(), dst);
-                encode_str(header.value_slice(), dst);
+                encode_str(header.name().as_slice(), shorter, dst);
+                encode_str(header.value_slice(), shorter, dst);
             }
             Index::InsertedValue(idx, _) => {
                 let header = self.table.resolve(index);
@@ -138,7 +166,7 @@ impl Encoder {
                 assert!(!header.is_sensitive());
 
                 encode_int(idx, 6, 0b0100_0000, dst);
-                encode_str(header.value_slice(), dst);
+                encode_str(header.value_slice(), shorter, dst);
             }
             Index::NotIndexed(_) => {
                 let header = self.table.resolve(index);
@@ -147,6 +175,7 @@ impl Encoder {
                     header.name().as_slice(),
                     header.value_slice(),
                     header.is_sensitive(),
+                    shorter,
                     dst,
                 );
             }
@@ -159,6 +188,7 @@ impl Encoder {
         value: &HeaderValue,
         dst: &mut BytesMut,
     ) {
+        let shorter = self.policy.huffman_only_when_shorter;
         match *last {
             Index::Indexed(..)
             | Index::Name(..)
@@ -166,7 +196,7 @@ impl Encoder {
             | Index::InsertedValue(..) => {
                 let idx = self.table.resolve_idx(last);
 
-                encode_not_indexed(idx, value.as_ref(), value.is_sensitive(), dst);
+                encode_not_indexed(idx, value.as_ref(), value.is_sensitive(), shorter, dst);
             }
             Index::NotIndexed(_) => {
                 let last = self.table.resolve(last);
@@ -175,6 +205,7 @@ impl Encoder {
                     last.name().as_slice(),
                     value.as_ref(),
                     value.is_sensitive(),
+                    shorter,
                     dst,
                 );
             }
@@ -192,28 +223,47 @@ fn encode_size_update(val: usize, dst: &mut BytesMut) {
     encode_int(val, 5, 0b0010_0000, dst)
 }
 
-fn encode_not_indexed(name: usize, value: &[u8], sensitive: bool, dst: &mut BytesMut) {
+fn encode_not_indexed(
+    name: usize,
+    value: &[u8],
+    sensitive: bool,
+    shorter: bool,
+    dst: &mut BytesMut,
+) {
     if sensitive {
         encode_int(name, 4, 0b10000, dst);
     } else {
         encode_int(name, 4, 0, dst);
     }
 
-    encode_str(value, dst);
+    encode_str(value, shorter, dst);
 }
 
-fn encode_not_indexed2(name: &[u8], value: &[u8], sensitive: bool, dst: &mut BytesMut) {
+fn encode_not_indexed2(
+    name: &[u8],
+    value: &[u8],
+    sensitive: bool,
+    shorter: bool,
+    dst: &mut BytesMut,
+) {
     if sensitive {
         dst.put_u8(0b10000);
     } else {
         dst.put_u8(0);
     }
 
-    encode_str(name, dst);
-    encode_str(value, dst);
+    encode_str(name, shorter, dst);
+    encode_str(value, shorter, dst);
 }
 
-fn encode_str(val: &[u8], dst: &mut BytesMut) {
+/// Writes a string literal: Huffman-coded, or raw when `shorter` says Huffman only
+/// when it saves octets and it would not (mummer patch).
+fn encode_str(val: &[u8], shorter: bool, dst: &mut BytesMut) {
+    if shorter && huffman::encoded_len(val) >= val.len() {
+        encode_int(val.len(), 7, 0, dst);
+        dst.put_slice(val);
+        return;
+    }
     if !val.is_empty() {
         let idx = position(dst);
 

@@ -186,6 +186,17 @@ impl Header {
         }
     }
 
+    /// Whether browsers' encoders leave this field out of the dynamic table
+    /// (mummer patch): of the pseudo-header fields all but `:authority` (a full
+    /// static match such as `:method: GET` is still indexed), and no regular field
+    /// (a sensitive one is never indexed anyway).
+    pub fn skip_value_index_as_browsers(&self) -> bool {
+        matches!(
+            *self,
+            Header::Method(..) | Header::Scheme(..) | Header::Path(..) | Header::Protocol(..)
+        )
+    }
+
     pub fn skip_value_index(&self) -> bool {
         use http::header;
 

@@ -1,3 +1,4 @@
+use super::encoder::EncodingPolicy;
 use super::Header;
 
 use fnv::FnvHasher;
@@ -131,16 +132,34 @@ impl Table {
     }
 
     /// Index the header in the HPACK table.
-    pub fn index(&mut self, header: Header) -> Index {
+    pub fn index(&mut self, header: Header, policy: &EncodingPolicy) -> Index {
+        let browser_indexing = policy.browser_indexing;
         // Check the static table
         let statik = index_static(&header);
 
-        // Don't index certain headers. This logic is borrowed from nghttp2.
-        if header.skip_value_index() {
+        // mummer patch: Firefox writes `:path` as a literal with the static name,
+        // whatever its value.
+        if browser_indexing && policy.path_always_literal {
+            if let Header::Path(..) = header {
+                return Index::Name(4, header);
+            }
+        }
+
+        // Don't index certain headers. This logic is borrowed from nghttp2; with
+        // `browser_indexing` it is the browsers' rule instead (mummer patch).
+        let skip = if browser_indexing {
+            header.skip_value_index_as_browsers()
+        } else {
+            header.skip_value_index()
+        };
+        if skip {
             // Right now, if this is true, the header name is always in the
             // static table. At some point in the future, this might not be true
             // and this logic will need to be updated.
-            debug_assert!(statik.is_some(), "skip_value_index requires a static name",);
+            debug_assert!(
+                browser_indexing || statik.is_some(),
+                "skip_value_index requires a static name",
+            );
             return Index::new(statik, header);
         }
 

@@ -40,6 +40,12 @@ pub fn decode(src: &[u8], buf: &mut BytesMut) -> Result<BytesMut, DecoderError> 
     Ok(buf.split())
 }
 
+/// Octets the Huffman coding of `src` takes, padding included (mummer patch).
+pub fn encoded_len(src: &[u8]) -> usize {
+    let bits: usize = src.iter().map(|&b| ENCODE_TABLE[b as usize].0).sum();
+    bits.div_ceil(8)
+}
+
 pub fn encode(src: &[u8], dst: &mut BytesMut) {
     // mummer patch (vendor/README.md): bits gather in a u64 and leave 32 at a time,
     // with the space reserved once, instead of one `put_u8` (a capacity check each)

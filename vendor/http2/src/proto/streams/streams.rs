@@ -246,6 +246,10 @@ where
         use super::stream::ContentLength;
 
         let protocol = request.extensions_mut().remove::<Protocol>();
+        // mummer patch: this request's own HEADERS priority, if it has one.
+        // (a browser gives each request the block of its kind and of the streams
+        // open then), over the connection-wide one.
+        let stream_dependency = request.extensions_mut().remove::<StreamDependency>();
 
         // Clear before taking lock, incase extensions contain a StreamRef.
         request.extensions_mut().clear();
@@ -312,7 +316,7 @@ where
             protocol,
             end_of_stream,
             me.headers_pseudo_order.clone(),
-            me.headers_stream_dependency,
+            stream_dependency.or(me.headers_stream_dependency),
         )?;
 
         let mut stream = me.store.insert(stream.id, stream);
