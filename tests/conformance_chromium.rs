@@ -297,6 +297,22 @@ fn assert_same(
     );
     if path == "/" {
         assert_eq!(po.depends_on, pb.depends_on, "{profile}: stream dependency");
+        // On a connection's first request both HPACK tables start empty, so every
+        // field must be written alike: indexed or literal, what enters the table,
+        // Huffman or raw.
+        let written =
+            |r: &HeadersFrame| -> Vec<(String, mummer::inspect::h2frames::Representation)> {
+                r.headers
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .zip(r.representations.iter().copied())
+                    .collect()
+            };
+        assert_eq!(
+            written(ro),
+            written(rb),
+            "{profile}: HPACK representation of each field"
+        );
     }
     assert_eq!(
         ro.headers.len(),
