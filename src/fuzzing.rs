@@ -554,7 +554,7 @@ pub fn inspect_clienthello(data: &[u8]) {
 /// `data` is what an HTTP/2 client sends after the connection preface, read by the
 /// inspector (`src/inspect/server.rs`, `serve_h2`, over `src/inspect/h2frames.rs`:
 /// frame headers, SETTINGS, WINDOW_UPDATE, PRIORITY, HEADERS with padding and
-/// priority, CONTINUATION, HPACK, the Akamai string). The frame helpers are also called
+/// priority, CONTINUATION, HPACK and how each field was represented, the Akamai string). The frame helpers are also called
 /// on the raw bytes (first byte as HEADERS flags).
 pub fn inspect_h2_frames(data: &[u8]) {
     use crate::inspect::h2frames;
@@ -563,6 +563,13 @@ pub fn inspect_h2_frames(data: &[u8]) {
         let _ = h2frames::headers_flag_names(flags);
     }
     let _ = h2frames::parse_settings(data);
+    // The HPACK representation walker, on the raw bytes as a header block.
+    if let Ok((fields, _)) = h2frames::representations(data) {
+        assert!(
+            fields.len() <= data.len(),
+            "a field takes at least one byte"
+        );
+    }
     let mut input = h2frames::PREFACE.to_vec();
     input.extend_from_slice(data);
     let mut report = crate::inspect::ConnectionReport {
