@@ -105,11 +105,28 @@ async fn send_inner(client: &Client, request: Request) -> Result<Response> {
             extra.push((http::header::CONTENT_LENGTH, HeaderValue::from(len)));
         }
     }
-    let headers = client
+    let mut priority = template.priority;
+    if let Some(p) = request.options.priority {
+        // The request's own priority: its header in the template's place (or none),
+        // its weight in the HEADERS frame.
+        priority.weight = p.http2_weight;
+        extra.retain(|(n, _)| n != "priority");
+        if let Some(Ok(v)) = p.header_value().map(|v| HeaderValue::from_str(&v)) {
+            extra.push((http::HeaderName::from_static("priority"), v));
+        }
+    }
+    let mut headers = client
         .templates
         .get(&request.kind)
         .map(|t| t.render(&extra))
         .unwrap_or(extra);
+    if request
+        .options
+        .priority
+        .is_some_and(|p| p.header_value().is_none())
+    {
+        headers.retain(|(n, _)| n != "priority");
+    }
     let mut timings = Timings::default();
 
     // A pooled connection, or else a new one. Opening one is boxed: its futures
@@ -144,7 +161,7 @@ async fn send_inner(client: &Client, request: Request) -> Result<Response> {
         headers: &headers,
         body: request.body.as_ref(),
         streaming: request.stream_body,
-        priority: template.priority,
+        priority,
     };
     let (status, version, resp_headers, body, tls) = match conn {
         Conn::H2(conn, info) => {

@@ -88,6 +88,7 @@ impl EngineSession {
             typed: true,
             use_cache: false,
             follow_redirects: false,
+            priority: None,
         };
         let response = self
             .0

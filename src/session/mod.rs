@@ -449,6 +449,22 @@ impl Session {
         self.state().jar.import(records)
     }
 
+    /// Loads the page at `url` as Chromium loads it: the document, then its stylesheets,
+    /// scripts, images, fonts and icon with the browser's priorities and headers, over
+    /// this session's connections, cookies and cache (`crate::page`). Every
+    /// subresource is in the result, with what became of it.
+    ///
+    /// # Errors
+    ///
+    /// The document's failure (a subresource's failure is in its entry).
+    pub async fn load_page(
+        &self,
+        url: &str,
+        options: &crate::page::LoadOptions,
+    ) -> Result<crate::page::PageLoad> {
+        crate::page::load(self, url, options).await
+    }
+
     /// Starts a request (a navigation unless [`RequestBuilder::kind`] says otherwise);
     /// `send` performs it.
     pub fn request(&self, method: Method, url: &str) -> SessionRequest {
