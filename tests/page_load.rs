@@ -149,16 +149,16 @@ async fn a_page_load_fetches_what_chromium_fetches_once_with_its_headers() {
             "text/css,*/*;q=0.1",
         ),
         ("/js/head.js", "script", "no-cors", Some("u=1"), "*/*"),
-        ("/js/app.mjs", "script", "cors", None, "*/*"),
+        ("/js/app.mjs", "script", "cors", Some("u=1"), "*/*"),
         ("/js/later.js", "script", "no-cors", None, "*/*"),
         (
             "/img/logo.png",
             "image",
             "no-cors",
-            Some("i"),
+            Some("u=2, i"),
             "image/jxl,image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
         ),
-        ("/fonts/shop.woff2", "font", "cors", Some("u=0"), "*/*"),
+        ("/fonts/shop.woff2", "font", "cors", Some("u=4"), "*/*"),
         (
             "/icon.png",
             "image",
@@ -187,10 +187,16 @@ async fn a_page_load_fetches_what_chromium_fetches_once_with_its_headers() {
         h("/img/cdn.png", "sec-fetch-site").as_deref(),
         Some("same-site")
     );
-    assert!(
-        h("/js/app.mjs", "origin").is_none(),
-        "same-origin CORS GET: no Origin"
+    // CORS mode sends Origin even to the same origin (as live Chromium does).
+    assert_eq!(
+        h("/js/app.mjs", "origin").as_deref(),
+        Some("https://www.shop.test")
     );
+    assert_eq!(
+        h("/fonts/shop.woff2", "origin").as_deref(),
+        Some("https://www.shop.test")
+    );
+    assert!(h("/js/head.js", "origin").is_none(), "no-cors: no Origin");
 
     // The result names every subresource and what became of it.
     let outcome = |p: &str| {

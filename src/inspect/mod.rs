@@ -9,8 +9,10 @@ pub mod clienthello;
 pub mod h2frames;
 pub mod learn;
 pub mod server;
+pub mod test_page;
 
 pub use cert::SelfSignedCert;
 pub use clienthello::ClientHello;
 pub use learn::learn_profile;
 pub use server::{ConnectionReport, Http2Report, Inspector, RESUME_PATH};
+pub use test_page::PAGE_LOAD_PATH;

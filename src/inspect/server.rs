@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use super::cert::SelfSignedCert;
 use super::clienthello::{record_len, ClientHello};
 use super::h2frames::{self, kind, Frame, HeadersFrame, FRAME_HEADER_LEN, PREFACE};
+use super::test_page;
 use crate::error::{Error, Result};
 
 /// Largest frame or request head the inspector reads.
@@ -512,6 +513,10 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
                 io.flush().await?;
                 let _ = io.shutdown().await;
                 break;
+            }
+            if let Some((content_type, body)) = path.and_then(test_page::page_resource) {
+                respond_h2(io, stream, content_type, body).await?;
+                continue;
             }
             let body = serde_json::to_vec_pretty(&*report)?;
             respond_h2(io, stream, "application/json", &body).await?;

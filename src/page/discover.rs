@@ -14,10 +14,13 @@
 //! are left out; fonts come from the stylesheets ([`super::css`]).
 //!
 //! Priorities are Blink's `ResourceLoadPriority` as the network sees it (`u=` of the
-//! `priority` header; the HTTP/2 weight follows from it): stylesheets and fonts
-//! VeryHigh (`u=0`), parser-blocking scripts before the first image High (`u=1`), after
-//! it Medium (`u=2`), `async`/`defer`/module scripts Low (`u=3`), images Low and
-//! incremental, the icon High and incremental (as the Chromium 156 capture shows).
+//! `priority` header; the HTTP/2 weight follows from it): stylesheets VeryHigh (`u=0`),
+//! parser-blocking and module scripts High (`u=1`; a parser-blocking one after the
+//! first image Medium, `u=2`), `async`/`defer` classic scripts Low (`u=3`), the first
+//! five images that are not small Medium and incremental (`u=2, i`), later ones Low
+//! (`i`), fonts from stylesheets `u=4`, the icon High and incremental (`u=1, i`). What
+//! a live Chromium 156 page load sent is checked by `tests/conformance_page_load.rs`;
+//! the rest follows Blink's priority table.
 
 use scraper::{ElementRef, Html, Selector};
 use url::Url;
@@ -96,6 +99,7 @@ pub fn subresources(document: &str, url: &Url, viewport: Viewport) -> Vec<Subres
         list: Vec::new(),
         base: url.clone(),
         seen_image: false,
+        boosted_images: 0,
         icon: None,
     };
     let Ok(elements) = Selector::parse("base, link, script, img, picture") else {
@@ -139,6 +143,8 @@ struct Found {
     base: Url,
     /// Whether an image came before: scripts after it are "late" (Medium).
     seen_image: bool,
+    /// Images boosted so far (Chromium boosts the first five that are not small).
+    boosted_images: usize,
     /// The first `rel=icon` link.
     icon: Option<Url>,
 }
@@ -240,8 +246,12 @@ impl Found {
             // A data block (`text/template`, JSON, ...) is not fetched.
             Some(_) => return,
         };
-        let priority = if module || e.attr("async").is_some() || e.attr("defer").is_some() {
+        // A module script is High, as a live Chromium 156 page load sent it (without
+        // `async`); async and deferred classic ones Low, as Blink's table says.
+        let priority = if e.attr("async").is_some() || (!module && e.attr("defer").is_some()) {
             low()
+        } else if module {
+            high()
         } else if self.seen_image {
             medium()
         } else {
@@ -298,10 +308,33 @@ impl Found {
         };
         if let Some(url) = chosen.and_then(|c| self.resolve(c)) {
             let cors = e.attr("crossorigin").is_some();
-            self.push(url, RequestKind::Image, cors, incremental(low()), found_in);
+            // The first five images that are not small (both sides given, at most
+            // 10 000 px² together) are Medium, later ones Low: Chromium's
+            // image-loading prioritization (Medium seen on a live Chromium 156 load).
+            let small = match (dimension(e.attr("width")), dimension(e.attr("height"))) {
+                (Some(w), Some(h)) => w * h <= 10_000.0,
+                _ => false,
+            };
+            let priority = if !small && self.boosted_images < 5 {
+                self.boosted_images += 1;
+                incremental(medium())
+            } else {
+                incremental(low())
+            };
+            self.push(url, RequestKind::Image, cors, priority, found_in);
             self.seen_image = true;
         }
     }
+}
+
+/// A `width`/`height` attribute in CSS px (a plain number).
+fn dimension(value: Option<&str>) -> Option<f64> {
+    value?
+        .trim()
+        .trim_end_matches("px")
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 fn in_picture(el: ElementRef<'_>) -> bool {
@@ -522,6 +555,7 @@ mod tests {
             <link rel="icon" href="/icon.png">
             </head><body>
             <img src="hero.jpg">
+            <img src="/small.png" width="50" height="50">
             <script src="/late.js"></script>
             <img src="/lazy.jpg" loading="lazy">
             <img src="/a.css">
@@ -559,7 +593,7 @@ mod tests {
             (
                 "https://shop.test/app.mjs",
                 RequestKind::Script,
-                3,
+                1,
                 true,
                 "script type=module",
             ),
@@ -579,6 +613,13 @@ mod tests {
             ),
             (
                 "https://shop.test/dir/hero.jpg",
+                RequestKind::Image,
+                2,
+                false,
+                "img src",
+            ),
+            (
+                "https://shop.test/small.png",
                 RequestKind::Image,
                 3,
                 false,

@@ -284,11 +284,12 @@ impl<'a, F: Fetcher> Run<'a, F> {
         let mut request = RequestBuilder::new((), Request::from_url(Method::GET, sub.url.clone()))
             .kind(sub.kind)
             .priority(sub.priority);
-        if sub.cors {
-            request = request.header("sec-fetch-mode", "cors");
-            if sub.url.origin() != self.base.origin() {
-                request = request.header("origin", &self.base.origin().ascii_serialization());
-            }
+        if sub.cors && sub.kind != RequestKind::Font {
+            // CORS mode (module scripts, `crossorigin`): Chromium sends `Origin` even
+            // to the same origin; fonts get both from their template and the session.
+            request = request
+                .header("sec-fetch-mode", "cors")
+                .header("origin", &self.base.origin().ascii_serialization());
         }
         if let Some(from) = &sub.referrer {
             if let Some(referer) = crate::session::nav::referrer(from, &sub.url) {
@@ -381,8 +382,14 @@ impl<'a, F: Fetcher> Run<'a, F> {
                 kind,
                 // Fonts are fetched in CORS mode, which the font template says.
                 cors: false,
-                // Fonts and imported stylesheets: VeryHigh.
-                priority: RequestPriority::chromium(0, false),
+                // An imported stylesheet is VeryHigh; a font `u=4`, as a live
+                // Chromium 156 page load sent it (Blink's table says VeryHigh for a
+                // font that layout needs).
+                priority: if kind == RequestKind::Font {
+                    RequestPriority::chromium(4, false)
+                } else {
+                    RequestPriority::chromium(0, false)
+                },
                 found_in,
                 referrer: Some(url.clone()),
             });

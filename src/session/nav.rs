@@ -102,15 +102,16 @@ pub fn referrer(from: &Url, target: &Url) -> Option<String> {
     }
 }
 
-/// Whether Chromium sends `Origin` on this request: CORS-mode requests (fetch, XHR,
-/// fonts) when cross-origin or not GET/HEAD, and any non-GET/HEAD navigation (a form
-/// POST). `no-cors` subresources (images, scripts, styles) never do.
+/// Whether Chromium sends `Origin` on this request: fetch and XHR when cross-origin
+/// or not GET/HEAD, fonts always (a live Chromium 156 page load sends it on a
+/// same-origin font GET too, `tests/conformance_page_load.rs`), and any non-GET/HEAD
+/// navigation (a form POST). `no-cors` subresources (images, classic scripts, styles)
+/// never do; a module script is CORS mode and its page load adds it.
 pub fn sends_origin(kind: RequestKind, method: &Method, site: FetchSite) -> bool {
     let unsafe_method = !matches!(*method, Method::GET | Method::HEAD);
     match kind {
-        RequestKind::Fetch | RequestKind::Xhr | RequestKind::Font => {
-            unsafe_method || site != FetchSite::SameOrigin
-        }
+        RequestKind::Fetch | RequestKind::Xhr => unsafe_method || site != FetchSite::SameOrigin,
+        RequestKind::Font => true,
         RequestKind::Navigation => unsafe_method,
         RequestKind::Image | RequestKind::Script | RequestKind::Style => false,
     }
