@@ -44,6 +44,8 @@ async fn site() -> HttpsServer {
         "/binary" => Reply::ok(vec![0u8, 159, 146, 150, 255])
             .header("content-type", "application/octet-stream"),
         "/gone" => Reply::new(404).body("no such page"),
+        "/page" => Reply::ok(r#"<link rel=stylesheet href="/s.css"><img src="/gone">"#)
+            .header("content-type", "text/html"),
         _ => Reply::ok("hello"),
     })
     .await
@@ -137,6 +139,80 @@ async fn create(api: &ApiClient) -> String {
 /// `GET /v1/sessions?limit=` walks the sessions page by page through `Link` headers:
 /// every session once, no page over its limit, and bad parameters are 400s naming
 /// the parameter.
+/// `POST /v1/sessions/{id}/load` loads a page through the session and reports each
+/// subresource; bad limits are 400s naming the field.
+#[tokio::test]
+async fn a_page_is_loaded_through_the_api() {
+    let f = start(3, false, None).await;
+    let id = create(&f.api).await;
+    let load = f
+        .api
+        .post(
+            &format!("/v1/sessions/{id}/load"),
+            json!({"url": f.url("/page"), "favicon": false}),
+        )
+        .await;
+    assert_eq!(load.status, 200, "{}", load.json);
+    assert_eq!(load.json["document"]["status"], 200);
+    let subs = load.json["subresources"].as_array().expect("subresources");
+    let summary: Vec<(String, String, Value)> = subs
+        .iter()
+        .map(|s| {
+            (
+                s["url"]
+                    .as_str()
+                    .expect("url")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                s["outcome"].as_str().expect("outcome").to_string(),
+                s["status"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("s.css".to_string(), "fetched".to_string(), json!(200)),
+            ("gone".to_string(), "fetched".to_string(), json!(404)),
+        ]
+    );
+    assert_eq!(load.json["complete"], true);
+    let seen: Vec<String> = f
+        .site
+        .requests()
+        .iter()
+        .map(|r| r.path().to_string())
+        .collect();
+    assert_eq!(seen, ["/page", "/s.css", "/gone"], "what the site saw");
+    for (body, field) in [
+        (
+            json!({"url": f.url("/page"), "timeout_ms": 0}),
+            "timeout_ms",
+        ),
+        (
+            json!({"url": f.url("/page"), "max_subresources": 100000}),
+            "max_subresources",
+        ),
+        (
+            json!({"url": f.url("/page"), "kinds": ["video"]}),
+            "kinds[0]",
+        ),
+        (json!({"url": "not a url"}), "url"),
+        (json!({"url": f.url("/page"), "extra": 1}), "extra"),
+    ] {
+        let bad = f.api.post(&format!("/v1/sessions/{id}/load"), body).await;
+        assert_eq!(bad.status, 400, "{field}: {}", bad.json);
+        assert!(
+            bad.json.to_string().contains(field),
+            "{field}: {}",
+            bad.json
+        );
+    }
+    f.engine.shutdown().await;
+}
+
 #[tokio::test]
 async fn sessions_are_listed_page_by_page() {
     let f = start(5000, false, None).await;

@@ -31,7 +31,10 @@ use super::access::{Access, Caller};
 use super::problem::Problem;
 use super::proxy::ProxyStats;
 use super::transport::{ParsedTransport, TransportOptions};
-use super::wire::{CreateSession, RequestSpec, ResponseView, Rotate, SetIdentifier, SetRoutes};
+use super::wire::{
+    BodyFormat, CreateSession, LoadSpec, PageLoadView, RequestSpec, ResponseView, Rotate,
+    SetIdentifier, SetRoutes,
+};
 use crate::cookies::formats::{self, CookieFormat};
 use crate::engine::{Engine, SessionConfig};
 use crate::profile::RequestKind;
@@ -98,6 +101,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sessions/{id}/snapshot", get(export_snapshot))
         .route("/v1/sessions/{id}/save", post(save_session))
         .route("/v1/sessions/{id}/requests", post(perform))
+        .route("/v1/sessions/{id}/load", post(load_page))
         .route("/v1/sessions/{id}/rotate", post(rotate))
         .route("/v1/proxies", get(proxy_health))
         .route("/v1/proxies/routes", put(set_routes))
@@ -803,6 +807,81 @@ async fn perform(
         p
     })?;
     Ok(Json(ResponseView::new(&response, spec.response_body)).into_response())
+}
+
+/// The limits of a load, each checked against its bound.
+fn load_options(spec: &LoadSpec) -> ApiResult<crate::page::LoadOptions> {
+    let mut options = crate::page::LoadOptions::default();
+    let out_of = |field: &str, range: &str| {
+        Problem::invalid(Some(field.into()), format!("`{field}` must be {range}"))
+    };
+    if let Some(n) = spec.max_subresources {
+        if n > 10_000 {
+            return Err(out_of("max_subresources", "at most 10000"));
+        }
+        options.max_subresources = n as usize;
+    }
+    if let Some(n) = spec.max_bytes {
+        if n > 1 << 30 {
+            return Err(out_of("max_bytes", "at most 1073741824"));
+        }
+        options.max_bytes = n;
+    }
+    if let Some(ms) = spec.timeout_ms {
+        if !(1..=600_000).contains(&ms) {
+            return Err(out_of("timeout_ms", "1 to 600000"));
+        }
+        options.timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(w) = spec.viewport_width {
+        if !(1..=10_000).contains(&w) {
+            return Err(out_of("viewport_width", "1 to 10000"));
+        }
+        options.viewport.width = w;
+    }
+    if let Some(r) = spec.device_pixel_ratio {
+        if !(0.1..=10.0).contains(&r) {
+            return Err(out_of("device_pixel_ratio", "0.1 to 10"));
+        }
+        options.viewport.device_pixel_ratio = r;
+    }
+    if let Some(kinds) = &spec.kinds {
+        let mut parsed = Vec::new();
+        for (i, k) in kinds.iter().enumerate() {
+            let kind: RequestKind = k.parse().map_err(|e: crate::Error| {
+                Problem::invalid(Some(format!("kinds[{i}]")), e.to_string())
+            })?;
+            parsed.push(kind);
+        }
+        options.kinds = Some(parsed);
+    }
+    options.same_origin_only = spec.same_origin_only;
+    options.favicon = spec.favicon;
+    Ok(options)
+}
+
+async fn load_page(
+    State(s): State<ApiState>,
+    (Extension(caller), PathId(id)): Addressed,
+    JsonBody(spec): JsonBody<LoadSpec>,
+) -> ApiResult<Response> {
+    let options = load_options(&spec)?;
+    let session = visible_session(&s.engine, &caller, &id).await?;
+    session.touch();
+    let load = session.load_page(&spec.url, &options).await.map_err(|e| {
+        let mut p = Problem::from(e);
+        if p.title == "Invalid URL" {
+            p.field = Some("url".into());
+        }
+        p
+    })?;
+    Ok(Json(PageLoadView {
+        document: ResponseView::new(&load.document, BodyFormat::None),
+        complete: load.complete(),
+        took_ms: load.took.as_secs_f64() * 1000.0,
+        subresources: load.subresources,
+    })
+    .into_response())
 }
 
 /// The router, or a 404 saying the server has no pools.

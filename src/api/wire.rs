@@ -189,6 +189,53 @@ fn yes() -> bool {
     true
 }
 
+/// `POST /v1/sessions/{id}/load`: a page load and its limits (each bounded; see
+/// `docs/openapi.json`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Absolute `http://` or `https://` URL of the document.
+    pub url: String,
+    /// Most subresources fetched (default 100, at most 10 000).
+    #[serde(default)]
+    pub max_subresources: Option<u32>,
+    /// No new subresource once this many body bytes arrived (default 32 MiB, at most
+    /// 1 GiB).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// The whole load's time limit in ms (default 30 000, 1 to 600 000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Only the document's origin.
+    #[serde(default)]
+    pub same_origin_only: bool,
+    /// Only these kinds (`style`, `script`, `image`, `font`, `fetch`).
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
+    /// The icon too (default true).
+    #[serde(default = "yes")]
+    pub favicon: bool,
+    /// Viewport width in CSS px (default 1920, 1 to 10 000).
+    #[serde(default)]
+    pub viewport_width: Option<u32>,
+    /// Device pixel ratio (default 1, 0.1 to 10).
+    #[serde(default)]
+    pub device_pixel_ratio: Option<f64>,
+}
+
+/// A page load as the API returns it.
+#[derive(Debug, Serialize)]
+pub struct PageLoadView {
+    /// The document's response (without its body).
+    pub document: ResponseView,
+    /// Every subresource found, with what became of it.
+    pub subresources: Vec<crate::page::Fetched>,
+    /// Every subresource that was sent got a response.
+    pub complete: bool,
+    /// The whole load, in ms.
+    pub took_ms: f64,
+}
+
 /// Milliseconds of each phase of the last attempt.
 #[derive(Debug, Serialize)]
 pub struct TimingsView {

@@ -215,6 +215,20 @@ impl EngineSession {
         Ok(StreamingResponse::from_response(response))
     }
 
+    /// Loads the page at `url` as Chromium loads it (see [`crate::page`]), every request
+    /// going through the engine's retries, breakers and rate limits.
+    ///
+    /// # Errors
+    ///
+    /// The document's failure; a subresource's is in its entry.
+    pub async fn load_page(
+        &self,
+        url: &str,
+        options: &crate::page::LoadOptions,
+    ) -> Result<crate::page::PageLoad> {
+        crate::page::load(self, url, options).await
+    }
+
     /// Sends `request` through the engine (see `RequestBuilder<EngineSession>::send`).
     ///
     /// # Errors
