@@ -280,3 +280,72 @@ async fn devices_as_session_profile_or_cookie_files_stop_with_a_clear_error() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// `mummer fetch --load` loads a page (document, stylesheet, image), prints a line per
+/// subresource, and exits non-zero when one failed, naming how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_load_lists_every_subresource_and_fails_when_one_did() {
+    let server = HttpsServer::start(|req| match req.path() {
+        "/" => Reply::ok(r#"<link rel=stylesheet href="/s.css"><img src="/i.png">"#)
+            .header("content-type", "text/html"),
+        "/broken" => Reply::ok(r#"<img src="https://nocert.shop.test/x.png">"#)
+            .header("content-type", "text/html"),
+        _ => Reply::ok("x"),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.cert_pem).unwrap();
+    let args = |url: &str| {
+        vec![
+            "fetch".to_string(),
+            url.to_string(),
+            "--load".into(),
+            "--cacert".into(),
+            ca.display().to_string(),
+            "--connect-to".into(),
+            format!(":443:127.0.0.1:{}", server.addr.port()),
+            "--profile".into(),
+            "chromium-156-linux".into(),
+        ]
+    };
+    let ok = mummer(args("https://shop.test/")).await;
+    assert!(ok.status.success(), "{}", text(&ok));
+    let out = String::from_utf8_lossy(&ok.stdout).to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("200 ") && lines[0].ends_with("https://shop.test/"),
+        "{out}"
+    );
+    assert!(
+        out.contains("style") && out.contains("https://shop.test/s.css (link rel=stylesheet)"),
+        "{out}"
+    );
+    assert!(out.contains("https://shop.test/i.png (img src)"), "{out}");
+    assert!(
+        out.contains("https://shop.test/favicon.ico (favicon)"),
+        "{out}"
+    );
+    let paths: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.path().to_string())
+        .collect();
+    assert_eq!(paths, ["/", "/s.css", "/i.png", "/favicon.ico"]);
+
+    let broken = mummer(args("https://shop.test/broken")).await;
+    assert!(
+        !broken.status.success(),
+        "a failed subresource fails the command"
+    );
+    assert!(
+        text(&broken).contains("page load incomplete: 1 subresources failed"),
+        "{}",
+        text(&broken)
+    );
+    assert!(
+        String::from_utf8_lossy(&broken.stdout).contains("ERR"),
+        "{}",
+        text(&broken)
+    );
+}

@@ -76,6 +76,9 @@ fn request(args: &FetchArgs) -> CliResult<Request> {
 pub async fn fetch(args: FetchArgs) -> CliResult {
     let request = request(&args)?;
     let transport = transport(&args)?;
+    if args.load {
+        return load_page(&args, transport).await;
+    }
     let response = match &args.session {
         None => {
             let client = transport(Client::builder(Profile::resolve(&args.profile)?)).build()?;
@@ -148,6 +151,92 @@ async fn through_store(
         );
     }
     Ok(result?)
+}
+
+/// `--load`: the page through a session (the `--session` file's, saved after, or a
+/// fresh one), a line per subresource, and an error when the load did not complete.
+async fn load_page(
+    args: &FetchArgs,
+    transport: impl FnOnce(ClientBuilder) -> ClientBuilder + Send + 'static,
+) -> CliResult {
+    let mut options = mummer::page::LoadOptions::default();
+    if let Some(n) = args.load_max {
+        options.max_subresources = n;
+    }
+    if let Some(limit) = args.max_time {
+        options.timeout = limit;
+    }
+    options.same_origin_only = args.load_same_origin;
+    let file = match &args.session {
+        Some(path) => Some(SessionFile::new(
+            path.clone(),
+            session_key(args.session_key.as_deref())?,
+        )),
+        None => None,
+    };
+    let session = match &file {
+        Some(file) => file.open_or_create(&args.profile, transport)?,
+        None => mummer::Session::builder(Profile::resolve(&args.profile)?)
+            .transport(transport)
+            .build()?,
+    };
+    let result = session.load_page(&args.url, &options).await;
+    if let Some(file) = &file {
+        // Saved whatever happened: cookies from the document and subresources are kept.
+        file.save(&session)?;
+    }
+    let load = result?;
+    if args.json {
+        let out = serde_json::json!({
+            "url": load.document.url(),
+            "status": load.document.status().as_u16(),
+            "http_version": format!("{:?}", load.document.version()),
+            "subresources": load.subresources,
+            "complete": load.complete(),
+            "took_ms": load.took.as_secs_f64() * 1000.0,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "{} {:>9} {:<10} {:<8} {}\n",
+            load.document.status().as_u16(),
+            load.document.body().len(),
+            "navigation",
+            "u=0, i",
+            load.document.url()
+        ));
+        for f in &load.subresources {
+            let (status, bytes) = match &f.outcome {
+                mummer::page::Outcome::Fetched { status, bytes, .. } => {
+                    (status.to_string(), bytes.to_string())
+                }
+                mummer::page::Outcome::Failed { error } => ("ERR".into(), error.clone()),
+                mummer::page::Outcome::LeftOut { reason } => ("---".into(), reason.clone()),
+            };
+            out.push_str(&format!(
+                "{status} {bytes:>9} {:<10} {:<8} {} ({})\n",
+                f.kind.as_str(),
+                f.priority.as_deref().unwrap_or("-"),
+                f.url,
+                f.found_in
+            ));
+        }
+        std::io::stdout().write_all(out.as_bytes())?;
+    }
+    if !load.complete() {
+        let failed = load
+            .subresources
+            .iter()
+            .filter(|f| !matches!(f.outcome, mummer::page::Outcome::Fetched { .. }))
+            .filter(|f| !matches!(&f.outcome, mummer::page::Outcome::LeftOut { reason } if reason != "time limit"))
+            .count();
+        return Err(format!(
+            "page load incomplete: {failed} subresources failed or were cut by --max-time"
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn print_response(args: &FetchArgs, response: &Response) -> CliResult {

@@ -200,6 +200,17 @@ struct FetchArgs {
     /// is written encrypted when a key is given.
     #[arg(long = "session-key")]
     session_key: Option<String>,
+    /// Load the page as Chromium does: the document, then its stylesheets, scripts,
+    /// images, fonts and icon; one line per subresource (or --json). Exits non-zero when
+    /// one failed or --max-time cut it.
+    #[arg(long, conflicts_with_all = ["store", "output", "include"])]
+    load: bool,
+    /// With --load: fetch at most N subresources (default 100); the rest are listed.
+    #[arg(long = "load-max", requires = "load", value_name = "N")]
+    load_max: Option<usize>,
+    /// With --load: only subresources of the document's origin.
+    #[arg(long = "load-same-origin", requires = "load")]
+    load_same_origin: bool,
 }
 
 #[derive(clap::Args)]
