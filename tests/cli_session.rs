@@ -349,3 +349,106 @@ async fn fetch_load_lists_every_subresource_and_fails_when_one_did() {
         text(&broken)
     );
 }
+
+/// `mummer profile diff` names each differing field and answers with diff(1)'s exit
+/// codes; a learned headless profile is warned about; `MUMMER_CHROME_LATEST` points
+/// `chrome-latest` at a profile file without a rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_are_diffed_warned_about_and_chrome_latest_is_configurable() {
+    let same = mummer(vec![
+        "profile".into(),
+        "diff".into(),
+        "chromium-156-linux".into(),
+        "chromium-156-linux".into(),
+    ])
+    .await;
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    let brands = mummer(vec![
+        "profile".into(),
+        "diff".into(),
+        "chromium-156-linux".into(),
+        "chrome-156-linux".into(),
+    ])
+    .await;
+    assert_eq!(brands.status.code(), Some(1), "{}", text(&brands));
+    let out = String::from_utf8_lossy(&brands.stdout).to_string();
+    assert_eq!(
+        out.lines().count(),
+        7,
+        "sec-ch-ua in each of the 7 templates: {out}"
+    );
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("requests.") && l.contains("Google Chrome")),
+        "{out}"
+    );
+    let missing = mummer(vec![
+        "profile".into(),
+        "diff".into(),
+        "chromium-156-linux".into(),
+        "no-such-profile".into(),
+    ])
+    .await;
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+
+    // A profile file as learned from headless Chromium: same wire but the brand.
+    let dir = tempfile::tempdir().unwrap();
+    let learned = dir.path().join("learned.json");
+    let mut profile = mummer::Profile::named("chromium-156-linux").unwrap();
+    profile.name = "learned".into();
+    profile.user_agent = profile.user_agent.replace("Chrome/", "HeadlessChrome/");
+    std::fs::write(&learned, serde_json::to_string_pretty(&profile).unwrap()).unwrap();
+    let headless = mummer(vec![
+        "profile".into(),
+        "diff".into(),
+        "chromium-156-linux".into(),
+        learned.display().to_string(),
+    ])
+    .await;
+    assert_eq!(headless.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&headless.stdout).contains("user_agent:"),
+        "{}",
+        text(&headless)
+    );
+    assert!(
+        text(&headless).contains("warning") && text(&headless).contains("HeadlessChrome"),
+        "{}",
+        text(&headless)
+    );
+
+    let listed = tokio::task::spawn_blocking({
+        let learned = learned.clone();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_mummer"))
+                .arg("profiles")
+                .env("MUMMER_CHROME_LATEST", &learned)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        listed.contains(&format!(
+            "chrome-latest          alias of {}",
+            learned.display()
+        )),
+        "{listed}"
+    );
+    let shown = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mummer"))
+            .args(["profile", "show", "chrome-latest"])
+            .env("MUMMER_CHROME_LATEST", &learned)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("\"name\": \"learned\""),
+        "{}",
+        text(&shown)
+    );
+}

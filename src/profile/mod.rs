@@ -16,6 +16,7 @@
 //! document; its types and their validation (every field's legal range, one `validate`
 //! for every way a profile arrives) read best side by side.
 
+pub mod diff;
 mod headers;
 
 use std::collections::{BTreeMap, HashMap};
@@ -367,11 +368,32 @@ const BUILTIN: &[(&str, &str)] = &[
 ];
 
 /// Aliases and the explicit profile each resolves to. They never depend on the host OS,
-/// so a crawl behaves the same on a laptop and on a Linux server.
+/// so a crawl behaves the same on a laptop and on a Linux server. Each can be pointed
+/// elsewhere by configuration: see [`alias_override`].
 pub const ALIASES: &[(&str, &str)] = &[
     ("chrome-latest", "chrome-156-windows"),
     ("firefox-latest", "firefox-153-windows"),
 ];
+
+/// The environment variable that points an alias elsewhere: `MUMMER_CHROME_LATEST` for
+/// `chrome-latest`, `MUMMER_FIREFOX_LATEST` for `firefox-latest`. Its value is a
+/// built-in name or a profile file (what `mummer inspect --save-profile` writes), so
+/// the day a browser ships, a fleet moves to a learned profile without a rebuild.
+pub fn alias_variable(alias: &str) -> String {
+    format!("MUMMER_{}", alias.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// What `alias` is pointed at by configuration ([`alias_variable`]), if anything (an
+/// empty value, or one naming the alias itself, is ignored).
+pub fn alias_override(alias: &str) -> Option<String> {
+    if !ALIASES.iter().any(|(a, _)| *a == alias) {
+        return None;
+    }
+    std::env::var(alias_variable(alias))
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty() && v != alias && !ALIASES.iter().any(|(a, _)| a == v))
+}
 
 impl Profile {
     /// Looks up a built-in profile or alias by name.
@@ -394,6 +416,26 @@ impl Profile {
     /// As [`Profile::named`].
     pub fn shared(name: &str) -> Result<Arc<Profile>> {
         static PARSED: OnceLock<Mutex<HashMap<&'static str, Arc<Profile>>>> = OnceLock::new();
+        // An alias pointed elsewhere by configuration: a file is read once per process.
+        static OVERRIDDEN: OnceLock<Mutex<HashMap<String, Arc<Profile>>>> = OnceLock::new();
+        if let Some(spec) = alias_override(name) {
+            let cache = OVERRIDDEN.get_or_init(Default::default);
+            if let Some(hit) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&spec) {
+                return Ok(hit.clone());
+            }
+            let profile = if Profile::looks_like_path(&spec) {
+                Arc::new(Profile::from_file(&spec).map_err(|e| {
+                    Error::invalid_profile(
+                        format!("{} (from {})", spec, alias_variable(name)),
+                        e.to_string(),
+                    )
+                })?)
+            } else {
+                Profile::shared(&spec)?
+            };
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            return Ok(cache.entry(spec).or_insert(profile).clone());
+        }
         let target = ALIASES
             .iter()
             .find(|(alias, _)| *alias == name)

@@ -50,6 +50,12 @@ fn save_learned_profile(path: &std::path::Path, name: &str, reports: &[Connectio
             return;
         }
     };
+    for t in mummer::profile::diff::headless_traits(&profile) {
+        eprintln!(
+            "mummer inspect: warning: the learned profile has a headless browser's trait: {t}; \
+             a server that looks for it blocks this profile (learn from a headful browser)"
+        );
+    }
     let written = serde_json::to_string_pretty(&profile)
         .map_err(|e| e.to_string())
         .and_then(|text| std::fs::write(path, text + "\n").map_err(|e| e.to_string()));

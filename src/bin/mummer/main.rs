@@ -1,6 +1,7 @@
 //! `mummer`: fetch with a browser's fingerprint, list and show profiles, and run the
 //! fingerprint inspector.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -125,6 +126,17 @@ enum ProfileCommand {
         /// Profile name or file.
         name: String,
     },
+    /// Show field by field what differs between two profiles (built-in, alias or file,
+    /// learned ones included); exits 1 when they differ, as diff(1) does.
+    Diff {
+        /// The first profile.
+        a: String,
+        /// The second profile.
+        b: String,
+        /// Also compare the informational fields (name, description, sources, browser).
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -245,6 +257,20 @@ struct InspectArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Profile {
+        command: ProfileCommand::Diff { a, b, all },
+    } = &cli.command
+    {
+        // diff(1)'s codes: 0 the same, 1 different, 2 trouble.
+        return match diff_profiles(a, b, *all) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("mummer: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -265,6 +291,10 @@ fn main() -> ExitCode {
             Command::Profile {
                 command: ProfileCommand::Show { name },
             } => show_profile(&name),
+            // Answered before the runtime starts (its exit code says same or not).
+            Command::Profile {
+                command: ProfileCommand::Diff { .. },
+            } => Ok(()),
             Command::Inspect(args) => inspect::inspect(args).await,
             Command::Session { command } => session_cmd::session(command),
             Command::Cookies { command } => session_cmd::cookies(command),
@@ -291,8 +321,39 @@ fn list_profiles() {
         println!("{name:<22} {description}");
     }
     for (alias, target) in ALIASES {
-        println!("{alias:<22} alias of {target}");
+        match mummer::profile::alias_override(alias) {
+            Some(spec) => println!(
+                "{alias:<22} alias of {spec} (from {}; built-in: {target})",
+                mummer::profile::alias_variable(alias)
+            ),
+            None => println!("{alias:<22} alias of {target}"),
+        }
     }
+}
+
+/// Prints what differs between profiles `a` and `b`; whether they are the same.
+fn diff_profiles(a: &str, b: &str, all: bool) -> CliResult<bool> {
+    let (left, right) = (Profile::resolve(a)?, Profile::resolve(b)?);
+    let differences = mummer::profile::diff::diff(&left, &right, all);
+    let mut out = std::io::stdout().lock();
+    for d in &differences {
+        // A closed pipe (`| head`) ends the listing, not the process.
+        if writeln!(out, "{d}").is_err() {
+            break;
+        }
+    }
+    drop(out);
+    for (which, profile) in [(a, &left), (b, &right)] {
+        for t in mummer::profile::diff::headless_traits(profile) {
+            eprintln!("mummer: warning: {which}: {t} (a headless browser's trait)");
+        }
+    }
+    if differences.is_empty() {
+        eprintln!("{a} and {b} send the same fingerprint");
+    } else {
+        eprintln!("{} fields differ", differences.len());
+    }
+    Ok(differences.is_empty())
 }
 
 fn show_profile(name: &str) -> CliResult {
