@@ -379,7 +379,7 @@ async fn profiles_are_diffed_warned_about_and_chrome_latest_is_configurable() {
     );
     assert!(
         out.lines()
-            .all(|l| l.starts_with("requests.") && l.contains("Google Chrome")),
+            .all(|l| l.starts_with("requests.") && l.contains(".headers.sec-ch-ua: ") && l.contains("Google Chrome")),
         "{out}"
     );
     let missing = mummer(vec![

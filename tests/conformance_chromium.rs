@@ -200,6 +200,17 @@ async fn agree() {
     // A profile learned from the live browser is the built-in one.
     let learned = learn_profile("live", &[browser.clone(), browser_second]).unwrap();
     let builtin = Profile::named("chromium-156-linux").unwrap();
+    // A browser update shows up here as the list of fields that moved.
+    let moved: Vec<String> = mummer::profile::diff::diff(&learned, &builtin, false)
+        .into_iter()
+        .filter(|d| d.path.starts_with("tls.") || d.path.starts_with("http2."))
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "the installed Chromium differs from the built-in profile in:\n{}",
+        moved.join("\n")
+    );
     assert_eq!(learned.tls, builtin.tls, "learned TLS");
     assert_eq!(learned.http2, builtin.http2, "learned HTTP/2");
     let nav = RequestKind::Navigation;

@@ -4,9 +4,10 @@
 //!
 //! Profiles are compared as their JSON: a field is a path such as
 //! `http2.settings[2]` or `requests.navigation.headers[4]`, and a difference names the
-//! path with both values. Lists are compared position by position (a header moved up
-//! one place shows as every position after it changing, which is what a server sees
-//! too), with the extra positions of the longer list named on their own.
+//! path with both values. A template's header list is compared by name (its order,
+//! when the headers both have moved, as one entry; then each value that changed and each
+//! header only one side sends); other lists position by position, with the extra
+//! positions of the longer list named on their own.
 
 use serde_json::Value;
 
@@ -93,6 +94,9 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldDiff>) {
                 }
             }
         }
+        (Value::Array(x), Value::Array(y)) if path.ends_with(".headers") => {
+            headers(path, x, y, out);
+        }
         (Value::Array(x), Value::Array(y)) => {
             for i in 0..x.len().max(y.len()) {
                 let here = format!("{path}[{i}]");
@@ -112,6 +116,60 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldDiff>) {
             right: Some(b.clone()),
         }),
         _ => {}
+    }
+}
+
+/// A template's header list, by name: the order when it moved (one entry with both
+/// name lists), each value that changed, and each header only one side has.
+fn headers(path: &str, x: &[Value], y: &[Value], out: &mut Vec<FieldDiff>) {
+    let pairs = |list: &[Value]| -> Vec<(String, Value)> {
+        list.iter()
+            .filter_map(|h| {
+                let name = h.get(0)?.as_str()?.to_string();
+                Some((name, h.get(1).cloned().unwrap_or(Value::Null)))
+            })
+            .collect()
+    };
+    let (a, b) = (pairs(x), pairs(y));
+    let names = |p: &[(String, Value)]| -> Vec<Value> {
+        p.iter().map(|(n, _)| Value::String(n.clone())).collect()
+    };
+    let common = |p: &[(String, Value)], other: &[(String, Value)]| -> Vec<String> {
+        p.iter()
+            .filter(|(n, _)| other.iter().any(|(m, _)| m == n))
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    if common(&a, &b) != common(&b, &a) {
+        out.push(FieldDiff {
+            path: format!("{path} (order)"),
+            left: Some(Value::Array(names(&a))),
+            right: Some(Value::Array(names(&b))),
+        });
+    }
+    for (name, va) in &a {
+        match b.iter().find(|(n, _)| n == name) {
+            Some((_, vb)) if vb != va => out.push(FieldDiff {
+                path: format!("{path}.{name}"),
+                left: Some(va.clone()),
+                right: Some(vb.clone()),
+            }),
+            Some(_) => {}
+            None => out.push(FieldDiff {
+                path: format!("{path}.{name}"),
+                left: Some(va.clone()),
+                right: None,
+            }),
+        }
+    }
+    for (name, vb) in &b {
+        if !a.iter().any(|(n, _)| n == name) {
+            out.push(FieldDiff {
+                path: format!("{path}.{name}"),
+                left: None,
+                right: Some(vb.clone()),
+            });
+        }
     }
 }
 
@@ -151,8 +209,7 @@ mod tests {
         let d = diff(&chromium, &chrome, false);
         assert!(!d.is_empty());
         assert!(
-            d.iter()
-                .all(|f| f.path.ends_with("[1]") && f.path.contains("headers")),
+            d.iter().all(|f| f.path.ends_with(".headers.sec-ch-ua")),
             "only the sec-ch-ua values: {d:?}"
         );
         assert!(d.iter().all(|f| f.to_string().contains("Google Chrome")));
@@ -181,6 +238,28 @@ mod tests {
             .find(|f| f.path == "http2.settings[3]")
             .expect("named");
         assert!(removed.left.is_some() && removed.right.is_none());
+    }
+
+    #[test]
+    fn header_lists_are_compared_by_name() {
+        let a = Profile::named("chromium-156-linux").expect("built-in");
+        let mut b = a.clone();
+        let nav = crate::profile::RequestKind::Navigation;
+        if let Some(t) = b.requests.get_mut(&nav) {
+            t.headers.swap(0, 1);
+            t.headers.push(("x-new".into(), Some("1".into())));
+            t.headers.retain(|(n, _)| n != "upgrade-insecure-requests");
+        }
+        let d = diff(&a, &b, false);
+        let paths: Vec<&str> = d.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "requests.navigation.headers (order)",
+                "requests.navigation.headers.upgrade-insecure-requests",
+                "requests.navigation.headers.x-new"
+            ]
+        );
     }
 
     #[test]
