@@ -378,8 +378,9 @@ async fn profiles_are_diffed_warned_about_and_chrome_latest_is_configurable() {
         "sec-ch-ua in each of the 7 templates: {out}"
     );
     assert!(
-        out.lines()
-            .all(|l| l.starts_with("requests.") && l.contains(".headers.sec-ch-ua: ") && l.contains("Google Chrome")),
+        out.lines().all(|l| l.starts_with("requests.")
+            && l.contains(".headers.sec-ch-ua: ")
+            && l.contains("Google Chrome")),
         "{out}"
     );
     let missing = mummer(vec![
