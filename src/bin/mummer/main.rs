@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Fetch a URL with a browser profile (curl-like).
-    Fetch(FetchArgs),
+    Fetch(Box<FetchArgs>),
     /// List built-in profiles and aliases.
     Profiles,
     /// Profile commands.
@@ -283,7 +283,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Fetch(args) => fetch::fetch(args).await,
+            Command::Fetch(args) => fetch::fetch(*args).await,
             Command::Profiles => {
                 list_profiles();
                 Ok(())
