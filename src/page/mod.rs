@@ -199,6 +199,7 @@ pub async fn load<F: Fetcher>(session: &F, url: &str, options: &LoadOptions) -> 
         bytes: 0,
         seen: found.iter().map(|s| s.url.clone()).collect(),
         done: Vec::new(),
+        next_place: 0,
     };
     let mut running = FuturesUnordered::new();
     for sub in found {
@@ -215,7 +216,7 @@ pub async fn load<F: Fetcher>(session: &F, url: &str, options: &LoadOptions) -> 
     }
     Ok(PageLoad {
         document,
-        subresources: run.done,
+        subresources: run.in_order(),
         took: started.elapsed(),
     })
 }
@@ -231,15 +232,25 @@ struct Run<'a, F> {
     bytes: u64,
     /// URLs found so far (each fetched once).
     seen: HashSet<Url>,
-    done: Vec<Fetched>,
+    /// Each result with its place: the order subresources were admitted in.
+    done: Vec<(usize, Fetched)>,
+    /// The next admission's place.
+    next_place: usize,
 }
 
 /// One subresource in flight: it, the `priority` header it carried, when it started,
 /// and its response.
 type InFlight<'a> = std::pin::Pin<
     Box<
-        dyn std::future::Future<Output = (Subresource, Option<String>, Instant, Result<Response>)>
-            + Send
+        dyn std::future::Future<
+                Output = (
+                    usize,
+                    Subresource,
+                    Option<String>,
+                    Instant,
+                    Result<Response>,
+                ),
+            > + Send
             + 'a,
     >,
 >;
@@ -266,18 +277,23 @@ impl<'a, F: Fetcher> Run<'a, F> {
             None
         };
         let header = sub.priority.header_value();
+        let place = self.next_place;
+        self.next_place += 1;
         if let Some(reason) = left_out {
-            self.done.push(Fetched {
-                url: sub.url.to_string(),
-                kind: sub.kind,
-                found_in: sub.found_in,
-                priority: header,
-                outcome: Outcome::LeftOut {
-                    reason: reason.into(),
+            self.done.push((
+                place,
+                Fetched {
+                    url: sub.url.to_string(),
+                    kind: sub.kind,
+                    found_in: sub.found_in,
+                    priority: header,
+                    outcome: Outcome::LeftOut {
+                        reason: reason.into(),
+                    },
+                    started_ms: 0,
+                    took_ms: 0,
                 },
-                started_ms: 0,
-                took_ms: 0,
-            });
+            ));
             return None;
         }
         self.sent += 1;
@@ -311,14 +327,14 @@ impl<'a, F: Fetcher> Run<'a, F> {
                 Ok(r) => r,
                 Err(_) => Err(Error::timeout("the page load's time limit")),
             };
-            (sub, header_sent, at, response)
+            (place, sub, header_sent, at, response)
         }))
     }
 
     /// Waits for everything in flight, filing each result and starting what a
     /// stylesheet asks for as it arrives.
     async fn drain(&mut self, running: &mut FuturesUnordered<InFlight<'a>>) {
-        while let Some((sub, header, at, response)) = running.next().await {
+        while let Some((place, sub, header, at, response)) = running.next().await {
             let started_ms = at.duration_since(self.started).as_millis() as u64;
             let took_ms = at.elapsed().as_millis() as u64;
             let outcome = match response {
@@ -345,16 +361,26 @@ impl<'a, F: Fetcher> Run<'a, F> {
                     error: e.to_string(),
                 },
             };
-            self.done.push(Fetched {
-                url: sub.url.to_string(),
-                kind: sub.kind,
-                found_in: sub.found_in,
-                priority: header,
-                outcome,
-                started_ms,
-                took_ms,
-            });
+            self.done.push((
+                place,
+                Fetched {
+                    url: sub.url.to_string(),
+                    kind: sub.kind,
+                    found_in: sub.found_in,
+                    priority: header,
+                    outcome,
+                    started_ms,
+                    took_ms,
+                },
+            ));
         }
+    }
+
+    /// The results in the order the subresources were found and sent.
+    fn in_order(self) -> Vec<Fetched> {
+        let mut done = self.done;
+        done.sort_by_key(|(place, _)| *place);
+        done.into_iter().map(|(_, f)| f).collect()
     }
 
     /// What the stylesheet at `url` asks for: its imports, then the fonts it uses.
