@@ -60,14 +60,13 @@ async fn learned_chromium_profile_equals_the_builtin() {
             "{kind} headers"
         );
     }
-    // mummer sends the connection's first-request priority on every stream (the `http2`
-    // crate sets it per connection, see docs/profiles.md), so only the navigation
-    // priority can be learned back from mummer; from a real browser each kind's is.
-    let nav = RequestKind::Navigation;
-    assert_eq!(
-        learned.requests[&nav].priority,
-        builtin.requests[&nav].priority
-    );
+    // Every stream carries its own kind's priority block, so each is learned back.
+    for kind in kinds {
+        assert_eq!(
+            learned.requests[&kind].priority, builtin.requests[&kind].priority,
+            "{kind} priority"
+        );
+    }
     // Kinds not requested fall back at request time instead of being invented.
     assert!(!learned.requests.contains_key(&RequestKind::Font));
 

@@ -12,7 +12,8 @@
 //! - request kinds are told apart by `sec-fetch-dest`; kinds that were not requested
 //!   fall back to the `fetch` and then `navigation` template at request time;
 //! - slots for `referer` and `cookie` that the visit did not send are put where Chromium
-//!   (before `accept-encoding`) or Firefox (after it) puts them;
+//!   (before `accept-encoding`) or Firefox (after it) puts them, and Chromium's `origin`
+//!   slot first on script and font templates (CORS mode: module scripts, fonts);
 //! - HTTP/1.1 header case comes from an HTTP/1.1 visit when there was one, otherwise
 //!   Title-Case except the lower-case `sec-ch-*` client hints, as both families send.
 
@@ -226,7 +227,11 @@ pub fn learn_profile(name: &str, reports: &[ConnectionReport]) -> Result<Profile
                             .unwrap_or("no sec-fetch-dest".into())
                     ),
                     priority: req.priority,
-                    headers: template_headers(&req.headers, chromium_like),
+                    headers: cors_origin_slot(
+                        kind,
+                        template_headers(&req.headers, chromium_like),
+                        chromium_like,
+                    ),
                 },
             );
         }
@@ -403,6 +408,21 @@ fn template_headers(
         out.insert(at, ("cookie".into(), None));
     }
     out
+}
+
+/// Chromium's `Origin` slot on the kinds that go in CORS mode without a body (fonts,
+/// and module scripts under the script template): first after the pseudo-headers, as a
+/// live Chromium 156 page load sent it; a classic script's visit cannot show it.
+fn cors_origin_slot(
+    kind: RequestKind,
+    mut headers: Vec<(String, Option<String>)>,
+    chromium_like: bool,
+) -> Vec<(String, Option<String>)> {
+    let cors_kind = matches!(kind, RequestKind::Script | RequestKind::Font);
+    if chromium_like && cors_kind && !headers.iter().any(|(n, _)| n == "origin") {
+        headers.insert(0, ("origin".into(), None));
+    }
+    headers
 }
 
 fn setting_by_id(id: u16) -> Option<Http2Setting> {
