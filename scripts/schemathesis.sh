@@ -34,7 +34,7 @@
 #      ST_WORKERS (default 1; 2 threads trip CPython 3.11.7's spurious "AST constructor recursion depth mismatch", gh-106905, inside hypothesis) workers, 5 s per request, a hard wall-clock bound of
 #      ST_DEADLINE seconds (default 150) through timeout(1).
 #      Some checks are relaxed per operation (schemathesis.toml written below):
-#      performRequest may answer its documented 502/503/504 (the target, here a closed
+#      performRequest and loadPage may answer their documented 502/503/504 (the target, here a closed
 #      loopback port or an unresolvable name, failed: not a server bug), createSession and
 #      rotateSession their documented 503 (the pool's closed-port proxies get benched once
 #      requests fail through them); no operation documents 500, so a 500 is still caught
@@ -113,10 +113,10 @@ if [ "$_MUMMER_ST_INNER" = netns ]; then
     # Nothing but loopback exists here, so sessions may use it (the server's own ports
     # stay refused). Never outside the namespace.
     SERVE_NET=(--allow-private)
-    echo "schemathesis.sh: in a loopback-only network namespace; performRequest included"
+    echo "schemathesis.sh: in a loopback-only network namespace; performRequest and loadPage included"
 else
-    EXCLUDE+=(--exclude-operation-id performRequest)
-    echo "schemathesis.sh: no network namespace; performRequest (POST /v1/sessions/{id}/requests) excluded"
+    EXCLUDE+=(--exclude-operation-id performRequest --exclude-operation-id loadPage)
+    echo "schemathesis.sh: no network namespace; performRequest and loadPage (POST /v1/sessions/{id}/requests, /load) excluded"
 fi
 
 TMP=$(mktemp -d)
@@ -189,15 +189,17 @@ echo "schemathesis.sh: document under test: $SCHEMA"
 
 cat > "$TMP/schemathesis.toml" <<'EOF'
 [[operations]]
-include-operation-id = "performRequest"
+include-operation-id = ["performRequest", "loadPage"]
 checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "502", "503", "504"]
 
 [[operations]]
 include-operation-id = ["createSession", "rotateSession"]
 checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
 
+# Clearing a session's cookies empties the collection; the session (and its empty
+# cookie list) is still there, which is not a deleted resource served again.
 [[operations]]
-include-operation-id = "exportCookies"
+include-operation-id = ["exportCookies", "clearCookies"]
 checks.use_after_free.enabled = false
 
 # Bodies a schema cannot describe, so a schema-valid body may still be refused (400):

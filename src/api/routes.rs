@@ -371,6 +371,10 @@ struct ListQuery {
 
 /// A page's size when only `cursor` is given.
 const DEFAULT_PAGE: usize = 1000;
+/// The largest `limit` (docs/openapi.json states it).
+const MAX_PAGE: usize = 1_000_000;
+/// The largest `cursor`: the engine's table has 1024 shards, and 1024 is past the last.
+const MAX_CURSOR: usize = 1024;
 
 async fn list_sessions(
     State(s): State<ApiState>,
@@ -383,16 +387,20 @@ async fn list_sessions(
         return Ok(Json(all).into_response());
     }
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 {
+    if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Problem::invalid(
             Some("limit".into()),
-            "limit must be at least 1",
+            format!("limit must be 1 to {MAX_PAGE}"),
         ));
     }
-    let (mut page, next) = s
-        .engine
-        .list_sessions_page(q.cursor.unwrap_or(0), limit)
-        .await?;
+    let cursor = q.cursor.unwrap_or(0);
+    if cursor > MAX_CURSOR {
+        return Err(Problem::invalid(
+            Some("cursor".into()),
+            format!("cursor must be 0 to {MAX_CURSOR} (a `Link` header gives the next one)"),
+        ));
+    }
+    let (mut page, next) = s.engine.list_sessions_page(cursor, limit).await?;
     page.retain(|stats| caller.can_see(&stats.tenant));
     let mut response = Json(page).into_response();
     if let Some(next) = next {
@@ -819,7 +827,7 @@ fn load_options(spec: &LoadSpec) -> ApiResult<crate::page::LoadOptions> {
         if n > 10_000 {
             return Err(out_of("max_subresources", "at most 10000"));
         }
-        options.max_subresources = n as usize;
+        options.max_subresources = n as usize; // at most 10 000: fits
     }
     if let Some(n) = spec.max_bytes {
         if n > 1 << 30 {
@@ -837,7 +845,7 @@ fn load_options(spec: &LoadSpec) -> ApiResult<crate::page::LoadOptions> {
         if !(1..=10_000).contains(&w) {
             return Err(out_of("viewport_width", "1 to 10000"));
         }
-        options.viewport.width = w;
+        options.viewport.width = w as u32; // at most 10 000: fits
     }
     if let Some(r) = spec.device_pixel_ratio {
         if !(0.1..=10.0).contains(&r) {

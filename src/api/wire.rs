@@ -197,14 +197,14 @@ pub struct LoadSpec {
     /// Absolute `http://` or `https://` URL of the document.
     pub url: String,
     /// Most subresources fetched (default 100, at most 10 000).
-    #[serde(default)]
-    pub max_subresources: Option<u32>,
+    #[serde(default, deserialize_with = "crate::json_int::opt_u64")]
+    pub max_subresources: Option<u64>,
     /// No new subresource once this many body bytes arrived (default 32 MiB, at most
     /// 1 GiB).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::opt_u64")]
     pub max_bytes: Option<u64>,
     /// The whole load's time limit in ms (default 30 000, 1 to 600 000).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::opt_u64")]
     pub timeout_ms: Option<u64>,
     /// Only the document's origin.
     #[serde(default)]
@@ -216,8 +216,8 @@ pub struct LoadSpec {
     #[serde(default = "yes")]
     pub favicon: bool,
     /// Viewport width in CSS px (default 1920, 1 to 10 000).
-    #[serde(default)]
-    pub viewport_width: Option<u32>,
+    #[serde(default, deserialize_with = "crate::json_int::opt_u64")]
+    pub viewport_width: Option<u64>,
     /// Device pixel ratio (default 1, 0.1 to 10).
     #[serde(default)]
     pub device_pixel_ratio: Option<f64>,
