@@ -807,14 +807,17 @@ async fn perform(
     if !spec.use_cache {
         request = request.no_cache();
     }
-    let response = request.send().await.map_err(|e| {
-        let mut p = Problem::from(e);
-        if p.title == "Invalid URL" {
-            p.field = Some("url".into());
-        }
-        p
-    })?;
+    let response = request.send().await.map_err(url_problem)?;
     Ok(Json(ResponseView::new(&response, spec.response_body)).into_response())
+}
+
+/// A failed request as a problem; an invalid URL names the `url` field.
+fn url_problem(e: crate::Error) -> Problem {
+    let mut p = Problem::from(e);
+    if p.title == "Invalid URL" {
+        p.field = Some("url".into());
+    }
+    p
 }
 
 /// The limits of a load, each checked against its bound.
@@ -876,13 +879,10 @@ async fn load_page(
     let options = load_options(&spec)?;
     let session = visible_session(&s.engine, &caller, &id).await?;
     session.touch();
-    let load = session.load_page(&spec.url, &options).await.map_err(|e| {
-        let mut p = Problem::from(e);
-        if p.title == "Invalid URL" {
-            p.field = Some("url".into());
-        }
-        p
-    })?;
+    let load = session
+        .load_page(&spec.url, &options)
+        .await
+        .map_err(url_problem)?;
     Ok(Json(PageLoadView {
         document: ResponseView::new(&load.document, BodyFormat::None),
         complete: load.complete(),

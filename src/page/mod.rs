@@ -1,4 +1,4 @@
-//! A page load, as Chromium does it: [`Session::load`] fetches a document, then what
+//! A page load, as Chromium does it: [`Session::load_page`] fetches a document, then what
 //! the browser would fetch for it — stylesheets, scripts, images, the fonts and
 //! imports its stylesheets ask for, and the icon — over the session's connections,
 //! cookies and cache, each with its request kind's headers and Chromium's priority, and
@@ -280,20 +280,10 @@ impl<'a, F: Fetcher> Run<'a, F> {
         let place = self.next_place;
         self.next_place += 1;
         if let Some(reason) = left_out {
-            self.done.push((
-                place,
-                Fetched {
-                    url: sub.url.to_string(),
-                    kind: sub.kind,
-                    found_in: sub.found_in,
-                    priority: header,
-                    outcome: Outcome::LeftOut {
-                        reason: reason.into(),
-                    },
-                    started_ms: 0,
-                    took_ms: 0,
-                },
-            ));
+            let outcome = Outcome::LeftOut {
+                reason: reason.into(),
+            };
+            self.file(place, &sub, header, outcome, 0, 0);
             return None;
         }
         self.sent += 1;
@@ -361,19 +351,32 @@ impl<'a, F: Fetcher> Run<'a, F> {
                     error: e.to_string(),
                 },
             };
-            self.done.push((
-                place,
-                Fetched {
-                    url: sub.url.to_string(),
-                    kind: sub.kind,
-                    found_in: sub.found_in,
-                    priority: header,
-                    outcome,
-                    started_ms,
-                    took_ms,
-                },
-            ));
+            self.file(place, &sub, header, outcome, started_ms, took_ms);
         }
+    }
+
+    /// Files what became of `sub`, at its `place` in the list.
+    fn file(
+        &mut self,
+        place: usize,
+        sub: &Subresource,
+        priority: Option<String>,
+        outcome: Outcome,
+        started_ms: u64,
+        took_ms: u64,
+    ) {
+        self.done.push((
+            place,
+            Fetched {
+                url: sub.url.to_string(),
+                kind: sub.kind,
+                found_in: sub.found_in,
+                priority,
+                outcome,
+                started_ms,
+                took_ms,
+            },
+        ));
     }
 
     /// The results in the order the subresources were found and sent.
