@@ -198,11 +198,10 @@ checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
 
 # Clearing a session's cookies (DELETE .../cookies) empties the collection; the session
 # and its empty cookie list are still there, which is not a deleted resource served
-# again. The per-operation switch is not honoured by the stateful phase (two runs of
-# four still flagged it), so the check is off for every operation; that a closed
-# session is gone (404) is tested by tests/api_contract.rs.
-[checks]
-use_after_free.enabled = false
+# again. Neither the per-operation switch nor `[checks] use_after_free.enabled = false`
+# is honoured next to `--checks all` (CI still flagged it), so the command line excludes
+# the check (`--exclude-checks use_after_free` below); that a closed session is gone
+# (404) is tested by tests/api_contract.rs.
 
 # Bodies a schema cannot describe, so a schema-valid body may still be refused (400):
 # importSnapshot takes an opaque snapshot (sealed bytes, or JSON whose fields are checked
@@ -238,7 +237,7 @@ EOF
 export SCHEMATHESIS_HOOKS="$TMP/hooks.py" MUMMER_ST_PROFILE="$TMP/profile.json"
 ST=("$PY" -c 'import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())'
     --config-file "$TMP/schemathesis.toml")
-COMMON=(-H "Authorization: Bearer $TOKEN" --checks all --seed "$SEED"
+COMMON=(-H "Authorization: Bearer $TOKEN" --checks all --exclude-checks use_after_free --seed "$SEED"
     --generation-database none --no-color --report junit,json --report-dir "$REPORT_DIR")
 EXTRA=()
 [ -n "${ST_BASELINE:-}" ] && EXTRA+=(--baseline "$(readlink -f "$ST_BASELINE")")
