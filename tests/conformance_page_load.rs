@@ -5,6 +5,11 @@
 //! priority block, the header list in order with values, and how HPACK wrote each
 //! field; and the order in which they were sent.
 //!
+//! A second test visits the page twice on one connection, the second time by clicking
+//! the page's link to itself (Chromium driven over the DevTools protocol): the second
+//! visit is cache-warm, and both must revalidate what is `no-cache` (`If-None-Match`,
+//! `If-Modified-Since`, each where Chromium puts it) and ask nothing for what is fresh.
+//!
 //! Chromium runs as in `conformance_chromium.rs` (only the test's host resolves, to
 //! 127.0.0.1; inside a loopback-only network namespace where the machine allows it).
 
@@ -14,11 +19,16 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
+use mummer::client::CacheStatus;
 use mummer::inspect::h2frames::HeadersFrame;
+use mummer::inspect::test_page::AGAIN_ID;
 use mummer::inspect::{ConnectionReport, Inspector, PAGE_LOAD_PATH};
 use mummer::net::ResolveOverride;
-use mummer::page::LoadOptions;
+use mummer::page::{LoadOptions, Outcome, PageLoad};
+use mummer::session::CacheConfig;
 use mummer::{Profile, Session};
+use serde_json::json;
+use support::cdp::Cdp;
 use support::chromium::{base_args, reran_in_loopback_namespace, Browser};
 
 const HOST: &str = "pageload.test";
@@ -73,21 +83,102 @@ async fn chromium_load(inspector: &mut Inspector) -> Vec<ConnectionReport> {
     reports
 }
 
-async fn mummer_load(inspector: &mut Inspector) -> Vec<ConnectionReport> {
+/// Everything Chromium sent for two visits of the test page: the first typed, the
+/// second by clicking the page's link to itself, on the same connection.
+async fn chromium_load_twice(inspector: &mut Inspector) -> Vec<ConnectionReport> {
+    let url = format!(
+        "https://{HOST}:{}{PAGE_LOAD_PATH}",
+        inspector.local_addr().port()
+    );
+    let profile_dir = tempfile::tempdir().expect("profile dir");
+    // The inspector's certificate trusted by its key, not every error ignored:
+    // Chromium's HTTP cache keeps nothing fetched over a certificate error, and the
+    // second visit is about what it kept.
+    let mut args = base_args(&[HOST], profile_dir.path());
+    args.retain(|a| a != "--ignore-certificate-errors");
+    args.push(format!(
+        "--ignore-certificate-errors-spki-list={}",
+        spki_hash(inspector.cert_pem())
+    ));
+    let (browser, mut cdp) = Cdp::launch(args).await;
+    let page = cdp.new_page().await;
+    cdp.call("Page.navigate", json!({ "url": url }), Some(&page))
+        .await;
+    // Loaded, and the icon (asked for after the load event) had its time.
+    wait_until(&mut cdp, &page, "document.readyState === 'complete'").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cdp.eval(
+        &format!("document.getElementById('{AGAIN_ID}').click(); 1"),
+        &page,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until(&mut cdp, &page, "document.readyState === 'complete'").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cdp.call("Browser.close", json!({}), None).await;
+    let mut reports = Vec::new();
+    while let Ok(Some(r)) =
+        tokio::time::timeout(Duration::from_secs(3), inspector.next_report()).await
+    {
+        reports.push(r);
+    }
+    drop(browser);
+    assert!(!reports.is_empty(), "chromium connected");
+    reports
+}
+
+/// The base64 SHA-256 of the certificate's SubjectPublicKeyInfo, as Chromium's
+/// `--ignore-certificate-errors-spki-list` takes it.
+fn spki_hash(cert_pem: &[u8]) -> String {
+    use base64::Engine as _;
+    let cert = boring::x509::X509::from_pem(cert_pem).expect("inspector certificate");
+    let spki = cert
+        .public_key()
+        .and_then(|k| k.public_key_to_der())
+        .expect("public key");
+    let digest = boring::hash::hash(boring::hash::MessageDigest::sha256(), &spki).expect("sha256");
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+/// Polls `condition` in the page (every 50 ms, 20 s at most).
+async fn wait_until(cdp: &mut Cdp, page: &str, condition: &str) {
+    for _ in 0..400 {
+        if cdp.eval(condition, page).await == json!(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{condition} within 20 s");
+}
+
+/// What `Session::load_page` sent for `visits` loads of the test page, one after the
+/// other in one session (a cache that keeps bodies, as a browser's), with the loads.
+async fn mummer_load(
+    inspector: &mut Inspector,
+    visits: usize,
+) -> (Vec<ConnectionReport>, Vec<PageLoad>) {
     let port = inspector.local_addr().port();
     let resolve: ResolveOverride = format!("{HOST}:{port}:127.0.0.1").parse().expect("resolve");
     let session = Session::builder(Profile::named("chromium-156-linux").expect("profile"))
         .transport(move |b| b.insecure(true).resolve(resolve))
+        .cache(CacheConfig {
+            store_bodies: true,
+            ..CacheConfig::default()
+        })
         .build()
         .expect("session");
-    let load = session
-        .load_page(
-            &format!("https://{HOST}:{port}{PAGE_LOAD_PATH}"),
-            &LoadOptions::default(),
-        )
-        .await
-        .expect("page load");
-    assert!(load.complete(), "{:?}", load.subresources);
+    let mut loads = Vec::new();
+    for _ in 0..visits {
+        let load = session
+            .load_page(
+                &format!("https://{HOST}:{port}{PAGE_LOAD_PATH}"),
+                &LoadOptions::default(),
+            )
+            .await
+            .expect("page load");
+        assert!(load.complete(), "{:?}", load.subresources);
+        loads.push(load);
+    }
     session.client().close_connections();
     let mut reports = Vec::new();
     while let Ok(Some(r)) =
@@ -95,7 +186,7 @@ async fn mummer_load(inspector: &mut Inspector) -> Vec<ConnectionReport> {
     {
         reports.push(r);
     }
-    reports
+    (reports, loads)
 }
 
 #[test]
@@ -116,49 +207,56 @@ async fn compare() {
         .await
         .expect("inspector");
     let browser = requests(&chromium_load(&mut inspector).await);
-    let ours = requests(&mummer_load(&mut inspector).await);
+    let (ours, _) = mummer_load(&mut inspector, 1).await;
+    let mut ours = requests(&ours);
+    // Chromium asks for the icon after the load event, and `--dump-dom` sometimes
+    // exits first (seen in one run of three): then the icon is not compared.
+    if !browser.iter().any(|(p, _)| p == "/pl/icon.png") {
+        eprintln!("allowed: chromium exited before asking for the icon");
+        ours.retain(|(p, _)| p != "/pl/icon.png");
+    }
+    same_frames(&browser, &ours);
+}
+
+/// What the page's script asks for: mummer runs no JavaScript, so these are not made,
+/// and what they put in the HPACK table (their `priority: u=1, i`) is not there for the
+/// requests after them.
+const SCRIPT_MADE: [&str; 2] = ["/pl/api/fetch", "/pl/api/xhr"];
+
+/// Asserts that `ours` are the requests `browser` made (but the script's), in the same
+/// order, each HEADERS frame alike: priority block, header names in order, values, and
+/// how HPACK wrote each field. The only differences allowed are named: which streams
+/// were open when a request left (its dependency), and table entries only the script's
+/// requests put there.
+fn same_frames(browser: &[(String, HeadersFrame)], ours: &[(String, HeadersFrame)]) {
     let browser_paths: Vec<&str> = browser.iter().map(|(p, _)| p.as_str()).collect();
     let our_paths: Vec<&str> = ours.iter().map(|(p, _)| p.as_str()).collect();
     eprintln!("chromium sent: {browser_paths:?}");
     eprintln!("mummer sent:   {our_paths:?}");
-
-    // What the page's script asks for: mummer runs no JavaScript, so these are not
-    // made, and what they put in the HPACK table (their `priority: u=1, i`) is not
-    // there for the requests after them.
-    const SCRIPT_MADE: [&str; 2] = ["/pl/api/fetch", "/pl/api/xhr"];
     let script_values: Vec<(String, String)> = browser
         .iter()
         .filter(|(p, _)| SCRIPT_MADE.contains(&p.as_str()))
         .flat_map(|(_, f)| f.headers.clone())
         .collect();
-    let expected_paths: Vec<&str> = browser_paths
+    let expected: Vec<&(String, HeadersFrame)> = browser
         .iter()
-        .copied()
-        .filter(|p| !SCRIPT_MADE.contains(p))
+        .filter(|(p, _)| !SCRIPT_MADE.contains(&p.as_str()))
         .collect();
-    // Chromium asks for the icon after the load event, and `--dump-dom` sometimes
-    // exits first (seen in one run of three): then the icon is not compared.
-    let mut our_paths = our_paths;
-    if !browser_paths.contains(&"/pl/icon.png") {
-        eprintln!("allowed: chromium exited before asking for the icon");
-        our_paths.retain(|p| *p != "/pl/icon.png");
-    }
+    let expected_paths: Vec<&str> = expected.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         our_paths, expected_paths,
         "the same requests, in the same order"
     );
 
-    let ours_by_path: BTreeMap<&str, &HeadersFrame> =
-        ours.iter().map(|(p, f)| (p.as_str(), f)).collect();
     let mut differences = Vec::new();
     let mut allowed = Vec::new();
-    for (path, b) in browser
-        .iter()
-        .filter(|(p, _)| !SCRIPT_MADE.contains(&p.as_str()))
+    for (i, ((path, b), (_, o))) in expected
+        .into_iter()
+        .map(|e| (&e.0, &e.1))
+        .zip(ours)
+        .enumerate()
     {
-        let Some(o) = ours_by_path.get(path.as_str()) else {
-            continue;
-        };
+        let path = format!("#{i} {path}");
         let (pb, po) = (b.priority, o.priority);
         if pb.map(|p| (p.exclusive, p.weight)) != po.map(|p| (p.exclusive, p.weight)) {
             differences.push(format!("{path}: priority {pb:?} vs {po:?}"));
@@ -210,4 +308,60 @@ async fn compare() {
         eprintln!("DIFF {d}");
     }
     assert!(differences.is_empty(), "{} differences", differences.len());
+}
+
+#[test]
+fn chromium_and_mummer_load_the_page_twice_alike() {
+    if reran_in_loopback_namespace("chromium_and_mummer_load_the_page_twice_alike") {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(compare_twice());
+}
+
+async fn compare_twice() {
+    let mut inspector = Inspector::start("127.0.0.1:0".parse().expect("addr"), &[HOST.to_string()])
+        .await
+        .expect("inspector");
+    let browser_reports = chromium_load_twice(&mut inspector).await;
+    let (our_reports, loads) = mummer_load(&mut inspector, 2).await;
+    assert_eq!(
+        browser_reports.len(),
+        1,
+        "chromium: both visits on one connection"
+    );
+    assert_eq!(
+        our_reports.len(),
+        1,
+        "mummer: both visits on one connection"
+    );
+    same_frames(&requests(&browser_reports), &requests(&our_reports));
+
+    // What the second visit did, as the load reports it: revalidated what is
+    // `no-cache`, took what is fresh from the cache without a request.
+    let second = &loads[1];
+    assert_eq!(second.document.cache_status(), CacheStatus::Revalidated);
+    let cache: BTreeMap<&str, CacheStatus> = second
+        .subresources
+        .iter()
+        .map(|f| match &f.outcome {
+            Outcome::Fetched { cache, .. } => (f.url.rsplit('/').next().unwrap_or(""), *cache),
+            other => panic!("{}: {other:?}", f.url),
+        })
+        .collect();
+    assert_eq!(
+        cache,
+        BTreeMap::from([
+            ("app.mjs", CacheStatus::Revalidated),
+            ("font.woff2", CacheStatus::Hit),
+            ("head.js", CacheStatus::Revalidated),
+            ("icon.png", CacheStatus::Hit),
+            ("img.png", CacheStatus::Hit),
+            ("site.css", CacheStatus::Revalidated),
+        ])
+    );
 }

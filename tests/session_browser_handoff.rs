@@ -6,18 +6,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use mummer::cookies::formats;
 use mummer::net::ResolveOverride;
 use mummer::{Profile, Session};
 use serde_json::{json, Value};
-use support::chromium::{base_args, reran_in_loopback_namespace, Browser};
+use support::cdp::Cdp;
+use support::chromium::{base_args, reran_in_loopback_namespace};
 use support::https::{HttpsServer, Reply};
-use tokio_tungstenite::tungstenite::Message;
 
 const HOST: &str = "shop.test";
 
@@ -34,39 +31,6 @@ fn site(req: &support::https::SeenRequest) -> Reply {
         .header("content-type", "text/html"),
         (_, "/account") => Reply::ok("<!doctype html><h1 id=who>Please log in</h1>").header("content-type", "text/html"),
         _ => Reply::ok("ok"),
-    }
-}
-
-/// A minimal DevTools protocol client over the browser's WebSocket.
-struct Cdp {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    next_id: u64,
-}
-
-impl Cdp {
-    async fn call(&mut self, method: &str, params: Value, session: Option<&str>) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut msg = json!({"id": id, "method": method, "params": params});
-        if let Some(s) = session {
-            msg["sessionId"] = json!(s);
-        }
-        self.ws.send(Message::text(msg.to_string())).await.unwrap();
-        loop {
-            let frame = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
-                .await
-                .expect("DevTools answered within 30 s")
-                .expect("DevTools connection open")
-                .unwrap();
-            let Message::Text(text) = frame else { continue };
-            let v: Value = serde_json::from_str(&text).unwrap();
-            if v["id"] == json!(id) {
-                assert!(v.get("error").is_none(), "{method}: {v}");
-                return v["result"].clone();
-            }
-        }
     }
 }
 
@@ -112,41 +76,9 @@ async fn handoff() {
 
     // 2. Chromium gets the session's cookies over the DevTools protocol.
     let profile_dir = tempfile::tempdir().unwrap();
-    let mut args = base_args(&[HOST], profile_dir.path());
-    args.extend([
-        "--remote-debugging-port=0".to_string(),
-        "about:blank".to_string(),
-    ]);
-    let mut browser = Browser::start(&args, Stdio::piped());
-    let stderr = browser.0.stderr.take().unwrap();
-    let ws_url = tokio::task::spawn_blocking(move || {
-        for line in BufReader::new(stderr).lines() {
-            let line = line.ok()?;
-            if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                return Some(url.trim().to_string());
-            }
-        }
-        None
-    })
-    .await
-    .unwrap()
-    .expect("Chromium announced its DevTools endpoint");
-    assert!(ws_url.starts_with("ws://127.0.0.1:"), "{ws_url}");
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
-        .await
-        .unwrap();
-    let mut cdp = Cdp { ws, next_id: 0 };
-    let target = cdp
-        .call("Target.createTarget", json!({"url": "about:blank"}), None)
-        .await;
-    let attached = cdp
-        .call(
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
-            None,
-        )
-        .await;
-    let sid = attached["sessionId"].as_str().unwrap().to_string();
+    let args = base_args(&[HOST], profile_dir.path());
+    let (browser, mut cdp) = Cdp::launch(args).await;
+    let sid = cdp.new_page().await;
     let sid = Some(sid.as_str());
     let exported: Value = serde_json::from_str(&formats::to_cdp(&session.cookies())).unwrap();
     cdp.call("Network.setCookies", exported, sid).await;

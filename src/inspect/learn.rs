@@ -14,6 +14,11 @@
 //! - slots for `referer` and `cookie` that the visit did not send are put where Chromium
 //!   (before `accept-encoding`) or Firefox (after it) puts them, and Chromium's `origin`
 //!   slot first on script and font templates (CORS mode: module scripts, fonts);
+//! - Chromium's cache validator slots (`if-none-match`, `if-modified-since`) right after
+//!   `accept` on the kinds its renderer's memory cache revalidates (images, scripts,
+//!   styles, fonts), as a second visit of the test page shows them; elsewhere (the
+//!   document, fetch/XHR: its HTTP cache) they go after the cookie, a rule of
+//!   [`crate::profile::headers`];
 //! - HTTP/1.1 header case comes from an HTTP/1.1 visit when there was one, otherwise
 //!   Title-Case except the lower-case `sec-ch-*` client hints, as both families send.
 
@@ -28,12 +33,14 @@ use crate::profile::{
 };
 
 /// Headers whose value changes per request; the template keeps their position only.
-const SLOT_HEADERS: [&str; 5] = [
+const SLOT_HEADERS: [&str; 7] = [
     "referer",
     "origin",
     "cookie",
     "content-type",
     "content-length",
+    "if-none-match",
+    "if-modified-since",
 ];
 
 /// Extension code points (RFC 8446 and friends) the profile switches on or off.
@@ -227,9 +234,13 @@ pub fn learn_profile(name: &str, reports: &[ConnectionReport]) -> Result<Profile
                             .unwrap_or("no sec-fetch-dest".into())
                     ),
                     priority: req.priority,
-                    headers: cors_origin_slot(
+                    headers: validator_slots(
                         kind,
-                        template_headers(&req.headers, chromium_like),
+                        cors_origin_slot(
+                            kind,
+                            template_headers(&req.headers, chromium_like),
+                            chromium_like,
+                        ),
                         chromium_like,
                     ),
                 },
@@ -425,6 +436,29 @@ fn cors_origin_slot(
     headers
 }
 
+/// Chromium's validator slots right after `accept` on the kinds whose revalidation its
+/// renderer's memory cache makes (a live Chromium 156 second visit put `if-none-match`
+/// there on the stylesheet and scripts; the document's came last, from the HTTP cache).
+fn validator_slots(
+    kind: RequestKind,
+    mut headers: Vec<(String, Option<String>)>,
+    chromium_like: bool,
+) -> Vec<(String, Option<String>)> {
+    let renderer_cached = matches!(
+        kind,
+        RequestKind::Image | RequestKind::Script | RequestKind::Style | RequestKind::Font
+    );
+    let has = |h: &[(String, Option<String>)], n: &str| h.iter().any(|(name, _)| name == n);
+    if !chromium_like || !renderer_cached || has(&headers, "if-none-match") {
+        return headers;
+    }
+    if let Some(accept) = headers.iter().position(|(n, _)| n == "accept") {
+        headers.insert(accept + 1, ("if-modified-since".into(), None));
+        headers.insert(accept + 1, ("if-none-match".into(), None));
+    }
+    headers
+}
+
 fn setting_by_id(id: u16) -> Option<Http2Setting> {
     [
         Http2Setting::HeaderTableSize,
@@ -538,6 +572,48 @@ mod tests {
             .unwrap()
             .1
             .is_none());
+    }
+
+    #[test]
+    fn validator_slots_follow_accept_on_what_chromium_revalidates_in_the_renderer() {
+        let headers = |v: &[&str]| {
+            v.iter()
+                .map(|n| (n.to_string(), None))
+                .collect::<Vec<(String, Option<String>)>>()
+        };
+        let names =
+            |v: Vec<(String, Option<String>)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        let seen = headers(&["user-agent", "accept", "sec-fetch-site"]);
+        for kind in [
+            RequestKind::Style,
+            RequestKind::Script,
+            RequestKind::Image,
+            RequestKind::Font,
+        ] {
+            assert_eq!(
+                names(validator_slots(kind, seen.clone(), true)),
+                [
+                    "user-agent",
+                    "accept",
+                    "if-none-match",
+                    "if-modified-since",
+                    "sec-fetch-site"
+                ],
+                "{kind:?}"
+            );
+        }
+        // The document's and fetch's come from the HTTP cache (after the cookie), and
+        // Firefox's are not known: no slots.
+        for (kind, chromium) in [
+            (RequestKind::Navigation, true),
+            (RequestKind::Fetch, true),
+            (RequestKind::Style, false),
+        ] {
+            assert_eq!(
+                names(validator_slots(kind, seen.clone(), chromium)),
+                names(seen.clone())
+            );
+        }
     }
 
     #[test]

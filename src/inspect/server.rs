@@ -505,7 +505,14 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
             if path == Some(RESUME_PATH) {
                 // Answer a page that needs one more resource, then close: the browser
                 // must open a second connection, which resumes the TLS session.
-                respond_h2(io, stream, "text/html", RESUME_PAGE.as_bytes()).await?;
+                respond_h2(
+                    io,
+                    stream,
+                    200,
+                    &[("content-type", "text/html")],
+                    Some(RESUME_PAGE.as_bytes()),
+                )
+                .await?;
                 let mut goaway = stream.to_be_bytes().to_vec();
                 goaway.extend_from_slice(&0u32.to_be_bytes());
                 io.write_all(&frame_bytes(kind::GOAWAY, 0, 0, &goaway))
@@ -514,12 +521,31 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
                 let _ = io.shutdown().await;
                 break;
             }
-            if let Some((content_type, body)) = path.and_then(test_page::page_resource) {
-                respond_h2(io, stream, content_type, body).await?;
+            if let Some(resource) = path.and_then(test_page::page_resource) {
+                let asked = h2
+                    .requests
+                    .last()
+                    .map(|r| &r.headers[..])
+                    .unwrap_or_default();
+                let cache = resource.caching.headers();
+                if resource.caching.not_modified(asked) {
+                    respond_h2(io, stream, 304, &cache, None).await?;
+                } else {
+                    let mut headers = vec![("content-type", resource.content_type)];
+                    headers.extend(cache);
+                    respond_h2(io, stream, 200, &headers, Some(resource.body)).await?;
+                }
                 continue;
             }
             let body = serde_json::to_vec_pretty(&*report)?;
-            respond_h2(io, stream, "application/json", &body).await?;
+            respond_h2(
+                io,
+                stream,
+                200,
+                &[("content-type", "application/json")],
+                Some(&body),
+            )
+            .await?;
         }
     }
     if !h2.requests.is_empty() || report.http2.is_none() {
@@ -534,31 +560,56 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Answers `stream` with `status` (200 or 304), `headers` and, for a 200, `body` with its
+/// `content-length`. The header block is written by hand: the status from the static
+/// table, each field a literal without indexing whose name is a static-table entry.
 async fn respond_h2<S: AsyncWrite + Unpin>(
     io: &mut S,
     stream: u32,
-    content_type: &str,
-    body: &[u8],
+    status: u16,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
 ) -> std::io::Result<()> {
-    // :status 200 (static index 8), then content-type (static name 31) and
-    // content-length as literals without indexing.
-    let mut block = vec![0x88];
-    let mut literal = |index: u8, value: &[u8]| {
-        block.push(0x0f);
-        block.push(index - 15);
-        block.push(value.len() as u8);
-        block.extend_from_slice(value);
-    };
-    literal(31, content_type.as_bytes());
-    literal(28, body.len().to_string().as_bytes());
-    let mut out = frame_bytes(kind::HEADERS, 0x4, stream, &block);
-    let mut chunks = body.chunks(16_384).peekable();
-    if chunks.peek().is_none() {
-        out.extend(frame_bytes(kind::DATA, 0x1, stream, &[]));
+    // Static table: `:status 200` is 8, `:status 304` 11.
+    let mut block = vec![if status == 304 { 0x8b } else { 0x88 }];
+    let length = body.map(|b| b.len().to_string());
+    let fields = headers
+        .iter()
+        .map(|(n, v)| (*n, *v))
+        .chain(length.as_deref().map(|l| ("content-length", l)));
+    for (name, value) in fields {
+        let index = match name {
+            "cache-control" => 24,
+            "content-length" => 28,
+            "content-type" => 31,
+            "etag" => 34,
+            "last-modified" => 44,
+            _ => return Err(std::io::Error::other(format!("no static index for {name}"))),
+        };
+        if value.len() > 126 {
+            return Err(std::io::Error::other(format!("{name} value too long")));
+        }
+        // Literal without indexing, indexed name (4-bit prefix: 15 + the rest).
+        block.extend_from_slice(&[0x0f, index - 15, value.len() as u8]);
+        block.extend_from_slice(value.as_bytes());
     }
-    while let Some(chunk) = chunks.next() {
-        let end = if chunks.peek().is_none() { 0x1 } else { 0 };
-        out.extend(frame_bytes(kind::DATA, end, stream, chunk));
+    let body = body.unwrap_or_default();
+    let no_body = status == 304;
+    let mut out = frame_bytes(
+        kind::HEADERS,
+        if no_body { 0x5 } else { 0x4 },
+        stream,
+        &block,
+    );
+    if !no_body {
+        let mut chunks = body.chunks(16_384).peekable();
+        if chunks.peek().is_none() {
+            out.extend(frame_bytes(kind::DATA, 0x1, stream, &[]));
+        }
+        while let Some(chunk) = chunks.next() {
+            let end = if chunks.peek().is_none() { 0x1 } else { 0 };
+            out.extend(frame_bytes(kind::DATA, end, stream, chunk));
+        }
     }
     io.write_all(&out).await?;
     io.flush().await

@@ -10,7 +10,10 @@
 //!   exceptions that follow Chromium: client hints (`sec-ch-*`, the high-entropy ones
 //!   sent after `Accept-CH`) go right after the template's last `sec-ch-*` header, and
 //!   cache validators (`if-none-match`, `if-modified-since`) go right after the `cookie`
-//!   slot (or before `priority` when there is no cookie slot);
+//!   slot (or before `priority` when there is no cookie slot), where Chromium's HTTP cache
+//!   adds them (documents, fetch/XHR); a template with slots of their own (Chromium's
+//!   subresource templates: right after `accept`, where its renderer's memory cache puts
+//!   them) takes them there, as any slot;
 //! - `host` and pseudo-headers are the transport's business and never come from here.
 
 use http::{HeaderName, HeaderValue};

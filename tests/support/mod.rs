@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod cdp;
 pub mod chaos;
 pub mod chromium;
 pub mod dante;
