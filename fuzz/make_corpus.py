@@ -196,6 +196,23 @@ put(T, "negative-delay", "User-agent: mummer\nCrawl-delay: -5\nCrawl-delay: NaN\
 put(T, "bom-and-crlf", "\ufeffUser-Agent: MUMMER\r\nDisallow: /%E2%82%AC\r\n")
 put(T, "binary", bytes(range(256)))
 
+# ===== page loads =====
+T = "page_subresources"
+put(T, "page", '<!doctype html><base href="/b/"><link rel=stylesheet href=s.css media=print>'
+    '<link rel=preload as=font href=/f.woff2><script type=module src=m.js></script>'
+    '<script src=a.js async></script><img src=i.png srcset="i1.png 1x, i2.png 2x" width=10 height=10>'
+    '<picture><source type=image/avif srcset="p.avif 100w" sizes="50vw"><img src=p.jpg></picture>'
+    '<link rel=icon href=/icon.png><img src=lazy.png loading=lazy>')
+put(T, "raw-text", "<script><img src=/no.png></script><noscript><img src=/no2.png></noscript>"
+    "<template><img src=/t.png></template><textarea><link rel=stylesheet href=/x.css></textarea>"
+    "<img src=/yes.png#frag><img src='javascript:x'><img src=data:,x>")
+put(T, "css", "@import url(/a.css) screen; @import '/b.css';\n"
+    "@font-face { font-family: 'F'; src: local(F), url(/f.woff2) format('woff2'), url(/f.ttf); }\n"
+    "@media (min-width: 1px) { @supports (x: y) { .a { font: italic 12px/1.5 F, serif } } }\n")
+put(T, "broken", "<img src=/a.png<img src=\"/b.png\" <link rel=\"stylesheet\" href=/c.css"
+    "<picture><source srcset=><source srcset=\", , ,\"></picture></picture><base href=javascript:>")
+put(T, "binary", bytes(range(256)))
+
 # ===== command-line strings =====
 put("resolve_override", "v4", "example.test:443:127.0.0.1")
 put("resolve_override", "v6", "example.test:443:[::1]")

@@ -57,6 +57,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("proxy_url", proxy_url),
     ("inspect_clienthello", inspect_clienthello),
     ("inspect_h2_frames", inspect_h2_frames),
+    ("page_subresources", page_subresources),
 ];
 
 /// The function of the target called `name`, if there is one.
@@ -504,6 +505,38 @@ pub fn robots_txt(data: &[u8]) {
             assert!(d > Duration::ZERO, "a zero crawl delay");
         }
     }
+}
+
+// ===== page loads =====
+
+/// `data` is a document a page load reads (`src/page/discover.rs`, html5ever's
+/// tokenizer) and, the same bytes, a stylesheet (`src/page/css.rs`, `cssparser`); the
+/// first byte picks the viewport. Invariants: at most `MAX_FOUND` listed, each URL once,
+/// `http(s)` without a fragment, the icon (if any) last; a stylesheet lists at most
+/// `MAX_FOUND` fonts and imports each.
+pub fn page_subresources(data: &[u8]) {
+    use crate::page::discover::{subresources, Viewport, MAX_FOUND};
+    let viewport = Viewport {
+        width: 1 + u32::from(data.first().copied().unwrap_or(0)) * 16,
+        device_pixel_ratio: 1.0 + f64::from(data.get(1).copied().unwrap_or(0) % 4),
+    };
+    let text = text(data);
+    let Ok(base) = url::Url::parse("https://shop.test/dir/page.html") else {
+        return;
+    };
+    let found = subresources(&text, &base, viewport);
+    assert!(found.list.len() <= MAX_FOUND, "{} listed", found.list.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in found.list.iter().enumerate() {
+        assert!(seen.insert(s.url.clone()), "{} listed twice", s.url);
+        assert!(matches!(s.url.scheme(), "http" | "https"), "{}", s.url);
+        assert!(s.url.fragment().is_none(), "{}", s.url);
+        if s.found_in == "favicon" {
+            assert_eq!(i + 1, found.list.len(), "the icon is last");
+        }
+    }
+    let sheet = crate::page::css::read(&text);
+    assert!(sheet.fonts.len() <= MAX_FOUND && sheet.imports.len() <= MAX_FOUND);
 }
 
 // ===== command-line strings =====

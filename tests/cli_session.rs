@@ -353,6 +353,54 @@ async fn fetch_load_lists_every_subresource_and_fails_when_one_did() {
         "{}",
         text(&broken)
     );
+
+    // Only the kinds asked for; the others are listed as left out, not fetched.
+    let before = server.requests().len();
+    let mut only_images = args("https://shop.test/");
+    only_images.extend(["--load-kinds".into(), "image".into(), "--json".into()]);
+    let images = mummer(only_images).await;
+    assert!(images.status.success(), "{}", text(&images));
+    let json: serde_json::Value = serde_json::from_slice(&images.stdout).unwrap();
+    let outcomes: Vec<(String, String)> = json["subresources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["url"].as_str().unwrap().to_string(),
+                s["reason"].as_str().unwrap_or("fetched").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("https://shop.test/s.css".to_string(), "kind".to_string()),
+            ("https://shop.test/i.png".into(), "fetched".into()),
+            ("https://shop.test/favicon.ico".into(), "fetched".into()),
+        ]
+    );
+    assert_eq!(
+        (
+            json["not_listed"].as_u64(),
+            json["document_bytes_not_read"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        server.requests().len() - before,
+        3,
+        "the document and two images"
+    );
+    let mut bad_kind = args("https://shop.test/");
+    bad_kind.extend(["--load-kinds".into(), "image,video".into()]);
+    let refused = mummer(bad_kind).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("unknown request kind `video`"),
+        "{}",
+        text(&refused)
+    );
 }
 
 /// `mummer profile diff` names each differing field and answers with diff(1)'s exit

@@ -341,3 +341,81 @@ async fn a_subresource_past_the_time_limit_is_reported_as_cut() {
     );
     assert!(!load.complete(), "cut by the time limit: not complete");
 }
+
+/// A hostile document: 30 000 distinct images, 200 000 unclosed `<div>`s, a stylesheet
+/// with 50 000 used font faces, and a stylesheet link past the first 8 MiB. The load
+/// lists at most 10 000 subresources per document and per stylesheet and counts the
+/// rest, reads 8 MiB of the document and says how much it left, fetches no more than
+/// its limit, and never asks for what it did not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_page_is_bounded_and_what_was_not_done_is_counted() {
+    const IMAGES: usize = 30_000;
+    const FACES: usize = 50_000;
+    let mut html = String::from("<!doctype html><link rel=stylesheet href=/h/big.css>\n");
+    for i in 0..IMAGES {
+        html.push_str(&format!("<img src=/h/i{i}.png>"));
+    }
+    html.push_str(&"<div>".repeat(200_000));
+    // Filler to past the read limit, a multi-byte character across it, then a link.
+    while html.len() < mummer::page::MAX_DOCUMENT_BYTES - 1 {
+        html.push_str("<p>filler</p>");
+    }
+    html.truncate(mummer::page::MAX_DOCUMENT_BYTES - 1);
+    html.push_str("é<link rel=stylesheet href=/h/after-cut.css>");
+    let html_len = html.len();
+    let mut css = String::new();
+    for i in 0..FACES {
+        css.push_str(&format!(
+            "@font-face{{font-family:f{i};src:url(/f/{i}.woff2)}}.c{i}{{font-family:f{i}}}\n"
+        ));
+    }
+    let (html, css) = (bytes::Bytes::from(html), bytes::Bytes::from(css));
+    let server = HttpsServer::start(move |req: &SeenRequest| match req.path() {
+        "/" => Reply::ok(html.clone()).header("content-type", "text/html"),
+        "/h/big.css" => Reply::ok(css.clone()).header("content-type", "text/css"),
+        _ => Reply::ok("x"),
+    })
+    .await;
+    let ca = tempfile::NamedTempFile::new().expect("ca");
+    std::fs::write(ca.path(), &server.cert_pem).expect("ca");
+    let s = session(&server, &ca);
+    let options = LoadOptions {
+        max_subresources: 50,
+        ..LoadOptions::default()
+    };
+    let load = s
+        .load_page("https://www.shop.test/", &options)
+        .await
+        .expect("load");
+
+    let limit = mummer::page::discover::MAX_FOUND;
+    // The document lists `limit` (its icon included); the stylesheet `limit` fonts.
+    assert_eq!(load.subresources.len(), 2 * limit);
+    assert_eq!(
+        load.not_listed,
+        (IMAGES + 1 - (limit - 1)) + (FACES - limit),
+        "images and faces over the limits are counted"
+    );
+    // The cut fell inside the two-byte character: it is left whole for later.
+    assert_eq!(
+        load.document_bytes_not_read,
+        (html_len - (mummer::page::MAX_DOCUMENT_BYTES - 1)) as u64
+    );
+    let seen = paths(&server);
+    assert_eq!(
+        seen.len(),
+        1 + 50,
+        "the document and the limit: {}",
+        seen.len()
+    );
+    let distinct: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), seen.len(), "each once");
+    assert!(!seen.iter().any(|p| p.ends_with("/h/after-cut.css")));
+    let left_out = load
+        .subresources
+        .iter()
+        .filter(|f| matches!(&f.outcome, Outcome::LeftOut { reason } if reason == "count limit"))
+        .count();
+    assert_eq!(left_out, 2 * limit - 50, "the rest are listed as left out");
+    assert!(load.complete());
+}

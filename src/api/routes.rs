@@ -887,6 +887,8 @@ async fn load_page(
         document: ResponseView::new(&load.document, BodyFormat::None),
         complete: load.complete(),
         took_ms: load.took.as_secs_f64() * 1000.0,
+        not_listed: load.not_listed,
+        document_bytes_not_read: load.document_bytes_not_read,
         subresources: load.subresources,
     })
     .into_response())

@@ -232,6 +232,11 @@ pub struct PageLoadView {
     pub subresources: Vec<crate::page::Fetched>,
     /// Every subresource that was sent got a response.
     pub complete: bool,
+    /// Subresources found beyond the listing limit (10 000 per document or
+    /// stylesheet): counted, not fetched.
+    pub not_listed: usize,
+    /// Bytes of the document past the 8 MiB read for subresources.
+    pub document_bytes_not_read: u64,
     /// The whole load, in ms.
     pub took_ms: f64,
 }

@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn the_page_serves_everything_it_asks_for() {
         let url = url::Url::parse("https://inspect.test/page-load").expect("url");
-        let found = subresources(PAGE, &url, Viewport::default());
+        let found = subresources(PAGE, &url, Viewport::default()).list;
         let paths: Vec<&str> = found.iter().map(|s| s.url.path()).collect();
         assert_eq!(
             paths,

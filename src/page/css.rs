@@ -3,12 +3,16 @@
 //! text is drawn with it; used by a `font-family` or `font` declaration is the nearest
 //! a page load without layout gets). Pure: CSS text in, URLs out.
 //!
-//! Tokenized with `cssparser` (Servo's CSS tokenizer, also what `scraper`'s selectors
+//! Tokenized with `cssparser` (Servo's CSS tokenizer, also what Servo's selectors
 //! use). A face's first `src` with a format Chromium reads (`woff2`, `woff`,
 //! `truetype`, `opentype`, or none given) is the one fetched; `local()` faces need no
 //! fetch. `unicode-range` is not judged (every used face is fetched).
 
+use std::collections::HashSet;
+
 use cssparser::{Parser, ParserInput, Token};
+
+use super::discover::MAX_FOUND;
 
 /// What one stylesheet asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,6 +21,8 @@ pub struct Sheet {
     pub imports: Vec<String>,
     /// Font URLs as written, of the faces a style rule uses, in rule order.
     pub fonts: Vec<String>,
+    /// Imports and fonts beyond [`MAX_FOUND`] each: counted, not listed.
+    pub not_listed: usize,
 }
 
 /// Deepest nesting of blocks looked into (`@media` in `@supports` in ...): hostile
@@ -29,16 +35,27 @@ pub fn read(css: &str) -> Sheet {
     let mut parser = Parser::new(&mut input);
     let mut found = Collected::default();
     rules(&mut parser, &mut found, 0);
-    let used: Vec<String> = found.used.iter().map(|f| f.to_ascii_lowercase()).collect();
+    let mut not_listed = 0;
+    let mut listed = HashSet::new();
     let mut fonts = Vec::new();
     for (family, url) in found.faces {
-        if used.contains(&family.to_ascii_lowercase()) && !fonts.contains(&url) {
-            fonts.push(url);
+        if found.used.contains(&family.to_ascii_lowercase()) && listed.insert(url.clone()) {
+            if fonts.len() < MAX_FOUND {
+                fonts.push(url);
+            } else {
+                not_listed += 1;
+            }
         }
     }
+    let mut imports = found.imports;
+    if imports.len() > MAX_FOUND {
+        not_listed += imports.len() - MAX_FOUND;
+        imports.truncate(MAX_FOUND);
+    }
     Sheet {
-        imports: found.imports,
+        imports,
         fonts,
+        not_listed,
     }
 }
 
@@ -47,8 +64,9 @@ struct Collected {
     imports: Vec<String>,
     /// (family, the URL to fetch) per `@font-face`.
     faces: Vec<(String, String)>,
-    /// Families named by style rules.
-    used: Vec<String>,
+    /// Families named by style rules, lower-case (a set: a hostile sheet names
+    /// millions).
+    used: HashSet<String>,
 }
 
 /// What the next `{}` block holds.
@@ -150,8 +168,14 @@ fn declarations(parser: &mut Parser<'_, '_>, found: &mut Collected, face: bool, 
         match (face, name.as_str()) {
             (true, "font-family") => family = families(&value).into_iter().next(),
             (true, "src") => source = face_source(&value),
-            (false, "font-family") => found.used.extend(families(&value)),
-            (false, "font") => found.used.extend(shorthand_families(&value)),
+            (false, "font-family") => found
+                .used
+                .extend(families(&value).iter().map(|f| f.to_ascii_lowercase())),
+            (false, "font") => found.used.extend(
+                shorthand_families(&value)
+                    .iter()
+                    .map(|f| f.to_ascii_lowercase()),
+            ),
             _ => {}
         }
     }

@@ -2,9 +2,9 @@
 //! the one place that decides a page load's subresources. Pure: the document's bytes
 //! and URL in, an ordered list out; [`super::load`] fetches it.
 //!
-//! Parsed with `scraper` (html5ever, the parser Servo uses: what a browser builds from
-//! broken markup too). What is found, in document order as Chromium's preload scanner
-//! finds it: `<link rel=stylesheet>` (not `alternate`), `<link rel=preload>` with its
+//! Read with html5ever's tokenizer (the parser Servo uses: broken markup is tokenized
+//! as a browser tokenizes it), as Chromium's preload scanner reads a page: from tags,
+//! without building the tree. What is found, in document order: `<link rel=stylesheet>` (not `alternate`), `<link rel=preload>` with its
 //! `as`, `<link rel=modulepreload>`, `<script src>` (classic, `async`, `defer`,
 //! `type=module`; `nomodule` and unknown types are not fetched), `<img>` with `srcset`
 //! and `sizes` chosen at the viewport width and device pixel ratio, `<picture>`'s first
@@ -21,8 +21,19 @@
 //! (`i`), fonts from stylesheets `u=4`, the icon High and incremental (`u=1, i`). What
 //! a live Chromium 156 page load sent is checked by `tests/conformance_page_load.rs`;
 //! the rest follows Blink's priority table.
+//!
+//! Bounded for hostile documents: at most [`MAX_FOUND`] subresources are listed (the
+//! rest are counted, never dropped silently), and finding a URL again is a set lookup,
+//! so a page of a hundred thousand images costs its parse and no more.
 
-use scraper::{ElementRef, Html, Selector};
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use html5ever::tendril::StrTendril;
+use html5ever::tokenizer::states::RawKind;
+use html5ever::tokenizer::{
+    BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
+};
 use url::Url;
 
 use crate::profile::RequestKind;
@@ -91,42 +102,59 @@ impl Default for Viewport {
     }
 }
 
-/// What `document` (fetched from `url`) makes the browser fetch, in order; the icon
-/// comes last and is marked `found_in: "favicon"`.
-pub fn subresources(document: &str, url: &Url, viewport: Viewport) -> Vec<Subresource> {
-    let html = Html::parse_document(document);
-    let mut found = Found {
-        list: Vec::new(),
-        base: url.clone(),
-        seen_image: false,
-        boosted_images: 0,
-        icon: None,
+/// The most subresources one document lists (its icon included); the API's
+/// `max_subresources` bound too.
+pub const MAX_FOUND: usize = 10_000;
+
+/// What a document asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Discovered {
+    /// In order; the icon comes last and is marked `found_in: "favicon"`.
+    pub list: Vec<Subresource>,
+    /// Distinct subresources found beyond [`MAX_FOUND`]: counted, not listed.
+    pub not_listed: usize,
+}
+
+/// What `document` (fetched from `url`) makes the browser fetch, in order.
+pub fn subresources(document: &str, url: &Url, viewport: Viewport) -> Discovered {
+    let scanner = Scanner {
+        state: RefCell::new(Scan {
+            found: Found {
+                list: Vec::new(),
+                seen: HashSet::new(),
+                not_listed: 0,
+                base: url.clone(),
+                seen_image: false,
+                boosted_images: 0,
+                icon: None,
+            },
+            viewport,
+            base_set: false,
+            picture: None,
+            templates: 0,
+        }),
     };
-    let Ok(elements) = Selector::parse("base, link, script, img, picture") else {
-        return Vec::new();
-    };
-    let mut base_set = false;
-    for el in html.select(&elements) {
-        match el.value().name() {
-            "base" if !base_set => {
-                if let Some(href) = el.value().attr("href").and_then(|h| url.join(h).ok()) {
-                    found.base = href;
-                    base_set = true;
-                }
-            }
-            "link" => found.link(el),
-            "script" => found.script(el),
-            "picture" => found.picture(el, viewport),
-            "img" if !in_picture(el) => found.img(el, None, viewport),
-            _ => {}
-        }
-    }
+    let tokenizer = Tokenizer::new(scanner, TokenizerOpts::default());
+    let input = BufferQueue::default();
+    input.push_back(StrTendril::from_slice(document));
+    // The scanner never asks to stop for a script, so one feed reads everything.
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    let mut scan = tokenizer.sink.state.into_inner();
+    scan.end_picture();
+    let mut found = scan.found;
     let icon = found
         .icon
         .take()
         .or_else(|| url.join("/favicon.ico").ok())
         .filter(|u| matches!(u.scheme(), "http" | "https"));
-    if let Some(icon) = icon {
+    if let Some(icon) = icon.filter(|i| !found.seen.contains(i)) {
+        if found.list.len() >= MAX_FOUND {
+            // Room for the icon, which every browser fetches: the last one listed is
+            // counted instead.
+            found.list.pop();
+            found.not_listed += 1;
+        }
         found.push(
             icon,
             RequestKind::Image,
@@ -135,11 +163,163 @@ pub fn subresources(document: &str, url: &Url, viewport: Viewport) -> Vec<Subres
             "favicon",
         );
     }
-    found.list
+    Discovered {
+        list: found.list,
+        not_listed: found.not_listed,
+    }
+}
+
+/// A start tag as the scanner keeps it: its name and attributes (lower-case names; the
+/// tokenizer keeps the first of a repeated attribute, as the HTML standard says).
+#[derive(Clone, Debug)]
+struct Element {
+    name: String,
+    attrs: Vec<(String, String)>,
+}
+
+impl Element {
+    fn from_tag(tag: &Tag) -> Element {
+        Element {
+            name: tag.name.to_string(),
+            attrs: tag
+                .attrs
+                .iter()
+                .map(|a| (a.name.local.to_string(), a.value.to_string()))
+                .collect(),
+        }
+    }
+
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// html5ever's tokenizer fed into [`Found`]: a preload scanner (Chromium's finds a page's
+/// subresources the same way, from tokens, before the tree is built). Only tokens, no
+/// tree: time and memory grow with the document's length, never with its nesting
+/// (html5ever's tree builder walks the open-element stack on every tag, which a page of
+/// 200 000 unclosed `<div>`s turns quadratic).
+struct Scanner {
+    state: RefCell<Scan>,
+}
+
+struct Scan {
+    found: Found,
+    viewport: Viewport,
+    /// The first `<base href>` was taken (later ones do not count).
+    base_set: bool,
+    /// Inside a `<picture>`: what it holds so far.
+    picture: Option<Picture>,
+    /// `<template>`s open: their contents are inert (not fetched, as Chromium's scanner
+    /// skips them).
+    templates: usize,
+}
+
+/// An open `<picture>`.
+#[derive(Default)]
+struct Picture {
+    /// Its `<source>`s so far.
+    sources: Vec<Element>,
+    /// Its `<img>` came: the picture's image is chosen (later ones are not its choice).
+    done: bool,
+}
+
+impl TokenSink for Scanner {
+    type Handle = ();
+
+    fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+        let Token::TagToken(tag) = token else {
+            return TokenSinkResult::Continue;
+        };
+        let mut scan = self.state.borrow_mut();
+        let name: &str = &tag.name;
+        if tag.kind == TagKind::EndTag {
+            match name {
+                "template" => scan.templates = scan.templates.saturating_sub(1),
+                "picture" => scan.end_picture(),
+                _ => {}
+            }
+            return TokenSinkResult::Continue;
+        }
+        if name == "template" {
+            scan.templates += 1;
+        }
+        if scan.templates == 0 {
+            scan.start_tag(Element::from_tag(&tag));
+        }
+        // What the tree builder would tell the tokenizer: these elements' text is not
+        // markup (a `<script>` holding "<img src=x>" asks for no image).
+        match name {
+            "script" => TokenSinkResult::RawData(RawKind::ScriptData),
+            "style" | "xmp" | "iframe" | "noembed" | "noframes" | "noscript" => {
+                TokenSinkResult::RawData(RawKind::Rawtext)
+            }
+            "textarea" | "title" => TokenSinkResult::RawData(RawKind::Rcdata),
+            "plaintext" => TokenSinkResult::Plaintext,
+            _ => TokenSinkResult::Continue,
+        }
+    }
+}
+
+impl Scan {
+    fn start_tag(&mut self, el: Element) {
+        match el.name.as_str() {
+            "base" if !self.base_set => {
+                if let Some(href) = el.attr("href").and_then(|h| self.found.base.join(h).ok()) {
+                    self.found.base = href;
+                    self.base_set = true;
+                }
+            }
+            "link" => self.found.link(&el),
+            "script" => self.found.script(&el),
+            "picture" if self.picture.is_none() => self.picture = Some(Picture::default()),
+            "source" => {
+                if let Some(picture) = self.picture.as_mut().filter(|p| !p.done) {
+                    picture.sources.push(el);
+                }
+            }
+            "img" => match self.picture.as_mut() {
+                // A picture's image: its first matching source, else its own.
+                Some(picture) if !picture.done => {
+                    picture.done = true;
+                    let source = chosen_source(&picture.sources).cloned();
+                    self.found.img(&el, source.as_ref(), self.viewport);
+                }
+                Some(_) => {}
+                None => self.found.img(&el, None, self.viewport),
+            },
+            _ => {}
+        }
+    }
+
+    /// `</picture>` (or the document's end): a picture with sources but no `<img>`
+    /// still loads its chosen source.
+    fn end_picture(&mut self) {
+        let Some(picture) = self.picture.take().filter(|p| !p.done) else {
+            return;
+        };
+        if let Some(source) = chosen_source(&picture.sources) {
+            self.found.img(source, Some(source), self.viewport);
+        }
+    }
+}
+
+/// A picture's first `<source>` whose `type` Chromium decodes and whose `media` applies.
+fn chosen_source(sources: &[Element]) -> Option<&Element> {
+    sources
+        .iter()
+        .find(|s| supported_image_type(s.attr("type")) && media_applies(s.attr("media")))
 }
 
 struct Found {
     list: Vec<Subresource>,
+    /// URLs listed or counted so far (each once).
+    seen: HashSet<Url>,
+    /// Distinct URLs found once the list was full.
+    not_listed: usize,
     base: Url,
     /// Whether an image came before: scripts after it are "late" (Medium).
     seen_image: bool,
@@ -168,7 +348,11 @@ impl Found {
         priority: Priority,
         found_in: &'static str,
     ) {
-        if self.list.iter().any(|s| s.url == url) {
+        if !self.seen.insert(url.clone()) {
+            return;
+        }
+        if self.list.len() >= MAX_FOUND {
+            self.not_listed += 1;
             return;
         }
         self.list.push(Subresource {
@@ -181,8 +365,7 @@ impl Found {
         });
     }
 
-    fn link(&mut self, el: ElementRef<'_>) {
-        let e = el.value();
+    fn link(&mut self, e: &Element) {
         let Some(url) = e.attr("href").and_then(|h| self.resolve(h)) else {
             return;
         };
@@ -231,8 +414,7 @@ impl Found {
         }
     }
 
-    fn script(&mut self, el: ElementRef<'_>) {
-        let e = el.value();
+    fn script(&mut self, e: &Element) {
         let Some(url) = e.attr("src").and_then(|s| self.resolve(s)) else {
             return;
         };
@@ -266,37 +448,15 @@ impl Found {
         self.push(url, RequestKind::Script, cors, priority, found_in);
     }
 
-    fn picture(&mut self, el: ElementRef<'_>, viewport: Viewport) {
-        let source = el
-            .children()
-            .filter_map(ElementRef::wrap)
-            .filter(|c| c.value().name() == "source")
-            .find(|s| {
-                let e = s.value();
-                supported_image_type(e.attr("type")) && media_applies(e.attr("media"))
-            });
-        let img = el
-            .children()
-            .filter_map(ElementRef::wrap)
-            .find(|c| c.value().name() == "img");
-        match (source, img) {
-            (Some(source), Some(img)) => self.img(img, Some(source), viewport),
-            (Some(source), None) => self.img(source, Some(source), viewport),
-            (None, Some(img)) => self.img(img, None, viewport),
-            (None, None) => {}
-        }
-    }
-
     /// An image: from `source`'s `srcset` when a `<picture>` chose one, else `img`'s
     /// `srcset`, else its `src`.
-    fn img(&mut self, img: ElementRef<'_>, source: Option<ElementRef<'_>>, viewport: Viewport) {
-        let e = img.value();
+    fn img(&mut self, e: &Element, source: Option<&Element>, viewport: Viewport) {
         if e.attr("loading")
             .is_some_and(|l| l.trim().eq_ignore_ascii_case("lazy"))
         {
             return;
         }
-        let from = source.unwrap_or(img).value();
+        let from = source.unwrap_or(e);
         let chosen = from
             .attr("srcset")
             .and_then(|set| choose_from_srcset(set, from.attr("sizes"), viewport))
@@ -335,12 +495,6 @@ fn dimension(value: Option<&str>) -> Option<f64> {
         .parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v >= 0.0)
-}
-
-fn in_picture(el: ElementRef<'_>) -> bool {
-    el.parent()
-        .and_then(ElementRef::wrap)
-        .is_some_and(|p| p.value().name() == "picture")
 }
 
 /// Image types Chromium 156 decodes (what `<source type>` is checked against).
@@ -526,6 +680,7 @@ mod tests {
     fn found(html: &str) -> Vec<(String, RequestKind, u8, bool, &'static str)> {
         let url = Url::parse("https://shop.test/dir/page.html").expect("url");
         subresources(html, &url, Viewport::default())
+            .list
             .into_iter()
             .map(|s| {
                 (
@@ -728,6 +883,36 @@ mod tests {
                 "https://shop.test/favicon.ico"
             ]
         );
+    }
+
+    #[test]
+    fn text_that_is_not_markup_asks_for_nothing() {
+        // Tags inside a script, a style, a textarea, a title, a noscript (scripting on,
+        // as in Chromium) or a comment are text; a template's contents are inert.
+        let got = found(
+            r#"<title><img src=/t.png></title><script>document.write('<img src=/w.png>')</script>
+            <style>/* <link rel=stylesheet href=/s.css> */</style><!-- <img src=/c.png> -->
+            <noscript><img src=/n.png></noscript><textarea><img src=/ta.png></textarea>
+            <template><img src=/tpl.png><template><img src=/tpl2.png></template></template>
+            <img src=/after.png><svg><script>x</script></svg>"#,
+        );
+        let urls: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://shop.test/after.png",
+                "https://shop.test/favicon.ico"
+            ]
+        );
+    }
+
+    #[test]
+    fn deep_nesting_costs_its_length_only() {
+        // 100 000 unclosed elements: a tree builder walks its open-element stack on each
+        // tag; the scanner does not build one.
+        let html = format!("{}<img src=/deep.png>", "<div><span>".repeat(50_000));
+        let got = found(&html);
+        assert_eq!(got[0].0, "https://shop.test/deep.png");
     }
 
     #[test]

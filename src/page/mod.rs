@@ -120,6 +120,11 @@ pub struct PageLoad {
     /// Every subresource found, in the order they were sent (left-out ones where they
     /// were found).
     pub subresources: Vec<Fetched>,
+    /// Distinct subresources found beyond what one document or stylesheet lists
+    /// ([`discover::MAX_FOUND`]): counted, neither listed nor fetched.
+    pub not_listed: usize,
+    /// Bytes of the document past [`MAX_DOCUMENT_BYTES`], not read for subresources.
+    pub document_bytes_not_read: u64,
     /// The whole load.
     pub took: Duration,
 }
@@ -178,12 +183,14 @@ pub async fn load<F: Fetcher>(session: &F, url: &str, options: &LoadOptions) -> 
     .await
     .map_err(|_| Error::timeout(format!("after {:?} loading the document", options.timeout)))??;
     let base = Url::parse(document.url()).map_err(|e| Error::invalid_url(document.url(), e))?;
-    let html = if is_html(&document) {
-        String::from_utf8_lossy(document.body()).into_owned()
+    let (html, document_bytes_not_read) = if is_html(&document) {
+        readable_part(document.body())
     } else {
-        String::new()
+        (String::new(), 0)
     };
-    let mut found = discover::subresources(&html, &base, options.viewport);
+    let discovered = discover::subresources(&html, &base, options.viewport);
+    drop(html);
+    let mut found = discovered.list;
     let favicon = match found.last() {
         Some(s) if s.found_in == "favicon" => found.pop(),
         _ => None,
@@ -200,6 +207,7 @@ pub async fn load<F: Fetcher>(session: &F, url: &str, options: &LoadOptions) -> 
         seen: found.iter().map(|s| s.url.clone()).collect(),
         done: Vec::new(),
         next_place: 0,
+        not_listed: discovered.not_listed,
     };
     let mut running = FuturesUnordered::new();
     for sub in found {
@@ -214,11 +222,31 @@ pub async fn load<F: Fetcher>(session: &F, url: &str, options: &LoadOptions) -> 
         }
         run.drain(&mut running).await;
     }
+    let not_listed = run.not_listed;
     Ok(PageLoad {
         document,
         subresources: run.in_order(),
+        not_listed,
+        document_bytes_not_read,
         took: started.elapsed(),
     })
+}
+
+/// The most bytes of a document read for subresources. A browser parses everything; a
+/// page load stops here so a hostile document costs bounded memory (the parse tree is
+/// many times the text), and says how much it did not read.
+pub const MAX_DOCUMENT_BYTES: usize = 8 << 20;
+
+/// The document's text up to [`MAX_DOCUMENT_BYTES`] (cut at a character boundary), and
+/// how many bytes were left unread.
+fn readable_part(body: &[u8]) -> (String, u64) {
+    let mut end = body.len().min(MAX_DOCUMENT_BYTES);
+    // Back to the start of a UTF-8 sequence, so the cut does not make a U+FFFD.
+    while end < body.len() && end > 0 && (body[end] & 0xc0) == 0x80 {
+        end -= 1;
+    }
+    let text = String::from_utf8_lossy(&body[..end]).into_owned();
+    (text, (body.len() - end) as u64)
 }
 
 /// A load under way: what was sent and what came back.
@@ -236,6 +264,8 @@ struct Run<'a, F> {
     done: Vec<(usize, Fetched)>,
     /// The next admission's place.
     next_place: usize,
+    /// Found beyond the listing limits (the document's, each stylesheet's).
+    not_listed: usize,
 }
 
 /// One subresource in flight: it, the `priority` header it carried, when it started,
@@ -389,6 +419,7 @@ impl<'a, F: Fetcher> Run<'a, F> {
     /// What the stylesheet at `url` asks for: its imports, then the fonts it uses.
     fn asked_by_stylesheet(&mut self, url: &Url, body: &[u8]) -> Vec<Subresource> {
         let sheet = css::read(&String::from_utf8_lossy(body));
+        self.not_listed = self.not_listed.saturating_add(sheet.not_listed);
         let mut out = Vec::new();
         let imports = sheet
             .imports

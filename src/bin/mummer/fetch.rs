@@ -167,6 +167,12 @@ async fn load_page(
         options.timeout = limit;
     }
     options.same_origin_only = args.load_same_origin;
+    if let Some(bytes) = args.load_max_bytes {
+        options.max_bytes = bytes;
+    }
+    if let Some(kinds) = &args.load_kinds {
+        options.kinds = Some(kinds.clone());
+    }
     let file = match &args.session {
         Some(path) => Some(SessionFile::new(
             path.clone(),
@@ -192,6 +198,8 @@ async fn load_page(
             "status": load.document.status().as_u16(),
             "http_version": format!("{:?}", load.document.version()),
             "subresources": load.subresources,
+            "not_listed": load.not_listed,
+            "document_bytes_not_read": load.document_bytes_not_read,
             "complete": load.complete(),
             "took_ms": load.took.as_secs_f64() * 1000.0,
         });
@@ -223,6 +231,19 @@ async fn load_page(
             ));
         }
         std::io::stdout().write_all(out.as_bytes())?;
+    }
+    if load.not_listed > 0 {
+        eprintln!(
+            "mummer: {} more subresources were found but not listed or fetched (the listing limit)",
+            load.not_listed
+        );
+    }
+    if load.document_bytes_not_read > 0 {
+        eprintln!(
+            "mummer: the last {} bytes of the document were not read for subresources (over {} MiB)",
+            load.document_bytes_not_read,
+            mummer::page::MAX_DOCUMENT_BYTES >> 20
+        );
     }
     if !load.complete() {
         let failed = load

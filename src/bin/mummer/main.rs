@@ -223,6 +223,19 @@ struct FetchArgs {
     /// With --load: only subresources of the document's origin.
     #[arg(long = "load-same-origin", requires = "load")]
     load_same_origin: bool,
+    /// With --load: start no subresource once this many body bytes arrived (default
+    /// 32 MiB).
+    #[arg(long = "load-max-bytes", requires = "load", value_name = "BYTES")]
+    load_max_bytes: Option<u64>,
+    /// With --load: only these kinds, comma-separated (style, script, image, font,
+    /// fetch); the others are listed as left out.
+    #[arg(long = "load-kinds", requires = "load", value_name = "KINDS", value_delimiter = ',', value_parser = parse_kind)]
+    load_kinds: Option<Vec<mummer::profile::RequestKind>>,
+}
+
+/// A request kind named on the command line (`style`, `script`, ...).
+fn parse_kind(s: &str) -> Result<mummer::profile::RequestKind, String> {
+    s.trim().parse().map_err(|e: mummer::Error| e.to_string())
 }
 
 #[derive(clap::Args)]
