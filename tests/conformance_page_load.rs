@@ -1,7 +1,7 @@
 //! Conformance of a page load: headless Chromium and `Session::load_page` with
 //! `chromium-156-linux` load the inspector's test page (a stylesheet, a classic and a
 //! module script, an image, a font from the CSS, an icon; the script's own `fetch()`
-//! and XHR), and every HEADERS frame of the requests both make is compared: the
+//! and XHR; two cookies set by the document), and every HEADERS frame of the requests both make is compared: the
 //! priority block, the header list in order with values, and how HPACK wrote each
 //! field; and the order in which they were sent.
 //!
@@ -233,10 +233,18 @@ fn same_frames(browser: &[(String, HeadersFrame)], ours: &[(String, HeadersFrame
     let our_paths: Vec<&str> = ours.iter().map(|(p, _)| p.as_str()).collect();
     eprintln!("chromium sent: {browser_paths:?}");
     eprintln!("mummer sent:   {our_paths:?}");
-    let script_values: Vec<(String, String)> = browser
-        .iter()
-        .filter(|(p, _)| SCRIPT_MADE.contains(&p.as_str()))
-        .flat_map(|(_, f)| f.headers.clone())
+    // Fields whose first appearance on the connection was in a request of the
+    // script's: only Chromium's table holds them.
+    let mut first_seen_in: BTreeMap<(String, String), &str> = BTreeMap::new();
+    for (path, f) in browser {
+        for field in &f.headers {
+            first_seen_in.entry(field.clone()).or_insert(path.as_str());
+        }
+    }
+    let script_values: Vec<(String, String)> = first_seen_in
+        .into_iter()
+        .filter(|(_, path)| SCRIPT_MADE.contains(path))
+        .map(|(field, _)| field)
         .collect();
     let expected: Vec<&(String, HeadersFrame)> = browser
         .iter()

@@ -533,6 +533,7 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
                 } else {
                     let mut headers = vec![("content-type", resource.content_type)];
                     headers.extend(cache);
+                    headers.extend(resource.set_cookies.iter().map(|c| ("set-cookie", *c)));
                     respond_h2(io, stream, 200, &headers, Some(resource.body)).await?;
                 }
                 continue;
@@ -584,6 +585,7 @@ async fn respond_h2<S: AsyncWrite + Unpin>(
             "content-type" => 31,
             "etag" => 34,
             "last-modified" => 44,
+            "set-cookie" => 55,
             _ => return Err(std::io::Error::other(format!("no static index for {name}"))),
         };
         if value.len() > 126 {

@@ -105,6 +105,8 @@ pub struct PageResource {
     pub body: &'static [u8],
     /// How it may be cached.
     pub caching: Caching,
+    /// `set-cookie` values it answers with.
+    pub set_cookies: &'static [&'static str],
 }
 
 /// The resource the test page serves at `path`, if it is one of its own.
@@ -133,10 +135,21 @@ pub fn page_resource(path: &str) -> Option<PageResource> {
         "/pl/api/fetch" | "/pl/api/xhr" => ("application/json", b"{}", Caching::NoStore),
         _ => return None,
     };
+    // The document sets two cookies, as most sites do: every later request carries
+    // them, so how a browser writes a `cookie` field in HPACK is on the wire.
+    let set_cookies: &[&str] = if path == PAGE_LOAD_PATH {
+        &[
+            "pl_session=0f3a9c1d; Path=/; Secure; HttpOnly",
+            "pl_pref=dark; Path=/; Secure",
+        ]
+    } else {
+        &[]
+    };
     Some(PageResource {
         content_type,
         body,
         caching,
+        set_cookies,
     })
 }
 

@@ -95,12 +95,27 @@ impl Encoder {
         self.encode_size_updates(dst);
 
         let mut last_index = None;
+        // mummer patch: the name of the last regular field, so that with
+        // `browser_indexing` a repeated field (a cookie crumb) is looked up and
+        // indexed on its own, as browsers' encoders treat every field.
+        let mut last_name: Option<HeaderName> = None;
 
         for header in headers {
-            match header.reify() {
+            let header = match (header.reify(), &last_name) {
+                (Err(value), Some(name)) if self.policy.browser_indexing => Ok(Header::Field {
+                    name: name.clone(),
+                    value,
+                }),
+                (other, _) => other,
+            };
+            match header {
                 // The header has an associated name. In which case, try to
                 // index it in the table.
                 Ok(header) => {
+                    last_name = match &header {
+                        Header::Field { name, .. } => Some(name.clone()),
+                        _ => None,
+                    };
                     let index = self.table.index(header, &self.policy);
                     self.encode_header(&index, dst);
 
