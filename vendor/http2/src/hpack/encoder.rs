@@ -95,27 +95,26 @@ impl Encoder {
         self.encode_size_updates(dst);
 
         let mut last_index = None;
-        // mummer patch: the name of the last regular field, so that with
-        // `browser_indexing` a repeated field (a cookie crumb) is looked up and
-        // indexed on its own, as browsers' encoders treat every field.
-        let mut last_name: Option<HeaderName> = None;
-
         for header in headers {
-            let header = match (header.reify(), &last_name) {
-                (Err(value), Some(name)) if self.policy.browser_indexing => Ok(Header::Field {
-                    name: name.clone(),
-                    value,
-                }),
-                (other, _) => other,
+            // mummer patch: with `browser_indexing` a field repeated under the last
+            // one's name (a cookie crumb) is looked up and indexed on its own, as
+            // browsers' encoders treat every field; the name is copied only then.
+            let header = match header.reify() {
+                Err(value) if self.policy.browser_indexing => {
+                    match last_index.as_ref().map(|i| self.table.resolve(i).name()) {
+                        Some(super::header::Name::Field(name)) => Ok(Header::Field {
+                            name: name.clone(),
+                            value,
+                        }),
+                        _ => Err(value),
+                    }
+                }
+                other => other,
             };
             match header {
                 // The header has an associated name. In which case, try to
                 // index it in the table.
                 Ok(header) => {
-                    last_name = match &header {
-                        Header::Field { name, .. } => Some(name.clone()),
-                        _ => None,
-                    };
                     let index = self.table.index(header, &self.policy);
                     self.encode_header(&index, dst);
 
