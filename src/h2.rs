@@ -32,6 +32,10 @@ pub(crate) struct H2Connection {
     in_flight: Arc<AtomicUsize>,
     /// How each stream's HEADERS priority is worked out.
     rule: PriorityRule,
+    /// The block the connection writes when a request carries none of its own (the
+    /// request kind that opened it): a stream whose block is this one is sent without
+    /// one.
+    default_block: Http2Priority,
     /// The open streams and their weights, for the Chromium rule (untouched with the
     /// template rule).
     open: Arc<Mutex<OpenStreams>>,
@@ -125,6 +129,7 @@ where
         closed,
         in_flight,
         rule: profile.priority_rule,
+        default_block: priority,
         open: Arc::default(),
     })
 }
@@ -224,7 +229,7 @@ impl H2Connection {
         };
         let (mut parts, ()) = head.into_parts();
         parts.headers = header_map(headers, crumble_cookies);
-        let mut request = Request::from_parts(parts, ());
+        let request = Request::from_parts(parts, ());
         let mut send = self
             .send
             .clone()
@@ -244,9 +249,9 @@ impl H2Connection {
                 Some(open) => open.block_for(self.rule, priority),
                 None => priority,
             };
-            request.extensions_mut().insert(stream_dependency(block));
+            let own = (block != self.default_block).then(|| stream_dependency(block));
             let sent = send
-                .send_request(request, body.is_none())
+                .send_request_with_dependency(request, body.is_none(), own)
                 .map_err(|e| Error::protocol(format!("HTTP/2 send: {e}")))?;
             if let Some(open) = open.as_mut() {
                 let id = u32::from(sent.0.stream_id());

@@ -235,6 +235,13 @@ impl EngineSession {
     ///
     /// As `send`.
     pub async fn execute(&self, request: Request) -> Result<Response> {
+        // Boxed: the engine's request future is about 5 KiB (robots gate, retry loop,
+        // actor hops, the session's exchange), and every future that awaits this one
+        // would otherwise carry it and copy all of it each time it is moved.
+        Box::pin(self.execute_unboxed(request)).await
+    }
+
+    async fn execute_unboxed(&self, request: Request) -> Result<Response> {
         let engine = &self.0.engine;
         if let Some(robots) = &engine.robots {
             self.robots_gate(robots, &request.url).await?;

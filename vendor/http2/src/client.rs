@@ -532,8 +532,20 @@ where
         request: Request<()>,
         end_of_stream: bool,
     ) -> Result<(ResponseFuture, SendStream<B>), crate::Error> {
+        self.send_request_with_dependency(request, end_of_stream, None)
+    }
+
+    /// mummer patch: [`SendRequest::send_request`] with this stream's own HEADERS
+    /// priority block (over the connection-wide one), given directly rather than as
+    /// a request extension, which allocates a map per request.
+    pub fn send_request_with_dependency(
+        &mut self,
+        request: Request<()>,
+        end_of_stream: bool,
+        dependency: Option<StreamDependency>,
+    ) -> Result<(ResponseFuture, SendStream<B>), crate::Error> {
         self.inner
-            .send_request(request, end_of_stream, self.pending.as_ref())
+            .send_request(request, end_of_stream, self.pending.as_ref(), dependency)
             .map_err(Into::into)
             .map(|(stream, is_full)| {
                 if stream.is_pending_open() && is_full {

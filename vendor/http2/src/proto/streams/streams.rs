@@ -240,16 +240,18 @@ where
         mut request: Request<()>,
         end_of_stream: bool,
         pending: Option<&OpaqueStreamRef>,
+        dependency: Option<StreamDependency>,
     ) -> Result<(StreamRef<B>, bool), SendError> {
         use http::Method;
 
         use super::stream::ContentLength;
 
         let protocol = request.extensions_mut().remove::<Protocol>();
-        // mummer patch: this request's own HEADERS priority, if it has one.
-        // (a browser gives each request the block of its kind and of the streams
-        // open then), over the connection-wide one.
-        let stream_dependency = request.extensions_mut().remove::<StreamDependency>();
+        // mummer patch: this request's own HEADERS priority, if it has one (given,
+        // or as an extension): a browser gives each request the block of its kind
+        // and of the streams open then, over the connection-wide one.
+        let stream_dependency =
+            dependency.or_else(|| request.extensions_mut().remove::<StreamDependency>());
 
         // Clear before taking lock, incase extensions contain a StreamRef.
         request.extensions_mut().clear();
