@@ -19,7 +19,7 @@ use mummer::inspect::h2frames::HeadersFrame;
 use mummer::inspect::{learn_profile, ConnectionReport, Inspector, RESUME_PATH};
 use mummer::net::ResolveOverride;
 use mummer::{Client, Profile, RequestKind};
-use support::chromium::{base_args, reran_in_loopback_namespace, Browser};
+use support::chromium::{base_args, run_isolated, Browser};
 
 const HOST: &str = "conformance.test";
 
@@ -132,15 +132,7 @@ fn non_grease(v: &[u16]) -> Vec<u16> {
 
 #[test]
 fn chromium_and_mummer_agree() {
-    if reran_in_loopback_namespace("chromium_and_mummer_agree") {
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(agree());
+    run_isolated("chromium_and_mummer_agree", agree);
 }
 
 async fn agree() {

@@ -29,7 +29,7 @@ use mummer::session::CacheConfig;
 use mummer::{Profile, Session};
 use serde_json::json;
 use support::cdp::Cdp;
-use support::chromium::{base_args, reran_in_loopback_namespace, Browser};
+use support::chromium::{base_args, run_isolated, Browser};
 
 const HOST: &str = "pageload.test";
 
@@ -191,15 +191,7 @@ async fn mummer_load(
 
 #[test]
 fn chromium_and_mummer_load_the_test_page_alike() {
-    if reran_in_loopback_namespace("chromium_and_mummer_load_the_test_page_alike") {
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(compare());
+    run_isolated("chromium_and_mummer_load_the_test_page_alike", compare);
 }
 
 async fn compare() {
@@ -320,15 +312,10 @@ fn same_frames(browser: &[(String, HeadersFrame)], ours: &[(String, HeadersFrame
 
 #[test]
 fn chromium_and_mummer_load_the_page_twice_alike() {
-    if reran_in_loopback_namespace("chromium_and_mummer_load_the_page_twice_alike") {
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(compare_twice());
+    run_isolated(
+        "chromium_and_mummer_load_the_page_twice_alike",
+        compare_twice,
+    );
 }
 
 async fn compare_twice() {

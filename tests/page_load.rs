@@ -74,6 +74,13 @@ fn session(server: &HttpsServer, ca: &tempfile::NamedTempFile) -> Session {
 }
 
 async fn setup() -> (HttpsServer, Session, tempfile::NamedTempFile) {
+    setup_with(site).await
+}
+
+/// A server answering with `site`, and a session that trusts it.
+async fn setup_with(
+    site: impl Fn(&SeenRequest) -> Reply + Send + Sync + 'static,
+) -> (HttpsServer, Session, tempfile::NamedTempFile) {
     let server = HttpsServer::start(site).await;
     let ca = tempfile::NamedTempFile::new().expect("ca");
     std::fs::write(ca.path(), &server.cert_pem).expect("ca");
@@ -304,16 +311,13 @@ async fn limits_and_options_are_reported_not_dropped() {
 
 #[tokio::test]
 async fn a_subresource_past_the_time_limit_is_reported_as_cut() {
-    let server = HttpsServer::start(|req: &SeenRequest| match req.path() {
+    let (_server, s, _ca) = setup_with(|req: &SeenRequest| match req.path() {
         "/" => Reply::ok(r#"<img src="/slow.png"><img src="/fast.png">"#)
             .header("content-type", "text/html"),
         "/slow.png" => Reply::ok("x").delay(Duration::from_secs(5)),
         _ => Reply::ok("x"),
     })
     .await;
-    let ca = tempfile::NamedTempFile::new().expect("ca");
-    std::fs::write(ca.path(), &server.cert_pem).expect("ca");
-    let s = session(&server, &ca);
     let options = LoadOptions {
         timeout: Duration::from_millis(800),
         favicon: false,
@@ -370,15 +374,12 @@ async fn a_hostile_page_is_bounded_and_what_was_not_done_is_counted() {
         ));
     }
     let (html, css) = (bytes::Bytes::from(html), bytes::Bytes::from(css));
-    let server = HttpsServer::start(move |req: &SeenRequest| match req.path() {
+    let (server, s, _ca) = setup_with(move |req: &SeenRequest| match req.path() {
         "/" => Reply::ok(html.clone()).header("content-type", "text/html"),
         "/h/big.css" => Reply::ok(css.clone()).header("content-type", "text/css"),
         _ => Reply::ok("x"),
     })
     .await;
-    let ca = tempfile::NamedTempFile::new().expect("ca");
-    std::fs::write(ca.path(), &server.cert_pem).expect("ca");
-    let s = session(&server, &ca);
     let options = LoadOptions {
         max_subresources: 50,
         ..LoadOptions::default()

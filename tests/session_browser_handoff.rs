@@ -13,7 +13,7 @@ use mummer::net::ResolveOverride;
 use mummer::{Profile, Session};
 use serde_json::{json, Value};
 use support::cdp::Cdp;
-use support::chromium::{base_args, reran_in_loopback_namespace};
+use support::chromium::{base_args, run_isolated};
 use support::https::{HttpsServer, Reply};
 
 const HOST: &str = "shop.test";
@@ -36,15 +36,7 @@ fn site(req: &support::https::SeenRequest) -> Reply {
 
 #[test]
 fn cookies_go_to_chromium_and_come_back() {
-    if reran_in_loopback_namespace("cookies_go_to_chromium_and_come_back") {
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(handoff());
+    run_isolated("cookies_go_to_chromium_and_come_back", handoff);
 }
 
 async fn handoff() {

@@ -92,3 +92,18 @@ pub fn reran_in_loopback_namespace(test: &str) -> bool {
     );
     true
 }
+
+/// Runs a test's `body` on a two-worker runtime, inside a loopback-only network
+/// namespace where the machine allows it (see [`reran_in_loopback_namespace`]; `test`
+/// is the test's own name).
+pub fn run_isolated<F: std::future::Future<Output = ()>>(test: &str, body: impl FnOnce() -> F) {
+    if reran_in_loopback_namespace(test) {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(body());
+}
