@@ -18,7 +18,7 @@
 //!   `accept` on the kinds its renderer's memory cache revalidates (images, scripts,
 //!   styles, fonts), as a second visit of the test page shows them; elsewhere (the
 //!   document, fetch/XHR: its HTTP cache) they go after the cookie, a rule of
-//!   [`crate::profile::headers`];
+//!   `src/profile/headers.rs`;
 //! - HTTP/1.1 header case comes from an HTTP/1.1 visit when there was one, otherwise
 //!   Title-Case except the lower-case `sec-ch-*` client hints, as both families send.
 
