@@ -58,6 +58,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("inspect_clienthello", inspect_clienthello),
     ("inspect_h2_frames", inspect_h2_frames),
     ("page_subresources", page_subresources),
+    ("quic_initial", quic_initial),
 ];
 
 /// The function of the target called `name`, if there is one.
@@ -619,7 +620,39 @@ pub fn inspect_h2_frames(data: &[u8]) {
         resumed: false,
         http2: None,
         http1: Vec::new(),
+        quic: None,
+        http3: None,
     };
     let mut wire = Wire::new(&input);
     let _ = block_on(crate::inspect::server::serve_h2(&mut wire, &mut report));
+}
+
+// ===== QUIC and HTTP/3 =====
+
+/// `data` is what a QUIC client sends, as the inspector reads it: datagrams
+/// (`src/quic/initial.rs`, each prefixed by a two-byte length) whose Initial packets
+/// are decrypted and whose CRYPTO frames are put back together; the same bytes as a
+/// transport parameter list (`src/quic/params.rs`), as HTTP/3 frames and SETTINGS, and
+/// as a QPACK field section (`src/inspect/h3frames.rs`).
+pub fn quic_initial(data: &[u8]) {
+    let mut reader = crate::quic::initial::InitialReader::new();
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let end = (2 + len).min(rest.len());
+        let _ = reader.push_datagram(&rest[2..end]);
+        rest = &rest[end..];
+    }
+    if let Some(hello) = reader.client_hello() {
+        let _ = crate::inspect::ClientHello::parse(&hello).map(|h| h.ja4());
+    }
+    let _ = serde_json::to_string(&reader.packets);
+    let _ = crate::quic::params::split(data);
+    use crate::inspect::h3frames;
+    let mut frames = data;
+    while let Ok(Some((ty, payload))) = h3frames::split_frame(&mut frames, 1 << 16) {
+        let _ = (h3frames::frame_name(ty), h3frames::parse_settings(payload));
+        let _ = h3frames::decode_field_section(payload);
+    }
+    let _ = h3frames::decode_field_section(data);
 }

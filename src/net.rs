@@ -501,6 +501,35 @@ impl Dialer {
         Ok((stream, timings))
     }
 
+    /// The address a QUIC connection to `host:port` goes to (after `--connect-to`,
+    /// `--resolve` and the destination policy), and the time resolving took.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_dns`] or [`Error::is_destination_refused`]; [`Error::is_proxy`]
+    /// when a proxy is set, since HTTP/3 through a proxy (SOCKS5 UDP ASSOCIATE) is not
+    /// built yet and going around the proxy would leak the client's own address.
+    pub(crate) async fn resolve_udp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<(SocketAddr, Duration)> {
+        if let Some(proxy) = &self.proxy {
+            return Err(Error::proxy(
+                proxy,
+                "HTTP/3 cannot go through this proxy yet (no UDP relay); use HTTP/2",
+            ));
+        }
+        let (host, port) = self.target(host, port);
+        let started = Instant::now();
+        let addrs = self.allowed(&host, self.resolve(&host, port).await?)?;
+        let addr = addrs
+            .first()
+            .copied()
+            .ok_or_else(|| Error::dns(&host, "no addresses"))?;
+        Ok((addr, started.elapsed()))
+    }
+
     async fn deadline<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         match self.connect_timeout {
             Some(limit) => tokio::time::timeout(limit, fut).await.map_err(|_| {

@@ -506,7 +506,59 @@ impl TlsConnector {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         // A ticket another worker filed under this key, before anything is built.
-        tickets.fetch_missing(&tickets.key_for(host, port)).await;
+        let key = tickets.key_for(host, port);
+        tickets.fetch_missing(&key).await;
+        let config = self.handshake_config(host, alpn.unwrap_or(&self.alpn), key, tickets)?;
+        let stream = tokio_boring::connect(config, host, stream)
+            .await
+            .map_err(|e| Error::tls(host, describe_handshake_error(&e)))?;
+        let ssl = stream.ssl();
+        let info = TlsInfo {
+            version: ssl.version_str().to_string(),
+            cipher: ssl
+                .current_cipher()
+                .and_then(|c| c.standard_name())
+                .unwrap_or("unknown")
+                .to_string(),
+            alpn: ssl
+                .selected_alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            resumed: ssl.session_reused(),
+        };
+        // Shared by the pooled connection and every response it carries.
+        Ok((stream, Arc::new(info)))
+    }
+    /// The SSL for one QUIC handshake with `host:port`: the profile's context and
+    /// per-handshake settings with ALPN `alpn` (`h3`), SNI and hostname verification,
+    /// and the ticket filed by an earlier QUIC connection to that origin (QUIC tickets
+    /// are kept apart from TCP ones: BoringSSL refuses to resume one over the other).
+    /// [`crate::quic::QuicClientConfig`] drives it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_tls`] when BoringSSL refuses a setting.
+    pub async fn quic_ssl(
+        &self,
+        host: &str,
+        port: u16,
+        alpn: &[String],
+        tickets: &TicketCache,
+    ) -> Result<Ssl> {
+        let key = format!("{}|quic", tickets.key_for(host, port));
+        tickets.fetch_missing(&key).await;
+        let config = self.handshake_config(host, alpn, key, tickets)?;
+        config.into_ssl(host).map_err(|e| Error::tls(host, e))
+    }
+
+    /// The per-handshake settings the context cannot hold: ALPN, key shares, ALPS, ECH
+    /// GREASE and the ticket filed under `key`, which is also where a new ticket goes.
+    fn handshake_config(
+        &self,
+        host: &str,
+        alpn: &[String],
+        key: String,
+        tickets: &TicketCache,
+    ) -> Result<boring::ssl::ConnectConfiguration> {
         let mut config = self
             .connector
             .configure()
@@ -514,7 +566,6 @@ impl TlsConnector {
         if self.insecure {
             config.set_verify_hostname(false);
         }
-        let alpn = alpn.unwrap_or(&self.alpn);
         config
             .set_alpn_protos(&alpn_wire(alpn))
             .map_err(|e| Error::tls(host, e))?;
@@ -558,7 +609,6 @@ impl TlsConnector {
         }
         config.set_enable_ech_grease(self.ech_grease);
 
-        let key = tickets.key_for(host, port);
         if let Some(session) = tickets.take_for(&key) {
             // SAFETY: `set_session` wants a session made for a compatible context. The
             // session came either from a handshake on this context, or from DER that
@@ -580,24 +630,7 @@ impl TlsConnector {
             },
         );
 
-        let stream = tokio_boring::connect(config, host, stream)
-            .await
-            .map_err(|e| Error::tls(host, describe_handshake_error(&e)))?;
-        let ssl = stream.ssl();
-        let info = TlsInfo {
-            version: ssl.version_str().to_string(),
-            cipher: ssl
-                .current_cipher()
-                .and_then(|c| c.standard_name())
-                .unwrap_or("unknown")
-                .to_string(),
-            alpn: ssl
-                .selected_alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            resumed: ssl.session_reused(),
-        };
-        // Shared by the pooled connection and every response it carries.
-        Ok((stream, Arc::new(info)))
+        Ok(config)
     }
 }
 

@@ -29,7 +29,7 @@ use mummer::session::CacheConfig;
 use mummer::{Profile, Session};
 use serde_json::json;
 use support::cdp::Cdp;
-use support::chromium::{base_args, run_isolated, Browser};
+use support::chromium::{base_args, run_isolated, spki_hash, Browser};
 
 const HOST: &str = "pageload.test";
 
@@ -125,19 +125,6 @@ async fn chromium_load_twice(inspector: &mut Inspector) -> Vec<ConnectionReport>
     drop(browser);
     assert!(!reports.is_empty(), "chromium connected");
     reports
-}
-
-/// The base64 SHA-256 of the certificate's SubjectPublicKeyInfo, as Chromium's
-/// `--ignore-certificate-errors-spki-list` takes it.
-fn spki_hash(cert_pem: &[u8]) -> String {
-    use base64::Engine as _;
-    let cert = boring::x509::X509::from_pem(cert_pem).expect("inspector certificate");
-    let spki = cert
-        .public_key()
-        .and_then(|k| k.public_key_to_der())
-        .expect("public key");
-    let digest = boring::hash::hash(boring::hash::MessageDigest::sha256(), &spki).expect("sha256");
-    base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
 /// Polls `condition` in the page (every 50 ms, 20 s at most).

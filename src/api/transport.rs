@@ -37,7 +37,7 @@ pub struct TransportOptions {
     /// Skip certificate verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
-    /// `auto` (default), `http1` or `http2`.
+    /// `auto` (default), `http1`, `http2` or `http3` (QUIC only, no TCP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_version: Option<String>,
     /// Per-attempt timeout in milliseconds.
@@ -122,9 +122,10 @@ impl TransportOptions {
             None | Some("auto") => HttpVersionPref::Auto,
             Some("http1") => HttpVersionPref::Http1Only,
             Some("http2") => HttpVersionPref::Http2Only,
+            Some("http3") => HttpVersionPref::Http3Only,
             Some(other) => {
                 return Err(Error::invalid_input(format!(
-                    "http_version: `{other}` is not one of auto, http1, http2"
+                    "http_version: `{other}` is not one of auto, http1, http2, http3"
                 )))
             }
         };

@@ -16,6 +16,7 @@ use crate::body::{Body, Chunks};
 use crate::error::{Error, Result};
 use crate::h1::H1Connection;
 use crate::h2::{self, H2Connection};
+use crate::h3::H3Connection;
 use crate::net::{BoxedIo, CountingIo};
 use crate::read_ahead::ReadAhead;
 
@@ -61,6 +62,15 @@ pub(super) async fn open_connection(
     timings: &mut Timings,
 ) -> Result<Conn> {
     let config = &client.config;
+    if config.version == HttpVersionPref::Http3Only {
+        if !target.https {
+            return Err(Error::invalid_input(format!(
+                "HTTP/3 needs https://, not `{}`",
+                target.uri
+            )));
+        }
+        return open_h3(client, target, key, dial_permit, timings).await;
+    }
     let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
     let counted = CountingIo::new(io, client.counters.bytes.clone());
     client
@@ -78,7 +88,7 @@ pub(super) async fn open_connection(
     // at a time beneath it (see `read_ahead`).
     let io: BoxedIo = Box::pin(ReadAhead::new(counted));
     let alpn = match config.version {
-        HttpVersionPref::Auto => None,
+        HttpVersionPref::Auto | HttpVersionPref::Http3Only => None,
         HttpVersionPref::Http1Only => Some(vec!["http/1.1".to_string()]),
         HttpVersionPref::Http2Only => Some(vec!["h2".to_string()]),
     };
@@ -121,6 +131,80 @@ pub(super) async fn open_connection(
             Some(info),
         ))
     }
+}
+
+/// Opens an HTTP/3 connection (QUIC over UDP, no TCP) and pools it before the dial
+/// permit is released.
+async fn open_h3(
+    client: &ClientInner,
+    target: &Target,
+    key: &OriginKey,
+    dial_permit: Option<tokio::sync::OwnedMutexGuard<()>>,
+    timings: &mut Timings,
+) -> Result<Conn> {
+    let config = &client.config;
+    let (addr, dns) = client.dialer.resolve_udp(&target.host, target.port).await?;
+    timings.dns = dns;
+    client
+        .counters
+        .connections_opened
+        .fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("connections_opened_total").increment(1);
+    let started = Instant::now();
+    let connect = H3Connection::connect(
+        &client.tls,
+        &client.tickets,
+        &config.profile.quic,
+        &target.host,
+        target.port,
+        addr,
+    );
+    // QUIC's handshake is its connect: the shorter of the two deadlines bounds it.
+    let limit = match (config.connect_timeout, config.tls_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let (conn, info) = match limit {
+        Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
+            Error::timeout(format!(
+                "after {limit:?} in the QUIC handshake with `{}`",
+                target.host
+            ))
+        })??,
+        None => connect.await?,
+    };
+    // QUIC has no separate connect step: the handshake is the connection.
+    timings.tls = started.elapsed();
+    if info.resumed {
+        client.counters.tls_resumed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("tls_resumed_total").increment(1);
+    }
+    Pool::lock(&client.pool)
+        .h3
+        .insert(key.clone(), (conn.clone(), info.clone()));
+    drop(dial_permit);
+    Ok(Conn::H3(conn, info))
+}
+
+/// Sends one request on an HTTP/3 connection.
+pub(super) async fn exchange_h3(
+    conn: &H3Connection,
+    target: &Target,
+    out: Outgoing<'_>,
+    config: &ClientBuilder,
+    timings: &mut Timings,
+) -> Result<Exchange> {
+    let body = out.body.map(Body::take).transpose()?;
+    let sent = Instant::now();
+    let ex = conn
+        .send(out.method, &target.uri, out.headers, body, config.max_body)
+        .await?;
+    timings.first_byte = ex.first_byte.duration_since(sent);
+    Ok(Exchange {
+        status: ex.status,
+        headers: ex.headers,
+        body: WireBody::Full(ex.body),
+    })
 }
 
 /// Sends one request on a pooled HTTP/2 connection.

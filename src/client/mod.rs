@@ -56,6 +56,9 @@ pub enum HttpVersionPref {
     Http1Only,
     /// Offer only `h2` (`--http2`); a server without h2 fails the handshake.
     Http2Only,
+    /// HTTP/3 over QUIC only (`--http3-only`): no TCP at all; a server that does not
+    /// answer over UDP fails the request.
+    Http3Only,
 }
 
 /// Builds a [`Client`].
@@ -402,5 +405,6 @@ impl Client {
         let mut pool = Pool::lock(&self.inner.pool);
         pool.h1.clear();
         pool.h2.clear();
+        pool.h3.clear();
     }
 }

@@ -11,6 +11,7 @@ use tokio_boring::SslStream;
 use super::ClientInner;
 use crate::h1::H1Connection;
 use crate::h2::H2Connection;
+use crate::h3::H3Connection;
 use crate::net::BoxedIo;
 use crate::tls::TlsInfo;
 
@@ -22,6 +23,8 @@ pub(super) type IdleH1 = (H1Connection<MaybeTls>, Option<Arc<TlsInfo>>);
 #[derive(Default)]
 pub(super) struct Pool {
     pub(super) h2: HashMap<OriginKey, Vec<(H2Connection, Arc<TlsInfo>)>>,
+    /// One HTTP/3 connection per origin (QUIC streams are plenty).
+    pub(super) h3: HashMap<OriginKey, (H3Connection, Arc<TlsInfo>)>,
     pub(super) h1: HashMap<OriginKey, Vec<IdleH1>>,
     /// One connection attempt at a time per origin while it may speak HTTP/2, so that
     /// concurrent first requests share the connection the first one opens (as browsers
@@ -96,11 +99,22 @@ pub(super) enum Conn {
     H2(H2Connection, Arc<TlsInfo>),
     /// HTTP/1.1, this request's alone until it is given back.
     H1(H1Connection<MaybeTls>, Option<Arc<TlsInfo>>),
+    /// HTTP/3 (over QUIC), shared by concurrent requests.
+    H3(H3Connection, Arc<TlsInfo>),
 }
 
 /// A pooled HTTP/2 connection with room for a stream, or else an idle HTTP/1.1 one.
 pub(super) fn take_pooled(client: &ClientInner, key: &OriginKey) -> Option<Conn> {
     let mut pool = Pool::lock(&client.pool);
+    if client.config.version == super::HttpVersionPref::Http3Only {
+        if pool.h3.get(key).is_some_and(|(c, _)| c.is_closed()) {
+            pool.h3.remove(key);
+        }
+        return pool
+            .h3
+            .get(key)
+            .map(|(c, info)| Conn::H3(c.clone(), info.clone()));
+    }
     if let Some(conns) = pool.h2.get_mut(key) {
         conns.retain(|(c, _)| !c.is_closed());
         if let Some((conn, info)) = conns.iter().find(|(c, _)| c.has_capacity()).cloned() {

@@ -9,7 +9,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Version};
 
-use super::connect::{exchange_h1, exchange_h2, open_connection, GiveBack, Outgoing, WireBody};
+use super::connect::{
+    exchange_h1, exchange_h2, exchange_h3, open_connection, GiveBack, Outgoing, WireBody,
+};
 use super::pool::{give_back_h1, take_pooled_or_gate, Conn, OriginKey};
 use super::response::{CacheStatus, Response, StreamingResponse, Timings};
 use super::Client;
@@ -167,6 +169,10 @@ async fn send_inner(client: &Client, request: Request) -> Result<Response> {
         Conn::H2(conn, info) => {
             let ex = exchange_h2(&conn, &target, outgoing, config, &mut timings).await?;
             (ex.status, Version::HTTP_2, ex.headers, ex.body, Some(info))
+        }
+        Conn::H3(conn, info) => {
+            let ex = Box::pin(exchange_h3(&conn, &target, outgoing, config, &mut timings)).await?;
+            (ex.status, Version::HTTP_3, ex.headers, ex.body, Some(info))
         }
         Conn::H1(conn, info) => {
             let pool = client.clone();

@@ -47,6 +47,11 @@ pub struct ClientHello {
     pub psk_identities: Option<usize>,
     /// record_size_limit value.
     pub record_size_limit: Option<u16>,
+    /// quic_transport_parameters (0x39) as `(id, value hex)` in wire order, when sent.
+    pub quic_transport_parameters: Option<Vec<(u64, String)>>,
+    /// Whether this ClientHello came in QUIC CRYPTO frames (JA4 then starts with `q`);
+    /// set by the caller, since the bytes alone do not say.
+    pub over_quic: bool,
 }
 
 /// The public fields of an outer ECH extension.
@@ -223,6 +228,16 @@ impl ClientHello {
                     });
                 }
                 0xca34 => ch.trust_anchors_hex = Some(hex::encode(body.buf)),
+                0x39 => {
+                    let fields = crate::quic::params::split(body.buf)
+                        .ok_or(ParseError("quic_transport_parameters are malformed"))?;
+                    ch.quic_transport_parameters = Some(
+                        fields
+                            .into_iter()
+                            .map(|(id, v)| (id, hex::encode(v)))
+                            .collect(),
+                    );
+                }
                 _ => {}
             }
         }
@@ -277,7 +292,8 @@ impl ClientHello {
             _ => "00".to_string(),
         };
         let a = format!(
-            "t{}{}{:02}{:02}{}",
+            "{}{}{}{:02}{:02}{}",
+            if self.over_quic { 'q' } else { 't' },
             self.ja4_version(),
             if self.sni.is_some() { 'd' } else { 'i' },
             ciphers.len().min(99),

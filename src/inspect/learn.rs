@@ -306,6 +306,7 @@ pub fn learn_profile(name: &str, reports: &[ConnectionReport]) -> Result<Profile
         // High-entropy hints appear only after the server asks with Accept-CH, which
         // the inspector does not: none are learned.
         client_hints: BTreeMap::new(),
+        quic: crate::profile::QuicProfile::default(),
     };
     profile
         .validate()

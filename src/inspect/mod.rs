@@ -7,7 +7,10 @@
 pub mod cert;
 pub mod clienthello;
 pub mod h2frames;
+pub mod h3frames;
 pub mod learn;
+#[cfg(feature = "quic-server")]
+mod quic;
 pub mod server;
 pub mod test_page;
 

@@ -83,6 +83,12 @@ pub struct ConnectionReport {
     pub http2: Option<Http2Report>,
     /// HTTP/1.1 requests (raw header lines in order), when h1 was used.
     pub http1: Vec<Vec<(String, String)>>,
+    /// The QUIC packets, for a connection over UDP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic: Option<super::h3frames::QuicReport>,
+    /// HTTP/3 details, for a connection over UDP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http3: Option<super::h3frames::Http3Report>,
 }
 
 /// The HTTP/2 side of a connection.
@@ -111,6 +117,7 @@ pub struct Inspector {
     addr: SocketAddr,
     reports: mpsc::UnboundedReceiver<ConnectionReport>,
     task: tokio::task::JoinHandle<()>,
+    quic: Option<tokio::task::JoinHandle<()>>,
     cert_pem: Vec<u8>,
 }
 
@@ -149,6 +156,16 @@ impl Inspector {
             .map_err(|e| Error::io("local address", e))?;
         let (tx, reports) = mpsc::unbounded_channel();
         let counter = Arc::new(AtomicUsize::new(0));
+        // HTTP/3 on the same port over UDP, when built with QUIC.
+        #[cfg(feature = "quic-server")]
+        let quic = Some(super::quic::start(
+            addr,
+            &cert,
+            tx.clone(),
+            counter.clone(),
+        )?);
+        #[cfg(not(feature = "quic-server"))]
+        let quic: Option<tokio::task::JoinHandle<()>> = None;
         let task = tokio::spawn(async move {
             while let Ok((tcp, peer)) = listener.accept().await {
                 let acceptor = acceptor.clone();
@@ -170,6 +187,7 @@ impl Inspector {
             addr,
             reports,
             task,
+            quic,
             cert_pem,
         })
     }
@@ -202,6 +220,9 @@ impl Inspector {
 impl Drop for Inspector {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(quic) = &self.quic {
+            quic.abort();
+        }
     }
 }
 
@@ -286,6 +307,8 @@ async fn serve(
         resumed,
         http2: None,
         http1: Vec::new(),
+        quic: None,
+        http3: None,
     };
     if alpn.as_deref() == Some("h2") {
         serve_h2(&mut tls, &mut report).await?;

@@ -65,6 +65,97 @@ pub struct Profile {
     /// Empty for browsers without client hints (Firefox).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub client_hints: BTreeMap<String, String>,
+    /// QUIC and HTTP/3 (`--http3-only`): transport parameters and packet shape.
+    #[serde(default, skip_serializing_if = "QuicProfile::is_default")]
+    pub quic: QuicProfile,
+}
+
+/// The QUIC side of a profile: what quinn is told so that its transport parameters
+/// and packets carry the browser's values. The defaults are Chromium's published QUIC
+/// client settings (`quic_constants.h`, `QuicConfig` defaults); docs/profiles.md says
+/// which of them a capture has confirmed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuicProfile {
+    /// ALPN offered over QUIC.
+    pub alpn: Vec<String>,
+    /// max_idle_timeout, in milliseconds.
+    pub max_idle_timeout_ms: u64,
+    /// max_udp_payload_size.
+    pub max_udp_payload_size: u16,
+    /// initial_max_data.
+    pub initial_max_data: u64,
+    /// initial_max_stream_data_bidi_local, _bidi_remote and _uni.
+    pub initial_max_stream_data: u64,
+    /// initial_max_streams_bidi.
+    pub initial_max_streams_bidi: u64,
+    /// initial_max_streams_uni.
+    pub initial_max_streams_uni: u64,
+    /// max_datagram_frame_size, when datagrams are offered.
+    pub max_datagram_frame_size: Option<u64>,
+    /// Length of the first destination connection ID the client picks.
+    pub initial_dcid_len: u8,
+    /// Length of the client's own (source) connection IDs.
+    pub scid_len: u8,
+    /// Size of the datagrams that carry the client's Initial packets.
+    pub initial_packet_size: u16,
+    /// Transport parameter ids in the browser's order (`"0x04"`, …, `"grease"`); empty
+    /// keeps quinn's order.
+    pub transport_parameter_order: Vec<String>,
+}
+
+impl Default for QuicProfile {
+    fn default() -> Self {
+        QuicProfile {
+            alpn: vec!["h3".into()],
+            max_idle_timeout_ms: 30_000,
+            max_udp_payload_size: 1472,
+            initial_max_data: 15_728_640,
+            initial_max_stream_data: 6_291_456,
+            initial_max_streams_bidi: 100,
+            initial_max_streams_uni: 103,
+            max_datagram_frame_size: Some(65_536),
+            initial_dcid_len: 8,
+            scid_len: 0,
+            initial_packet_size: 1250,
+            transport_parameter_order: Vec::new(),
+        }
+    }
+}
+
+impl QuicProfile {
+    /// Whether every field has its default (then a saved profile leaves the section out).
+    pub fn is_default(&self) -> bool {
+        *self == QuicProfile::default()
+    }
+
+    /// The transport parameter layout from [`QuicProfile::transport_parameter_order`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_profile`] naming an entry that is neither an id nor `grease`.
+    pub fn params_layout(&self) -> Result<crate::quic::params::ParamsLayout> {
+        use crate::quic::params::{ParamSlot, ParamsLayout};
+        let order = self
+            .transport_parameter_order
+            .iter()
+            .map(|entry| {
+                if entry == "grease" {
+                    return Ok(ParamSlot::Grease);
+                }
+                let digits = entry.strip_prefix("0x").unwrap_or(entry);
+                u64::from_str_radix(digits, 16)
+                    .map(ParamSlot::Id)
+                    .map_err(|_| {
+                        Error::invalid_profile(
+                            "quic.transport_parameter_order".into(),
+                            format!("`{entry}` is neither a hex id nor `grease`"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ParamsLayout { order })
+    }
 }
 
 /// Every knob of the ClientHello that a profile sets.

@@ -107,3 +107,16 @@ pub fn run_isolated<F: std::future::Future<Output = ()>>(test: &str, body: impl 
         .expect("runtime")
         .block_on(body());
 }
+
+/// The base64 SHA-256 of the certificate's SubjectPublicKeyInfo, as Chromium's
+/// `--ignore-certificate-errors-spki-list` takes it.
+pub fn spki_hash(cert_pem: &[u8]) -> String {
+    use base64::Engine as _;
+    let cert = boring::x509::X509::from_pem(cert_pem).expect("inspector certificate");
+    let spki = cert
+        .public_key()
+        .and_then(|k| k.public_key_to_der())
+        .expect("public key");
+    let digest = boring::hash::hash(boring::hash::MessageDigest::sha256(), &spki).expect("sha256");
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}

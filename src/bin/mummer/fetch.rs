@@ -25,6 +25,8 @@ pub fn transport(
         "http1"
     } else if args.http2 {
         "http2"
+    } else if args.http3_only {
+        "http3"
     } else {
         "auto"
     };

@@ -168,11 +168,15 @@ struct FetchArgs {
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
     /// Offer only HTTP/1.1.
-    #[arg(long = "http1.1", conflicts_with = "http2")]
+    #[arg(long = "http1.1", conflicts_with_all = ["http2", "http3_only"])]
     http1: bool,
     /// Offer only HTTP/2.
-    #[arg(long = "http2")]
+    #[arg(long = "http2", conflicts_with = "http3_only")]
     http2: bool,
+    /// HTTP/3 over QUIC only: UDP to the server, no TCP (the TLS handshake from the
+    /// profile, as over TCP).
+    #[arg(long = "http3-only")]
+    http3_only: bool,
     /// Proxy URL (http://, https://, socks5://, socks5h://).
     #[arg(long)]
     proxy: Option<String>,

@@ -1,0 +1,224 @@
+//! HTTP/3 (`--http3-only`) against a local quinn/rustls HTTP/3 site, judged from the
+//! site's side: the requests it decoded, and the QUIC ClientHello read back out of the
+//! client's own Initial packets (the same BoringSSL profile as over TCP, with `h3` and
+//! QUIC transport parameters).
+
+#[path = "support/h3.rs"]
+mod h3site;
+
+use std::time::{Duration, Instant};
+
+use http::Version;
+use mummer::client::{Client, HttpVersionPref};
+use mummer::inspect::clienthello::ClientHello;
+use mummer::net::{Proxy, ResolveOverride};
+use mummer::profile::Profile;
+use mummer::quic::initial::InitialReader;
+
+fn client(site: &h3site::H3Site, ca: &std::path::Path) -> Client {
+    Client::builder(Profile::named("chromium-156-linux").expect("built-in profile"))
+        .ca_file(ca)
+        .resolve(
+            format!("h3.test:{}:127.0.0.1", site.addr.port())
+                .parse::<ResolveOverride>()
+                .expect("resolve rule"),
+        )
+        .http_version(HttpVersionPref::Http3Only)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn requests_go_over_http3_and_the_site_sees_the_profiles_headers_in_order() {
+    let site = h3site::H3Site::start().await;
+    let ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca.path(), site.cert_pem()).expect("write CA");
+    let client = client(&site, ca.path());
+    let base = format!("https://h3.test:{}", site.addr.port());
+
+    let first = client
+        .get(&format!("{base}/first"))
+        .send()
+        .await
+        .expect("GET over h3");
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.version(), Version::HTTP_3);
+    assert_eq!(first.text(), "h3 GET /first 0");
+    let tls = first.tls().expect("TLS details");
+    assert_eq!(tls.alpn.as_deref(), Some("h3"));
+    assert_eq!(tls.version, "TLSv1.3");
+
+    let posted = client
+        .post(&format!("{base}/form"))
+        .body("a=1&b=2")
+        .send()
+        .await
+        .expect("POST over h3");
+    assert_eq!(posted.text(), "h3 POST /form 7");
+
+    let seen = site.seen();
+    assert_eq!(
+        seen.len(),
+        2,
+        "every request reached the site once: {seen:?}"
+    );
+    assert_eq!(seen[0].authority, format!("h3.test:{}", site.addr.port()));
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("GET", "/first")
+    );
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].path.as_str()),
+        ("POST", "/form")
+    );
+    assert_eq!(seen[1].body, b"a=1&b=2");
+    // The site decoded the header list the client says it sent, in that order.
+    let sent: Vec<String> = first
+        .request_headers()
+        .iter()
+        .map(|(n, _)| n.as_str().to_string())
+        .collect();
+    let received: Vec<String> = seen[0].headers.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(received, sent);
+    assert!(received.iter().any(|n| n == "sec-ch-ua"), "{received:?}");
+    assert_eq!(
+        seen[0]
+            .headers
+            .iter()
+            .find(|(n, _)| n == "user-agent")
+            .map(|(_, v)| v.as_str()),
+        Some(client.profile().user_agent.as_str())
+    );
+    let stats = client.transport_stats();
+    assert_eq!(
+        stats.connections_opened, 1,
+        "both requests shared one QUIC connection"
+    );
+    assert_eq!(stats.connections_reused, 1);
+}
+
+#[tokio::test]
+async fn the_quic_client_hello_is_the_profiles_with_h3_and_transport_parameters() {
+    let site = h3site::H3Site::start().await;
+    let ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca.path(), site.cert_pem()).expect("write CA");
+    let client = client(&site, ca.path());
+    let url = format!("https://h3.test:{}/", site.addr.port());
+    client.get(&url).send().await.expect("GET over h3");
+
+    let mut reader = InitialReader::new();
+    for datagram in site.datagrams() {
+        // Datagrams after the handshake carry no Initial packets; errors there are
+        // short-header packets the reader is not meant to read.
+        let _ = reader.push_datagram(&datagram);
+    }
+    let hello = reader
+        .client_hello()
+        .expect("the ClientHello came in Initial packets");
+    let mut hello = ClientHello::parse(&hello).expect("a ClientHello");
+    hello.over_quic = true;
+    let profile = client.profile();
+
+    assert_eq!(hello.sni.as_deref(), Some("h3.test"));
+    assert_eq!(hello.alpn, vec!["h3".to_string()]);
+    assert!(hello.ja4().starts_with("q13d"), "{}", hello.ja4());
+    // TLS 1.3 only over QUIC: the profile's TLS 1.3 suites, in its order.
+    let tls13: Vec<u16> = profile
+        .tls
+        .cipher_suites
+        .iter()
+        .map(|c| c.0)
+        .filter(|c| (0x1301..=0x1303).contains(c))
+        .collect();
+    let offered: Vec<u16> = hello
+        .cipher_suites
+        .iter()
+        .copied()
+        .filter(|c| !mummer::inspect::clienthello::is_grease(*c))
+        .collect();
+    assert_eq!(offered, tls13);
+    let groups: Vec<u16> = hello
+        .key_shares
+        .iter()
+        .map(|(g, _)| *g)
+        .filter(|g| !mummer::inspect::clienthello::is_grease(*g))
+        .collect();
+    let wanted: Vec<u16> = profile.tls.key_shares.iter().map(|k| k.0).collect();
+    assert_eq!(groups, wanted, "the profile's key shares, ML-KEM included");
+    let params = hello
+        .quic_transport_parameters
+        .as_ref()
+        .expect("quic_transport_parameters (0x39) sent");
+    let value = |id: u64| {
+        params
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, v)| v.clone())
+    };
+    // initial_max_data 15728640 and initial_max_streams_bidi 100, as varints.
+    assert_eq!(value(0x04).as_deref(), Some("80f00000"));
+    assert_eq!(value(0x08).as_deref(), Some("4064"));
+    // The client's own connection ID is empty, as Chromium's.
+    assert_eq!(value(0x0f).as_deref(), Some(""));
+    let first = &reader.packets[0];
+    assert_eq!(first.dcid_len, 8);
+    assert_eq!(first.scid_len, 0);
+    assert!(
+        first.datagram_len >= 1200,
+        "Initial datagrams are padded: {first:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_answer_over_udp_fails_within_the_deadline_and_a_proxy_is_never_bypassed() {
+    // A UDP port nobody reads.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let port = silent.local_addr().expect("addr").port();
+    let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
+        .insecure(true)
+        .http_version(HttpVersionPref::Http3Only)
+        .connect_timeout(Duration::from_millis(800))
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let err = client
+        .get(&format!("https://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .expect_err("nothing answers");
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let site = h3site::H3Site::start().await;
+    let proxied = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
+        .insecure(true)
+        .http_version(HttpVersionPref::Http3Only)
+        .proxy(Proxy::parse("http://127.0.0.1:9").expect("proxy"))
+        .build()
+        .expect("client");
+    let err = proxied
+        .get(&format!("https://127.0.0.1:{}/", site.addr.port()))
+        .send()
+        .await
+        .expect_err("no UDP through an HTTP proxy");
+    assert!(err.is_proxy(), "{err}");
+    assert!(
+        site.datagrams().is_empty(),
+        "no datagram went around the proxy"
+    );
+
+    let plain = client
+        .get("http://127.0.0.1:1/")
+        .send()
+        .await
+        .expect_err("h3 needs https");
+    assert!(
+        err.to_string().contains("HTTP/3") && plain.is_invalid_input(),
+        "{plain}"
+    );
+}
