@@ -83,6 +83,8 @@ fn endpoint(quic: &QuicProfile, remote: SocketAddr) -> Result<quinn::Endpoint> {
     config
         .max_udp_payload_size(quic.max_udp_payload_size.max(1200))
         .map_err(|e| Error::invalid_profile("quic.max_udp_payload_size".into(), e.to_string()))?;
+    // Chromium neither advertises nor greases the QUIC bit.
+    config.grease_quic_bit(false);
     let scid_len = usize::from(quic.scid_len.min(20));
     config.cid_generator(move || Box::new(quinn_proto::RandomConnectionIdGenerator::new(scid_len)));
     let bind: SocketAddr = if remote.is_ipv4() {

@@ -151,8 +151,9 @@ async fn open_h3(
         .fetch_add(1, Ordering::Relaxed);
     metrics::counter!("connections_opened_total").increment(1);
     let started = Instant::now();
+    let tls = client.quic_tls()?;
     let connect = H3Connection::connect(
-        &client.tls,
+        &tls,
         &client.tickets,
         &config.profile.quic,
         &target.host,

@@ -190,6 +190,7 @@ impl ClientBuilder {
             inner: Arc::new(ClientInner {
                 templates,
                 tls,
+                quic_tls: std::sync::OnceLock::new(),
                 dialer,
                 tickets: TicketCache::new(),
                 pool: Mutex::new(Pool::default()),
@@ -269,11 +270,26 @@ struct ClientInner {
     /// (shared by every client wearing the same `Arc<Profile>`).
     templates: Arc<Compiled>,
     tls: Arc<TlsConnector>,
+    /// The QUIC ClientHello's context, built on first use of HTTP/3 (most clients
+    /// never need it).
+    quic_tls: std::sync::OnceLock<Arc<TlsConnector>>,
     dialer: Dialer,
     tickets: TicketCache,
     pool: Mutex<Pool>,
     config: ClientBuilder,
     counters: Counters,
+}
+
+impl ClientInner {
+    /// The TLS context for QUIC handshakes, built from the profile's QUIC variant.
+    fn quic_tls(&self) -> Result<Arc<TlsConnector>> {
+        if let Some(tls) = self.quic_tls.get() {
+            return Ok(tls.clone());
+        }
+        let profile = &self.config.profile;
+        let tls = TlsConnector::shared(&profile.quic.tls_profile(&profile.tls), &self.config.tls)?;
+        Ok(self.quic_tls.get_or_init(|| tls).clone())
+    }
 }
 
 /// Transport counters, updated on the request path with relaxed atomics.

@@ -99,9 +99,57 @@ pub struct QuicProfile {
     pub scid_len: u8,
     /// Size of the datagrams that carry the client's Initial packets.
     pub initial_packet_size: u16,
-    /// Transport parameter ids in the browser's order (`"0x04"`, …, `"grease"`); empty
-    /// keeps quinn's order.
-    pub transport_parameter_order: Vec<String>,
+    /// Exactly the transport parameters sent: ids whose value quinn sets (`"0x04"`),
+    /// `"grease"` (quinn's reserved parameter), `"version_information"`, or
+    /// `"0xID=HEX"` for a value given here; empty sends quinn's own list.
+    pub transport_parameters: Vec<String>,
+    /// Shuffle the transport parameters for every connection, as Chromium does.
+    pub shuffle_transport_parameters: bool,
+    /// How the ClientHello over QUIC differs from the profile's TCP one.
+    pub tls: QuicTlsProfile,
+}
+
+/// What a browser changes in its ClientHello for QUIC. Chromium 156 (captured by
+/// `tests/conformance_quic.rs`): no GREASE anywhere, no `status_request` or
+/// `signed_certificate_timestamp`, a signature algorithm list of its own (no ML-DSA,
+/// `rsa_pkcs1_sha1` last) and ALPS for `h3`. The rest (ciphers, groups, key shares,
+/// certificate compression, ECH GREASE, trust anchors, extension permutation) is the
+/// TCP profile's; BoringSSL itself leaves out what TLS 1.3-only QUIC cannot use
+/// (TLS 1.2 suites, `session_ticket`, `extended_master_secret`, `renegotiation_info`,
+/// `ec_point_formats`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuicTlsProfile {
+    /// GREASE values in the ClientHello.
+    pub grease: bool,
+    /// `status_request`.
+    pub ocsp_stapling: bool,
+    /// `signed_certificate_timestamp`.
+    pub signed_cert_timestamps: bool,
+    /// `signature_algorithms`, when it differs from the TCP list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_algorithms: Option<Vec<CodePoint>>,
+    /// Protocols with an ALPS entry (the TCP profile's codepoint).
+    pub alps_protocols: Vec<String>,
+}
+
+impl Default for QuicTlsProfile {
+    fn default() -> Self {
+        QuicTlsProfile {
+            grease: false,
+            ocsp_stapling: false,
+            signed_cert_timestamps: false,
+            signature_algorithms: Some(
+                [
+                    0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601, 0x0201,
+                ]
+                .into_iter()
+                .map(CodePoint)
+                .collect(),
+            ),
+            alps_protocols: vec!["h3".into()],
+        }
+    }
 }
 
 impl Default for QuicProfile {
@@ -118,7 +166,27 @@ impl Default for QuicProfile {
             initial_dcid_len: 8,
             scid_len: 0,
             initial_packet_size: 1250,
-            transport_parameter_order: Vec::new(),
+            // Chromium 156's set (tests/conformance_quic.rs), shuffled per connection.
+            transport_parameters: [
+                "0x01",
+                "0x03",
+                "0x04",
+                "0x05",
+                "0x06",
+                "0x07",
+                "0x08",
+                "0x09",
+                "0x0f",
+                "0x20=80010000",
+                "grease",
+                "version_information",
+                "0x3128=4f524947",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            shuffle_transport_parameters: true,
+            tls: QuicTlsProfile::default(),
         }
     }
 }
@@ -129,32 +197,77 @@ impl QuicProfile {
         *self == QuicProfile::default()
     }
 
-    /// The transport parameter layout from [`QuicProfile::transport_parameter_order`].
+    /// The ClientHello settings for QUIC: `tcp` with [`QuicProfile::tls`] applied and
+    /// ALPN from [`QuicProfile::alpn`].
+    pub fn tls_profile(&self, tcp: &TlsProfile) -> TlsProfile {
+        let mut tls = tcp.clone();
+        tls.min_version = "1.3".into();
+        tls.max_version = "1.3".into();
+        tls.grease = self.tls.grease;
+        tls.ocsp_stapling = self.tls.ocsp_stapling;
+        tls.signed_cert_timestamps = self.tls.signed_cert_timestamps;
+        if let Some(sigalgs) = &self.tls.signature_algorithms {
+            tls.signature_algorithms = sigalgs.clone();
+        }
+        tls.alpn = self.alpn.clone();
+        tls.alps = match (&tcp.alps, self.tls.alps_protocols.is_empty()) {
+            (_, true) => None,
+            (Some(alps), false) => Some(AlpsProfile {
+                protocols: self.tls.alps_protocols.clone(),
+                new_codepoint: alps.new_codepoint,
+            }),
+            (None, false) => Some(AlpsProfile {
+                protocols: self.tls.alps_protocols.clone(),
+                new_codepoint: true,
+            }),
+        };
+        tls
+    }
+
+    /// The transport parameter layout from [`QuicProfile::transport_parameters`].
     ///
     /// # Errors
     ///
-    /// [`Error::is_invalid_profile`] naming an entry that is neither an id nor `grease`.
+    /// [`Error::is_invalid_profile`] naming an entry that is none of the forms.
     pub fn params_layout(&self) -> Result<crate::quic::params::ParamsLayout> {
         use crate::quic::params::{ParamSlot, ParamsLayout};
+        let bad = |entry: &str| {
+            Error::invalid_profile(
+                "quic.transport_parameters".into(),
+                format!(
+                    "`{entry}` is none of: a hex id, `0xID=HEX`, `grease`, `version_information`"
+                ),
+            )
+        };
+        let id_of = |text: &str| {
+            let digits = text.strip_prefix("0x").unwrap_or(text);
+            u64::from_str_radix(digits, 16)
+                .ok()
+                .filter(|id| *id < 1 << 62)
+        };
         let order = self
-            .transport_parameter_order
+            .transport_parameters
             .iter()
-            .map(|entry| {
-                if entry == "grease" {
-                    return Ok(ParamSlot::Grease);
-                }
-                let digits = entry.strip_prefix("0x").unwrap_or(entry);
-                u64::from_str_radix(digits, 16)
-                    .map(ParamSlot::Id)
-                    .map_err(|_| {
-                        Error::invalid_profile(
-                            "quic.transport_parameter_order".into(),
-                            format!("`{entry}` is neither a hex id nor `grease`"),
-                        )
-                    })
+            .map(|entry| match entry.as_str() {
+                "grease" => Ok(ParamSlot::Grease),
+                "version_information" => Ok(ParamSlot::VersionInformation),
+                _ => match entry.split_once('=') {
+                    Some((id, value)) => {
+                        let id = id_of(id).ok_or_else(|| bad(entry))?;
+                        let value = hex::decode(value).map_err(|_| bad(entry))?;
+                        if value.len() > 1024 {
+                            return Err(bad(entry));
+                        }
+                        Ok(ParamSlot::Extra(id, value))
+                    }
+                    None => id_of(entry).map(ParamSlot::Id).ok_or_else(|| bad(entry)),
+                },
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(ParamsLayout { order })
+        Ok(ParamsLayout {
+            order,
+            shuffle: self.shuffle_transport_parameters,
+        })
     }
 }
 

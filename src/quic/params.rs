@@ -1,13 +1,15 @@
-//! The client's QUIC transport parameters as bytes on the wire, in the profile's order.
+//! The client's QUIC transport parameters as bytes on the wire, as the profile says.
 //!
 //! quinn decides the values (from the [`quinn::TransportConfig`] the profile sets) and
-//! writes them in an order of its own with a GREASE parameter; a browser has its own
-//! order and sends parameters quinn does not know (Chromium's `version_information`,
-//! `google_connection_options`, …). [`ParamsLayout::encode`] takes quinn's encoding
-//! apart and writes it again: the profile's ids first in its order (a parameter quinn
-//! did not write is skipped, an extra one the profile carries is written as given), the
-//! rest after them in quinn's order. Values are never changed here, so what the server
-//! is promised is what quinn enforces.
+//! writes them in an order of its own with a GREASE parameter; a browser sends its own
+//! set (Chromium: `version_information` with a GREASE version, `google_connection_options`,
+//! no `min_ack_delay`), shuffled anew for every connection. [`ParamsLayout::encode`]
+//! takes quinn's encoding apart and writes exactly the profile's list: quinn's value for
+//! each listed id, the profile's bytes for an extra one, then shuffled when the profile
+//! says so. An extra value replaces quinn's only where that is harmless (Chromium's
+//! `max_datagram_frame_size` of 65536 where quinn caps at 65535: no datagram can be
+//! larger than a packet); flow-control values always stay quinn's, so what the server is
+//! promised is what quinn enforces.
 
 use quinn_proto::transport_parameters::TransportParameters;
 
@@ -18,15 +20,20 @@ pub enum ParamSlot {
     Id(u64),
     /// The GREASE parameter quinn writes (a reserved id, 31 × N + 27).
     Grease,
-    /// A parameter quinn does not know, written with exactly these bytes.
+    /// A parameter written with exactly these bytes (replacing quinn's, if any).
     Extra(u64, Vec<u8>),
+    /// `version_information` (RFC 9368): chosen version 1, available versions 1 and a
+    /// reserved (GREASE) version, in random order, as Chromium sends it.
+    VersionInformation,
 }
 
 /// How the transport parameters are laid out.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ParamsLayout {
-    /// The profile's order; empty keeps quinn's.
+    /// Exactly what is sent, in this order unless shuffled; empty keeps quinn's list.
     pub order: Vec<ParamSlot>,
+    /// Shuffle the order for every connection.
+    pub shuffle: bool,
 }
 
 /// Whether `id` is a reserved (GREASE) transport parameter id (RFC 9000 section 18.1).
@@ -46,32 +53,56 @@ impl ParamsLayout {
             // quinn's own encoding always parses; keep it as written if it ever does not.
             return raw;
         };
-        let mut out = Vec::with_capacity(raw.len() + 64);
+        let mut chosen: Vec<(u64, Vec<u8>)> = Vec::with_capacity(self.order.len());
         for slot in &self.order {
             match slot {
                 ParamSlot::Id(id) => {
                     if let Some(pos) = fields.iter().position(|(i, _)| i == id) {
                         let (id, value) = fields.remove(pos);
-                        put(&mut out, id, value);
+                        chosen.push((id, value.to_vec()));
                     }
                 }
                 ParamSlot::Grease => {
                     if let Some(pos) = fields.iter().position(|(i, _)| is_grease_id(*i)) {
                         let (id, value) = fields.remove(pos);
-                        put(&mut out, id, value);
+                        chosen.push((id, value.to_vec()));
                     }
                 }
                 ParamSlot::Extra(id, value) => {
                     fields.retain(|(i, _)| i != id);
-                    put(&mut out, *id, value);
+                    chosen.push((*id, value.clone()));
+                }
+                ParamSlot::VersionInformation => {
+                    fields.retain(|(i, _)| *i != 0x11);
+                    chosen.push((0x11, version_information()));
                 }
             }
         }
-        for (id, value) in fields {
-            put(&mut out, id, value);
+        if self.shuffle {
+            use rand::seq::SliceRandom;
+            chosen.shuffle(&mut rand::rng());
+        }
+        let mut out = Vec::with_capacity(raw.len() + 64);
+        for (id, value) in &chosen {
+            put(&mut out, *id, value);
         }
         out
     }
+}
+
+/// Chosen version 1, then the available versions: 1 and a reserved `0x?a?a?a?a`
+/// version (RFC 9000 section 15), in random order.
+fn version_information() -> Vec<u8> {
+    let grease = (rand::random::<u32>() & 0xf0f0_f0f0) | 0x0a0a_0a0a;
+    let mut available = [super::keys::QUIC_V1, grease];
+    if rand::random::<bool>() {
+        available.swap(0, 1);
+    }
+    let mut out = super::keys::QUIC_V1.to_be_bytes().to_vec();
+    for v in available {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out
 }
 
 /// Splits an encoded parameter list into `(id, value)` pairs; `None` when malformed.
