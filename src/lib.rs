@@ -73,6 +73,7 @@
 #![warn(missing_docs)]
 
 #[cfg(feature = "api")]
+pub mod alt_svc;
 pub mod api;
 pub mod audit;
 mod body;

@@ -5,6 +5,8 @@
 
 #[path = "support/h3.rs"]
 mod h3site;
+#[path = "support/https.rs"]
+mod https;
 
 use std::time::{Duration, Instant};
 
@@ -220,5 +222,140 @@ async fn no_answer_over_udp_fails_within_the_deadline_and_a_proxy_is_never_bypas
     assert!(
         err.to_string().contains("HTTP/3") && plain.is_invalid_input(),
         "{plain}"
+    );
+}
+
+/// A TCP site (HTTP/2) whose answers offer HTTP/3 at `alt_port`, and the file the
+/// client's CA bundle goes to.
+async fn offering_site(alt_port: u16) -> (https::HttpsServer, tempfile::NamedTempFile) {
+    let offer = format!("h3=\":{alt_port}\"; ma=60");
+    let tcp =
+        https::HttpsServer::start(move |_| https::Reply::ok("tcp").header("alt-svc", &offer)).await;
+    (tcp, tempfile::NamedTempFile::new().expect("temp file"))
+}
+
+fn auto_client(tcp: &https::HttpsServer, extra_ca: &[u8], ca: &tempfile::NamedTempFile) -> Client {
+    let mut bundle = tcp.cert_pem.clone();
+    bundle.extend_from_slice(extra_ca);
+    std::fs::write(ca.path(), bundle).expect("CA bundle");
+    Client::builder(Profile::named("chromium-156-linux").expect("profile"))
+        .ca_file(ca.path())
+        .resolve(
+            format!("shop.test:{}:127.0.0.1", tcp.addr.port())
+                .parse::<ResolveOverride>()
+                .expect("resolve"),
+        )
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn an_origin_that_offers_http3_gets_it_on_the_next_connection() {
+    let site = h3site::H3Site::start().await;
+    let (tcp, ca) = offering_site(site.addr.port()).await;
+    let client = auto_client(&tcp, site.cert_pem(), &ca);
+    let url = format!("https://shop.test:{}/page", tcp.addr.port());
+
+    let first = client.get(&url).send().await.expect("first visit");
+    assert_eq!(
+        first.version(),
+        Version::HTTP_2,
+        "a first visit goes over TCP"
+    );
+    let alt = client
+        .alternative("shop.test", tcp.addr.port())
+        .expect("the Alt-Svc offer was kept");
+    assert_eq!(alt.port, site.addr.port());
+
+    // The open HTTP/2 connection keeps serving, as in Chrome; a new connection races
+    // QUIC and QUIC wins on loopback.
+    let again = client.get(&url).send().await.expect("same connection");
+    assert_eq!(again.version(), Version::HTTP_2);
+    client.close_connections();
+    let upgraded = client.get(&url).send().await.expect("after the upgrade");
+    assert_eq!(upgraded.version(), Version::HTTP_3);
+    assert_eq!(upgraded.text(), "h3 GET /page 0");
+    let seen = site.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].authority,
+        format!("shop.test:{}", tcp.addr.port()),
+        "the origin, not the alternative"
+    );
+    assert_eq!(
+        tcp.requests().len(),
+        2,
+        "the TCP site saw only the first two"
+    );
+    let next = client.get(&url).send().await.expect("pooled QUIC");
+    assert_eq!(next.version(), Version::HTTP_3);
+    assert_eq!(client.transport_stats().http3_opened, 1);
+}
+
+#[tokio::test]
+async fn udp_that_goes_nowhere_falls_back_to_tcp_at_once_and_marks_http3_broken() {
+    // Where the offered HTTP/3 goes: a socket that counts datagrams and answers none.
+    let hole = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
+    let hole_port = hole.local_addr().expect("addr").port();
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = dropped.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while hole.recv_from(&mut buf).await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let (tcp, ca) = offering_site(hole_port).await;
+    let client = auto_client(&tcp, &[], &ca);
+    let url = format!("https://shop.test:{}/", tcp.addr.port());
+    client.get(&url).send().await.expect("first visit");
+    assert!(client.alternative("shop.test", tcp.addr.port()).is_some());
+    client.close_connections();
+
+    let started = Instant::now();
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .expect("still served, over TCP");
+    let took = started.elapsed();
+    assert_eq!(resp.version(), Version::HTTP_2);
+    assert!(
+        took < Duration::from_millis(900),
+        "no long QUIC timeout waited out: {took:?}"
+    );
+    assert!(
+        dropped.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "QUIC was tried"
+    );
+
+    // The attempt gives up within its deadline (1 s here) and marks the alternative
+    // broken; then no new connection tries it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.alternative("shop.test", tcp.addr.port()).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the alternative was never marked broken"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(client.transport_stats().http3_fallbacks, 1);
+    client.close_connections();
+    let before = dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let third = client.get(&url).send().await.expect("third visit");
+    assert_eq!(third.version(), Version::HTTP_2);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        dropped.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "a broken alternative is not tried"
+    );
+    assert_eq!(
+        tcp.requests().len(),
+        3,
+        "every request reached the site once"
     );
 }

@@ -3,7 +3,8 @@
 //! ([`exchange_h2`]) or HTTP/1.1 ([`exchange_h1`]), each giving back an [`Exchange`].
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -12,6 +13,7 @@ use super::pool::{Conn, MaybeTls, OriginKey, Pool};
 use super::request::Target;
 use super::response::Timings;
 use super::{ClientBuilder, ClientInner, HttpVersionPref};
+use crate::alt_svc::Alternative;
 use crate::body::{Body, Chunks};
 use crate::error::{Error, Result};
 use crate::h1::H1Connection;
@@ -54,6 +56,117 @@ pub(super) type GiveBack = Box<dyn FnOnce(H1Connection<MaybeTls>) + Send>;
 /// and then the HTTP/2 one when ALPN picked `h2`, and pools a new HTTP/2 connection
 /// before the dial permit is released (so the requests waiting on it find it).
 pub(super) async fn open_connection(
+    client: &Arc<ClientInner>,
+    target: &Target,
+    key: &OriginKey,
+    priority: crate::profile::Http2Priority,
+    dial_permit: Option<tokio::sync::OwnedMutexGuard<()>>,
+    timings: &mut Timings,
+) -> Result<Conn> {
+    match client.config.version {
+        HttpVersionPref::Http3Only => {
+            if !target.https {
+                return Err(Error::invalid_input(format!(
+                    "HTTP/3 needs https://, not `{}`",
+                    target.uri
+                )));
+            }
+            let conn = open_h3(client, &target.host, target.port, key, None, timings).await?;
+            drop(dial_permit);
+            Ok(conn)
+        }
+        HttpVersionPref::Auto if target.https => match client.usable_alternative(target) {
+            Some(alt) => race(client, target, key, alt, priority, dial_permit, timings).await,
+            None => open_tcp(client, target, key, priority, dial_permit, timings).await,
+        },
+        _ => open_tcp(client, target, key, priority, dial_permit, timings).await,
+    }
+}
+
+/// How long QUIC runs alone before TCP is dialled beside it, when the origin offered
+/// HTTP/3. Chrome starts its TCP job after a short delay too; a QUIC handshake on a
+/// working path finishes well within it.
+const QUIC_HEAD_START: Duration = Duration::from_millis(300);
+
+/// Chrome's race for an origin that offered HTTP/3: QUIC first, TCP after
+/// [`QUIC_HEAD_START`] unless QUIC is up by then, the first connection to be ready
+/// carries the request. A QUIC attempt that loses the race goes on by itself: when it
+/// succeeds its connection is pooled for the next requests, when it fails the
+/// alternative is marked broken (Chrome's back-off, [`crate::alt_svc`]) and TCP is
+/// used until then. A QUIC failure before TCP is ready switches to TCP at once.
+async fn race(
+    client: &Arc<ClientInner>,
+    target: &Target,
+    key: &OriginKey,
+    alt: Alternative,
+    priority: crate::profile::Http2Priority,
+    dial_permit: Option<tokio::sync::OwnedMutexGuard<()>>,
+    timings: &mut Timings,
+) -> Result<Conn> {
+    let quic = {
+        let (client, host, port, key) = (
+            client.clone(),
+            target.host.clone(),
+            target.port,
+            key.clone(),
+        );
+        tokio::spawn(async move {
+            let mut t = Timings::default();
+            let result = open_h3(&client, &host, port, &key, Some(&alt), &mut t).await;
+            let origin = crate::alt_svc::origin_key(&host, port);
+            match &result {
+                Ok(_) => client.alt_svc(|cache| cache.confirm(&origin, &alt)),
+                Err(e) => {
+                    let wait =
+                        client.alt_svc(|cache| cache.mark_broken(&origin, &alt, SystemTime::now()));
+                    client.counters.h3_fallbacks.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("http3_fallbacks_total").increment(1);
+                    tracing::debug!(origin = %origin, error = %e, ?wait, "HTTP/3 alternative marked broken");
+                }
+            }
+            result.map(|conn| (conn, t))
+        })
+    };
+    tokio::pin!(quic);
+    tokio::select! {
+        joined = &mut quic => {
+            if let Ok(Ok((conn, t))) = joined {
+                *timings = t;
+                drop(dial_permit);
+                return Ok(conn);
+            }
+            return open_tcp(client, target, key, priority, dial_permit, timings).await;
+        }
+        () = tokio::time::sleep(QUIC_HEAD_START) => {}
+    }
+    let tcp = async {
+        let mut t = Timings::default();
+        open_tcp(client, target, key, priority, dial_permit, &mut t)
+            .await
+            .map(|conn| (conn, t))
+    };
+    tokio::pin!(tcp);
+    let mut quic_failed = false;
+    loop {
+        tokio::select! {
+            joined = &mut quic, if !quic_failed => match joined {
+                Ok(Ok((conn, t))) => {
+                    *timings = t;
+                    return Ok(conn);
+                }
+                _ => quic_failed = true,
+            },
+            result = &mut tcp => {
+                let (conn, t) = result?;
+                *timings = t;
+                return Ok(conn);
+            }
+        }
+    }
+}
+
+/// Dials over TCP: through the proxy if any, TLS for https, then HTTP/2 or HTTP/1.1.
+async fn open_tcp(
     client: &ClientInner,
     target: &Target,
     key: &OriginKey,
@@ -62,15 +175,6 @@ pub(super) async fn open_connection(
     timings: &mut Timings,
 ) -> Result<Conn> {
     let config = &client.config;
-    if config.version == HttpVersionPref::Http3Only {
-        if !target.https {
-            return Err(Error::invalid_input(format!(
-                "HTTP/3 needs https://, not `{}`",
-                target.uri
-            )));
-        }
-        return open_h3(client, target, key, dial_permit, timings).await;
-    }
     let (io, dial) = client.dialer.dial(&target.host, target.port).await?;
     let counted = CountingIo::new(io, client.counters.bytes.clone());
     client
@@ -137,13 +241,22 @@ pub(super) async fn open_connection(
 /// permit is released.
 async fn open_h3(
     client: &ClientInner,
-    target: &Target,
+    host: &str,
+    port: u16,
     key: &OriginKey,
-    dial_permit: Option<tokio::sync::OwnedMutexGuard<()>>,
+    alt: Option<&Alternative>,
     timings: &mut Timings,
 ) -> Result<Conn> {
     let config = &client.config;
-    let (addr, dns) = client.dialer.resolve_udp(&target.host, target.port).await?;
+    // An alternative on the origin's host keeps the origin's address (its `--resolve`
+    // rule included) with the alternative's port; on another host, that host is looked up.
+    let (mut addr, dns) = match alt {
+        Some(a) if !a.host.is_empty() => client.dialer.resolve_udp(&a.host, a.port).await?,
+        _ => client.dialer.resolve_udp(host, port).await?,
+    };
+    if let Some(a) = alt {
+        addr.set_port(a.port);
+    }
     timings.dns = dns;
     client
         .counters
@@ -156,8 +269,8 @@ async fn open_h3(
         &tls,
         &client.tickets,
         &config.profile.quic,
-        &target.host,
-        target.port,
+        host,
+        port,
         addr,
     );
     // QUIC's handshake is its connect: the shorter of the two deadlines bounds it.
@@ -168,8 +281,7 @@ async fn open_h3(
     let (conn, info) = match limit {
         Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
             Error::timeout(format!(
-                "after {limit:?} in the QUIC handshake with `{}`",
-                target.host
+                "after {limit:?} in the QUIC handshake with `{host}`"
             ))
         })??,
         None => connect.await?,
@@ -180,10 +292,14 @@ async fn open_h3(
         client.counters.tls_resumed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("tls_resumed_total").increment(1);
     }
+    client
+        .counters
+        .h3_connections
+        .fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("http3_connections_total").increment(1);
     Pool::lock(&client.pool)
         .h3
         .insert(key.clone(), (conn.clone(), info.clone()));
-    drop(dial_permit);
     Ok(Conn::H3(conn, info))
 }
 

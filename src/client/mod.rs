@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use http::Method;
 
+use crate::alt_svc::{AltSvcCache, AltSvcRecord, Alternative};
 use crate::error::{Error, Result};
 use crate::net::{ByteCounters, ConnectTo, Dialer, Proxy, ResolveOverride};
 use crate::profile::{HeaderTemplate, Profile, RequestKind};
@@ -191,6 +192,7 @@ impl ClientBuilder {
                 templates,
                 tls,
                 quic_tls: std::sync::OnceLock::new(),
+                alt_svc: Mutex::new(None),
                 dialer,
                 tickets: TicketCache::new(),
                 pool: Mutex::new(Pool::default()),
@@ -273,6 +275,8 @@ struct ClientInner {
     /// The QUIC ClientHello's context, built on first use of HTTP/3 (most clients
     /// never need it).
     quic_tls: std::sync::OnceLock<Arc<TlsConnector>>,
+    /// Alternative services the origins offered (made on the first `Alt-Svc` seen).
+    alt_svc: Mutex<Option<Box<AltSvcCache>>>,
     dialer: Dialer,
     tickets: TicketCache,
     pool: Mutex<Pool>,
@@ -281,6 +285,41 @@ struct ClientInner {
 }
 
 impl ClientInner {
+    /// Runs `f` on the alternative-service cache, making it first.
+    fn alt_svc<T>(&self, f: impl FnOnce(&mut AltSvcCache) -> T) -> T {
+        let mut slot = self.alt_svc.lock().unwrap_or_else(|p| p.into_inner());
+        f(slot.get_or_insert_with(Box::default))
+    }
+
+    /// The HTTP/3 alternative the next connection to `target` may race, if any.
+    fn usable_alternative(&self, target: &request::Target) -> Option<crate::alt_svc::Alternative> {
+        let slot = self.alt_svc.lock().unwrap_or_else(|p| p.into_inner());
+        let origin = crate::alt_svc::origin_key(&target.host, target.port);
+        slot.as_ref()?.usable(&origin, std::time::SystemTime::now())
+    }
+
+    /// Files the `Alt-Svc` fields of a response from `target` (automatic protocol
+    /// choice over https only: a client pinned to one version ignores them).
+    fn record_alt_svc(
+        &self,
+        target: &request::Target,
+        headers: &[(http::HeaderName, http::HeaderValue)],
+    ) {
+        if self.config.version != HttpVersionPref::Auto || !target.https {
+            return;
+        }
+        let mut values = headers
+            .iter()
+            .filter(|(n, _)| n == http::header::ALT_SVC)
+            .filter_map(|(_, v)| v.to_str().ok())
+            .peekable();
+        if values.peek().is_none() {
+            return;
+        }
+        let origin = crate::alt_svc::origin_key(&target.host, target.port);
+        self.alt_svc(|cache| cache.record(&origin, values, std::time::SystemTime::now()));
+    }
+
     /// The TLS context for QUIC handshakes, built from the profile's QUIC variant.
     fn quic_tls(&self) -> Result<Arc<TlsConnector>> {
         if let Some(tls) = self.quic_tls.get() {
@@ -298,6 +337,8 @@ struct Counters {
     connections_opened: AtomicU64,
     connections_reused: AtomicU64,
     tls_resumed: AtomicU64,
+    h3_connections: AtomicU64,
+    h3_fallbacks: AtomicU64,
     bytes: ByteCounters,
 }
 
@@ -316,6 +357,16 @@ pub struct TransportStats {
     pub http2_streams_active: usize,
     /// Idle HTTP/1.1 keep-alive connections in the pool.
     pub http1_idle: usize,
+    /// HTTP/3 connections opened (QUIC handshakes that succeeded).
+    #[serde(default)]
+    pub http3_opened: u64,
+    /// HTTP/3 connections in the pool.
+    #[serde(default)]
+    pub http3_connections: usize,
+    /// Offered HTTP/3 alternatives that failed and were marked broken (the request
+    /// went over TCP).
+    #[serde(default)]
+    pub http3_fallbacks: u64,
     /// Bytes read from sockets.
     pub bytes_in: u64,
     /// Bytes written to sockets.
@@ -411,9 +462,35 @@ impl Client {
             http2_connections,
             http2_streams_active,
             http1_idle: pool.h1.values().map(Vec::len).sum(),
+            http3_opened: c.h3_connections.load(Ordering::Relaxed),
+            http3_connections: pool.h3.values().filter(|(c, _)| !c.is_closed()).count(),
+            http3_fallbacks: c.h3_fallbacks.load(Ordering::Relaxed),
             bytes_in: c.bytes.read.load(Ordering::Relaxed),
             bytes_out: c.bytes.written.load(Ordering::Relaxed),
         }
+    }
+
+    /// The HTTP/3 alternatives learned from `Alt-Svc`, unexpired, for a snapshot.
+    pub fn alt_svc_export(&self) -> Vec<AltSvcRecord> {
+        let slot = self.inner.alt_svc.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref()
+            .map(|c| c.export(std::time::SystemTime::now()))
+            .unwrap_or_default()
+    }
+
+    /// Takes alternatives back (from [`Client::alt_svc_export`] of an earlier client).
+    pub fn alt_svc_import(&self, records: &[AltSvcRecord]) {
+        if !records.is_empty() {
+            self.inner.alt_svc(|c| c.import(records));
+        }
+    }
+
+    /// The HTTP/3 alternative the next new connection to `host:port` would race, or
+    /// `None` (none offered, expired, or broken for now).
+    pub fn alternative(&self, host: &str, port: u16) -> Option<Alternative> {
+        let slot = self.inner.alt_svc.lock().unwrap_or_else(|p| p.into_inner());
+        let origin = crate::alt_svc::origin_key(host, port);
+        slot.as_ref()?.usable(&origin, std::time::SystemTime::now())
     }
 
     /// Drops every pooled connection (tickets stay).

@@ -106,14 +106,21 @@ pub(super) enum Conn {
 /// A pooled HTTP/2 connection with room for a stream, or else an idle HTTP/1.1 one.
 pub(super) fn take_pooled(client: &ClientInner, key: &OriginKey) -> Option<Conn> {
     let mut pool = Pool::lock(&client.pool);
-    if client.config.version == super::HttpVersionPref::Http3Only {
+    let version = client.config.version;
+    if matches!(
+        version,
+        super::HttpVersionPref::Http3Only | super::HttpVersionPref::Auto
+    ) && !pool.h3.is_empty()
+    {
         if pool.h3.get(key).is_some_and(|(c, _)| c.is_closed()) {
             pool.h3.remove(key);
         }
-        return pool
-            .h3
-            .get(key)
-            .map(|(c, info)| Conn::H3(c.clone(), info.clone()));
+        if let Some((c, info)) = pool.h3.get(key) {
+            return Some(Conn::H3(c.clone(), info.clone()));
+        }
+    }
+    if version == super::HttpVersionPref::Http3Only {
+        return None;
     }
     if let Some(conns) = pool.h2.get_mut(key) {
         conns.retain(|(c, _)| !c.is_closed());

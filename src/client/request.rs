@@ -193,6 +193,7 @@ async fn send_inner(client: &Client, request: Request) -> Result<Response> {
         }
     };
 
+    client.record_alt_svc(&target, &resp_headers);
     let content_encoding = resp_headers
         .iter()
         .filter(|(n, _)| n == http::header::CONTENT_ENCODING)

@@ -34,7 +34,8 @@ pub struct H3Site {
 impl H3Site {
     /// Starts the site on 127.0.0.1 (ports chosen by the system).
     pub async fn start() -> H3Site {
-        let cert = SelfSignedCert::generate(&["h3.test".to_string()]).expect("certificate");
+        let names = ["h3.test".to_string(), "shop.test".to_string()];
+        let cert = SelfSignedCert::generate(&names).expect("certificate");
         let chain = vec![CertificateDer::from_pem_slice(&cert.cert_pem()).expect("cert PEM")];
         let key = PrivateKeyDer::from_pem_slice(&cert.key_pem()).expect("key PEM");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
