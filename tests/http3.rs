@@ -361,3 +361,79 @@ async fn udp_that_goes_nowhere_falls_back_to_tcp_at_once_and_marks_http3_broken(
         "every request reached the site once"
     );
 }
+
+#[tokio::test]
+async fn a_second_quic_connection_resumes_the_first_ones_tls_session() {
+    let site = h3site::H3Site::start().await;
+    let ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca.path(), site.cert_pem()).expect("write CA");
+    let client = client(&site, ca.path());
+    let url = format!("https://h3.test:{}/", site.addr.port());
+    let first = client.get(&url).send().await.expect("first");
+    assert!(!first.tls().expect("tls").resumed);
+    // The ticket comes after the handshake; give it a moment to be filed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!client.tickets().is_empty(), "the QUIC ticket was kept");
+    client.close_connections();
+    let second = client.get(&url).send().await.expect("second");
+    assert!(
+        second.tls().expect("tls").resumed,
+        "resumed from the QUIC ticket"
+    );
+    assert_eq!(client.transport_stats().tls_resumed, 1);
+}
+
+#[tokio::test]
+async fn http3_first_tries_quic_on_an_origin_that_never_offered_it_and_falls_back() {
+    // An HTTP/3 site: QUIC wins before TCP is even tried (nothing listens on TCP there).
+    let site = h3site::H3Site::start().await;
+    let ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca.path(), site.cert_pem()).expect("write CA");
+    let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
+        .ca_file(ca.path())
+        .resolve(
+            format!("h3.test:{}:127.0.0.1", site.addr.port())
+                .parse::<ResolveOverride>()
+                .expect("resolve"),
+        )
+        .http_version(HttpVersionPref::Http3)
+        .build()
+        .expect("client");
+    let resp = client
+        .get(&format!("https://h3.test:{}/x", site.addr.port()))
+        .send()
+        .await
+        .expect("over QUIC");
+    assert_eq!(resp.version(), Version::HTTP_3);
+
+    // A TCP-only site: the request goes over TCP and HTTP/3 is marked broken there.
+    let tcp = https::HttpsServer::start(|_| https::Reply::ok("tcp")).await;
+    let ca2 = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca2.path(), &tcp.cert_pem).expect("write CA");
+    let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
+        .ca_file(ca2.path())
+        .resolve(
+            format!("shop.test:{}:127.0.0.1", tcp.addr.port())
+                .parse::<ResolveOverride>()
+                .expect("resolve"),
+        )
+        .http_version(HttpVersionPref::Http3)
+        .connect_timeout(Duration::from_millis(700))
+        .build()
+        .expect("client");
+    let url = format!("https://shop.test:{}/", tcp.addr.port());
+    let started = Instant::now();
+    let resp = client.get(&url).send().await.expect("over TCP");
+    assert_eq!(resp.version(), Version::HTTP_2);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.transport_stats().http3_fallbacks == 0 {
+        assert!(Instant::now() < deadline, "HTTP/3 was never marked broken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(tcp.requests().len(), 1);
+}

@@ -37,7 +37,9 @@ pub struct TransportOptions {
     /// Skip certificate verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
-    /// `auto` (default), `http1`, `http2` or `http3` (QUIC only, no TCP).
+    /// `auto` (default: HTTP/2 or 1.1 by ALPN, HTTP/3 once an origin offers it with
+    /// `Alt-Svc`), `http1`, `http2`, `http3` (try QUIC first on every origin) or
+    /// `http3-only` (QUIC only, no TCP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_version: Option<String>,
     /// Per-attempt timeout in milliseconds.
@@ -122,10 +124,11 @@ impl TransportOptions {
             None | Some("auto") => HttpVersionPref::Auto,
             Some("http1") => HttpVersionPref::Http1Only,
             Some("http2") => HttpVersionPref::Http2Only,
-            Some("http3") => HttpVersionPref::Http3Only,
+            Some("http3") => HttpVersionPref::Http3,
+            Some("http3-only") => HttpVersionPref::Http3Only,
             Some(other) => {
                 return Err(Error::invalid_input(format!(
-                    "http_version: `{other}` is not one of auto, http1, http2, http3"
+                    "http_version: `{other}` is not one of auto, http1, http2, http3, http3-only"
                 )))
             }
         };

@@ -75,10 +75,12 @@ pub(super) async fn open_connection(
             drop(dial_permit);
             Ok(conn)
         }
-        HttpVersionPref::Auto if target.https => match client.usable_alternative(target) {
-            Some(alt) => race(client, target, key, alt, priority, dial_permit, timings).await,
-            None => open_tcp(client, target, key, priority, dial_permit, timings).await,
-        },
+        HttpVersionPref::Auto | HttpVersionPref::Http3 if target.https => {
+            match client.usable_alternative(target) {
+                Some(alt) => race(client, target, key, alt, priority, dial_permit, timings).await,
+                None => open_tcp(client, target, key, priority, dial_permit, timings).await,
+            }
+        }
         _ => open_tcp(client, target, key, priority, dial_permit, timings).await,
     }
 }
@@ -192,7 +194,7 @@ async fn open_tcp(
     // at a time beneath it (see `read_ahead`).
     let io: BoxedIo = Box::pin(ReadAhead::new(counted));
     let alpn = match config.version {
-        HttpVersionPref::Auto | HttpVersionPref::Http3Only => None,
+        HttpVersionPref::Auto | HttpVersionPref::Http3 | HttpVersionPref::Http3Only => None,
         HttpVersionPref::Http1Only => Some(vec!["http/1.1".to_string()]),
         HttpVersionPref::Http2Only => Some(vec!["h2".to_string()]),
     };

@@ -60,6 +60,10 @@ pub enum HttpVersionPref {
     /// HTTP/3 over QUIC only (`--http3-only`): no TCP at all; a server that does not
     /// answer over UDP fails the request.
     Http3Only,
+    /// Try HTTP/3 on every https origin before any `Alt-Svc` (`--http3`): QUIC and TCP
+    /// race as for an origin that offered HTTP/3 (QUIC first, TCP after a head start),
+    /// and a failed QUIC attempt marks the origin's HTTP/3 broken for a while.
+    Http3,
 }
 
 /// Builds a [`Client`].
@@ -291,11 +295,32 @@ impl ClientInner {
         f(slot.get_or_insert_with(Box::default))
     }
 
-    /// The HTTP/3 alternative the next connection to `target` may race, if any.
+    /// The HTTP/3 alternative the next connection to `target` may race, if any. None
+    /// through a proxy: HTTP proxies carry no UDP (Chrome then stays on TCP), and UDP
+    /// through SOCKS5 is not built yet, so QUIC would go around the proxy.
     fn usable_alternative(&self, target: &request::Target) -> Option<crate::alt_svc::Alternative> {
-        let slot = self.alt_svc.lock().unwrap_or_else(|p| p.into_inner());
+        if self.config.proxy.is_some() {
+            return None;
+        }
         let origin = crate::alt_svc::origin_key(&target.host, target.port);
-        slot.as_ref()?.usable(&origin, std::time::SystemTime::now())
+        let now = std::time::SystemTime::now();
+        let slot = self.alt_svc.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = slot.as_deref();
+        if let Some(alt) = cache.and_then(|c| c.usable(&origin, now)) {
+            return Some(alt);
+        }
+        if self.config.version != HttpVersionPref::Http3 {
+            return None;
+        }
+        // `--http3`: the origin's own port, unless that failed recently.
+        let own = crate::alt_svc::Alternative {
+            protocol: "h3".into(),
+            host: String::new(),
+            port: target.port,
+            expires: u64::MAX,
+        };
+        let broken = cache.is_some_and(|c| c.is_broken(&origin, &own, now));
+        (!broken).then_some(own)
     }
 
     /// Files the `Alt-Svc` fields of a response from `target` (automatic protocol
@@ -305,7 +330,11 @@ impl ClientInner {
         target: &request::Target,
         headers: &[(http::HeaderName, http::HeaderValue)],
     ) {
-        if self.config.version != HttpVersionPref::Auto || !target.https {
+        if !matches!(
+            self.config.version,
+            HttpVersionPref::Auto | HttpVersionPref::Http3
+        ) || !target.https
+        {
             return;
         }
         let mut values = headers

@@ -109,7 +109,9 @@ pub(super) fn take_pooled(client: &ClientInner, key: &OriginKey) -> Option<Conn>
     let version = client.config.version;
     if matches!(
         version,
-        super::HttpVersionPref::Http3Only | super::HttpVersionPref::Auto
+        super::HttpVersionPref::Http3Only
+            | super::HttpVersionPref::Http3
+            | super::HttpVersionPref::Auto
     ) && !pool.h3.is_empty()
     {
         if pool.h3.get(key).is_some_and(|(c, _)| c.is_closed()) {

@@ -26,6 +26,8 @@ pub fn transport(
     } else if args.http2 {
         "http2"
     } else if args.http3_only {
+        "http3-only"
+    } else if args.http3 {
         "http3"
     } else {
         "auto"

@@ -168,11 +168,15 @@ struct FetchArgs {
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
     /// Offer only HTTP/1.1.
-    #[arg(long = "http1.1", conflicts_with_all = ["http2", "http3_only"])]
+    #[arg(long = "http1.1", conflicts_with_all = ["http2", "http3", "http3_only"])]
     http1: bool,
     /// Offer only HTTP/2.
-    #[arg(long = "http2", conflicts_with = "http3_only")]
+    #[arg(long = "http2", conflicts_with_all = ["http3", "http3_only"])]
     http2: bool,
+    /// Try HTTP/3 first (QUIC raced against TCP, as for an origin that offered it with
+    /// Alt-Svc); without this flag HTTP/3 is used once an origin offers it.
+    #[arg(long = "http3", conflicts_with = "http3_only")]
+    http3: bool,
     /// HTTP/3 over QUIC only: UDP to the server, no TCP (the TLS handshake from the
     /// profile, as over TCP).
     #[arg(long = "http3-only")]
