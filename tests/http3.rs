@@ -437,3 +437,40 @@ async fn http3_first_tries_quic_on_an_origin_that_never_offered_it_and_falls_bac
     }
     assert_eq!(tcp.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_restored_session_remembers_which_origins_offered_http3() {
+    let site = h3site::H3Site::start().await;
+    let (tcp, ca) = offering_site(site.addr.port()).await;
+    let mut bundle = tcp.cert_pem.clone();
+    bundle.extend_from_slice(site.cert_pem());
+    std::fs::write(ca.path(), bundle).expect("CA bundle");
+    let resolve = format!("shop.test:{}:127.0.0.1", tcp.addr.port());
+    let ca_path = ca.path().to_path_buf();
+    let transport = move |b: mummer::client::ClientBuilder| {
+        b.ca_file(&ca_path)
+            .resolve(resolve.parse::<ResolveOverride>().expect("resolve"))
+    };
+    let session =
+        mummer::session::Session::builder(Profile::named("chromium-156-linux").expect("profile"))
+            .transport(transport.clone())
+            .build()
+            .expect("session");
+    let url = format!("https://shop.test:{}/", tcp.addr.port());
+    let first = session.get(&url).send().await.expect("first visit");
+    assert_eq!(first.version(), Version::HTTP_2);
+    let snapshot = session.snapshot();
+    assert_eq!(snapshot.alt_svc.len(), 1, "{:?}", snapshot.alt_svc);
+    drop(session);
+
+    let json = serde_json::to_vec(&snapshot).expect("snapshot JSON");
+    let back: mummer::session::SessionSnapshot = serde_json::from_slice(&json).expect("reads back");
+    let restored = mummer::session::Session::from_snapshot(back, transport).expect("restored");
+    let resp = restored.get(&url).send().await.expect("after the restart");
+    assert_eq!(
+        resp.version(),
+        Version::HTTP_3,
+        "the restored session went to QUIC at once"
+    );
+    assert_eq!(site.seen().len(), 1);
+}

@@ -62,6 +62,9 @@ pub struct SessionSnapshot {
     pub cache: Vec<CacheRecord>,
     /// Origins that asked for client hints, and the hints.
     pub accept_ch: BTreeMap<String, Vec<String>>,
+    /// HTTP/3 alternatives the origins offered (`Alt-Svc`), unexpired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alt_svc: Vec<crate::alt_svc::AltSvcRecord>,
 }
 
 fn default_tenant() -> String {
@@ -165,6 +168,7 @@ impl Session {
             cache_config: st.cache.config(),
             cache: st.cache.export(),
             accept_ch: st.accept_ch.clone(),
+            alt_svc: self.inner.client.alt_svc_export(),
         }
     }
 
@@ -190,6 +194,7 @@ impl Session {
             .transport(transport)
             .build_with(snapshot.id, created_at)?;
         session.inner.client.tickets().import(&snapshot.tickets)?;
+        session.inner.client.alt_svc_import(&snapshot.alt_svc);
         {
             let mut st = session.state();
             st.jar.import(&snapshot.cookies)?;
