@@ -22,6 +22,8 @@ use crate::tls::{TicketCache, TlsConnector, TlsInfo};
 #[derive(Clone)]
 pub(crate) struct H3Connection {
     send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    /// The profile's pseudo-header order (its HTTP/2 one: Chromium uses the same).
+    pseudo_order: [u8; 4],
     quic: quinn::Connection,
     // Closes the connection when the last clone goes (the HTTP/3 driver task holds a
     // handle of its own, which would keep it open), and keeps the socket alive.
@@ -93,11 +95,11 @@ fn endpoint(quic: &QuicProfile, remote: SocketAddr) -> Result<quinn::Endpoint> {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let socket =
-        std::net::UdpSocket::bind(bind).map_err(|e| Error::connect(&remote.to_string(), e))?;
+        std::net::UdpSocket::bind(bind).map_err(|e| Error::connect(remote.to_string(), e))?;
     let runtime = quinn::default_runtime()
-        .ok_or_else(|| Error::connect(&remote.to_string(), "HTTP/3 needs a tokio runtime"))?;
+        .ok_or_else(|| Error::connect(remote.to_string(), "HTTP/3 needs a tokio runtime"))?;
     quinn::Endpoint::new(config, None, socket, runtime)
-        .map_err(|e| Error::connect(&remote.to_string(), e))
+        .map_err(|e| Error::connect(remote.to_string(), e))
 }
 
 impl H3Connection {
@@ -112,6 +114,7 @@ impl H3Connection {
         tls: &TlsConnector,
         tickets: &TicketCache,
         quic: &QuicProfile,
+        pseudo_header_order: &[String],
         host: &str,
         port: u16,
         addr: SocketAddr,
@@ -127,7 +130,7 @@ impl H3Connection {
         let endpoint = endpoint(quic, addr)?;
         let connecting = endpoint
             .connect_with(client, addr, host)
-            .map_err(|e| Error::connect(&format!("{host}:{port}"), e))?;
+            .map_err(|e| Error::connect(format!("{host}:{port}"), e))?;
         let conn = connecting.await.map_err(|e| quic_failure(host, port, e))?;
         let data = conn
             .handshake_data()
@@ -145,11 +148,10 @@ impl H3Connection {
             resumed: data.as_ref().is_some_and(|d| d.resumed),
         };
         let (mut driver, send) = h3::client::builder()
+            .browser_shape(quic.http3_shape()?)
             .build(h3_quinn::Connection::new(conn.clone()))
             .await
-            .map_err(|e| {
-                Error::connect(&format!("{host}:{port}"), format!("HTTP/3 set-up: {e}"))
-            })?;
+            .map_err(|e| Error::connect(format!("{host}:{port}"), format!("HTTP/3 set-up: {e}")))?;
         // The driver reads the server's control stream (SETTINGS, GOAWAY) for as long
         // as the connection lives; it ends when the connection closes.
         tokio::spawn(async move {
@@ -158,6 +160,7 @@ impl H3Connection {
         Ok((
             H3Connection {
                 send,
+                pseudo_order: pseudo_order(pseudo_header_order),
                 quic: conn.clone(),
                 _closer: Arc::new(CloseOnDrop {
                     quic: conn,
@@ -195,7 +198,9 @@ impl H3Connection {
                 map.append(name.clone(), value.clone());
             }
         }
-        let head = head.body(()).map_err(|e| Error::invalid_url(uri, e))?;
+        let mut head = head.body(()).map_err(|e| Error::invalid_url(uri, e))?;
+        head.extensions_mut()
+            .insert(h3::ext::PseudoOrder(self.pseudo_order));
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             Error::connect(uri, format!("HTTP/3 {what}: {e}"))
         };
@@ -272,6 +277,22 @@ impl H3Connection {
             first_byte,
         })
     }
+}
+
+/// `[":method", ":authority", ":scheme", ":path"]` as `*b"masp"`; anything else keeps
+/// the `h3` crate's order for the missing ones.
+fn pseudo_order(names: &[String]) -> [u8; 4] {
+    let mut order = *b"msap";
+    for (slot, name) in order.iter_mut().zip(names) {
+        *slot = match name.as_str() {
+            ":method" => b'm',
+            ":authority" => b'a',
+            ":scheme" => b's',
+            ":path" => b'p',
+            _ => b'?',
+        };
+    }
+    order
 }
 
 fn quic_failure(host: &str, port: u16, e: quinn::ConnectionError) -> Error {

@@ -271,6 +271,7 @@ async fn open_h3(
         &tls,
         &client.tickets,
         &config.profile.quic,
+        &config.profile.http2.pseudo_header_order,
         host,
         port,
         addr,

@@ -61,7 +61,7 @@ pub fn frame_name(ty: u64) -> String {
 
 /// Whether `v` is a reserved (GREASE) frame, stream or setting value: 0x1f × N + 0x21.
 pub fn is_reserved(v: u64) -> bool {
-    v >= 0x21 && (v - 0x21) % 0x1f == 0
+    v >= 0x21 && (v - 0x21).is_multiple_of(0x1f)
 }
 
 /// A SETTINGS identifier by name.

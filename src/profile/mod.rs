@@ -105,6 +105,13 @@ pub struct QuicProfile {
     pub transport_parameters: Vec<String>,
     /// Shuffle the transport parameters for every connection, as Chromium does.
     pub shuffle_transport_parameters: bool,
+    /// HTTP/3 SETTINGS in order, as `"0xID=VALUE"` (decimal value) or `"grease"` (a
+    /// reserved id with a random value). At most 8.
+    pub http3_settings: Vec<String>,
+    /// A GREASE frame on the control stream after SETTINGS.
+    pub http3_grease_frame: bool,
+    /// Open the QPACK encoder and decoder streams when the connection starts.
+    pub http3_qpack_streams: bool,
     /// How the ClientHello over QUIC differs from the profile's TCP one.
     pub tls: QuicTlsProfile,
 }
@@ -186,6 +193,15 @@ impl Default for QuicProfile {
             .map(String::from)
             .collect(),
             shuffle_transport_parameters: true,
+            // Chromium 156's order; its QPACK_MAX_TABLE_CAPACITY (65536) and
+            // QPACK_BLOCKED_STREAMS (100) are sent as 0, since the HTTP/3 client has no
+            // QPACK dynamic table to decode with (docs/profiles.md).
+            http3_settings: ["0x01=0", "0x06=262144", "0x07=0", "0x33=1", "grease"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            http3_grease_frame: true,
+            http3_qpack_streams: false,
             tls: QuicTlsProfile::default(),
         }
     }
@@ -222,6 +238,61 @@ impl QuicProfile {
             }),
         };
         tls
+    }
+
+    /// The HTTP/3 connection's SETTINGS and streams ([`QuicProfile::http3_settings`]
+    /// and the stream switches), for the `h3` crate.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_invalid_profile`] naming an entry that is not `0xID=VALUE` or
+    /// `grease`, a repeated id, a QPACK table (the client cannot decode with one), or
+    /// more than 8 entries.
+    pub fn http3_shape(&self) -> Result<h3::BrowserShape> {
+        let bad = |why: String| Error::invalid_profile("quic.http3_settings".into(), why);
+        if self.http3_settings.len() > 8 {
+            return Err(bad(format!(
+                "{} settings; at most 8",
+                self.http3_settings.len()
+            )));
+        }
+        let mut settings = [(0u64, 0u64); 8];
+        for (slot, entry) in settings.iter_mut().zip(&self.http3_settings) {
+            *slot = if entry == "grease" {
+                (u64::MAX, 0)
+            } else {
+                let (id, value) = entry
+                    .split_once('=')
+                    .ok_or_else(|| bad(format!("`{entry}` is not `0xID=VALUE` or `grease`")))?;
+                let id = u64::from_str_radix(id.trim_start_matches("0x"), 16)
+                    .ok()
+                    .filter(|id| *id < 1 << 62)
+                    .ok_or_else(|| bad(format!("`{entry}`: the id is not hex")))?;
+                let value: u64 = value.parse().ok().filter(|v| *v < 1 << 62).ok_or_else(|| {
+                    bad(format!("`{entry}`: the value is not a number below 2^62"))
+                })?;
+                if (id == 0x01 || id == 0x07) && value != 0 {
+                    return Err(bad(format!(
+                        "`{entry}`: a QPACK dynamic table cannot be offered (the client decodes with the static table only)"
+                    )));
+                }
+                (id, value)
+            };
+        }
+        let used = &settings[..self.http3_settings.len()];
+        for (i, (id, _)) in used.iter().enumerate() {
+            if *id != u64::MAX && used[..i].iter().any(|(other, _)| other == id) {
+                return Err(bad(format!("setting 0x{id:x} appears twice")));
+            }
+        }
+        Ok(h3::BrowserShape {
+            settings,
+            len: self.http3_settings.len() as u8,
+            qpack_streams: self.http3_qpack_streams,
+            grease_stream: false,
+            grease_frame_on_control: self.http3_grease_frame,
+            grease_frame_on_requests: false,
+        })
     }
 
     /// The transport parameter layout from [`QuicProfile::transport_parameters`].

@@ -282,7 +282,8 @@ pub struct QuicHeaderKey {
 }
 
 enum HeaderCipher {
-    Aes(boring_sys::AES_KEY),
+    // Boxed: the expanded key (244 bytes) would size every header key.
+    Aes(Box<boring_sys::AES_KEY>),
     ChaCha([u8; 32]),
 }
 
@@ -307,7 +308,7 @@ impl QuicHeaderKey {
                 if rc != 0 {
                     return Err(CryptoError);
                 }
-                HeaderCipher::Aes(aes)
+                HeaderCipher::Aes(Box::new(aes))
             }
         };
         Ok(QuicHeaderKey { kind })
@@ -321,7 +322,7 @@ impl QuicHeaderKey {
                 let mut block = [0u8; 16];
                 // SAFETY: `sample` and `block` are 16-byte buffers, the AES block size;
                 // `key` is an expanded encryption key.
-                unsafe { boring_sys::AES_encrypt(sample.as_ptr(), block.as_mut_ptr(), key) };
+                unsafe { boring_sys::AES_encrypt(sample.as_ptr(), block.as_mut_ptr(), &**key) };
                 mask.copy_from_slice(&block[..5]);
             }
             HeaderCipher::ChaCha(key) => {

@@ -38,7 +38,7 @@ pub struct ParamsLayout {
 
 /// Whether `id` is a reserved (GREASE) transport parameter id (RFC 9000 section 18.1).
 pub fn is_grease_id(id: u64) -> bool {
-    id >= 27 && (id - 27) % 31 == 0
+    id >= 27 && (id - 27).is_multiple_of(31)
 }
 
 impl ParamsLayout {

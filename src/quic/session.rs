@@ -285,7 +285,7 @@ impl BoringQuicSession {
             }
             // SAFETY: as above; `rc` is the value the call returned.
             let code = unsafe { boring_sys::SSL_get_error(ptr, rc) };
-            if code == boring_sys::SSL_ERROR_WANT_READ as i32 {
+            if code == boring_sys::SSL_ERROR_WANT_READ {
                 return Ok(());
             }
             return Err(self.failure("TLS handshake failed"));
