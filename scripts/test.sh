@@ -12,7 +12,7 @@ cargo fmt --all -- --check
 # The feature boundaries (Cargo.toml [features]): the library alone, each feature
 # alone, then everything, so a module that reaches past its feature fails here.
 cargo clippy --workspace --lib --no-default-features -- -D warnings
-for feature in redis api; do
+for feature in redis api quic-server; do
     cargo clippy --workspace --lib --no-default-features --features "$feature" -- -D warnings
 done
 cargo clippy --workspace --all-targets --all-features -- -D warnings

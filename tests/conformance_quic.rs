@@ -83,6 +83,38 @@ async fn mummer_over_quic(inspector: &mut Inspector) -> ConnectionReport {
     }
 }
 
+/// One request from mummer over TCP (HTTP/2) to the inspector, and its report.
+async fn mummer_over_tcp(inspector: &mut Inspector) -> ConnectionReport {
+    let port = inspector.local_addr().port();
+    let ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca.path(), inspector.cert_pem()).expect("write CA");
+    let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
+        .ca_file(ca.path())
+        .resolve(
+            format!("{HOST}:{port}:127.0.0.1")
+                .parse::<ResolveOverride>()
+                .expect("resolve"),
+        )
+        .http_version(HttpVersionPref::Http2Only)
+        .build()
+        .expect("client");
+    client
+        .get(&format!("https://{HOST}:{port}/"))
+        .send()
+        .await
+        .expect("mummer over HTTP/2");
+    drop(client);
+    loop {
+        let report = tokio::time::timeout(Duration::from_secs(20), inspector.next_report())
+            .await
+            .expect("the TCP connection ended")
+            .expect("inspector running");
+        if report.quic.is_none() {
+            return report;
+        }
+    }
+}
+
 fn no_grease(v: &[u16]) -> Vec<u16> {
     v.iter().copied().filter(|x| !is_grease(*x)).collect()
 }
@@ -243,6 +275,22 @@ fn chromium_and_mummer_speak_http3_alike() {
             "the document request's field section"
         );
         assert_eq!(mh3.requests[0].frames, ch3.requests[0].frames);
+
+        // What `--save-profile` learns from Chromium's QUIC connection is the built-in
+        // QUIC section (the TLS side of the profile comes from a TCP connection: ours).
+        let tcp_report = mummer_over_tcp(&mut inspector).await;
+        let learned =
+            mummer::inspect::learn::learn_profile("learned", &[tcp_report, chromium.clone()])
+                .expect("a profile learned");
+        let builtin = Profile::named("chromium-156-linux").expect("profile").quic;
+        let mut learned_quic = learned.quic.clone();
+        learned_quic.transport_parameters.sort();
+        let mut builtin_sorted = builtin.clone();
+        builtin_sorted.transport_parameters.sort();
+        assert_eq!(
+            learned_quic, builtin_sorted,
+            "learned from Chromium vs built-in"
+        );
 
         // Not reproduced, as docs/profiles.md says: Chromium's "chaos protection"
         // (CRYPTO frames cut up, shuffled and mixed with PING and PADDING in every

@@ -61,7 +61,7 @@ const EXT_ALPS_NEW: u16 = 0x44cd;
 pub fn learn_profile(name: &str, reports: &[ConnectionReport]) -> Result<Profile> {
     let first = reports
         .iter()
-        .find(|r| !requests_of(r).is_empty())
+        .find(|r| r.quic.is_none() && !requests_of(r).is_empty())
         .ok_or_else(|| {
             Error::invalid_input(
                 "no connection carried a request; open https://<inspector>/ in the browser and try again",
@@ -288,6 +288,7 @@ pub fn learn_profile(name: &str, reports: &[ConnectionReport]) -> Result<Profile
     };
 
     let (browser, version) = browser_and_version(&user_agent, &first_request.headers);
+    let quic = learn_quic(reports, &tls, &mut sources);
     let profile = Profile {
         name: name.to_string(),
         description: format!("{browser} {version} as seen by mummer inspect"),
@@ -306,7 +307,7 @@ pub fn learn_profile(name: &str, reports: &[ConnectionReport]) -> Result<Profile
         // High-entropy hints appear only after the server asks with Accept-CH, which
         // the inspector does not: none are learned.
         client_hints: BTreeMap::new(),
-        quic: crate::profile::QuicProfile::default(),
+        quic,
     };
     profile
         .validate()
@@ -320,6 +321,137 @@ struct SeenRequest {
     priority: Http2Priority,
     /// Header lines in wire order, pseudo-headers included, names lower-case.
     headers: Vec<(String, String)>,
+}
+
+/// The QUIC section from the connections that came over UDP (Chromium's defaults when
+/// none did, with a line in `sources` saying so).
+fn learn_quic(
+    reports: &[ConnectionReport],
+    tcp: &crate::profile::TlsProfile,
+    sources: &mut Vec<String>,
+) -> crate::profile::QuicProfile {
+    use crate::profile::{QuicProfile, QuicTlsProfile};
+    let quic_reports: Vec<&ConnectionReport> = reports
+        .iter()
+        .filter(|r| r.quic.is_some() && r.client_hello.quic_transport_parameters.is_some())
+        .collect();
+    let Some(first) = quic_reports.first() else {
+        sources.push("no QUIC connection seen: the quic section is Chromium 156's".into());
+        return QuicProfile::default();
+    };
+    let mut quic = QuicProfile::default();
+    let hello = &first.client_hello;
+    let no_grease = |v: &[u16]| -> Vec<CodePoint> {
+        v.iter()
+            .copied()
+            .filter(|c| !is_grease(*c))
+            .map(CodePoint)
+            .collect()
+    };
+    let sigalgs = no_grease(&hello.sigalgs);
+    quic.tls = QuicTlsProfile {
+        grease: hello.cipher_suites.iter().any(|c| is_grease(*c)),
+        ocsp_stapling: hello.extensions.contains(&5),
+        signed_cert_timestamps: hello.extensions.contains(&18),
+        signature_algorithms: (sigalgs != tcp.signature_algorithms).then_some(sigalgs),
+        alps_protocols: hello
+            .alps
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default(),
+    };
+    quic.alpn = hello.alpn.clone();
+    let varint_of = |hex_value: &str| {
+        hex::decode(hex_value)
+            .ok()
+            .and_then(|b| crate::quic::params::read_varint(&mut &b[..]))
+    };
+    let mut list = Vec::new();
+    for (id, value) in hello.quic_transport_parameters.iter().flatten() {
+        let v = varint_of(value);
+        match *id {
+            id if crate::quic::params::is_grease_id(id) => list.push("grease".to_string()),
+            0x11 => list.push("version_information".into()),
+            0x01 | 0x03 | 0x04 | 0x05 | 0x06 | 0x07 | 0x08 | 0x09 | 0x0a | 0x0b | 0x0c | 0x0e
+            | 0x0f => {
+                list.push(format!("0x{id:02x}"));
+                if let Some(v) = v {
+                    match id {
+                        0x01 => quic.max_idle_timeout_ms = v,
+                        0x03 => quic.max_udp_payload_size = u16::try_from(v).unwrap_or(1472),
+                        0x04 => quic.initial_max_data = v,
+                        0x05 => quic.initial_max_stream_data = v,
+                        0x08 => quic.initial_max_streams_bidi = v,
+                        0x09 => quic.initial_max_streams_uni = v,
+                        _ => {}
+                    }
+                }
+            }
+            0x20 => {
+                quic.max_datagram_frame_size = v;
+                list.push(format!("0x20={value}"));
+            }
+            id => list.push(format!("0x{id:x}={value}")),
+        }
+    }
+    quic.transport_parameters = list;
+    let orders: Vec<Vec<u64>> = quic_reports
+        .iter()
+        .filter_map(|r| r.client_hello.quic_transport_parameters.as_ref())
+        .map(|p| {
+            p.iter()
+                .map(|(id, _)| *id)
+                .filter(|id| !crate::quic::params::is_grease_id(*id))
+                .collect()
+        })
+        .collect();
+    quic.shuffle_transport_parameters = if orders.len() >= 2 {
+        orders.windows(2).any(|w| w[0] != w[1])
+    } else {
+        sources
+            .push("QUIC transport parameter shuffling assumed (one QUIC connection seen)".into());
+        true
+    };
+    if let Some(packet) = first.quic.as_ref().and_then(|q| q.initial_packets.first()) {
+        quic.initial_dcid_len = u8::try_from(packet.dcid_len).unwrap_or(8);
+        quic.scid_len = u8::try_from(packet.scid_len).unwrap_or(0);
+        quic.initial_packet_size = u16::try_from(packet.datagram_len).unwrap_or(1250);
+    }
+    if let Some(h3) = &first.http3 {
+        if !h3.settings.is_empty() {
+            let mut qpack_zeroed = false;
+            quic.http3_settings = h3
+                .settings
+                .iter()
+                .take(8)
+                .map(|(id, value, name)| match *id {
+                    _ if name == "GREASE" => "grease".to_string(),
+                    0x01 | 0x07 => {
+                        qpack_zeroed |= *value != 0;
+                        format!("0x{id:02x}=0")
+                    }
+                    id => format!("0x{id:02x}={value}"),
+                })
+                .collect();
+            if qpack_zeroed {
+                sources.push(
+                    "the browser's QPACK table settings are sent as 0 (the HTTP/3 client decodes with the static table only)"
+                        .into(),
+                );
+            }
+        }
+        quic.http3_grease_frame = h3
+            .control_frames
+            .get(1)
+            .is_some_and(|f| f.starts_with("GREASE"));
+        quic.http3_qpack_streams = h3.uni_streams.iter().any(|s| s.starts_with("qpack"));
+    }
+    sources.push(format!(
+        "QUIC learned from {} connection(s); JA4 {}",
+        quic_reports.len(),
+        first.ja4
+    ));
+    quic
 }
 
 fn requests_of(report: &ConnectionReport) -> Vec<SeenRequest> {

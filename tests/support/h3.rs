@@ -1,7 +1,10 @@
 //! A local HTTP/3 site for the tests: quinn with rustls (ring) and the `h3` server,
 //! behind a UDP relay that keeps every datagram the client sent, so a test judges the
 //! client from the server's side: the request log, and the QUIC ClientHello read out
-//! of the client's Initial packets with `mummer::quic::initial`.
+//! of the client's Initial packets with `mummer::quic::initial`. The benchmark
+//! (`benches/http3.rs`) uses its relay-less, unrecorded form.
+
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,17 @@ pub struct H3Site {
 impl H3Site {
     /// Starts the site on 127.0.0.1 (ports chosen by the system).
     pub async fn start() -> H3Site {
+        Self::start_with(None).await
+    }
+
+    /// A site for benchmarks: no relay (clients talk to quinn directly), nothing
+    /// recorded, every request answered with `payload`.
+    pub async fn start_bench(payload: Bytes) -> H3Site {
+        Self::start_with(Some(payload)).await
+    }
+
+    async fn start_with(payload: Option<Bytes>) -> H3Site {
+        let bench = payload.is_some();
         let names = ["h3.test".to_string(), "shop.test".to_string()];
         let cert = SelfSignedCert::generate(&names).expect("certificate");
         let chain = vec![CertificateDer::from_pem_slice(&cert.cert_pem()).expect("cert PEM")];
@@ -58,6 +72,7 @@ impl H3Site {
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
                 let log = served.clone();
+                let payload = payload.clone();
                 tokio::spawn(async move {
                     let Ok(conn) = incoming.await else { return };
                     let Ok(mut h3) = h3::server::builder()
@@ -68,6 +83,7 @@ impl H3Site {
                     };
                     while let Ok(Some(resolver)) = h3.accept().await {
                         let log = log.clone();
+                        let payload = payload.clone();
                         tokio::spawn(async move {
                             let Ok((req, mut stream)) = resolver.resolve_request().await else {
                                 return;
@@ -79,6 +95,19 @@ impl H3Site {
                                     chunk.advance(piece.len());
                                     body.extend_from_slice(&piece);
                                 }
+                            }
+                            if let Some(payload) = payload {
+                                let resp = http::Response::builder()
+                                    .status(200)
+                                    .header("content-type", "text/plain")
+                                    .body(())
+                                    .expect("response");
+                                if stream.send_response(resp).await.is_ok()
+                                    && stream.send_data(payload).await.is_ok()
+                                {
+                                    let _ = stream.finish().await;
+                                }
+                                return;
                             }
                             let seen = Seen {
                                 method: req.method().to_string(),
@@ -120,6 +149,14 @@ impl H3Site {
             }
         });
 
+        if bench {
+            return H3Site {
+                addr: server_addr,
+                cert: cert.cert_pem(),
+                log,
+                datagrams: Arc::new(Mutex::new(Vec::new())),
+            };
+        }
         // The relay: one client at a time, every client datagram kept.
         let front = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
