@@ -72,8 +72,8 @@
 //! lives.
 #![warn(missing_docs)]
 
-#[cfg(feature = "api")]
 pub mod alt_svc;
+#[cfg(feature = "api")]
 pub mod api;
 pub mod audit;
 mod body;
