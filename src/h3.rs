@@ -18,6 +18,10 @@ use crate::profile::QuicProfile;
 use crate::quic::{HandshakeData, QuicClientConfig, ResetKey};
 use crate::tls::{TicketCache, TlsConnector, TlsInfo};
 
+/// Largest response header section read over HTTP/3 (decoded size as RFC 9114 counts
+/// it), whatever the profile advertises.
+const MAX_RESPONSE_FIELD_SECTION: u64 = 256 * 1024;
+
 /// A live HTTP/3 connection; clones share it.
 #[derive(Clone)]
 pub(crate) struct H3Connection {
@@ -147,8 +151,18 @@ impl H3Connection {
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             resumed: data.as_ref().is_some_and(|d| d.resumed),
         };
+        let shape = quic.http3_shape()?;
+        // The largest response header section accepted: what MAX_FIELD_SECTION_SIZE
+        // promises the server (Chromium: 256 KiB), and never more than that.
+        let max_field_section = shape.settings[..usize::from(shape.len)]
+            .iter()
+            .find(|(id, _)| *id == 0x06)
+            .map_or(MAX_RESPONSE_FIELD_SECTION, |(_, v)| {
+                (*v).min(MAX_RESPONSE_FIELD_SECTION)
+            });
         let (mut driver, send) = h3::client::builder()
-            .browser_shape(quic.http3_shape()?)
+            .max_field_section_size(max_field_section)
+            .browser_shape(shape)
             .build(h3_quinn::Connection::new(conn.clone()))
             .await
             .map_err(|e| Error::connect(format!("{host}:{port}"), format!("HTTP/3 set-up: {e}")))?;

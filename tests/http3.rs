@@ -474,3 +474,75 @@ async fn a_restored_session_remembers_which_origins_offered_http3() {
     );
     assert_eq!(site.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn a_server_that_announces_a_huge_headers_frame_is_cut_off_not_buffered() {
+    let cert = mummer::inspect::SelfSignedCert::generate(&["h3.test".to_string()]).expect("cert");
+    let endpoint = quinn::Endpoint::server(
+        h3site::server_config(&cert),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .expect("endpoint");
+    let port = endpoint.local_addr().expect("addr").port();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = written.clone();
+    // A hostile HTTP/3 server: its control stream is proper, but every response is a
+    // HEADERS frame that says it is 64 MiB long, followed by as much junk as the client
+    // will take.
+    tokio::spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                if let Ok(mut control) = conn.open_uni().await {
+                    let _ = control.write_all(&[0x00, 0x04, 0x00]).await;
+                    while let Ok((mut send, _recv)) = conn.accept_bi().await {
+                        let mut head = vec![0x01];
+                        mummer::quic::params::write_varint(&mut head, 64 << 20);
+                        if send.write_all(&head).await.is_err() {
+                            return;
+                        }
+                        let junk = vec![0x41u8; 64 * 1024];
+                        for _ in 0..1024 {
+                            if send.write_all(&junk).await.is_err() {
+                                break;
+                            }
+                            counter.fetch_add(junk.len(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    drop(control);
+                }
+            });
+        }
+    });
+    let ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca.path(), cert.cert_pem()).expect("write CA");
+    let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
+        .ca_file(ca.path())
+        .resolve(
+            format!("h3.test:{port}:127.0.0.1")
+                .parse::<ResolveOverride>()
+                .expect("resolve"),
+        )
+        .http_version(HttpVersionPref::Http3Only)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let err = client
+        .get(&format!("https://h3.test:{port}/"))
+        .send()
+        .await
+        .expect_err("a 64 MiB header frame is refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!err.is_timeout(), "refused, not waited out: {err}");
+    let taken = written.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        taken < 16 << 20,
+        "the client stopped reading early: {taken} bytes taken"
+    );
+}

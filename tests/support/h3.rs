@@ -50,19 +50,7 @@ impl H3Site {
         let bench = payload.is_some();
         let names = ["h3.test".to_string(), "shop.test".to_string()];
         let cert = SelfSignedCert::generate(&names).expect("certificate");
-        let chain = vec![CertificateDer::from_pem_slice(&cert.cert_pem()).expect("cert PEM")];
-        let key = PrivateKeyDer::from_pem_slice(&cert.key_pem()).expect("key PEM");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("TLS 1.3")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("server certificate");
-        tls.alpn_protocols = vec![b"h3".to_vec()];
-        tls.max_early_data_size = 0;
-        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("QUIC TLS");
-        let server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let server_config = server_config(&cert);
         let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().expect("addr"))
             .expect("server endpoint");
         let server_addr = endpoint.local_addr().expect("server addr");
@@ -218,4 +206,21 @@ impl H3Site {
     pub fn datagrams(&self) -> Vec<Vec<u8>> {
         self.datagrams.lock().expect("datagrams").clone()
     }
+}
+
+/// A quinn server configuration (rustls, ring, ALPN `h3`) for `cert`.
+pub fn server_config(cert: &SelfSignedCert) -> quinn::ServerConfig {
+    let chain = vec![CertificateDer::from_pem_slice(&cert.cert_pem()).expect("cert PEM")];
+    let key = PrivateKeyDer::from_pem_slice(&cert.key_pem()).expect("key PEM");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server certificate");
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("QUIC TLS");
+    quinn::ServerConfig::with_crypto(Arc::new(crypto))
 }

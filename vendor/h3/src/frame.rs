@@ -207,6 +207,10 @@ pub struct FrameDecoder {
     expected: Option<usize>,
 }
 
+/// mummer patch: the longest frame (other than DATA, which is streamed) held in memory
+/// to be decoded: header sections are bounded far below it by MAX_FIELD_SECTION_SIZE.
+const MAX_BUFFERED_FRAME: usize = 1 << 20;
+
 impl FrameDecoder {
     fn decode<B: Buf>(
         &mut self,
@@ -244,6 +248,12 @@ impl FrameDecoder {
                     continue;
                 }
                 Err(frame::FrameError::Incomplete(min)) => {
+                    // mummer patch: a frame other than DATA is buffered whole before it
+                    // is read (or skipped, when unknown), so its length is bounded: a
+                    // peer could otherwise make us buffer up to 2^62 bytes.
+                    if min > MAX_BUFFERED_FRAME {
+                        return Err(FrameStreamError::Proto(FrameProtocolError::Malformed));
+                    }
                     self.expected = Some(min);
                     return Ok(None);
                 }
