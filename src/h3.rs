@@ -14,7 +14,9 @@ use bytes::{Buf, Bytes};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::error::{Error, Result};
+use crate::net::{UdpRoute, UdpTarget};
 use crate::profile::QuicProfile;
+use crate::quic::socks_udp::Socks5UdpSocket;
 use crate::quic::{HandshakeData, QuicClientConfig, ResetKey};
 use crate::tls::{TicketCache, TlsConnector, TlsInfo};
 
@@ -84,7 +86,9 @@ fn transport_config(quic: &QuicProfile) -> Result<quinn::TransportConfig> {
     Ok(t)
 }
 
-fn endpoint(quic: &QuicProfile, remote: SocketAddr) -> Result<quinn::Endpoint> {
+/// The endpoint for one connection, on its own socket: a plain UDP socket, or one
+/// through a SOCKS5 relay. Returns it and the server's address as quinn knows it.
+fn endpoint(quic: &QuicProfile, route: UdpRoute) -> Result<(quinn::Endpoint, SocketAddr)> {
     let mut config = quinn::EndpointConfig::new(Arc::new(ResetKey::random()));
     config
         .max_udp_payload_size(quic.max_udp_payload_size.max(1200))
@@ -93,17 +97,40 @@ fn endpoint(quic: &QuicProfile, remote: SocketAddr) -> Result<quinn::Endpoint> {
     config.grease_quic_bit(false);
     let scid_len = usize::from(quic.scid_len.min(20));
     config.cid_generator(move || Box::new(quinn_proto::RandomConnectionIdGenerator::new(scid_len)));
-    let bind: SocketAddr = if remote.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket =
-        std::net::UdpSocket::bind(bind).map_err(|e| Error::connect(remote.to_string(), e))?;
     let runtime = quinn::default_runtime()
-        .ok_or_else(|| Error::connect(remote.to_string(), "HTTP/3 needs a tokio runtime"))?;
-    quinn::Endpoint::new(config, None, socket, runtime)
-        .map_err(|e| Error::connect(remote.to_string(), e))
+        .ok_or_else(|| Error::connect("HTTP/3", "HTTP/3 needs a tokio runtime"))?;
+    match route {
+        UdpRoute::Direct(remote) => {
+            let bind: SocketAddr = if remote.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let socket = std::net::UdpSocket::bind(bind)
+                .map_err(|e| Error::connect(remote.to_string(), e))?;
+            let endpoint = quinn::Endpoint::new(config, None, socket, runtime)
+                .map_err(|e| Error::connect(remote.to_string(), e))?;
+            Ok((endpoint, remote))
+        }
+        UdpRoute::Socks5 {
+            control,
+            relay,
+            target,
+        } => {
+            // With `socks5h://` quinn still needs an address for the server: a
+            // stand-in that never goes on the wire (the socket sends to the relay only).
+            let peer = match &target {
+                UdpTarget::Addr(addr) => *addr,
+                UdpTarget::Name(_, port) => SocketAddr::from(([127, 255, 255, 254], *port)),
+            };
+            let socket = Socks5UdpSocket::new(control, relay, &target, peer)
+                .map_err(|e| Error::connect(relay.to_string(), e))?;
+            let endpoint =
+                quinn::Endpoint::new_with_abstract_socket(config, None, Arc::new(socket), runtime)
+                    .map_err(|e| Error::connect(relay.to_string(), e))?;
+            Ok((endpoint, peer))
+        }
+    }
 }
 
 impl H3Connection {
@@ -121,7 +148,7 @@ impl H3Connection {
         pseudo_header_order: &[String],
         host: &str,
         port: u16,
-        addr: SocketAddr,
+        route: UdpRoute,
     ) -> Result<(H3Connection, Arc<TlsInfo>)> {
         let ssl = tls.quic_ssl(host, port, &quic.alpn, tickets).await?;
         let layout = quic.params_layout()?;
@@ -131,7 +158,7 @@ impl H3Connection {
         client.initial_dst_cid_provider(Arc::new(move || {
             quinn_proto::ConnectionId::new(&rand::random::<[u8; 20]>()[..dcid_len])
         }));
-        let endpoint = endpoint(quic, addr)?;
+        let (endpoint, addr) = endpoint(quic, route)?;
         let connecting = endpoint
             .connect_with(client, addr, host)
             .map_err(|e| Error::connect(format!("{host}:{port}"), e))?;

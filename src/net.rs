@@ -517,7 +517,7 @@ impl Dialer {
         if let Some(proxy) = &self.proxy {
             return Err(Error::proxy(
                 proxy,
-                "HTTP/3 cannot go through this proxy yet (no UDP relay); use HTTP/2",
+                "HTTP/3 cannot go through an HTTP proxy (it carries no UDP); use HTTP/2",
             ));
         }
         let (host, port) = self.target(host, port);
@@ -528,6 +528,70 @@ impl Dialer {
             .copied()
             .ok_or_else(|| Error::dns(&host, "no addresses"))?;
         Ok((addr, started.elapsed()))
+    }
+
+    /// Where QUIC datagrams for `host:port` go: straight to the address, or through a
+    /// SOCKS5 proxy's UDP relay (UDP ASSOCIATE over a control connection that must stay
+    /// open). With `socks5h://` the proxy resolves the name; with `socks5://` it is
+    /// resolved here and checked by the destination policy.
+    ///
+    /// # Errors
+    ///
+    /// As [`Dialer::resolve_udp`], and [`Error::is_proxy`] when the proxy refuses the
+    /// association or is an HTTP proxy. `host:port` is looked up (its `--resolve`
+    /// rule included) and `udp_port` is where the datagrams go (an Alt-Svc port).
+    pub(crate) async fn udp_route(
+        &self,
+        host: &str,
+        port: u16,
+        udp_port: u16,
+    ) -> Result<(UdpRoute, Duration)> {
+        let Some(proxy) = self
+            .proxy
+            .as_ref()
+            .filter(|p| matches!(p.scheme, ProxyScheme::Socks5 | ProxyScheme::Socks5h))
+        else {
+            let (mut addr, took) = self.resolve_udp(host, port).await?;
+            addr.set_port(udp_port);
+            return Ok((UdpRoute::Direct(addr), took));
+        };
+        let (host, port) = self.target(host, port);
+        let started = Instant::now();
+        let target = if proxy.scheme == ProxyScheme::Socks5 {
+            let addrs = self.allowed(&host, self.resolve(&host, port).await?)?;
+            UdpTarget::Addr(SocketAddr::new(addrs[0].ip(), udp_port))
+        } else {
+            if host.len() > 255 {
+                return Err(Error::proxy(proxy, "host name longer than 255 bytes"));
+            }
+            UdpTarget::Name(host.clone(), udp_port)
+        };
+        let proxy_addrs =
+            self.allowed(&proxy.host, self.resolve(&proxy.host, proxy.port).await?)?;
+        let mut control = self
+            .connect_any(&proxy_addrs, &format!("proxy {proxy}"))
+            .await
+            .map_err(|e| Error::proxy(proxy, e))?;
+        let proxy_addr = control.peer_addr().map_err(|e| Error::proxy(proxy, e))?;
+        let relay = self
+            .deadline(socks5_udp_associate(&mut control, proxy, proxy_addr))
+            .await?;
+        Ok((
+            UdpRoute::Socks5 {
+                control,
+                relay,
+                target,
+            },
+            started.elapsed(),
+        ))
+    }
+
+    /// Whether HTTP/3 can go where this dialer's connections go: directly, or through
+    /// a SOCKS5 proxy (UDP ASSOCIATE); not through an HTTP proxy.
+    pub(crate) fn carries_udp(&self) -> bool {
+        self.proxy
+            .as_ref()
+            .is_none_or(|p| matches!(p.scheme, ProxyScheme::Socks5 | ProxyScheme::Socks5h))
     }
 
     async fn deadline<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -659,6 +723,30 @@ async fn proxy_tls(
         .map_err(|e| format!("TLS to the proxy failed: {e}"))
 }
 
+/// Where a QUIC connection's datagrams go ([`Dialer::udp_route`]).
+pub(crate) enum UdpRoute {
+    /// Straight to the server.
+    Direct(SocketAddr),
+    /// Through a SOCKS5 UDP relay.
+    Socks5 {
+        /// The association's control connection: the relay forwards while it is open.
+        control: TcpStream,
+        /// Where datagrams go, each with a SOCKS5 UDP header.
+        relay: SocketAddr,
+        /// The server, as each datagram's header names it.
+        target: UdpTarget,
+    },
+}
+
+/// The server a relayed datagram is for.
+#[derive(Clone, Debug)]
+pub(crate) enum UdpTarget {
+    /// An address resolved here.
+    Addr(SocketAddr),
+    /// A name the proxy resolves (`socks5h://`).
+    Name(String, u16),
+}
+
 pub(crate) enum SocksTarget<'a> {
     Addr(SocketAddr),
     Name(&'a str, u16),
@@ -673,6 +761,44 @@ pub(crate) async fn socks5_connect<S: Io>(
     proxy: &Proxy,
     target: SocksTarget<'_>,
 ) -> Result<S> {
+    socks5_greet(&mut io, proxy).await?;
+    socks5_request(&mut io, proxy, 0x01, target).await?;
+    Ok(io)
+}
+
+/// SOCKS5 UDP ASSOCIATE (RFC 1928 section 7) on a control connection to the proxy:
+/// greeting and credentials as for CONNECT, then the association. Returns the relay
+/// address datagrams go to (the proxy's own address when it answers `0.0.0.0`). The
+/// association lives as long as `io` stays open.
+pub(crate) async fn socks5_udp_associate<S: Io>(
+    io: &mut S,
+    proxy: &Proxy,
+    proxy_addr: SocketAddr,
+) -> Result<SocketAddr> {
+    socks5_greet(io, proxy).await?;
+    let any = SocketAddr::new(
+        if proxy_addr.is_ipv4() {
+            IpAddr::from([0u8; 4])
+        } else {
+            IpAddr::from([0u16; 8])
+        },
+        0,
+    );
+    let bound = socks5_request(io, proxy, 0x03, SocksTarget::Addr(any)).await?;
+    Ok(match bound {
+        Some(addr) if !addr.ip().is_unspecified() => addr,
+        Some(addr) => SocketAddr::new(proxy_addr.ip(), addr.port()),
+        None => {
+            return Err(Error::proxy(
+                proxy,
+                "answered UDP ASSOCIATE with a host name for its relay; an address is needed",
+            ))
+        }
+    })
+}
+
+/// The greeting and, when the proxy asks, the username and password (RFC 1929).
+async fn socks5_greet<S: Io>(io: &mut S, proxy: &Proxy) -> Result<()> {
     let fail = |what: String| Error::proxy(proxy, what);
     let io_fail = |e: std::io::Error| Error::proxy(proxy, format!("SOCKS5 exchange failed: {e}"));
     let methods: &[u8] = if proxy.credentials.is_some() {
@@ -716,8 +842,20 @@ pub(crate) async fn socks5_connect<S: Io>(
         0xff => return Err(fail("accepts none of our authentication methods".into())),
         m => return Err(fail(format!("chose an unknown authentication method {m}"))),
     }
+    Ok(())
+}
 
-    let mut req = vec![0x05, 0x01, 0x00];
+/// One SOCKS5 request (`cmd` 1 CONNECT, 3 UDP ASSOCIATE) and its reply; the bound
+/// address the reply names, when it is an address.
+async fn socks5_request<S: Io>(
+    io: &mut S,
+    proxy: &Proxy,
+    cmd: u8,
+    target: SocksTarget<'_>,
+) -> Result<Option<SocketAddr>> {
+    let fail = |what: String| Error::proxy(proxy, what);
+    let io_fail = |e: std::io::Error| Error::proxy(proxy, format!("SOCKS5 exchange failed: {e}"));
+    let mut req = vec![0x05, cmd, 0x00];
     match target {
         SocksTarget::Addr(SocketAddr::V4(a)) => {
             req.push(0x01);
@@ -754,20 +892,37 @@ pub(crate) async fn socks5_connect<S: Io>(
             0x08 => "address type not supported",
             _ => "unknown error",
         };
-        return Err(fail(format!("SOCKS5 CONNECT failed: {why}")));
+        let what = if cmd == 0x03 {
+            "UDP ASSOCIATE"
+        } else {
+            "CONNECT"
+        };
+        return Err(fail(format!("SOCKS5 {what} failed: {why}")));
     }
-    let skip = match head[3] {
-        0x01 => 4 + 2,
-        0x04 => 16 + 2,
+    let (skip, kind) = match head[3] {
+        0x01 => (4 + 2, 4),
+        0x04 => (16 + 2, 6),
         0x03 => {
             let len = io.read_u8().await.map_err(io_fail)?;
-            usize::from(len) + 2
+            (usize::from(len) + 2, 0)
         }
         t => return Err(fail(format!("SOCKS5 reply has unknown address type {t}"))),
     };
     let mut rest = vec![0u8; skip];
     io.read_exact(&mut rest).await.map_err(io_fail)?;
-    Ok(io)
+    let port = u16::from_be_bytes([rest[skip - 2], rest[skip - 1]]);
+    Ok(match kind {
+        4 => Some(SocketAddr::new(
+            IpAddr::from([rest[0], rest[1], rest[2], rest[3]]),
+            port,
+        )),
+        6 => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(&rest[..16]);
+            Some(SocketAddr::new(IpAddr::from(octets), port))
+        }
+        _ => None,
+    })
 }
 
 #[cfg(test)]

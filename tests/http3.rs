@@ -546,3 +546,183 @@ async fn a_server_that_announces_a_huge_headers_frame_is_cut_off_not_buffered() 
         "the client stopped reading early: {taken} bytes taken"
     );
 }
+
+/// A SOCKS5 proxy that does UDP ASSOCIATE only (RFC 1928 section 7), with
+/// username/password: its relay socket is on 127.0.0.3, so a server can tell relayed
+/// datagrams from direct ones by their source address. Names resolve to 127.0.0.1.
+struct SocksUdp {
+    port: u16,
+    credentials: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SocksUdp {
+    async fn start() -> SocksUdp {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let credentials = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (creds, seen_targets) = (credentials.clone(), targets.clone());
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let (creds, seen_targets) = (creds.clone(), seen_targets.clone());
+                tokio::spawn(async move {
+                    let mut head = [0u8; 2];
+                    tcp.read_exact(&mut head).await.ok()?;
+                    let mut methods = vec![0u8; usize::from(head[1])];
+                    tcp.read_exact(&mut methods).await.ok()?;
+                    tcp.write_all(&[5, 2]).await.ok()?;
+                    let mut ver_ulen = [0u8; 2];
+                    tcp.read_exact(&mut ver_ulen).await.ok()?;
+                    let mut user = vec![0u8; usize::from(ver_ulen[1])];
+                    tcp.read_exact(&mut user).await.ok()?;
+                    let plen = tcp.read_u8().await.ok()?;
+                    let mut pass = vec![0u8; usize::from(plen)];
+                    tcp.read_exact(&mut pass).await.ok()?;
+                    creds.lock().ok()?.push((
+                        String::from_utf8_lossy(&user).into(),
+                        String::from_utf8_lossy(&pass).into(),
+                    ));
+                    tcp.write_all(&[1, 0]).await.ok()?;
+                    let mut req = [0u8; 4];
+                    tcp.read_exact(&mut req).await.ok()?;
+                    let skip = match req[3] {
+                        1 => 6,
+                        4 => 18,
+                        _ => return None,
+                    };
+                    let mut rest = vec![0u8; skip];
+                    tcp.read_exact(&mut rest).await.ok()?;
+                    if req[1] != 3 {
+                        tcp.write_all(&[5, 7, 0, 1, 0, 0, 0, 0, 0, 0]).await.ok()?;
+                        return None;
+                    }
+                    let relay =
+                        std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.3:0").await.ok()?);
+                    let relay_port = relay.local_addr().ok()?.port();
+                    let mut reply = vec![5, 0, 0, 1, 127, 0, 0, 3];
+                    reply.extend_from_slice(&relay_port.to_be_bytes());
+                    tcp.write_all(&reply).await.ok()?;
+                    let pump = tokio::spawn(async move {
+                        let mut client: Option<std::net::SocketAddr> = None;
+                        let mut buf = vec![0u8; 65_536];
+                        loop {
+                            let (n, from) = relay.recv_from(&mut buf).await.ok()?;
+                            if from.ip() == std::net::IpAddr::from([127, 0, 0, 1])
+                                && client.is_none_or(|c| c == from)
+                                && buf[..n].get(3).is_some_and(|t| *t == 1 || *t == 3)
+                            {
+                                client = Some(from);
+                                let (dst, header) = match buf[3] {
+                                    1 => (
+                                        std::net::SocketAddr::from((
+                                            [buf[4], buf[5], buf[6], buf[7]],
+                                            u16::from_be_bytes([buf[8], buf[9]]),
+                                        )),
+                                        10,
+                                    ),
+                                    _ => {
+                                        let len = usize::from(buf[4]);
+                                        let name =
+                                            String::from_utf8_lossy(&buf[5..5 + len]).to_string();
+                                        let port = u16::from_be_bytes([buf[5 + len], buf[6 + len]]);
+                                        seen_targets.lock().ok()?.push(format!("{name}:{port}"));
+                                        (
+                                            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                                            7 + len,
+                                        )
+                                    }
+                                };
+                                relay.send_to(&buf[header..n], dst).await.ok()?;
+                            } else if let Some(client) = client {
+                                let std::net::SocketAddr::V4(v4) = from else {
+                                    continue;
+                                };
+                                let mut out = vec![0, 0, 0, 1];
+                                out.extend_from_slice(&v4.ip().octets());
+                                out.extend_from_slice(&v4.port().to_be_bytes());
+                                out.extend_from_slice(&buf[..n]);
+                                relay.send_to(&out, client).await.ok()?;
+                            }
+                        }
+                        #[allow(unreachable_code)]
+                        Some(())
+                    });
+                    // The association ends with its control connection.
+                    let mut sink = [0u8; 64];
+                    while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+                    pump.abort();
+                    Some(())
+                });
+            }
+        });
+        SocksUdp {
+            port,
+            credentials,
+            targets,
+        }
+    }
+}
+
+#[tokio::test]
+async fn http3_through_socks5_goes_by_udp_associate_and_never_around_the_proxy() {
+    let site = h3site::H3Site::start().await;
+    let socks = SocksUdp::start().await;
+    let ca = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca.path(), site.cert_pem()).expect("write CA");
+    for scheme in ["socks5", "socks5h"] {
+        let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
+            .ca_file(ca.path())
+            .resolve(
+                format!("h3.test:{}:127.0.0.1", site.addr.port())
+                    .parse::<ResolveOverride>()
+                    .expect("resolve"),
+            )
+            .proxy(
+                Proxy::parse(&format!(
+                    "{scheme}://crawler:s3cret@127.0.0.1:{}",
+                    socks.port
+                ))
+                .expect("proxy"),
+            )
+            .http_version(HttpVersionPref::Http3Only)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
+        let resp = client
+            .get(&format!(
+                "https://h3.test:{}/via-{scheme}",
+                site.addr.port()
+            ))
+            .send()
+            .await
+            .expect("HTTP/3 through the SOCKS5 relay");
+        assert_eq!(resp.version(), Version::HTTP_3);
+        assert_eq!(resp.text(), format!("h3 GET /via-{scheme} 0"));
+    }
+    let senders = site.senders();
+    assert!(!senders.is_empty());
+    assert!(
+        senders
+            .iter()
+            .all(|a| a.ip() == std::net::IpAddr::from([127, 0, 0, 3])),
+        "every datagram the site got came from the proxy's relay: {senders:?}"
+    );
+    assert_eq!(
+        socks.credentials.lock().expect("creds").clone(),
+        vec![("crawler".to_string(), "s3cret".to_string()); 2]
+    );
+    assert_eq!(
+        socks
+            .targets
+            .lock()
+            .expect("targets")
+            .first()
+            .map(String::as_str),
+        Some(format!("h3.test:{}", site.addr.port()).as_str()),
+        "socks5h sends the name for the proxy to resolve"
+    );
+}

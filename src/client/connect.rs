@@ -252,13 +252,11 @@ async fn open_h3(
     let config = &client.config;
     // An alternative on the origin's host keeps the origin's address (its `--resolve`
     // rule included) with the alternative's port; on another host, that host is looked up.
-    let (mut addr, dns) = match alt {
-        Some(a) if !a.host.is_empty() => client.dialer.resolve_udp(&a.host, a.port).await?,
-        _ => client.dialer.resolve_udp(host, port).await?,
+    let (route, dns) = match alt {
+        Some(a) if !a.host.is_empty() => client.dialer.udp_route(&a.host, a.port, a.port).await?,
+        Some(a) => client.dialer.udp_route(host, port, a.port).await?,
+        None => client.dialer.udp_route(host, port, port).await?,
     };
-    if let Some(a) = alt {
-        addr.set_port(a.port);
-    }
     timings.dns = dns;
     client
         .counters
@@ -274,7 +272,7 @@ async fn open_h3(
         &config.profile.http2.pseudo_header_order,
         host,
         port,
-        addr,
+        route,
     );
     // QUIC's handshake is its connect: the shorter of the two deadlines bounds it.
     let limit = match (config.connect_timeout, config.tls_timeout) {

@@ -296,10 +296,10 @@ impl ClientInner {
     }
 
     /// The HTTP/3 alternative the next connection to `target` may race, if any. None
-    /// through a proxy: HTTP proxies carry no UDP (Chrome then stays on TCP), and UDP
-    /// through SOCKS5 is not built yet, so QUIC would go around the proxy.
+    /// through an HTTP proxy, which carries no UDP (Chrome then stays on TCP too);
+    /// through SOCKS5 QUIC goes by UDP ASSOCIATE.
     fn usable_alternative(&self, target: &request::Target) -> Option<crate::alt_svc::Alternative> {
-        if self.config.proxy.is_some() {
+        if !self.dialer.carries_udp() {
             return None;
         }
         let origin = crate::alt_svc::origin_key(&target.host, target.port);

@@ -32,6 +32,7 @@ pub struct H3Site {
     cert: Vec<u8>,
     log: Arc<Mutex<Vec<Seen>>>,
     datagrams: Arc<Mutex<Vec<Vec<u8>>>>,
+    senders: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl H3Site {
@@ -143,6 +144,7 @@ impl H3Site {
                 cert: cert.cert_pem(),
                 log,
                 datagrams: Arc::new(Mutex::new(Vec::new())),
+                senders: Arc::new(Mutex::new(Vec::new())),
             };
         }
         // The relay: one client at a time, every client datagram kept.
@@ -152,6 +154,8 @@ impl H3Site {
         let addr = front.local_addr().expect("relay addr");
         let datagrams = Arc::new(Mutex::new(Vec::new()));
         let kept = datagrams.clone();
+        let senders = Arc::new(Mutex::new(Vec::new()));
+        let seen_from = senders.clone();
         tokio::spawn(async move {
             let front = Arc::new(front);
             let mut back: Option<(SocketAddr, Arc<tokio::net::UdpSocket>)> = None;
@@ -161,6 +165,7 @@ impl H3Site {
                     return;
                 };
                 kept.lock().expect("datagrams").push(buf[..n].to_vec());
+                seen_from.lock().expect("senders").push(from);
                 let socket = match &back {
                     Some((client, socket)) if *client == from => socket.clone(),
                     _ => {
@@ -189,6 +194,7 @@ impl H3Site {
             cert: cert.cert_pem(),
             log,
             datagrams,
+            senders,
         }
     }
 
@@ -200,6 +206,11 @@ impl H3Site {
     /// Requests received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.log.lock().expect("log").clone()
+    }
+
+    /// Where every datagram came from, in order.
+    pub fn senders(&self) -> Vec<SocketAddr> {
+        self.senders.lock().expect("senders").clone()
     }
 
     /// Every datagram clients sent so far.
