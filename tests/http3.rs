@@ -291,6 +291,13 @@ async fn an_origin_that_offers_http3_gets_it_on_the_next_connection() {
     let next = client.get(&url).send().await.expect("pooled QUIC");
     assert_eq!(next.version(), Version::HTTP_3);
     assert_eq!(client.transport_stats().http3_opened, 1);
+    let origins = client.origin_protocols();
+    let shop = origins
+        .iter()
+        .find(|o| o.origin == format!("https://shop.test:{}", tcp.addr.port()))
+        .expect("the origin is listed");
+    assert_eq!(shop.protocol, Some("h3"));
+    assert_eq!(shop.http3_alternative, Some(site.addr.port()));
 }
 
 #[tokio::test]

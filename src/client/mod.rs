@@ -371,6 +371,19 @@ struct Counters {
     bytes: ByteCounters,
 }
 
+/// What one origin's connections speak ([`Client::origin_protocols`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OriginProtocol {
+    /// `https://host:port` (or `http://`).
+    pub origin: String,
+    /// `h3`, `h2` or `http/1.1` for the connections pooled now; `None` when none is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
+    /// The port of the HTTP/3 alternative the origin offered, when it may be tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http3_alternative: Option<u16>,
+}
+
 /// What a client's transport has done so far, and what its pool holds now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransportStats {
@@ -497,6 +510,56 @@ impl Client {
             bytes_in: c.bytes.read.load(Ordering::Relaxed),
             bytes_out: c.bytes.written.load(Ordering::Relaxed),
         }
+    }
+
+    /// Each origin with a pooled connection and the protocol it speaks (HTTP/3 first,
+    /// then HTTP/2, then HTTP/1.1), and each origin's usable HTTP/3 alternative.
+    pub fn origin_protocols(&self) -> Vec<OriginProtocol> {
+        let mut out: std::collections::BTreeMap<String, OriginProtocol> = Default::default();
+        let mut note = |scheme: &str, host: &str, port: u16, protocol: Option<&'static str>| {
+            let origin = format!("{scheme}://{host}:{port}");
+            let entry = out.entry(origin.clone()).or_insert(OriginProtocol {
+                origin,
+                protocol: None,
+                http3_alternative: None,
+            });
+            if entry.protocol.is_none() {
+                entry.protocol = protocol;
+            }
+        };
+        {
+            let pool = Pool::lock(&self.inner.pool);
+            for ((scheme, host, port), (c, _)) in &pool.h3 {
+                if !c.is_closed() {
+                    note(scheme, host, *port, Some("h3"));
+                }
+            }
+            for ((scheme, host, port), conns) in &pool.h2 {
+                if conns.iter().any(|(c, _)| !c.is_closed()) {
+                    note(scheme, host, *port, Some("h2"));
+                }
+            }
+            for ((scheme, host, port), idle) in &pool.h1 {
+                if !idle.is_empty() {
+                    note(scheme, host, *port, Some("http/1.1"));
+                }
+            }
+        }
+        let now = std::time::SystemTime::now();
+        let slot = self.inner.alt_svc.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cache) = slot.as_deref() {
+            for record in cache.export(now) {
+                if let Some(alt) = cache.usable(&record.origin, now) {
+                    let entry = out.entry(record.origin.clone()).or_insert(OriginProtocol {
+                        origin: record.origin.clone(),
+                        protocol: None,
+                        http3_alternative: None,
+                    });
+                    entry.http3_alternative = Some(alt.port);
+                }
+            }
+        }
+        out.into_values().collect()
     }
 
     /// The HTTP/3 alternatives learned from `Alt-Svc`, unexpired, for a snapshot.

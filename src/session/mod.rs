@@ -215,6 +215,10 @@ pub struct SessionStats {
     pub transport: TransportStats,
     /// Quarantined by the engine after blocked responses (always false outside one).
     pub quarantined: bool,
+    /// The protocol each origin with a pooled connection speaks now, and the HTTP/3
+    /// alternative each origin offered (`Alt-Svc`), sorted by origin.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<crate::client::OriginProtocol>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -338,6 +342,7 @@ impl Session {
             },
             transport: self.inner.client.transport_stats(),
             quarantined: false,
+            origins: self.inner.client.origin_protocols(),
         }
     }
 
