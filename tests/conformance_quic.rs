@@ -50,7 +50,9 @@ async fn chromium_over_quic(inspector: &mut Inspector) -> ConnectionReport {
     found.expect("chromium came over QUIC within 60 s")
 }
 
-async fn mummer_over_quic(inspector: &mut Inspector) -> ConnectionReport {
+/// One request from mummer (`chromium-156-linux`) over `version` to the inspector, and
+/// the report of its connection (over UDP for HTTP/3, over TCP otherwise).
+async fn mummer_visit(inspector: &mut Inspector, version: HttpVersionPref) -> ConnectionReport {
     let port = inspector.local_addr().port();
     let ca = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(ca.path(), inspector.cert_pem()).expect("write CA");
@@ -61,7 +63,7 @@ async fn mummer_over_quic(inspector: &mut Inspector) -> ConnectionReport {
                 .parse::<ResolveOverride>()
                 .expect("resolve"),
         )
-        .http_version(HttpVersionPref::Http3Only)
+        .http_version(version)
         .connect_timeout(Duration::from_secs(10))
         .build()
         .expect("client");
@@ -69,47 +71,16 @@ async fn mummer_over_quic(inspector: &mut Inspector) -> ConnectionReport {
         .get(&format!("https://{HOST}:{port}/"))
         .send()
         .await
-        .expect("mummer over HTTP/3");
+        .expect("mummer visits the inspector");
     assert_eq!(resp.status(), 200);
     drop(client);
+    let over_udp = version == HttpVersionPref::Http3Only;
     loop {
         let report = tokio::time::timeout(Duration::from_secs(20), inspector.next_report())
             .await
-            .expect("the QUIC connection ended")
+            .expect("the connection ended")
             .expect("inspector running");
-        if report.quic.is_some() {
-            return report;
-        }
-    }
-}
-
-/// One request from mummer over TCP (HTTP/2) to the inspector, and its report.
-async fn mummer_over_tcp(inspector: &mut Inspector) -> ConnectionReport {
-    let port = inspector.local_addr().port();
-    let ca = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(ca.path(), inspector.cert_pem()).expect("write CA");
-    let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
-        .ca_file(ca.path())
-        .resolve(
-            format!("{HOST}:{port}:127.0.0.1")
-                .parse::<ResolveOverride>()
-                .expect("resolve"),
-        )
-        .http_version(HttpVersionPref::Http2Only)
-        .build()
-        .expect("client");
-    client
-        .get(&format!("https://{HOST}:{port}/"))
-        .send()
-        .await
-        .expect("mummer over HTTP/2");
-    drop(client);
-    loop {
-        let report = tokio::time::timeout(Duration::from_secs(20), inspector.next_report())
-            .await
-            .expect("the TCP connection ended")
-            .expect("inspector running");
-        if report.quic.is_none() {
+        if report.quic.is_some() == over_udp {
             return report;
         }
     }
@@ -131,7 +102,7 @@ fn chromium_and_mummer_speak_http3_alike() {
             .await
             .expect("inspector");
         let chromium = chromium_over_quic(&mut inspector).await;
-        let ours = mummer_over_quic(&mut inspector).await;
+        let ours = mummer_visit(&mut inspector, HttpVersionPref::Http3Only).await;
         eprintln!(
             "chromium: {}\nmummer: {}",
             serde_json::to_string(&chromium).unwrap_or_default(),
@@ -278,7 +249,7 @@ fn chromium_and_mummer_speak_http3_alike() {
 
         // What `--save-profile` learns from Chromium's QUIC connection is the built-in
         // QUIC section (the TLS side of the profile comes from a TCP connection: ours).
-        let tcp_report = mummer_over_tcp(&mut inspector).await;
+        let tcp_report = mummer_visit(&mut inspector, HttpVersionPref::Http2Only).await;
         let learned =
             mummer::inspect::learn::learn_profile("learned", &[tcp_report, chromium.clone()])
                 .expect("a profile learned");

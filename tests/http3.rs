@@ -18,17 +18,36 @@ use mummer::profile::Profile;
 use mummer::quic::initial::InitialReader;
 
 fn client(site: &h3site::H3Site, ca: &std::path::Path) -> Client {
-    Client::builder(Profile::named("chromium-156-linux").expect("built-in profile"))
-        .ca_file(ca)
-        .resolve(
-            format!("h3.test:{}:127.0.0.1", site.addr.port())
-                .parse::<ResolveOverride>()
-                .expect("resolve rule"),
-        )
-        .http_version(HttpVersionPref::Http3Only)
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .expect("client")
+    client_for(
+        ca,
+        "h3.test",
+        site.addr.port(),
+        HttpVersionPref::Http3Only,
+        |b| b.connect_timeout(Duration::from_secs(5)),
+    )
+}
+
+/// A `chromium-156-linux` client that trusts `ca` and finds `host:port` on 127.0.0.1,
+/// with `version` and whatever `more` adds.
+fn client_for(
+    ca: &std::path::Path,
+    host: &str,
+    port: u16,
+    version: HttpVersionPref,
+    more: impl FnOnce(mummer::client::ClientBuilder) -> mummer::client::ClientBuilder,
+) -> Client {
+    more(
+        Client::builder(Profile::named("chromium-156-linux").expect("built-in profile"))
+            .ca_file(ca)
+            .resolve(
+                format!("{host}:{port}:127.0.0.1")
+                    .parse::<ResolveOverride>()
+                    .expect("resolve rule"),
+            )
+            .http_version(version),
+    )
+    .build()
+    .expect("client")
 }
 
 #[tokio::test]
@@ -238,16 +257,13 @@ fn auto_client(tcp: &https::HttpsServer, extra_ca: &[u8], ca: &tempfile::NamedTe
     let mut bundle = tcp.cert_pem.clone();
     bundle.extend_from_slice(extra_ca);
     std::fs::write(ca.path(), bundle).expect("CA bundle");
-    Client::builder(Profile::named("chromium-156-linux").expect("profile"))
-        .ca_file(ca.path())
-        .resolve(
-            format!("shop.test:{}:127.0.0.1", tcp.addr.port())
-                .parse::<ResolveOverride>()
-                .expect("resolve"),
-        )
-        .connect_timeout(Duration::from_secs(1))
-        .build()
-        .expect("client")
+    client_for(
+        ca.path(),
+        "shop.test",
+        tcp.addr.port(),
+        HttpVersionPref::Auto,
+        |b| b.connect_timeout(Duration::from_secs(1)),
+    )
 }
 
 #[tokio::test]
@@ -396,16 +412,13 @@ async fn http3_first_tries_quic_on_an_origin_that_never_offered_it_and_falls_bac
     let site = h3site::H3Site::start().await;
     let ca = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(ca.path(), site.cert_pem()).expect("write CA");
-    let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
-        .ca_file(ca.path())
-        .resolve(
-            format!("h3.test:{}:127.0.0.1", site.addr.port())
-                .parse::<ResolveOverride>()
-                .expect("resolve"),
-        )
-        .http_version(HttpVersionPref::Http3)
-        .build()
-        .expect("client");
+    let client = client_for(
+        ca.path(),
+        "h3.test",
+        site.addr.port(),
+        HttpVersionPref::Http3,
+        |b| b,
+    );
     let resp = client
         .get(&format!("https://h3.test:{}/x", site.addr.port()))
         .send()
@@ -417,17 +430,13 @@ async fn http3_first_tries_quic_on_an_origin_that_never_offered_it_and_falls_bac
     let tcp = https::HttpsServer::start(|_| https::Reply::ok("tcp")).await;
     let ca2 = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(ca2.path(), &tcp.cert_pem).expect("write CA");
-    let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
-        .ca_file(ca2.path())
-        .resolve(
-            format!("shop.test:{}:127.0.0.1", tcp.addr.port())
-                .parse::<ResolveOverride>()
-                .expect("resolve"),
-        )
-        .http_version(HttpVersionPref::Http3)
-        .connect_timeout(Duration::from_millis(700))
-        .build()
-        .expect("client");
+    let client = client_for(
+        ca2.path(),
+        "shop.test",
+        tcp.addr.port(),
+        HttpVersionPref::Http3,
+        |b| b.connect_timeout(Duration::from_millis(700)),
+    );
     let url = format!("https://shop.test:{}/", tcp.addr.port());
     let started = Instant::now();
     let resp = client.get(&url).send().await.expect("over TCP");
@@ -524,17 +533,13 @@ async fn a_server_that_announces_a_huge_headers_frame_is_cut_off_not_buffered() 
     });
     let ca = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(ca.path(), cert.cert_pem()).expect("write CA");
-    let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
-        .ca_file(ca.path())
-        .resolve(
-            format!("h3.test:{port}:127.0.0.1")
-                .parse::<ResolveOverride>()
-                .expect("resolve"),
-        )
-        .http_version(HttpVersionPref::Http3Only)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client");
+    let client = client_for(
+        ca.path(),
+        "h3.test",
+        port,
+        HttpVersionPref::Http3Only,
+        |b| b.timeout(Duration::from_secs(20)),
+    );
     let started = Instant::now();
     let err = client
         .get(&format!("https://h3.test:{port}/"))
@@ -681,24 +686,22 @@ async fn http3_through_socks5_goes_by_udp_associate_and_never_around_the_proxy()
     let ca = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(ca.path(), site.cert_pem()).expect("write CA");
     for scheme in ["socks5", "socks5h"] {
-        let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
-            .ca_file(ca.path())
-            .resolve(
-                format!("h3.test:{}:127.0.0.1", site.addr.port())
-                    .parse::<ResolveOverride>()
-                    .expect("resolve"),
-            )
-            .proxy(
-                Proxy::parse(&format!(
-                    "{scheme}://crawler:s3cret@127.0.0.1:{}",
-                    socks.port
-                ))
-                .expect("proxy"),
-            )
-            .http_version(HttpVersionPref::Http3Only)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .expect("client");
+        let client = client_for(
+            ca.path(),
+            "h3.test",
+            site.addr.port(),
+            HttpVersionPref::Http3Only,
+            |b| {
+                b.proxy(
+                    Proxy::parse(&format!(
+                        "{scheme}://crawler:s3cret@127.0.0.1:{}",
+                        socks.port
+                    ))
+                    .expect("proxy"),
+                )
+                .connect_timeout(Duration::from_secs(5))
+            },
+        );
         let resp = client
             .get(&format!(
                 "https://h3.test:{}/via-{scheme}",
