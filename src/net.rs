@@ -747,6 +747,33 @@ pub(crate) enum UdpTarget {
     Name(String, u16),
 }
 
+/// Appends a SOCKS5 address (ATYP, address, port: RFC 1928 section 5) for `target`;
+/// `false` for a name longer than 255 bytes, which SOCKS5 cannot carry.
+pub(crate) fn put_socks_address(out: &mut Vec<u8>, target: &SocksTarget<'_>) -> bool {
+    match target {
+        SocksTarget::Addr(SocketAddr::V4(a)) => {
+            out.push(0x01);
+            out.extend_from_slice(&a.ip().octets());
+            out.extend_from_slice(&a.port().to_be_bytes());
+        }
+        SocksTarget::Addr(SocketAddr::V6(a)) => {
+            out.push(0x04);
+            out.extend_from_slice(&a.ip().octets());
+            out.extend_from_slice(&a.port().to_be_bytes());
+        }
+        SocksTarget::Name(name, port) => {
+            let Ok(len) = u8::try_from(name.len()) else {
+                return false;
+            };
+            out.push(0x03);
+            out.push(len);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&port.to_be_bytes());
+        }
+    }
+    true
+}
+
 pub(crate) enum SocksTarget<'a> {
     Addr(SocketAddr),
     Name(&'a str, u16),
@@ -856,26 +883,8 @@ async fn socks5_request<S: Io>(
     let fail = |what: String| Error::proxy(proxy, what);
     let io_fail = |e: std::io::Error| Error::proxy(proxy, format!("SOCKS5 exchange failed: {e}"));
     let mut req = vec![0x05, cmd, 0x00];
-    match target {
-        SocksTarget::Addr(SocketAddr::V4(a)) => {
-            req.push(0x01);
-            req.extend_from_slice(&a.ip().octets());
-            req.extend_from_slice(&a.port().to_be_bytes());
-        }
-        SocksTarget::Addr(SocketAddr::V6(a)) => {
-            req.push(0x04);
-            req.extend_from_slice(&a.ip().octets());
-            req.extend_from_slice(&a.port().to_be_bytes());
-        }
-        SocksTarget::Name(name, port) => {
-            if name.len() > 255 {
-                return Err(fail("host name longer than 255 bytes".into()));
-            }
-            req.push(0x03);
-            req.push(name.len() as u8);
-            req.extend_from_slice(name.as_bytes());
-            req.extend_from_slice(&port.to_be_bytes());
-        }
+    if !put_socks_address(&mut req, &target) {
+        return Err(fail("host name longer than 255 bytes".into()));
     }
     io.write_all(&req).await.map_err(io_fail)?;
     let mut head = [0u8; 4];

@@ -216,10 +216,7 @@ async fn open_tcp(
         None => handshake.await?,
     };
     timings.tls = tls_started.elapsed();
-    if info.resumed {
-        client.counters.tls_resumed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("tls_resumed_total").increment(1);
-    }
+    count_resumption(client, &info);
     if info.alpn.as_deref() == Some("h2") {
         let conn = h2::handshake(stream, &config.profile.http2, priority).await?;
         Pool::lock(&client.pool)
@@ -289,10 +286,7 @@ async fn open_h3(
     };
     // QUIC has no separate connect step: the handshake is the connection.
     timings.tls = started.elapsed();
-    if info.resumed {
-        client.counters.tls_resumed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("tls_resumed_total").increment(1);
-    }
+    count_resumption(client, &info);
     client
         .counters
         .h3_connections
@@ -323,6 +317,14 @@ pub(super) async fn exchange_h3(
         headers: ex.headers,
         body: WireBody::Full(ex.body),
     })
+}
+
+/// Counts a handshake that resumed a TLS session (TCP or QUIC).
+fn count_resumption(client: &ClientInner, info: &crate::tls::TlsInfo) {
+    if info.resumed {
+        client.counters.tls_resumed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("tls_resumed_total").increment(1);
+    }
 }
 
 /// Sends one request on a pooled HTTP/2 connection.

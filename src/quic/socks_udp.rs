@@ -21,31 +21,18 @@ use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 use tokio::io::ReadBuf;
 
-use crate::net::UdpTarget;
+use crate::net::{put_socks_address, SocksTarget, UdpTarget};
 
-/// The SOCKS5 UDP request header for `target` (RSV, FRAG 0, ATYP, address, port).
+/// The SOCKS5 UDP request header for `target` (RSV, FRAG 0, then the address as in a
+/// SOCKS5 request). A name is at most 255 bytes ([`crate::net::Dialer::udp_route`]
+/// refuses longer ones).
 pub(crate) fn udp_header(target: &UdpTarget) -> Vec<u8> {
     let mut h = vec![0, 0, 0];
-    match target {
-        UdpTarget::Addr(SocketAddr::V4(a)) => {
-            h.push(0x01);
-            h.extend_from_slice(&a.ip().octets());
-            h.extend_from_slice(&a.port().to_be_bytes());
-        }
-        UdpTarget::Addr(SocketAddr::V6(a)) => {
-            h.push(0x04);
-            h.extend_from_slice(&a.ip().octets());
-            h.extend_from_slice(&a.port().to_be_bytes());
-        }
-        UdpTarget::Name(name, port) => {
-            // Checked by the caller: a SOCKS5 name is at most 255 bytes.
-            let name = &name.as_bytes()[..name.len().min(255)];
-            h.push(0x03);
-            h.push(name.len() as u8);
-            h.extend_from_slice(name);
-            h.extend_from_slice(&port.to_be_bytes());
-        }
-    }
+    let socks = match target {
+        UdpTarget::Addr(addr) => SocksTarget::Addr(*addr),
+        UdpTarget::Name(name, port) => SocksTarget::Name(name, *port),
+    };
+    put_socks_address(&mut h, &socks);
     h
 }
 
