@@ -292,7 +292,7 @@ async fn serve(conn: quinn::Connection, report: Shared) {
                 conn.close(0x0107u32.into(), b"inspector: too many requests");
                 break;
             }
-            tokio::spawn(serve_request(send, recv, report.clone()));
+            tokio::spawn(serve_request(conn.clone(), send, recv, report.clone()));
         }
         uni.abort();
         drop(control);
@@ -367,7 +367,12 @@ async fn read_uni_streams(conn: quinn::Connection, report: Shared) {
     }
 }
 
-async fn serve_request(mut send: quinn::SendStream, mut recv: quinn::RecvStream, report: Shared) {
+async fn serve_request(
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    report: Shared,
+) {
     let mut request = Http3Request {
         stream_id: u64::from(recv.id()),
         ..Default::default()
@@ -409,17 +414,29 @@ async fn serve_request(mut send: quinn::SendStream, mut recv: quinn::RecvStream,
         let used = buf.len() - r.len();
         buf.drain(..used);
     }
+    let resume = request
+        .fields
+        .iter()
+        .any(|f| f.name == ":path" && f.value == super::RESUME_PATH);
     with_h3(&report, |h| h.requests.push(request));
-    let body = {
+    // HEADERS: prefix 0,0; `:status 200` (static 25) and `content-type` (static 52,
+    // text/html; charset=utf-8, or 46, application/json), both indexed; then DATA.
+    let (content_type, body) = if resume {
+        (52, super::server::RESUME_PAGE.as_bytes().to_vec())
+    } else {
         let r = report.lock().unwrap_or_else(|p| p.into_inner());
-        serde_json::to_vec_pretty(&*r).unwrap_or_default()
+        (46, serde_json::to_vec_pretty(&*r).unwrap_or_default())
     };
-    // HEADERS: prefix 0,0; `:status 200` (static 25) and `content-type:
-    // application/json` (static 46), both indexed; then the report as DATA.
-    let mut out = vec![0x01, 0x04, 0x00, 0x00, 0xc0 | 25, 0xc0 | 46, 0x00];
+    let mut out = vec![0x01, 0x04, 0x00, 0x00, 0xc0 | 25, 0xc0 | content_type, 0x00];
     crate::quic::params::write_varint(&mut out, body.len() as u64);
     out.extend_from_slice(&body);
     if send.write_all(&out).await.is_ok() {
         let _ = send.finish();
+    }
+    if resume {
+        // As over TCP: the page needs one more resource, and the connection is closed
+        // once the page is out, so the browser comes back on a resumed handshake.
+        let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+        conn.close(0x100u32.into(), b"");
     }
 }

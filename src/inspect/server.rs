@@ -50,7 +50,7 @@ pub const RESUME_PATH: &str = "/resume";
 /// headers do not depend on layout, unlike an image's (Chromium boosts images that are
 /// among a page's first five, or in the viewport once laid out). The image after it keeps
 /// the load event (and so `--dump-dom`) waiting until the fetch has gone out.
-const RESUME_PAGE: &str = "<!doctype html><title>resume</title><script>fetch('/after-resume')</script><img src=\"/decoy\">";
+pub(super) const RESUME_PAGE: &str = "<!doctype html><title>resume</title><script>fetch('/after-resume')</script><img src=\"/decoy\">";
 /// A connection idle this long is closed.
 const IDLE: Duration = Duration::from_secs(10);
 

@@ -3,8 +3,8 @@
 //! ClientHello is built by the same profile machinery as TCP ([`crate::tls`]).
 //!
 //! BoringSSL reports secrets and handshake bytes through C callbacks while
-//! `SSL_do_handshake` runs; they are queued in [`Pending`] (reached through the SSL's
-//! ex-data) and handed to quinn in order by [`BoringQuicSession::write_handshake`]:
+//! `SSL_do_handshake` runs; they are queued in `Pending` (reached through the SSL's
+//! ex-data) and handed to quinn in order by `write_handshake` ([`crypto::Session`]):
 //! first the bytes of the level quinn is at, then the keys of the next level once
 //! BoringSSL has installed both directions.
 //!
