@@ -624,7 +624,11 @@ pub fn inspect_h2_frames(data: &[u8]) {
         http3: None,
     };
     let mut wire = Wire::new(&input);
-    let _ = block_on(crate::inspect::server::serve_h2(&mut wire, &mut report));
+    let _ = block_on(crate::inspect::server::serve_h2(
+        &mut wire,
+        &mut report,
+        None,
+    ));
 }
 
 // ===== QUIC and HTTP/3 =====

@@ -444,7 +444,9 @@ fn learn_quic(
             .control_frames
             .get(1)
             .is_some_and(|f| f.starts_with("GREASE"));
-        quic.http3_qpack_streams = h3.uni_streams.iter().any(|s| s.starts_with("qpack"));
+        // Streams opened up front come as a pair; a decoder stream alone is one a browser
+        // opened later (Chromium, to cancel a stream as it exits).
+        quic.http3_qpack_streams = h3.uni_streams.iter().any(|s| s == "qpack-encoder");
     }
     sources.push(format!(
         "QUIC learned from {} connection(s); JA4 {}",

@@ -119,6 +119,7 @@ pub struct Inspector {
     task: tokio::task::JoinHandle<()>,
     quic: Option<tokio::task::JoinHandle<()>>,
     cert_pem: Vec<u8>,
+    offer_h3: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Inspector {
@@ -156,6 +157,9 @@ impl Inspector {
             .map_err(|e| Error::io("local address", e))?;
         let (tx, reports) = mpsc::unbounded_channel();
         let counter = Arc::new(AtomicUsize::new(0));
+        let offer_h3 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let offering = offer_h3.clone();
+        let alt_svc: Arc<str> = format!("h3=\":{}\"; ma=86400", addr.port()).into();
         // HTTP/3 on the same port over UDP, when built with QUIC.
         #[cfg(feature = "quic-server")]
         let quic = Some(super::quic::start(
@@ -170,9 +174,10 @@ impl Inspector {
             while let Ok((tcp, peer)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
+                let alt_svc = offering.load(Ordering::Relaxed).then(|| alt_svc.clone());
                 let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
                 tokio::spawn(async move {
-                    match serve(tcp, peer, n, &acceptor).await {
+                    match serve(tcp, peer, n, &acceptor, alt_svc.as_deref()).await {
                         Ok(report) => {
                             let _ = tx.send(report);
                         }
@@ -189,7 +194,15 @@ impl Inspector {
             task,
             quic,
             cert_pem,
+            offer_h3,
         })
+    }
+
+    /// Offers HTTP/3 on its own port to TCP clients from now on: each JSON answer over
+    /// HTTP/2 carries `alt-svc: h3=":PORT"; ma=86400` (what big sites send), so a
+    /// browser or a mummer session upgrades the way it does on the internet.
+    pub fn offer_http3(&self, on: bool) {
+        self.offer_h3.store(on, Ordering::Relaxed);
     }
 
     /// The bound address.
@@ -273,6 +286,7 @@ async fn serve(
     peer: SocketAddr,
     n: usize,
     acceptor: &SslAcceptor,
+    alt_svc: Option<&str>,
 ) -> std::result::Result<ConnectionReport, BoxError> {
     let mut record = vec![0u8; 5];
     tokio::time::timeout(IDLE, tcp.read_exact(&mut record)).await??;
@@ -311,7 +325,7 @@ async fn serve(
         http3: None,
     };
     if alpn.as_deref() == Some("h2") {
-        serve_h2(&mut tls, &mut report).await?;
+        serve_h2(&mut tls, &mut report, alt_svc).await?;
     } else {
         serve_h1(&mut tls, &mut report).await?;
     }
@@ -372,6 +386,7 @@ fn frame_name(k: u8) -> &'static str {
 pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     report: &mut ConnectionReport,
+    alt_svc: Option<&str>,
 ) -> std::result::Result<(), BoxError> {
     let mut preface = [0u8; 24];
     tokio::time::timeout(IDLE, io.read_exact(&mut preface)).await??;
@@ -528,14 +543,9 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
             if path == Some(RESUME_PATH) {
                 // Answer a page that needs one more resource, then close: the browser
                 // must open a second connection, which resumes the TLS session.
-                respond_h2(
-                    io,
-                    stream,
-                    200,
-                    &[("content-type", "text/html")],
-                    Some(RESUME_PAGE.as_bytes()),
-                )
-                .await?;
+                let mut headers = vec![("content-type", "text/html")];
+                headers.extend(alt_svc.map(|v| ("alt-svc", v)));
+                respond_h2(io, stream, 200, &headers, Some(RESUME_PAGE.as_bytes())).await?;
                 let mut goaway = stream.to_be_bytes().to_vec();
                 goaway.extend_from_slice(&0u32.to_be_bytes());
                 io.write_all(&frame_bytes(kind::GOAWAY, 0, 0, &goaway))
@@ -562,14 +572,9 @@ pub(crate) async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
             let body = serde_json::to_vec_pretty(&*report)?;
-            respond_h2(
-                io,
-                stream,
-                200,
-                &[("content-type", "application/json")],
-                Some(&body),
-            )
-            .await?;
+            let mut headers = vec![("content-type", "application/json")];
+            headers.extend(alt_svc.map(|v| ("alt-svc", v)));
+            respond_h2(io, stream, 200, &headers, Some(&body)).await?;
         }
     }
     if !h2.requests.is_empty() || report.http2.is_none() {
@@ -609,13 +614,20 @@ async fn respond_h2<S: AsyncWrite + Unpin>(
             "etag" => 34,
             "last-modified" => 44,
             "set-cookie" => 55,
-            _ => return Err(std::io::Error::other(format!("no static index for {name}"))),
+            _ => 0,
         };
-        if value.len() > 126 {
-            return Err(std::io::Error::other(format!("{name} value too long")));
+        if value.len() > 126 || name.len() > 126 {
+            return Err(std::io::Error::other(format!("{name} too long")));
         }
-        // Literal without indexing, indexed name (4-bit prefix: 15 + the rest).
-        block.extend_from_slice(&[0x0f, index - 15, value.len() as u8]);
+        if index == 0 {
+            // Literal without indexing, new name (`alt-svc` has no static entry).
+            block.extend_from_slice(&[0x00, name.len() as u8]);
+            block.extend_from_slice(name.as_bytes());
+        } else {
+            // Literal without indexing, indexed name (4-bit prefix: 15 + the rest).
+            block.extend_from_slice(&[0x0f, index - 15]);
+        }
+        block.push(value.len() as u8);
         block.extend_from_slice(value.as_bytes());
     }
     let body = body.unwrap_or_default();
@@ -695,7 +707,7 @@ mod tests {
             (written, theirs)
         });
         let mut report = ConnectionReport::default();
-        let outcome = match serve_h2(&mut ours, &mut report).await {
+        let outcome = match serve_h2(&mut ours, &mut report, None).await {
             Ok(()) => "ok".to_string(),
             Err(e) => e.to_string(),
         };

@@ -11,13 +11,19 @@ pub async fn inspect(args: InspectArgs) -> crate::CliResult {
         }
         _ => mummer::inspect::Inspector::start(args.listen, &args.names).await?,
     };
+    inspector.offer_http3(args.alt_svc);
     if let Some(path) = &args.write_cert {
         std::fs::write(path, inspector.cert_pem())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     eprintln!(
-        "mummer inspect: listening on https://{}",
-        inspector.local_addr()
+        "mummer inspect: listening on https://{} (TCP, and HTTP/3 over UDP on the same port{})",
+        inspector.local_addr(),
+        if args.alt_svc {
+            ", offered with Alt-Svc"
+        } else {
+            ""
+        }
     );
     let mut seen = 0usize;
     let mut reports = Vec::new();

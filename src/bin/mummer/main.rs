@@ -263,6 +263,10 @@ struct InspectArgs {
     /// Write the generated certificate here, for clients' --cacert.
     #[arg(long = "write-cert")]
     write_cert: Option<PathBuf>,
+    /// Offer HTTP/3 on the same port with `Alt-Svc` in the TCP answers, so a browser
+    /// (or a session) upgrades to QUIC as it does on the internet.
+    #[arg(long = "alt-svc")]
+    alt_svc: bool,
     /// Stop after this many connections.
     #[arg(long)]
     count: Option<usize>,
