@@ -64,13 +64,8 @@ pub(super) async fn open_connection(
     timings: &mut Timings,
 ) -> Result<Conn> {
     match client.config.version {
-        HttpVersionPref::Http3Only => {
-            if !target.https {
-                return Err(Error::invalid_input(format!(
-                    "HTTP/3 needs https://, not `{}`",
-                    target.uri
-                )));
-            }
+        // Plain http:// has no HTTP/3: it stays HTTP/1.1, as with curl's --http3-only.
+        HttpVersionPref::Http3Only if target.https => {
             let conn = open_h3(client, &target.host, target.port, key, None, timings).await?;
             drop(dial_permit);
             Ok(conn)

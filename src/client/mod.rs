@@ -57,8 +57,9 @@ pub enum HttpVersionPref {
     Http1Only,
     /// Offer only `h2` (`--http2`); a server without h2 fails the handshake.
     Http2Only,
-    /// HTTP/3 over QUIC only (`--http3-only`): no TCP at all; a server that does not
-    /// answer over UDP fails the request.
+    /// HTTP/3 over QUIC only (`--http3-only`): no TCP to https origins; a server that
+    /// does not answer over UDP fails the request. Plain `http://` has no HTTP/3 and
+    /// stays HTTP/1.1, as with curl.
     Http3Only,
     /// Try HTTP/3 on every https origin before any `Alt-Svc` (`--http3`): QUIC and TCP
     /// race as for an origin that offered HTTP/3 (QUIC first, TCP after a head start),
