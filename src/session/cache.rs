@@ -106,12 +106,28 @@ pub struct CacheRecord {
     /// The URL.
     pub url: String,
     /// The RFC 9111 state of the stored response.
+    #[serde(deserialize_with = "finite_policy")]
     pub policy: CachePolicy,
     /// The stored response headers in order.
     pub headers: Vec<(String, String)>,
     /// The stored body, base64, when bodies are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+}
+
+/// A stored policy as read back, refused when a number in it is not finite: JSON has
+/// no infinity, so `"cache_heuristic": 1e39` (an `f32` overflow) would read as
+/// infinite and then be written as `null`, a snapshot that no longer loads.
+fn finite_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<CachePolicy, D::Error> {
+    use serde::de::Error as _;
+    let policy = <CachePolicy as serde::Deserialize>::deserialize(d)?;
+    let value = serde_json::to_value(&policy).map_err(D::Error::custom)?;
+    if !value["opts"]["cache_heuristic"].is_number() {
+        return Err(D::Error::custom(
+            "opts.cache_heuristic is not a finite number",
+        ));
+    }
+    Ok(policy)
 }
 
 /// The per-session conditional cache.
