@@ -338,14 +338,15 @@ fn pseudo_order(names: &[String]) -> [u8; 4] {
 
 fn quic_failure(host: &str, port: u16, e: quinn::ConnectionError) -> Error {
     let what = format!("{host}:{port}");
+    // TLS alerts travel as QUIC's CRYPTO_ERROR codes, 0x100 + the alert (RFC 9001 4.8).
+    let is_tls = |code: quinn_proto::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
     match e {
         quinn::ConnectionError::TimedOut => {
             Error::connect(&what, "no QUIC answer over UDP (timed out)")
         }
-        quinn::ConnectionError::TransportError(t)
-            if t.code.to_string().contains("crypto") || t.reason.contains("TLS") =>
-        {
-            Error::tls(host, t.reason)
+        quinn::ConnectionError::TransportError(t) if is_tls(t.code) => Error::tls(host, t.reason),
+        quinn::ConnectionError::ConnectionClosed(c) if is_tls(c.error_code) => {
+            Error::tls(host, format!("the server ended the handshake: {c}"))
         }
         other => Error::connect(&what, format!("QUIC: {other}")),
     }

@@ -19,9 +19,14 @@ use support::chromium::{base_args, run_isolated, spki_hash, Browser};
 
 const HOST: &str = "quic.test";
 
-async fn chromium_over_quic(inspector: &mut Inspector) -> ConnectionReport {
+/// Headless Chromium told to use QUIC for the test origin opens `path`; the first
+/// report `wanted` accepts (within 60 s) is returned, the browser killed.
+async fn chromium_over_quic(
+    inspector: &mut Inspector,
+    path: &str,
+    wanted: fn(&ConnectionReport) -> bool,
+) -> ConnectionReport {
     let port = inspector.local_addr().port();
-    let url = format!("https://{HOST}:{port}/");
     let profile_dir = tempfile::tempdir().expect("profile dir");
     let mut args = base_args(&[HOST], profile_dir.path());
     args.retain(|a| a != "--disable-quic" && a != "--ignore-certificate-errors");
@@ -33,7 +38,7 @@ async fn chromium_over_quic(inspector: &mut Inspector) -> ConnectionReport {
             spki_hash(inspector.cert_pem())
         ),
         "--dump-dom".to_string(),
-        url,
+        format!("https://{HOST}:{port}{path}"),
     ]);
     let browser = Browser::start(&args, Stdio::null());
     let mut found = None;
@@ -41,7 +46,7 @@ async fn chromium_over_quic(inspector: &mut Inspector) -> ConnectionReport {
     while found.is_none() {
         let wait = give_up.saturating_duration_since(tokio::time::Instant::now());
         match tokio::time::timeout(wait, inspector.next_report()).await {
-            Ok(Some(report)) if report.quic.is_some() => found = Some(report),
+            Ok(Some(report)) if wanted(&report) => found = Some(report),
             Ok(Some(_)) => continue,
             _ => break,
         }
@@ -50,23 +55,45 @@ async fn chromium_over_quic(inspector: &mut Inspector) -> ConnectionReport {
     found.expect("chromium came over QUIC within 60 s")
 }
 
-/// One request from mummer (`chromium-156-linux`) over `version` to the inspector, and
-/// the report of its connection (over UDP for HTTP/3, over TCP otherwise).
-async fn mummer_visit(inspector: &mut Inspector, version: HttpVersionPref) -> ConnectionReport {
-    let port = inspector.local_addr().port();
-    let ca = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(ca.path(), inspector.cert_pem()).expect("write CA");
-    let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
-        .ca_file(ca.path())
+/// The next report `wanted` accepts, within 20 s of each other report.
+async fn next_report_where(
+    inspector: &mut Inspector,
+    wanted: fn(&ConnectionReport) -> bool,
+) -> ConnectionReport {
+    loop {
+        let report = tokio::time::timeout(Duration::from_secs(20), inspector.next_report())
+            .await
+            .expect("the connection ended")
+            .expect("inspector running");
+        if wanted(&report) {
+            return report;
+        }
+    }
+}
+
+/// A `chromium-156-linux` client that trusts the inspector (through `ca`, which must
+/// outlive it) and finds the test host on 127.0.0.1.
+fn mummer_client(inspector: &Inspector, ca: &std::path::Path, version: HttpVersionPref) -> Client {
+    std::fs::write(ca, inspector.cert_pem()).expect("write CA");
+    Client::builder(Profile::named("chromium-156-linux").expect("profile"))
+        .ca_file(ca)
         .resolve(
-            format!("{HOST}:{port}:127.0.0.1")
+            format!("{HOST}:{}:127.0.0.1", inspector.local_addr().port())
                 .parse::<ResolveOverride>()
                 .expect("resolve"),
         )
         .http_version(version)
         .connect_timeout(Duration::from_secs(10))
         .build()
-        .expect("client");
+        .expect("client")
+}
+
+/// One request from mummer (`chromium-156-linux`) over `version` to the inspector, and
+/// the report of its connection (over UDP for HTTP/3, over TCP otherwise).
+async fn mummer_visit(inspector: &mut Inspector, version: HttpVersionPref) -> ConnectionReport {
+    let port = inspector.local_addr().port();
+    let ca = tempfile::NamedTempFile::new().expect("temp file");
+    let client = mummer_client(inspector, ca.path(), version);
     let resp = client
         .get(&format!("https://{HOST}:{port}/"))
         .send()
@@ -74,15 +101,10 @@ async fn mummer_visit(inspector: &mut Inspector, version: HttpVersionPref) -> Co
         .expect("mummer visits the inspector");
     assert_eq!(resp.status(), 200);
     drop(client);
-    let over_udp = version == HttpVersionPref::Http3Only;
-    loop {
-        let report = tokio::time::timeout(Duration::from_secs(20), inspector.next_report())
-            .await
-            .expect("the connection ended")
-            .expect("inspector running");
-        if report.quic.is_some() == over_udp {
-            return report;
-        }
+    if version == HttpVersionPref::Http3Only {
+        next_report_where(inspector, |r| r.quic.is_some()).await
+    } else {
+        next_report_where(inspector, |r| r.quic.is_none()).await
     }
 }
 
@@ -101,7 +123,7 @@ fn chromium_and_mummer_speak_http3_alike() {
         let mut inspector = Inspector::start("127.0.0.1:0".parse().expect("addr"), &[HOST.into()])
             .await
             .expect("inspector");
-        let chromium = chromium_over_quic(&mut inspector).await;
+        let chromium = chromium_over_quic(&mut inspector, "/", |r| r.quic.is_some()).await;
         let ours = mummer_visit(&mut inspector, HttpVersionPref::Http3Only).await;
         eprintln!(
             "chromium: {}\nmummer: {}",
@@ -299,48 +321,14 @@ fn chromium_and_mummer_resume_quic_alike() {
         let port = inspector.local_addr().port();
         // Chromium: the /resume page is served and its connection closed, so the page's
         // fetch comes back on a second QUIC connection that resumes the first one.
-        let profile_dir = tempfile::tempdir().expect("profile dir");
-        let mut args = base_args(&[HOST], profile_dir.path());
-        args.retain(|a| a != "--disable-quic" && a != "--ignore-certificate-errors");
-        args.extend([
-            "--enable-quic".to_string(),
-            format!("--origin-to-force-quic-on={HOST}:{port}"),
-            format!(
-                "--ignore-certificate-errors-spki-list={}",
-                spki_hash(inspector.cert_pem())
-            ),
-            "--dump-dom".to_string(),
-            format!("https://{HOST}:{port}{}", mummer::inspect::RESUME_PATH),
-        ]);
-        let browser = Browser::start(&args, Stdio::null());
-        let mut chromium = None;
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
-        while chromium.is_none() {
-            let wait = give_up.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(wait, inspector.next_report()).await {
-                Ok(Some(r)) if r.quic.is_some() && r.client_hello.psk_identities.is_some() => {
-                    chromium = Some(r)
-                }
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
-        }
-        drop(browser);
-        let chromium = chromium.expect("chromium resumed over QUIC within 60 s");
+        let resumed: fn(&ConnectionReport) -> bool =
+            |r| r.quic.is_some() && r.client_hello.psk_identities.is_some();
+        let chromium =
+            chromium_over_quic(&mut inspector, mummer::inspect::RESUME_PATH, resumed).await;
 
         // mummer: two QUIC connections, the second resuming from the first's ticket.
         let ca = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(ca.path(), inspector.cert_pem()).expect("write CA");
-        let client = Client::builder(Profile::named("chromium-156-linux").expect("profile"))
-            .ca_file(ca.path())
-            .resolve(
-                format!("{HOST}:{port}:127.0.0.1")
-                    .parse::<ResolveOverride>()
-                    .expect("resolve"),
-            )
-            .http_version(HttpVersionPref::Http3Only)
-            .build()
-            .expect("client");
+        let client = mummer_client(&inspector, ca.path(), HttpVersionPref::Http3Only);
         let url = format!("https://{HOST}:{port}/");
         client.get(&url).send().await.expect("first");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -348,17 +336,7 @@ fn chromium_and_mummer_resume_quic_alike() {
         let second = client.get(&url).send().await.expect("second");
         assert!(second.tls().is_some_and(|t| t.resumed), "mummer resumed");
         drop(client);
-        let mut ours = None;
-        while ours.is_none() {
-            let r = tokio::time::timeout(Duration::from_secs(20), inspector.next_report())
-                .await
-                .expect("reports")
-                .expect("inspector running");
-            if r.quic.is_some() && r.client_hello.psk_identities.is_some() {
-                ours = Some(r);
-            }
-        }
-        let ours = ours.expect("a resumed report");
+        let ours = next_report_where(&mut inspector, resumed).await;
         eprintln!(
             "chromium resumed: {}\nmummer resumed: {}",
             serde_json::to_string(&chromium.client_hello).unwrap_or_default(),
